@@ -1,0 +1,83 @@
+// The policy document as validated by config/network-egress.schema.json, with defaults applied.
+// Field names follow the policy file (snake_case) so errors and docs speak the same words.
+
+export interface Limits {
+  max_response_bytes: number;
+  max_request_bytes: number;
+  connect_timeout_ms: number;
+  idle_timeout_ms: number;
+  dns_timeout_ms: number;
+  header_timeout_ms: number;
+  /** 0 = no total deadline per request */
+  request_timeout_ms: number;
+  max_connections_per_tool: number;
+  /** 0 = unlimited */
+  requests_per_minute: number;
+}
+
+export type SecretSource = { env: string } | { file: string };
+
+export interface SecretDoc {
+  from: SecretSource;
+  hosts: string[];
+  require: boolean;
+  inject?: { header: string; format: string };
+  placeholder: string;
+}
+
+export interface RuleDoc {
+  host: string;
+  ports?: number[];
+  methods?: string[];
+  paths?: string[];
+  sha256?: string;
+  limits?: Partial<Limits>;
+}
+
+export interface ToolDoc {
+  token_sha256?: string;
+  token_env?: string;
+  secrets: string[];
+  allow: RuleDoc[];
+  limits?: Partial<Limits>;
+  protected?: boolean;
+}
+
+export interface PolicyDoc {
+  version: 1;
+  strict: boolean;
+  on_violation: 'block' | 'review';
+  network: {
+    private_ip: 'deny' | 'allow';
+    allow_private_cidrs: string[];
+    dns_servers: string[];
+    allow_ports: number[];
+  };
+  tls: { upstream_ca: string | null };
+  limits: Limits;
+  secrets: Record<string, SecretDoc>;
+  tools: Record<string, ToolDoc>;
+  include?: string[];
+}
+
+/** A loaded policy: the document plus where it came from. */
+export interface LoadedPolicy {
+  doc: PolicyDoc;
+  /** absolute path of the base policy file */
+  file: string;
+  /** sha256 hex over the base file's bytes */
+  sha256: string;
+  loadedAt: Date;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  max_response_bytes: 10 * 1024 * 1024,
+  max_request_bytes: 1024 * 1024,
+  connect_timeout_ms: 5000,
+  idle_timeout_ms: 60000,
+  dns_timeout_ms: 5000,
+  header_timeout_ms: 10000,
+  request_timeout_ms: 0,
+  max_connections_per_tool: 256,
+  requests_per_minute: 0,
+};

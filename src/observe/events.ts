@@ -1,0 +1,53 @@
+// What the data path reports. Observability (audit, metrics, logs) subscribes through Observer;
+// the data path never imports prom-client or the audit sink.
+import type { DenyReason, UpstreamError } from '../policy/reasons.js';
+import type { Verdict } from '../policy/types.js';
+
+export const AUDIT_TYPES = [
+  'net.req',
+  'net.tunnel',
+  'policy.violation',
+  'secret.use',
+  'limit.exceeded',
+  'policy.load',
+  'policy.reload_failed',
+  'policy.drift',
+] as const;
+export type AuditType = (typeof AUDIT_TYPES)[number];
+
+/** One audit event as the data path reports it; the sink adds ts, seq, policy_sha256, prev, hash. */
+export interface AuditInput {
+  type: AuditType;
+  request_id?: string | null;
+  tool?: string | null;
+  decision?: Verdict | null;
+  reason?: DenyReason | UpstreamError | null;
+  method?: string | null;
+  scheme?: 'http' | 'https' | null;
+  host?: string | null;
+  port?: number | null;
+  /** path with query values redacted */
+  path?: string | null;
+  ip?: string | null;
+  status?: number | null;
+  bytes_up?: number | null;
+  bytes_down?: number | null;
+  duration_ms?: number | null;
+  rule?: string | null;
+  /** secret alias, never a value */
+  secret?: string | null;
+  /** where a secret was used: header:Authorization, query, body */
+  where?: string | null;
+  /** a human sentence (reload errors, limit details); scrubbed of secret values */
+  detail?: string | null;
+  /** the other hash of a drift, or of a reload */
+  expected_sha256?: string | null;
+}
+
+export interface Observer {
+  event(e: AuditInput): void;
+  connectionOpened(tool: string | null): void;
+  connectionClosed(tool: string | null): void;
+  upstreamDuration(tool: string, seconds: number): void;
+  certIssued(): void;
+}
