@@ -1,0 +1,345 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import fc from 'fast-check';
+import {
+  AuditSink,
+  GENESIS_HASH,
+  formatVerifyResult,
+  redactQuery,
+  verifyAuditFiles,
+  type AuditSinkOptions,
+} from '../../src/observe/audit.js';
+import type { AuditInput } from '../../src/observe/events.js';
+
+const POLICY = 'a'.repeat(64);
+const FIELD_ORDER = [
+  'ts', 'seq', 'type', 'request_id', 'tool', 'decision', 'reason', 'method', 'scheme', 'host', 'port',
+  'path', 'ip', 'status', 'bytes_up', 'bytes_down', 'duration_ms', 'rule', 'secret', 'policy_sha256',
+];
+
+function requestEvent(i: number): AuditInput {
+  return {
+    type: 'net.req',
+    request_id: `req-${i}`,
+    tool: 'web-fetch',
+    decision: 'allow',
+    method: 'GET',
+    scheme: 'https',
+    host: 'api.github.com',
+    port: 443,
+    path: `/repos/${i}`,
+    ip: '140.82.112.5',
+    status: 200,
+    bytes_up: 10,
+    bytes_down: 100 + i,
+    duration_ms: 12,
+    rule: 'web-fetch.allow[0]',
+  };
+}
+
+async function writeEvents(opts: AuditSinkOptions, count: number, from = 0): Promise<void> {
+  const sink = await AuditSink.open(opts);
+  for (let i = from; i < from + count; i++) sink.write(requestEvent(i), POLICY);
+  await sink.close();
+}
+
+function lines(file: string): string[] {
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+}
+
+function writeLines(file: string, content: string[]): void {
+  fs.writeFileSync(file, content.map((l) => `${l}\n`).join(''));
+}
+
+t.test('redactQuery keeps keys and replaces values', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['/a', '/a'],
+    ['/a?q=x', '/a?q=REDACTED'],
+    ['/a?q=x&token=secret', '/a?q=REDACTED&token=REDACTED'],
+    ['/a?flag&k=', '/a?flag&k=REDACTED'],
+    ['/a?k=v=w', '/a?k=REDACTED'],
+    ['/?', '/?'],
+    ['/a?x=1?y=2', '/a?x=REDACTED'],
+  ];
+  for (const [input, expected] of cases) t.equal(redactQuery(input), expected, input);
+  fc.assert(
+    fc.property(fc.string(), fc.string({ minLength: 1 }), (key, value) => {
+      const safeKey = key.replace(/[&=?]/g, '');
+      const out = redactQuery(`/p?${safeKey}=${value.replace(/&/g, '')}`);
+      return out === `/p?${safeKey}=REDACTED`;
+    }),
+  );
+});
+
+t.test('100 chained events verify; fields complete and in order', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file }, 100);
+  const all = lines(file);
+  t.equal(all.length, 100);
+  t.same(verifyAuditFiles([file]), { ok: true, records: 100, firstSeq: 1, lastSeq: 100 });
+  t.equal(formatVerifyResult(verifyAuditFiles([file])), 'ok: 100 records, seq 1..100');
+
+  const first = JSON.parse(all[0]!);
+  t.same(Object.keys(first), [...FIELD_ORDER, 'prev', 'hash']);
+  t.equal(first.seq, 1);
+  t.equal(first.prev, GENESIS_HASH);
+  t.equal(first.secret, null, 'absent field is null');
+  t.equal(first.reason, null);
+  t.equal(first.policy_sha256, POLICY);
+  t.match(first.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  // The documented canonical form, recomputed independently.
+  const { hash, ...withoutHash } = first;
+  t.equal(hash, createHash('sha256').update(GENESIS_HASH + JSON.stringify(withoutHash)).digest('hex'));
+  const second = JSON.parse(all[1]!);
+  t.equal(second.seq, 2);
+  t.equal(second.prev, first.hash);
+});
+
+t.test('extras appear only when set, between policy_sha256 and prev', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const sink = await AuditSink.open({ file });
+  sink.write({ type: 'secret.use', tool: 'web-fetch', secret: 'github', where: 'header:Authorization' }, POLICY);
+  sink.write({ type: 'policy.reload_failed', detail: 'bad yaml at line 3', expected_sha256: 'b'.repeat(64) }, null);
+  sink.write({ type: 'policy.load' }, POLICY);
+  await sink.close();
+  const [use, failed, load] = lines(file).map((l) => JSON.parse(l));
+  t.same(Object.keys(use), [...FIELD_ORDER, 'where', 'prev', 'hash']);
+  t.equal(use.where, 'header:Authorization');
+  t.same(Object.keys(failed), [...FIELD_ORDER, 'detail', 'expected_sha256', 'prev', 'hash']);
+  t.equal(failed.policy_sha256, null);
+  t.same(Object.keys(load), [...FIELD_ORDER, 'prev', 'hash']);
+  t.equal(load.tool, null);
+  t.equal(verifyAuditFiles([file]).ok, true);
+});
+
+t.test('tampering is reported at the exact line', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file }, 100);
+  const original = lines(file);
+
+  t.test('deleting line 37 fails at line 37 (where record 38 now sits)', async (t) => {
+    const edited = path.join(dir, 'deleted.log');
+    writeLines(edited, original.filter((_, i) => i !== 36));
+    const result = verifyAuditFiles([edited]);
+    t.same(result, { ok: false, file: edited, line: 37, why: 'seq 38 follows seq 36 (a record is missing, added or out of order)' });
+    t.equal(formatVerifyResult(result), `${edited}:37: seq 38 follows seq 36 (a record is missing, added or out of order)`);
+  });
+
+  t.test('editing a field fails at that line', async (t) => {
+    const edited = path.join(dir, 'edited.log');
+    writeLines(edited, original.map((l, i) => (i === 49 ? l.replace('"status":200', '"status":403') : l)));
+    t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 50, why: 'hash mismatch (record altered)' });
+  });
+
+  t.test('editing a record and re-hashing it breaks the next link', async (t) => {
+    const edited = path.join(dir, 'rehashed.log');
+    const record = JSON.parse(original[19]!);
+    const { hash: _old, ...rest } = record;
+    rest.host = 'evil.example';
+    const canonical = JSON.stringify(rest);
+    const hash = createHash('sha256').update(rest.prev + canonical).digest('hex');
+    const forged = `${canonical.slice(0, -1)},"hash":"${hash}"}`;
+    writeLines(edited, original.map((l, i) => (i === 19 ? forged : l)));
+    t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 21, why: "prev does not match the previous record's hash" });
+  });
+
+  t.test('swapping two lines fails at the first of them', async (t) => {
+    const edited = path.join(dir, 'swapped.log');
+    const swapped = [...original];
+    [swapped[9], swapped[10]] = [swapped[10]!, swapped[9]!];
+    writeLines(edited, swapped);
+    t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 10, why: 'seq 11 follows seq 9 (a record is missing, added or out of order)' });
+  });
+
+  t.test('garbage, blank and torn lines', async (t) => {
+    const garbage = path.join(dir, 'garbage.log');
+    writeLines(garbage, [original[0]!, 'not json', original[2]!]);
+    t.same(verifyAuditFiles([garbage]), { ok: false, file: garbage, line: 2, why: 'not JSON' });
+    const blank = path.join(dir, 'blank.log');
+    writeLines(blank, [original[0]!, '', original[1]!]);
+    t.same(verifyAuditFiles([blank]), { ok: false, file: blank, line: 2, why: 'empty line' });
+    const torn = path.join(dir, 'torn.log');
+    fs.writeFileSync(torn, `${original[0]}\n${original[1]!.slice(0, 40)}`);
+    t.same(verifyAuditFiles([torn]), { ok: false, file: torn, line: 2, why: 'incomplete last record (no newline)' });
+    const noHash = path.join(dir, 'nohash.log');
+    writeLines(noHash, [original[0]!.replace(/,"hash":"[0-9a-f]{64}"\}$/, '}')]);
+    t.same(verifyAuditFiles([noHash]), { ok: false, file: noHash, line: 1, why: '"hash" is missing or not the last field' });
+    const badStart = path.join(dir, 'badstart.log');
+    const firstRecord = JSON.parse(original[0]!);
+    writeLines(badStart, [original[0]!.replace(firstRecord.prev, 'f'.repeat(64))]);
+    t.same(verifyAuditFiles([badStart]), { ok: false, file: badStart, line: 1, why: 'first record (seq 1) must have prev of 64 zeros' });
+    t.same(verifyAuditFiles([path.join(dir, 'missing.log')]), { ok: false, file: path.join(dir, 'missing.log'), line: 0, why: 'cannot read (ENOENT)' });
+  });
+});
+
+t.test('reopening appends and continues seq and prev', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file }, 5);
+  const sink = await AuditSink.open({ file });
+  t.equal(sink.head.seq, 5);
+  sink.write(requestEvent(5), POLICY);
+  await sink.close();
+  const all = lines(file).map((l) => JSON.parse(l));
+  t.equal(all.length, 6);
+  t.equal(all[5].seq, 6);
+  t.equal(all[5].prev, all[4].hash);
+  t.same(verifyAuditFiles([file]), { ok: true, records: 6, firstSeq: 1, lastSeq: 6 });
+  t.throws(() => sink.write(requestEvent(6), POLICY), { code: 'AUDIT_CLOSED' });
+});
+
+t.test('open refuses a torn or foreign tail', async (t) => {
+  const dir = t.testdir();
+  const torn = path.join(dir, 'torn.log');
+  fs.writeFileSync(torn, '{"seq":1,"hash":"ab');
+  await t.rejects(AuditSink.open({ file: torn }), { code: 'AUDIT_TORN_TAIL' });
+  const foreign = path.join(dir, 'foreign.log');
+  fs.writeFileSync(foreign, 'hello\n');
+  await t.rejects(AuditSink.open({ file: foreign }), { code: 'AUDIT_BAD_TAIL' });
+  const noSeq = path.join(dir, 'noseq.log');
+  fs.writeFileSync(noSeq, '{"hash":"x"}\n');
+  await t.rejects(AuditSink.open({ file: noSeq }), { code: 'AUDIT_BAD_TAIL' });
+});
+
+t.test('a long last line is found by reading the tail backwards', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const sink = await AuditSink.open({ file });
+  sink.write(requestEvent(0), POLICY);
+  sink.write({ type: 'policy.reload_failed', detail: 'x'.repeat(200_000) }, POLICY);
+  await sink.close();
+  const again = await AuditSink.open({ file });
+  t.equal(again.head.seq, 2);
+  again.write(requestEvent(2), POLICY);
+  await again.close();
+  t.same(verifyAuditFiles([file]), { ok: true, records: 3, firstSeq: 1, lastSeq: 3 });
+});
+
+t.test('rotation keeps one chain across files', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file, maxBytes: 4096 }, 60);
+  const rotated = fs.readdirSync(dir).filter((f) => f.startsWith('audit.log.')).sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
+  t.ok(rotated.length >= 3, `several rotated files (${rotated.length})`);
+  const ordered = [...rotated.map((f) => path.join(dir, f)), file];
+  for (const f of ordered) t.ok(fs.statSync(f).size <= 4096, `${path.basename(f)} within maxBytes`);
+  const total = ordered.reduce((n, f) => n + lines(f).length, 0);
+  t.equal(total, 60);
+  t.same(verifyAuditFiles(ordered), { ok: true, records: 60, firstSeq: 1, lastSeq: 60 });
+
+  const firstOfCurrent = JSON.parse(lines(file)[0]!);
+  const lastOfPrevious = JSON.parse(lines(ordered[ordered.length - 2]!).pop()!);
+  t.equal(firstOfCurrent.prev, lastOfPrevious.hash, 'fresh file chains onto the rotated one');
+
+  const withoutMiddle = ordered.filter((_, i) => i !== 1);
+  const result = verifyAuditFiles(withoutMiddle);
+  t.equal(result.ok, false);
+  if (!result.ok) {
+    t.equal(result.file, ordered[2]);
+    t.equal(result.line, 1);
+    t.match(result.why, /^seq \d+ follows seq \d+/);
+  }
+
+  // Restart after rotation continues the same chain.
+  await writeEvents({ file, maxBytes: 4096 }, 5, 60);
+  const after = fs.readdirSync(dir).filter((f) => f.startsWith('audit.log.')).sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
+  t.same(verifyAuditFiles([...after.map((f) => path.join(dir, f)), file]), { ok: true, records: 65, firstSeq: 1, lastSeq: 65 });
+});
+
+t.test('rotation keeps at most `keep` files; a pruned chain verifies from its first record', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file, maxBytes: 1024, keep: 2 }, 40);
+  const names = fs.readdirSync(dir).sort();
+  t.same(names, ['audit.log', 'audit.log.1', 'audit.log.2']);
+  const result = verifyAuditFiles([path.join(dir, 'audit.log.2'), path.join(dir, 'audit.log.1'), file]);
+  t.equal(result.ok, true);
+  if (result.ok) {
+    t.equal(result.lastSeq, 40);
+    t.ok(result.firstSeq! > 1);
+  }
+});
+
+t.test('an empty current file after rotation continues from audit.log.1', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file }, 3);
+  fs.renameSync(file, `${file}.1`);
+  fs.writeFileSync(file, '');
+  await writeEvents({ file }, 2, 3);
+  t.same(verifyAuditFiles([`${file}.1`, file]), { ok: true, records: 5, firstSeq: 1, lastSeq: 5 });
+});
+
+t.test('close() loses nothing written just before it', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  for (const fsync of ['never', 'always', 'interval'] as const) {
+    const sink = await AuditSink.open({ file, fsync });
+    for (let i = 0; i < 10_000; i++) sink.write(requestEvent(i), POLICY);
+    await sink.close();
+  }
+  t.equal(lines(file).length, 30_000);
+  t.same(verifyAuditFiles([file]), { ok: true, records: 30_000, firstSeq: 1, lastSeq: 30_000 });
+});
+
+t.test('flush() resolves with every record on disk', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const sink = await AuditSink.open({ file, maxBytes: 256 * 1024 });
+  for (let i = 0; i < 2000; i++) sink.write(requestEvent(i), POLICY);
+  await sink.flush();
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith('audit.log'));
+  t.ok(files.length > 1 && files.length <= 11, `rotated, none pruned (${files.length} files)`);
+  const count = files.reduce((n, f) => n + lines(path.join(dir, f)).length, 0);
+  t.equal(count, 2000);
+  await sink.close();
+});
+
+t.test('scrub keeps secret values out of the file; query values redacted', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const secretValue = 'ghp_FAKE0123456789abcdef';
+  const sink = await AuditSink.open({ file, scrub: (s) => s.split(secretValue).join('__sluice_secret_github__') });
+  sink.write(
+    {
+      type: 'policy.violation',
+      tool: 'web-fetch',
+      decision: 'deny',
+      reason: 'secret_leak',
+      host: `${secretValue}.evil.example`,
+      path: `/x/${secretValue}?token=${secretValue}&q=hello`,
+      detail: `saw ${secretValue} in the body`,
+    },
+    POLICY,
+  );
+  await sink.close();
+  const text = fs.readFileSync(file, 'utf8');
+  t.notOk(text.includes(secretValue), 'secret value absent');
+  t.notOk(text.includes('hello'), 'query value absent');
+  const record = JSON.parse(text);
+  t.equal(record.path, '/x/__sluice_secret_github__?token=REDACTED&q=REDACTED');
+  t.equal(record.detail, 'saw __sluice_secret_github__ in the body');
+  t.equal(record.host, '__sluice_secret_github__.evil.example');
+  t.equal(verifyAuditFiles([file]).ok, true);
+});
+
+t.test('a failing destination is reported once and later writes throw', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const errors: Error[] = [];
+  const sink = await AuditSink.open({ file, maxBytes: 512, keep: 1, onError: (err) => errors.push(err) });
+  sink.write(requestEvent(0), POLICY);
+  // Rotation cannot rename the file onto a non-empty directory that is in the way.
+  fs.mkdirSync(`${file}.1`);
+  fs.writeFileSync(path.join(`${file}.1`, 'x'), 'x');
+  sink.write(requestEvent(1), POLICY);
+  t.equal(errors.length, 1);
+  t.throws(() => sink.write(requestEvent(2), POLICY), { code: 'AUDIT_WRITE_FAILED' });
+  await t.rejects(sink.close(), { code: 'AUDIT_WRITE_FAILED' });
+  t.equal(lines(file).length, 2, 'the record written at the failed rotation still landed');
+});
