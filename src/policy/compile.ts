@@ -1,0 +1,229 @@
+// PolicyDoc → CompiledPolicy, once per load. Everything the hot path needs is precomputed here:
+// canonical host patterns indexed by exact host and by wildcard suffix, allowed ports per rule,
+// path globs as RegExp, merged limits. A CompiledPolicy is immutable and replaced on reload; its
+// only mutable part is the per-tool route memo, which dies with it.
+import { LRUCache } from 'lru-cache';
+import type { CanonicalHost } from '../net/host.js';
+import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
+import { canonicalHostOnly, compileHostPattern, patternCovers, type HostPattern } from './host-match.js';
+import { compilePathGlob, type PathGlob } from './path.js';
+
+/** A policy that does not compile is invalid: the loader reports this like a schema error. */
+export class PolicyCompileError extends Error {
+  override readonly name = 'PolicyCompileError';
+  /** where in the policy, e.g. "tools.web-fetch.allow[2].host" */
+  readonly where: string;
+  constructor(where: string, message: string) {
+    super(`${where}: ${message}`);
+    this.where = where;
+  }
+}
+
+export interface CompiledRule {
+  /** "web-fetch.allow[2]" */
+  readonly id: string;
+  /** position in the tool's allow list: the first satisfied rule (file order) wins */
+  readonly index: number;
+  readonly host: HostPattern;
+  /** the port named in the host, else the rule's ports, else network.allow_ports */
+  readonly ports: readonly number[];
+  /** upper case; null = any method */
+  readonly methods: readonly string[] | null;
+  /** null = any path */
+  readonly paths: readonly PathGlob[] | null;
+  readonly sha256: string | null;
+  /** policy, then tool, then rule limits */
+  readonly limits: Readonly<Limits>;
+  /** methods, paths or a digest: sluice has to see inside HTTPS to enforce this rule */
+  readonly inspects: boolean;
+}
+
+/** What one tool may reach at one (host, port), as far as host and port decide it. */
+export interface Route {
+  /** null when the request host is not a valid host (the request is a bad_request) */
+  readonly host: CanonicalHost | null;
+  /** rules whose host pattern matches, file order */
+  readonly byHost: readonly CompiledRule[];
+  /** of those, the rules that allow the port */
+  readonly byPort: readonly CompiledRule[];
+  /** granted aliases whose secret hosts cover (host, port), in grant order */
+  readonly secrets: readonly string[];
+}
+
+const ROUTE_MEMO_SIZE = 4096;
+const NO_RULES: readonly CompiledRule[] = Object.freeze([]);
+const NO_SECRETS: readonly string[] = Object.freeze([]);
+const INVALID_ROUTE: Route = Object.freeze({ host: null, byHost: NO_RULES, byPort: NO_RULES, secrets: NO_SECRETS });
+
+export class CompiledTool {
+  readonly name: string;
+  readonly token_sha256: string | null;
+  readonly token_env: string | null;
+  readonly protected: boolean;
+  /** aliases this tool may use, as declared */
+  readonly secrets: readonly string[];
+  readonly rules: readonly CompiledRule[];
+  /** policy, then tool limits: what applies when no rule does */
+  readonly limits: Readonly<Limits>;
+
+  readonly #exact = new Map<string, CompiledRule[]>();
+  readonly #subdomains = new Map<string, CompiledRule[]>();
+  readonly #any: CompiledRule[] = [];
+  readonly #secretPatterns: ReadonlyArray<readonly [alias: string, hosts: readonly HostPattern[]]>;
+  // Keyed on the host as the client wrote it, so a hit skips canonicalization too. Per tool, so
+  // one tool churning hosts only evicts its own entries.
+  readonly #routes = new LRUCache<string, Route>({ max: ROUTE_MEMO_SIZE });
+
+  constructor(name: string, doc: ToolDoc, policy: PolicyDoc, secretPatterns: ReadonlyMap<string, readonly HostPattern[]>) {
+    this.name = name;
+    this.token_sha256 = doc.token_sha256 ?? null;
+    this.token_env = doc.token_env ?? null;
+    this.protected = doc.protected ?? false;
+    this.secrets = Object.freeze([...doc.secrets]);
+    this.limits = mergeLimits(policy.limits, doc.limits);
+    this.#secretPatterns = doc.secrets.map((alias) => {
+      const hosts = secretPatterns.get(alias);
+      if (!hosts) throw new PolicyCompileError(`tools.${name}.secrets`, `secret "${alias}" is not defined under secrets`);
+      return [alias, hosts] as const;
+    });
+    this.rules = Object.freeze(doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)));
+    for (const rule of this.rules) {
+      const { host } = rule;
+      if (host.kind === 'any') this.#any.push(rule);
+      else if (host.kind === 'exact') appendTo(this.#exact, host.host, rule);
+      else appendTo(this.#subdomains, host.suffix, rule);
+    }
+  }
+
+  /** Rules whose host pattern matches a canonical host, file order. */
+  rulesForHost(host: CanonicalHost): readonly CompiledRule[] {
+    const found: CompiledRule[] = [...(this.#exact.get(host.host) ?? []), ...this.#any];
+    if (host.kind === 'name') {
+      // Walk the parent suffixes: "a.b.example.com" looks up "b.example.com", "example.com", "com".
+      for (let dot = host.host.indexOf('.'); dot !== -1; dot = host.host.indexOf('.', dot + 1)) {
+        found.push(...(this.#subdomains.get(host.host.slice(dot + 1)) ?? []));
+      }
+    }
+    return found.sort((a, b) => a.index - b.index);
+  }
+
+  /** Host and port facts for a raw request host (memoized); port must be a valid TCP port. */
+  route(rawHost: string, port: number): Route {
+    const key = `${port}|${rawHost}`;
+    const known = this.#routes.get(key);
+    if (known) return known;
+    const route = this.#computeRoute(rawHost, port);
+    this.#routes.set(key, route);
+    return route;
+  }
+
+  #computeRoute(rawHost: string, port: number): Route {
+    const host = canonicalHostOnly(rawHost);
+    if (!host) return INVALID_ROUTE;
+    const byHost = Object.freeze(this.rulesForHost(host));
+    const byPort = Object.freeze(byHost.filter((rule) => rule.ports.includes(port)));
+    const secrets = Object.freeze(
+      this.#secretPatterns
+        .filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port)))
+        .map(([alias]) => alias),
+    );
+    return Object.freeze({ host, byHost, byPort, secrets });
+  }
+}
+
+export class CompiledPolicy {
+  readonly doc: PolicyDoc;
+  readonly sha256: string;
+  readonly tools: ReadonlyMap<string, CompiledTool>;
+  /** every defined secret, alias → declaration (values are resolved elsewhere) */
+  readonly secrets: ReadonlyMap<string, SecretDoc>;
+  /** policy-level limits with defaults */
+  readonly limits: Readonly<Limits>;
+
+  constructor(doc: PolicyDoc, sha256: string) {
+    this.doc = doc;
+    this.sha256 = sha256;
+    this.limits = mergeLimits(doc.limits, undefined);
+    this.secrets = new Map(Object.entries(doc.secrets));
+    const secretPatterns = new Map<string, readonly HostPattern[]>();
+    for (const [alias, secret] of this.secrets) {
+      secretPatterns.set(
+        alias,
+        secret.hosts.map((text, i) => {
+          const pattern = compileHostPattern(text);
+          if (!pattern) throw new PolicyCompileError(`secrets.${alias}.hosts[${i}]`, `"${text}" is not a host pattern`);
+          return pattern;
+        }),
+      );
+    }
+    this.tools = new Map(
+      Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]),
+    );
+  }
+
+  /**
+   * Aliases granted to tool whose secret hosts cover (host, port); host as the client wrote it.
+   * Empty for an unknown tool or an invalid host.
+   */
+  secretsFor(tool: string, host: string, port: number): readonly string[] {
+    const compiled = this.tools.get(tool);
+    if (!compiled || !isPort(port)) return NO_SECRETS;
+    return compiled.route(host, port).secrets;
+  }
+}
+
+export function compilePolicy(doc: PolicyDoc, sha256: string): CompiledPolicy {
+  return new CompiledPolicy(doc, sha256);
+}
+
+export function isPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limits, policy: PolicyDoc): CompiledRule {
+  const id = `${tool}.allow[${index}]`;
+  const where = `tools.${tool}.allow[${index}]`;
+  const host = compileHostPattern(doc.host);
+  if (!host) throw new PolicyCompileError(`${where}.host`, `"${doc.host}" is not a host name, "*.domain", IP literal or "[IPv6]", with an optional ":port"`);
+  const ports = host.port !== null ? [host.port] : (doc.ports ?? policy.network.allow_ports);
+  for (const port of ports) {
+    if (!isPort(port)) throw new PolicyCompileError(`${where}.ports`, `${port} is not a TCP port`);
+  }
+  const paths =
+    doc.paths?.map((pattern, i) => {
+      try {
+        return compilePathGlob(pattern);
+      } catch (error) {
+        throw new PolicyCompileError(`${where}.paths[${i}]`, (error as Error).message);
+      }
+    }) ?? null;
+  const methods = doc.methods?.map((method) => method.toUpperCase()) ?? null;
+  return Object.freeze({
+    id,
+    index,
+    host,
+    ports: Object.freeze([...ports]),
+    methods: methods && Object.freeze(methods),
+    paths: paths && Object.freeze(paths),
+    sha256: doc.sha256 ?? null,
+    limits: mergeLimits(toolLimits, doc.limits),
+    inspects: methods !== null || paths !== null || doc.sha256 !== undefined,
+  });
+}
+
+/** Later layers override earlier ones field by field; an absent field keeps the earlier value. */
+function mergeLimits(base: Partial<Limits>, override: Partial<Limits> | undefined): Readonly<Limits> {
+  const merged: Limits = { ...DEFAULT_LIMITS };
+  for (const layer of [base, override ?? {}]) {
+    for (const [key, value] of Object.entries(layer) as Array<[keyof Limits, number | undefined]>) {
+      if (value !== undefined) merged[key] = value;
+    }
+  }
+  return Object.freeze(merged);
+}
+
+function appendTo(index: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
+  const list = index.get(key);
+  if (list) list.push(rule);
+  else index.set(key, [rule]);
+}

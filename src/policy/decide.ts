@@ -1,0 +1,231 @@
+// The policy decision: values in, one immutable Decision out. No sockets, DNS, clock or files.
+//
+// Checks run in a fixed order so the reason is the most useful one: which rules of the tool name
+// the host (none → no_rule), which of those allow the port (none → port_not_allowed); a CONNECT
+// stops there. A request then filters by method (method_not_allowed) and by path
+// (path_not_allowed). The first rule in file order that satisfies every constraint is the rule.
+import type { Limits } from '../config/types.js';
+import { hostForUrl, type CanonicalHost } from '../net/host.js';
+import type { DenyReason } from './reasons.js';
+import type { Decision, DecisionRequest } from './types.js';
+import { isPort, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
+import { detail } from './detail.js';
+import { canonicalHostOnly, patternMatchesHost } from './host-match.js';
+import { normalizePath, type NormalizedPath } from './path.js';
+
+/** Reasons that on_violation: review turns into an allowed, recorded violation. */
+const REVIEWABLE: ReadonlySet<DenyReason> = new Set(['no_rule', 'port_not_allowed', 'method_not_allowed', 'path_not_allowed']);
+const NO_SECRETS: readonly string[] = Object.freeze([]);
+
+export interface ConsideredRule {
+  rule: string;
+  matched: boolean;
+  why: string;
+}
+
+/** What the tool may do with this request. Never throws. */
+export function decide(policy: CompiledPolicy, tool: string, req: DecisionRequest): Decision {
+  const compiled = policy.tools.get(tool);
+  if (!compiled) {
+    return freeze({
+      ...refusedBase(req, tool, policy.limits),
+      reason: 'unauthenticated',
+      detail: detail.unknownTool(tool),
+    });
+  }
+  if (!isPort(req.port)) {
+    return freeze({ ...refusedBase(req, compiled.name, compiled.limits), reason: 'bad_request', detail: detail.badPort(req.port) });
+  }
+  const route = compiled.route(req.host, req.port);
+  if (!route.host) {
+    return freeze({ ...refusedBase(req, compiled.name, compiled.limits), reason: 'bad_request', detail: detail.badHost(req.host) });
+  }
+  return decideForRoute(policy, compiled, route as ValidRoute, req);
+}
+
+/** The decision plus, for each rule of the tool in file order, whether it matched and why not. */
+export function explain(
+  policy: CompiledPolicy,
+  tool: string,
+  req: DecisionRequest,
+): { decision: Decision; considered: ConsideredRule[] } {
+  const decision = decide(policy, tool, req);
+  const compiled = policy.tools.get(tool);
+  const host = canonicalHostOnly(req.host);
+  if (!compiled || !host || !isPort(req.port)) return { decision, considered: [] };
+  const path = req.phase === 'request' ? normalizePath(req.path ?? '/') : null;
+  const considered = compiled.rules.map((rule) => ({ rule: rule.id, ...consider(rule, host, req, path) }));
+  return { decision, considered };
+}
+
+type ValidRoute = Route & { host: CanonicalHost };
+
+function decideForRoute(policy: CompiledPolicy, tool: CompiledTool, route: ValidRoute, req: DecisionRequest): Decision {
+  const host = route.host.host;
+  const { port } = req;
+  const refuse = (reason: DenyReason, sentence: string, path: string | null = null): Decision =>
+    violation(policy, tool, route, req, reason, sentence, path);
+
+  if (route.byHost.length === 0) return refuse('no_rule', detail.noRule(tool.name, host));
+  if (route.byPort.length === 0) {
+    const allowed = [...new Set(route.byHost.flatMap((rule) => rule.ports))].sort((a, b) => a - b);
+    return refuse('port_not_allowed', detail.portNotAllowed(tool.name, host, port, allowed));
+  }
+
+  if (req.phase === 'connect') {
+    const rule = route.byPort[0]!;
+    const intercept = mustIntercept(route.byPort, route);
+    return allow(tool, route, req, rule, null, intercept, detail.tunnelAllowed(tool.name, host, port, rule.id, intercept));
+  }
+
+  const byMethod = route.byPort.filter((rule) => methodAllowed(rule, req.method));
+  if (byMethod.length === 0) {
+    const allowed = [...new Set(route.byPort.flatMap((rule) => rule.methods ?? []))];
+    return refuse('method_not_allowed', detail.methodNotAllowed(tool.name, host, port, req.method, allowed));
+  }
+
+  const path = normalizePath(req.path ?? '/');
+  const matchedPath = path.ok ? path.path : null;
+  const rule = byMethod.find((candidate) => pathAllowed(candidate, path));
+  if (!rule) {
+    const sentence = path.ok
+      ? detail.pathNotAllowed(tool.name, host, port, req.method, path.path, patternsOf(byMethod))
+      : detail.pathUncheckable(tool.name, host, port, path.why);
+    return refuse('path_not_allowed', sentence, matchedPath);
+  }
+  return allow(
+    tool,
+    route,
+    req,
+    rule,
+    matchedPath,
+    false,
+    detail.requestAllowed(tool.name, host, port, req.method, matchedPath ?? '/', rule.id),
+  );
+}
+
+function methodAllowed(rule: CompiledRule, method: string): boolean {
+  return rule.methods === null || rule.methods.includes(method);
+}
+
+/** A rule without paths allows any path, even one that cannot be normalized: it never looks. */
+function pathAllowed(rule: CompiledRule, path: NormalizedPath): boolean {
+  if (rule.paths === null) return true;
+  return path.ok && rule.paths.some((glob) => glob.regex.test(path.path));
+}
+
+function patternsOf(rules: readonly CompiledRule[]): string[] {
+  return [...new Set(rules.flatMap((rule) => rule.paths?.map((glob) => glob.pattern) ?? []))];
+}
+
+/**
+ * A tunnel must be opened up when a rule it relies on checks methods, paths or a digest, or when a
+ * granted secret applies to the host. The scheme the client claims does not matter: a tunnel is
+ * opaque either way, and intercepting one that does not carry TLS fails closed.
+ */
+function mustIntercept(rules: readonly CompiledRule[], route: Route): boolean {
+  return route.secrets.length > 0 || rules.some((rule) => rule.inspects);
+}
+
+function allow(
+  tool: CompiledTool,
+  route: ValidRoute,
+  req: DecisionRequest,
+  rule: CompiledRule,
+  path: string | null,
+  intercept: boolean,
+  sentence: string,
+): Decision {
+  return freeze({
+    verdict: 'allow',
+    reason: null,
+    detail: sentence,
+    tool: tool.name,
+    rule: rule.id,
+    host: route.host.host,
+    port: req.port,
+    intercept,
+    limits: rule.limits,
+    sha256: rule.sha256,
+    path,
+    secrets: route.secrets,
+  });
+}
+
+function violation(
+  policy: CompiledPolicy,
+  tool: CompiledTool,
+  route: ValidRoute,
+  req: DecisionRequest,
+  reason: DenyReason,
+  sentence: string,
+  path: string | null,
+): Decision {
+  const review = policy.doc.on_violation === 'review' && REVIEWABLE.has(reason);
+  return freeze({
+    verdict: review ? 'review' : 'deny',
+    reason,
+    detail: review ? detail.review(sentence) : sentence,
+    tool: tool.name,
+    rule: null,
+    host: route.host.host,
+    port: req.port,
+    // A reviewed tunnel still needs opening up if a secret is to be swapped inside it.
+    intercept: review && req.phase === 'connect' && mustIntercept([], route),
+    limits: tool.limits,
+    sha256: null,
+    path,
+    secrets: route.secrets,
+  });
+}
+
+/** The fields of a refusal made before any rule could be looked at. */
+function refusedBase(req: DecisionRequest, tool: string, limits: Readonly<Limits>) {
+  return {
+    verdict: 'deny' as const,
+    tool,
+    rule: null,
+    // Canonical when possible; otherwise what the client sent, bounded, for the audit record.
+    host: canonicalHostOnly(req.host)?.host ?? req.host.slice(0, 255),
+    port: req.port,
+    intercept: false,
+    limits,
+    sha256: null,
+    path: null,
+    secrets: NO_SECRETS,
+  };
+}
+
+function freeze(decision: Decision): Decision {
+  return Object.freeze(decision);
+}
+
+function consider(
+  rule: CompiledRule,
+  host: CanonicalHost,
+  req: DecisionRequest,
+  path: NormalizedPath | null,
+): { matched: boolean; why: string } {
+  if (!patternMatchesHost(rule.host, host)) {
+    return { matched: false, why: `host ${hostForUrl(host.host)} does not match "${rule.host.text}"` };
+  }
+  if (!rule.ports.includes(req.port)) {
+    return { matched: false, why: `port ${req.port} is not among the allowed ports ${rule.ports.join(', ')}` };
+  }
+  if (path === null) {
+    const why = rule.inspects
+      ? 'host and port match; methods, paths and digest are checked on each request after TLS interception'
+      : 'host and port match';
+    return { matched: true, why };
+  }
+  if (!methodAllowed(rule, req.method)) {
+    return { matched: false, why: `method ${JSON.stringify(req.method)} is not among ${rule.methods!.join(', ')}` };
+  }
+  if (!pathAllowed(rule, path)) {
+    const patterns = rule.paths!.map((glob) => glob.pattern).join(', ');
+    const why = path.ok ? `path ${JSON.stringify(path.path)} matches none of ${patterns}` : `the path cannot be checked: ${path.why}`;
+    return { matched: false, why };
+  }
+  const pinned = rule.sha256 === null ? '' : '; the body must match the pinned sha256';
+  return { matched: true, why: `host, port, method and path match${pinned}` };
+}
