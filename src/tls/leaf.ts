@@ -1,0 +1,144 @@
+// Leaf certificates for intercepted hosts, issued on demand by the interception CA and kept as
+// ready-to-use SecureContexts. Issuing awaits WebCrypto (signing runs on libuv's thread pool), so
+// a burst of new hosts never stalls the event loop.
+import './reflect-metadata.js';
+import * as x509 from '@peculiar/x509';
+import { KeyObject, webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { LRUCache } from 'lru-cache';
+import { canonicalHost } from '../net/host.js';
+import { randomSerial, type CertificateAuthority } from './ca.js';
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+const MAX_VALIDITY_DAYS = 30;
+
+export interface LeafCertificateOptions {
+  /** How many hosts' contexts to keep (LRU). Default 10,000. */
+  max?: number;
+  /** Leaf validity in days, at most 30. Default 30. */
+  validityDays?: number;
+  /** Called once for every certificate issued (metrics). */
+  onIssued?: () => void;
+  /** Clock in ms since the epoch; tests move it to exercise renewal. */
+  now?: () => number;
+}
+
+interface CacheEntry {
+  readonly context: Promise<SecureContext>;
+  /** Set once issued; until then concurrent callers share `context`. */
+  notAfterMs: number | null;
+}
+
+interface LeafKey {
+  readonly publicKey: webcrypto.CryptoKey;
+  readonly privateKeyPem: string;
+}
+
+export class LeafCertificates {
+  readonly #ca: CertificateAuthority;
+  readonly #validityMs: number;
+  readonly #renewBeforeMs: number;
+  readonly #onIssued: () => void;
+  readonly #now: () => number;
+  readonly #cache: LRUCache<string, CacheEntry>;
+  #leafKey: Promise<LeafKey> | null = null;
+
+  constructor(ca: CertificateAuthority, opts: LeafCertificateOptions = {}) {
+    const validityDays = opts.validityDays ?? MAX_VALIDITY_DAYS;
+    if (!(validityDays > 0 && validityDays <= MAX_VALIDITY_DAYS)) {
+      throw new RangeError(`validityDays must be in (0, ${MAX_VALIDITY_DAYS}], got ${validityDays}`);
+    }
+    this.#ca = ca;
+    this.#validityMs = validityDays * DAY_MS;
+    // Renew a day ahead, or earlier in the life of short-lived leaves.
+    this.#renewBeforeMs = Math.min(DAY_MS, this.#validityMs / 4);
+    this.#onIssued = opts.onIssued ?? (() => {});
+    this.#now = opts.now ?? Date.now;
+    this.#cache = new LRUCache({ max: opts.max ?? 10_000 });
+  }
+
+  /** Number of hosts currently cached (issued or being issued). */
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  /** A context presenting a leaf for host (a DNS name or IP literal) chained to the CA. */
+  secureContextFor(host: string): Promise<SecureContext> {
+    // canonicalHost drops a ":port" (it reads the host as a URL would); here a port is a caller bug.
+    const hasPort = host.includes(':') && isIP(host) !== 6;
+    const canonical = hasPort ? null : canonicalHost(host);
+    if (!canonical) return Promise.reject(new TypeError(`cannot issue a certificate for host ${JSON.stringify(host)}`));
+    const key = canonical.host;
+
+    const cached = this.#cache.get(key);
+    if (cached && (cached.notAfterMs === null || cached.notAfterMs - this.#now() > this.#renewBeforeMs)) {
+      return cached.context;
+    }
+    const entry: CacheEntry = {
+      notAfterMs: null,
+      context: this.#issue(key).then((leaf) => {
+        entry.notAfterMs = leaf.notAfterMs;
+        return leaf.context;
+      }),
+    };
+    this.#cache.set(key, entry);
+    // A failure is not cached: the next caller tries again.
+    entry.context.catch(() => {
+      if (this.#cache.get(key) === entry) this.#cache.delete(key);
+    });
+    return entry.context;
+  }
+
+  async #issue(host: string): Promise<{ context: SecureContext; notAfterMs: number }> {
+    const leafKey = await this.#sharedLeafKey();
+    const now = this.#now();
+    const notAfter = new Date(now + this.#validityMs);
+    const subjectAltName: x509.JsonGeneralName = isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host };
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: [{ CN: [host] }],
+      issuer: this.#ca.cert.subjectName,
+      notBefore: new Date(now - HOUR_MS),
+      notAfter,
+      publicKey: leafKey.publicKey,
+      signingKey: this.#ca.signingKey,
+      signingAlgorithm: this.#ca.signingAlgorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension([subjectAltName]),
+        new x509.AuthorityKeyIdentifierExtension(this.#ca.keyIdentifier),
+      ],
+    });
+    const context = createSecureContext({
+      key: leafKey.privateKeyPem,
+      cert: `${cert.toString('pem')}\n${this.#ca.certPem}`,
+    });
+    this.#onIssued();
+    return { context, notAfterMs: notAfter.getTime() };
+  }
+
+  // One P-256 key serves every leaf: the CA is ours and leaves only ever live in this process, so a
+  // per-host key would add key generation to every issue without making anything safer. It is
+  // never the CA key.
+  #sharedLeafKey(): Promise<LeafKey> {
+    if (!this.#leafKey) {
+      const generating = generateLeafKey();
+      generating.catch(() => (this.#leafKey = null));
+      this.#leafKey = generating;
+    }
+    return this.#leafKey;
+  }
+}
+
+async function generateLeafKey(): Promise<LeafKey> {
+  const pair = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+  const privateKeyPem = KeyObject.from(pair.privateKey).export({ type: 'pkcs8', format: 'pem' }).toString();
+  return { publicKey: pair.publicKey, privateKeyPem };
+}
