@@ -1,0 +1,40 @@
+// Builds the immutable per-policy runtime: compiled decisions, tool tokens, the vetting resolver,
+// upstream pools and trusted roots. A reload builds a new one; the old one drains.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { LoadedPolicy } from '../config/types.js';
+import { compileAddressPolicy } from '../net/address.js';
+import { UpstreamPools, upstreamRoots } from '../net/dial.js';
+import { VettingResolver } from '../net/resolve.js';
+import { compilePolicy } from '../policy/compile.js';
+import { ToolTokens } from '../proxy/auth.js';
+import type { PolicyRuntime } from '../proxy/context.js';
+
+export function buildRuntime(loaded: LoadedPolicy, env: NodeJS.ProcessEnv = process.env): PolicyRuntime {
+  const doc = loaded.doc;
+  const compiled = compilePolicy(doc, loaded.sha256);
+  const tokens = new ToolTokens(doc, env);
+  const resolver = new VettingResolver({
+    policy: compileAddressPolicy(doc.network),
+    servers: doc.network.dns_servers,
+    timeoutMs: doc.limits.dns_timeout_ms,
+  });
+  const upstreamCa = upstreamRoots(readUpstreamCa(loaded));
+  const pools = new UpstreamPools({
+    ca: upstreamCa,
+    connectTimeoutMs: doc.limits.connect_timeout_ms,
+    idleTimeoutMs: doc.limits.idle_timeout_ms,
+  });
+  return { loaded, compiled, tokens, resolver, pools, upstreamCa };
+}
+
+function readUpstreamCa(loaded: LoadedPolicy): string | null {
+  const file = loaded.doc.tls.upstream_ca;
+  if (!file) return null;
+  const resolved = path.resolve(path.dirname(loaded.file), file);
+  try {
+    return readFileSync(resolved, 'utf8');
+  } catch (err) {
+    throw new Error(`tls.upstream_ca: cannot read ${resolved} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}

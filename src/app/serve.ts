@@ -1,0 +1,217 @@
+// `sluice serve`: wires the pieces together and owns their lifecycle (start, reload, halt, drain).
+import { watch, type FSWatcher } from 'node:fs';
+import type http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import path from 'node:path';
+import { loadPolicy } from '../config/load.js';
+import type { LoadedPolicy } from '../config/types.js';
+import { startAdminServer } from '../observe/admin.js';
+import { AuditSink, type FsyncMode } from '../observe/audit.js';
+import type { Logger } from '../observe/log.js';
+import { createMetrics } from '../observe/metrics.js';
+import { AuditingObserver } from '../observe/observer.js';
+import type { PolicyRuntime, ProxyDeps } from '../proxy/context.js';
+import { createInterceptor } from '../proxy/intercept.js';
+import { createProxyServer } from '../proxy/server.js';
+import { loadCa } from '../tls/ca.js';
+import { LeafCertificates } from '../tls/leaf.js';
+import { buildRuntime } from './runtime.js';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface ServeOptions {
+  policyFile: string;
+  listen: Endpoint;
+  /** null = no admin port */
+  admin: Endpoint | null;
+  caDir: string;
+  /** audit file; '-' = stdout; null = none */
+  audit: string | null;
+  auditFsync: FsyncMode;
+  auditMaxBytes: number;
+  /** pinned policy digest: a mismatch at start refuses, a drift at run time halts */
+  policySha256: string | null;
+  /** reload when the policy file changes (SIGHUP always reloads) */
+  watchPolicy: boolean;
+  /** how long a halted proxy lets open connections finish before closing them */
+  haltDrainMs: number;
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
+  /** called once when a pinned policy drifted and the proxy halted */
+  onHalt?: (detail: string) => void;
+}
+
+export interface RunningSluice {
+  proxy: AddressInfo;
+  admin: AddressInfo | null;
+  current(): PolicyRuntime;
+  /** reloads the policy file; false when the new policy was rejected (the old one stays) */
+  reload(): Promise<boolean>;
+  halted(): string | null;
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {}
+
+export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
+  let loaded: LoadedPolicy;
+  try {
+    loaded = loadPolicy(opts.policyFile);
+  } catch (err) {
+    throw new StartupError((err as Error).message);
+  }
+  if (opts.policySha256 && loaded.sha256 !== opts.policySha256.toLowerCase()) {
+    throw new StartupError(
+      `${opts.policyFile}: sha256 ${loaded.sha256} does not match the pinned --policy-sha256 ${opts.policySha256}`,
+    );
+  }
+  let runtime: PolicyRuntime;
+  try {
+    runtime = buildRuntime(loaded, opts.env);
+  } catch (err) {
+    throw new StartupError(`${opts.policyFile}: ${(err as Error).message}`);
+  }
+  const ca = await loadCa(opts.caDir, { create: true }).catch((err: Error) => {
+    throw new StartupError(err.message);
+  });
+
+  const metrics = createMetrics();
+  const sink = await AuditSink.open({
+    file: opts.audit === '-' ? null : opts.audit,
+    stdout: opts.audit === '-',
+    fsync: opts.auditFsync,
+    maxBytes: opts.auditMaxBytes,
+    onError: (err) => opts.logger.error({ err: err.message }, 'audit sink failed'),
+  });
+  const observer = new AuditingObserver({ sink, metrics });
+  const announce = (kind: 'policy.load', rt: PolicyRuntime): void => {
+    observer.setPolicy({
+      sha256: rt.loaded.sha256,
+      tools: [...rt.compiled.tools.keys()],
+      secrets: [...rt.compiled.secrets.keys()],
+    });
+    observer.event({ type: kind, detail: `loaded ${rt.loaded.file}` });
+  };
+  announce('policy.load', runtime);
+
+  let haltedDetail: string | null = null;
+  const sockets = new Set<Socket>();
+  const deps: ProxyDeps = {
+    current: () => runtime,
+    halted: () => haltedDetail,
+    observer,
+    self: [opts.listen, ...(opts.admin ? [opts.admin] : [])],
+  };
+  const leaves = new LeafCertificates(ca, { onIssued: () => observer.certIssued() });
+  const server = createProxyServer(deps, createInterceptor(deps, leaves));
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  const proxy = await listen(server, opts.listen);
+  // Later checks for "is this sluice itself" need the real port when 0 was asked for.
+  (deps.self as Endpoint[])[0] = { host: opts.listen.host, port: proxy.port };
+
+  const admin = opts.admin
+    ? await startAdminServer({
+        listen: opts.admin,
+        registry: metrics.registry,
+        caPem: () => ca.certPem,
+        status: () => ({
+          ready: haltedDetail === null,
+          why: haltedDetail,
+          policy: {
+            sha256: runtime.loaded.sha256,
+            loadedAt: runtime.loaded.loadedAt,
+            tools: [...runtime.compiled.tools.values()].map((t) => ({
+              name: t.name,
+              rules: t.rules.length,
+              secrets: [...t.secrets],
+            })),
+          },
+        }),
+      })
+    : null;
+  if (admin) (deps.self as Endpoint[]).push({ host: opts.admin!.host, port: admin.address.port });
+
+  const halt = (detail: string, newSha: string): void => {
+    if (haltedDetail) return;
+    haltedDetail = detail;
+    observer.event({ type: 'policy.drift', detail, expected_sha256: opts.policySha256, reason: 'policy_halted' });
+    opts.logger.error({ expected: opts.policySha256, found: newSha }, 'pinned policy drifted; halting');
+    setTimeout(() => {
+      for (const s of sockets) s.destroy();
+    }, opts.haltDrainMs).unref();
+    opts.onHalt?.(detail);
+  };
+
+  const reload = async (): Promise<boolean> => {
+    if (haltedDetail) return false;
+    let next: LoadedPolicy;
+    try {
+      next = loadPolicy(opts.policyFile);
+      if (opts.policySha256 && next.sha256 !== opts.policySha256.toLowerCase()) {
+        halt(
+          `the pinned policy ${opts.policyFile} changed at run time (sha256 ${next.sha256}, pinned ${opts.policySha256}); sluice halted`,
+          next.sha256,
+        );
+        return false;
+      }
+      if (next.sha256 === runtime.loaded.sha256) return true;
+      const nextRuntime = buildRuntime(next, opts.env);
+      const previous = runtime;
+      runtime = nextRuntime;
+      announce('policy.load', nextRuntime);
+      void previous.pools.close();
+      opts.logger.info({ sha256: next.sha256 }, 'policy reloaded');
+      return true;
+    } catch (err) {
+      const detail = (err as Error).message;
+      observer.event({ type: 'policy.reload_failed', detail });
+      opts.logger.warn({ error: detail }, 'policy reload rejected; the previous policy stays in force');
+      return false;
+    }
+  };
+
+  let watcher: FSWatcher | null = null;
+  if (opts.watchPolicy) {
+    // Watch the directory: editors and Kubernetes replace files rather than write them in place.
+    const base = path.basename(opts.policyFile);
+    let timer: NodeJS.Timeout | null = null;
+    watcher = watch(path.dirname(path.resolve(opts.policyFile)), (_event, name) => {
+      if (name !== null && name !== base && !name.startsWith('..')) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => void reload(), 50);
+    });
+    watcher.unref();
+  }
+
+  const close = async (): Promise<void> => {
+    watcher?.close();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, 2_000).unref();
+    });
+    await admin?.close();
+    await runtime.pools.close();
+    await sink.close();
+  };
+
+  return { proxy, admin: admin?.address ?? null, current: () => runtime, reload, halted: () => haltedDetail, close };
+}
+
+function listen(server: http.Server, at: Endpoint): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// sluice's command line: a thin dispatcher; each command lives in src/commands/.
+import { runAudit } from './commands/audit.js';
+import { runCa } from './commands/ca.js';
+import { runCheck } from './commands/check.js';
+import { runExplain } from './commands/explain.js';
+import { runServe } from './commands/serve.js';
+import { UsageError } from './commands/usage.js';
+
+const USAGE = `sluice: an HTTP(S) forward egress proxy for sandboxed tools
+
+Usage:
+  sluice serve --policy FILE [--listen 127.0.0.1:3128] [--admin 127.0.0.1:9090] [--ca-dir certs]
+               [--audit FILE|-] [--policy-sha256 HEX]
+  sluice check FILE
+  sluice explain --policy FILE --tool NAME [--resolve] METHOD URL
+  sluice ca init [--dir certs]
+  sluice audit verify FILE...
+
+Run "sluice COMMAND --help" for the options of one command.
+`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  serve: runServe,
+  check: runCheck,
+  explain: runExplain,
+  ca: runCa,
+  audit: runAudit,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version') {
+    process.stdout.write('sluice 0.1.0\n');
+    return 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`sluice: unknown command "${command}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sluice ${command}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // serve keeps running until a signal; every other command ends here.
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`sluice: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 70;
+  },
+);

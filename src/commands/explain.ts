@@ -1,0 +1,88 @@
+import { loadPolicy } from '../config/load.js';
+import { PolicyError } from '../config/errors.js';
+import { classifyAddress, compileAddressPolicy } from '../net/address.js';
+import { VettingResolver } from '../net/resolve.js';
+import { compilePolicy } from '../policy/compile.js';
+import { explain } from '../policy/decide.js';
+import { parseAbsoluteTarget, parseConnectTarget } from '../proxy/target.js';
+import { parseFlags, UsageError } from './usage.js';
+
+const HELP = `Usage: sluice explain --policy FILE --tool NAME [--resolve] METHOD URL
+
+Prints what sluice would decide for one request, without any network I/O: the decision, the
+matching rule (or why each rule did not match), the address verdict for an IP-literal target,
+and which secrets would be injected. --resolve also resolves the host and vets its addresses.
+URL is http://host[:port]/path or https://host[:port]/path. Exit 0 allow (or review), 1 deny.
+`;
+
+export async function runExplain(args: string[]): Promise<number> {
+  const parsed = parseFlags(args, { policy: { type: 'string' }, tool: { type: 'string' }, resolve: { type: 'boolean' } }, HELP);
+  if (!parsed) return 0;
+  const { policy: file, tool, resolve } = parsed.values as { policy?: string; tool?: string; resolve?: boolean };
+  const [methodArg, url] = parsed.positionals;
+  if (!file || !tool || !methodArg || !url) throw new UsageError(`--policy, --tool, METHOD and URL are required\n\n${HELP}`);
+  const method = methodArg.toUpperCase();
+
+  let loaded;
+  try {
+    loaded = loadPolicy(file);
+  } catch (err) {
+    if (err instanceof PolicyError) {
+      process.stderr.write(err.message + '\n');
+      return 2;
+    }
+    throw err;
+  }
+  const compiled = compilePolicy(loaded.doc, loaded.sha256);
+  const https = /^https:\/\//i.test(url);
+  const target = https ? httpsTarget(url) : parseAbsoluteTarget(url);
+  if (!target.ok) throw new UsageError(target.why);
+  const { host, port, path } = target.target;
+
+  const result = explain(compiled, tool, {
+    phase: method === 'CONNECT' ? 'connect' : 'request',
+    scheme: https ? 'https' : 'http',
+    host: host.host,
+    port,
+    method,
+    ...(method === 'CONNECT' ? {} : { path }),
+  });
+  const d = result.decision;
+  const out = [
+    `decision: ${d.verdict}${d.reason ? ` (${d.reason})` : ''}`,
+    `detail: ${d.detail}`,
+    `rule: ${d.rule ?? 'none'}`,
+  ];
+  if (https) out.push(`tls: ${d.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
+  if (d.rule === null && result.considered.length > 0) {
+    out.push('rules considered:');
+    for (const c of result.considered) out.push(`  ${c.rule}: ${c.matched ? 'matches' : c.why}`);
+  }
+  const addressPolicy = compileAddressPolicy(loaded.doc.network);
+  if (host.kind === 'ip') {
+    const v = classifyAddress(host.host, addressPolicy);
+    out.push(`address: ${v.ip} ${v.allowed ? 'allowed' : 'denied'} (${v.range}${v.allowed && v.exception ? `, exception ${v.exception}` : ''})`);
+  } else if (resolve) {
+    const resolver = new VettingResolver({ policy: addressPolicy, servers: loaded.doc.network.dns_servers, timeoutMs: loaded.doc.limits.dns_timeout_ms });
+    const r = await resolver.resolve(host.host);
+    if (!r.ok && r.reason === 'dns_failure') out.push(`address: ${r.error}`);
+    else for (const v of r.verdicts) out.push(`address: ${v.ip} ${v.allowed ? 'allowed' : 'denied'} (${v.range})`);
+  }
+  for (const alias of d.secrets) {
+    const secret = compiled.secrets.get(alias);
+    if (!secret) continue;
+    const inject = secret.inject ? `injects ${secret.inject.header}: ${secret.inject.format.replace('{value}', `<${alias}>`)}` : 'swaps its placeholder';
+    out.push(`secret ${alias}: ${inject}${secret.require ? ' (required)' : ''}`);
+  }
+  process.stdout.write(out.join('\n') + '\n');
+  return d.verdict === 'deny' ? 1 : 0;
+}
+
+function httpsTarget(url: string) {
+  const m = /^https:\/\/([^/?#]*)([^#]*)$/i.exec(url);
+  if (!m) return { ok: false as const, why: 'not a valid https:// URL' };
+  const authority = /:\d+$/.test(m[1]!) ? m[1]! : `${m[1]}:443`;
+  const parsed = parseConnectTarget(authority);
+  if (!parsed.ok) return parsed;
+  return { ok: true as const, target: { ...parsed.target, path: m[2] || '/' } };
+}

@@ -1,0 +1,98 @@
+import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
+import type { FsyncMode } from '../observe/audit.js';
+import { createLogger } from '../observe/log.js';
+import { parseEndpoint, parseFlags, UsageError } from './usage.js';
+
+const HELP = `Usage: sluice serve --policy FILE [options]
+
+Runs the proxy. Every flag can also be given as an environment variable (shown in brackets).
+
+  --policy FILE          policy file, YAML or JSON                         [SLUICE_POLICY]
+  --listen HOST:PORT     proxy listen address (default 127.0.0.1:3128)     [SLUICE_LISTEN]
+  --admin HOST:PORT      admin address: /metrics /healthz /readyz /policy /ca.pem
+                         (default 127.0.0.1:9090; "off" disables it)       [SLUICE_ADMIN]
+  --ca-dir DIR           interception CA directory, created when missing (default certs)
+                                                                           [SLUICE_CA_DIR]
+  --audit FILE|-         audit log (hash-chained JSON lines); - = stdout   [SLUICE_AUDIT]
+  --audit-fsync MODE     never | interval | always (default interval)      [SLUICE_AUDIT_FSYNC]
+  --audit-max-bytes N    rotate the audit file past N bytes (0 = never; default 100 MiB)
+                                                                           [SLUICE_AUDIT_MAX_BYTES]
+  --policy-sha256 HEX    pin the policy: refuse to start on a mismatch, halt on drift
+                                                                           [SLUICE_POLICY_SHA256]
+  --log-level LEVEL      app log level (default info)                      [SLUICE_LOG_LEVEL]
+  --no-watch             reload only on SIGHUP, not when the policy file changes
+
+Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
+Exit codes: 2 when sluice refuses to start (reason on stderr), 3 after a pinned-policy halt.
+`;
+
+export async function runServe(args: string[]): Promise<number> {
+  const parsed = parseFlags(
+    args,
+    {
+      policy: { type: 'string' },
+      listen: { type: 'string' },
+      admin: { type: 'string' },
+      'ca-dir': { type: 'string' },
+      audit: { type: 'string' },
+      'audit-fsync': { type: 'string' },
+      'audit-max-bytes': { type: 'string' },
+      'policy-sha256': { type: 'string' },
+      'log-level': { type: 'string' },
+      'no-watch': { type: 'boolean' },
+    },
+    HELP,
+  );
+  if (!parsed) return 0;
+  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean };
+  const env = process.env;
+  const policyFile = v.policy ?? env.SLUICE_POLICY;
+  if (!policyFile) throw new UsageError(`--policy FILE is required\n\n${HELP}`);
+  const adminText = v.admin ?? env.SLUICE_ADMIN ?? '127.0.0.1:9090';
+  const fsync = (v['audit-fsync'] ?? env.SLUICE_AUDIT_FSYNC ?? 'interval') as FsyncMode;
+  if (!['never', 'interval', 'always'].includes(fsync)) throw new UsageError('--audit-fsync must be never, interval or always');
+  const maxBytes = Number(v['audit-max-bytes'] ?? env.SLUICE_AUDIT_MAX_BYTES ?? 100 * 1024 * 1024);
+  if (!Number.isInteger(maxBytes) || maxBytes < 0) throw new UsageError('--audit-max-bytes must be a whole number of bytes');
+  const pinned = v['policy-sha256'] ?? env.SLUICE_POLICY_SHA256 ?? null;
+  if (pinned !== null && !/^[0-9a-fA-F]{64}$/.test(pinned)) throw new UsageError('--policy-sha256 must be 64 hex digits');
+  const logger = createLogger({ level: v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info' });
+
+  let running: RunningSluice | undefined;
+  try {
+    running = await startSluice({
+      policyFile,
+      listen: parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen'),
+      admin: adminText === 'off' ? null : parseEndpoint(adminText, '--admin'),
+      caDir: v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs',
+      audit: v.audit ?? env.SLUICE_AUDIT ?? null,
+      auditFsync: fsync,
+      auditMaxBytes: maxBytes,
+      policySha256: pinned,
+      watchPolicy: !v['no-watch'],
+      haltDrainMs: 500,
+      logger,
+      env,
+      onHalt: () => {
+        setTimeout(() => {
+          void running?.close().finally(() => process.exit(3));
+        }, 750);
+      },
+    });
+  } catch (err) {
+    if (err instanceof StartupError || (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      process.stderr.write(`sluice serve: refusing to start: ${(err as Error).message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const started = running;
+  const { proxy, admin } = started;
+  logger.info({ listen: `${proxy.address}:${proxy.port}`, admin: admin ? `${admin.address}:${admin.port}` : null }, 'sluice serving');
+  process.on('SIGHUP', () => void started.reload());
+  const stop = (): void => {
+    void started.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  return -1;
+}

@@ -1,0 +1,126 @@
+// The one place sluice opens connections upstream. Callers hand it an address that the resolver
+// vetted; the name is kept only for SNI and certificate checks, so nothing here resolves again.
+import net from 'node:net';
+import tls from 'node:tls';
+import { Pool, buildConnector } from 'undici';
+import { LRUCache } from 'lru-cache';
+
+export interface DialTarget {
+  /** vetted IP literal */
+  ip: string;
+  port: number;
+  /** the name the client asked for: SNI and certificate identity for TLS; null for an IP target */
+  servername: string | null;
+}
+
+export class ConnectTimeoutError extends Error {
+  readonly code = 'ETIMEDOUT';
+}
+
+/** Plain TCP to a vetted address (tunnels, WebSocket upgrades). */
+export function dialTcp(target: DialTarget, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: target.ip, port: target.port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectTimeoutError(`connect to ${target.ip}:${target.port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/** TLS to a vetted address, verified against the trusted roots for the requested name. */
+export function dialTls(target: DialTarget, opts: { timeoutMs: number; ca: readonly string[]; alpn?: string[] }): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: target.ip,
+      port: target.port,
+      ...(target.servername ? { servername: target.servername } : {}),
+      ca: [...opts.ca],
+      ALPNProtocols: opts.alpn ?? ['http/1.1'],
+      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(target.servername ?? target.ip, cert),
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectTimeoutError(`TLS connect to ${target.ip}:${target.port} timed out after ${opts.timeoutMs} ms`));
+    }, opts.timeoutMs);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/**
+ * Keep-alive pools to upstreams, keyed by vetted address and TLS name, so a pooled connection is
+ * only ever reused for the same (address, name) pair that was vetted.
+ */
+export class UpstreamPools {
+  readonly #pools: LRUCache<string, Pool>;
+  readonly #ca: readonly string[];
+  readonly #connectTimeoutMs: number;
+  readonly #idleTimeoutMs: number;
+
+  constructor(opts: { ca: readonly string[]; connectTimeoutMs: number; idleTimeoutMs: number; maxPools?: number }) {
+    this.#ca = opts.ca;
+    this.#connectTimeoutMs = opts.connectTimeoutMs;
+    this.#idleTimeoutMs = opts.idleTimeoutMs;
+    this.#pools = new LRUCache<string, Pool>({
+      max: opts.maxPools ?? 1024,
+      dispose: (pool) => void pool.close().catch(() => undefined),
+    });
+  }
+
+  get(scheme: 'http' | 'https', target: DialTarget): { pool: Pool; origin: string } {
+    const host = net.isIPv6(target.ip) ? `[${target.ip}]` : target.ip;
+    const origin = `${scheme}://${host}:${target.port}`;
+    const key = `${origin}|${target.servername ?? ''}`;
+    let pool = this.#pools.get(key);
+    if (!pool) {
+      const connector = buildConnector({
+        timeout: this.#connectTimeoutMs,
+        ...(scheme === 'https'
+          ? {
+              ca: [...this.#ca],
+              ...(target.servername ? { servername: target.servername } : {}),
+              ALPNProtocols: ['http/1.1'],
+            }
+          : {}),
+      });
+      pool = new Pool(origin, {
+        connect: connector,
+        keepAliveTimeout: 4_000,
+        keepAliveMaxTimeout: 60_000,
+        headersTimeout: this.#idleTimeoutMs,
+        bodyTimeout: this.#idleTimeoutMs,
+        pipelining: 1,
+      });
+      this.#pools.set(key, pool);
+    }
+    return { pool, origin };
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
+  }
+}
+
+/** Roots trusted for upstream TLS: Node's bundled store plus the policy's optional extra CA. */
+export function upstreamRoots(extraCaPem: string | null): string[] {
+  return extraCaPem ? [...tls.rootCertificates, extraCaPem] : [...tls.rootCertificates];
+}

@@ -1,0 +1,28 @@
+// What the data path needs, passed in (no globals). A PolicyRuntime is built once per policy load
+// and never changed: a connection keeps the runtime it started with, so a reload affects only
+// new requests.
+import type { LoadedPolicy } from '../config/types.js';
+import type { UpstreamPools } from '../net/dial.js';
+import type { VettingResolver } from '../net/resolve.js';
+import type { Observer } from '../observe/events.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import type { ToolTokens } from './auth.js';
+
+export interface PolicyRuntime {
+  readonly loaded: LoadedPolicy;
+  readonly compiled: CompiledPolicy;
+  readonly tokens: ToolTokens;
+  readonly resolver: VettingResolver;
+  readonly pools: UpstreamPools;
+  /** roots trusted for upstream TLS */
+  readonly upstreamCa: readonly string[];
+}
+
+export interface ProxyDeps {
+  current(): PolicyRuntime;
+  /** a sentence when the proxy is halted (pinned policy drifted), else null */
+  halted(): string | null;
+  observer: Observer;
+  /** sluice's own listening endpoints, never dialled */
+  self: ReadonlyArray<{ host: string; port: number }>;
+}

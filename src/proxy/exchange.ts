@@ -1,0 +1,100 @@
+// One exchange = one request or one tunnel. Fields are filled as the data path learns them and
+// reported exactly once, as the canonical audit event for that exchange.
+import { randomUUID } from 'node:crypto';
+import type { AuditInput, AuditType, Observer } from '../observe/events.js';
+import type { DenyReason, UpstreamError } from '../policy/reasons.js';
+import type { Decision, Verdict } from '../policy/types.js';
+
+export class Exchange {
+  readonly requestId = randomUUID();
+  readonly #started = performance.now();
+  readonly #observer: Observer;
+  #reported = false;
+  tool: string | null = null;
+  method: string | null = null;
+  scheme: 'http' | 'https' | null;
+  host: string | null = null;
+  port: number | null = null;
+  path: string | null = null;
+  ip: string | null = null;
+  status: number | null = null;
+  bytesUp = 0;
+  bytesDown = 0;
+  rule: string | null = null;
+  decision: Verdict | null = null;
+  reason: DenyReason | UpstreamError | null = null;
+  detail: string | null = null;
+  /** 'limit' when a size or time limit ended the exchange */
+  #limited = false;
+
+  constructor(observer: Observer, scheme: 'http' | 'https') {
+    this.#observer = observer;
+    this.scheme = scheme;
+  }
+
+  applyDecision(d: Decision): void {
+    this.decision = d.verdict;
+    this.reason = d.reason;
+    this.rule = d.rule;
+    this.host = d.host;
+    this.port = d.port;
+    if (d.verdict !== 'allow') this.detail = d.detail;
+  }
+
+  deny(reason: DenyReason, detail: string, status: number): void {
+    this.decision = 'deny';
+    this.reason = reason;
+    this.detail = detail;
+    this.status = status;
+  }
+
+  fail(code: UpstreamError, detail: string, status: number): void {
+    this.reason = code;
+    this.detail = detail;
+    this.status = status;
+  }
+
+  limitExceeded(reason: DenyReason, detail: string): void {
+    this.#limited = true;
+    this.reason = reason;
+    this.detail = detail;
+  }
+
+  get reported(): boolean {
+    return this.#reported;
+  }
+
+  /** Reports the canonical event once; later calls are ignored. */
+  report(kind: 'net.req' | 'net.tunnel'): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    const type: AuditType = this.#limited
+      ? 'limit.exceeded'
+      : this.decision === 'deny' || this.decision === 'review'
+        ? 'policy.violation'
+        : kind;
+    this.#observer.event(this.toAudit(type));
+  }
+
+  toAudit(type: AuditType): AuditInput {
+    return {
+      type,
+      request_id: this.requestId,
+      tool: this.tool,
+      decision: this.decision,
+      reason: this.reason,
+      method: this.method,
+      scheme: this.scheme,
+      host: this.host,
+      port: this.port,
+      path: this.path,
+      ip: this.ip,
+      status: this.status,
+      bytes_up: this.bytesUp,
+      bytes_down: this.bytesDown,
+      duration_ms: Math.round((performance.now() - this.#started) * 1000) / 1000,
+      rule: this.rule,
+      detail: this.detail,
+    };
+  }
+}

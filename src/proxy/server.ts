@@ -1,0 +1,86 @@
+// The listening proxy: one http.Server whose events are the three ways a client talks to sluice
+// (absolute-form request, CONNECT, Upgrade), plus malformed input answered and recorded.
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { denyAnswer, sendRawAnswer } from './answers.js';
+import type { ProxyDeps } from './context.js';
+import { Exchange } from './exchange.js';
+import { forwardRequest } from './forward.js';
+import { handleConnect, type Interceptor } from './tunnel.js';
+import { forwardUpgrade } from './upgrade.js';
+
+export interface ProxyServerOptions {
+  maxHeaderBytes: number;
+  headerTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_SERVER_OPTIONS: ProxyServerOptions = {
+  maxHeaderBytes: 32 * 1024,
+  headerTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 60_000,
+};
+
+export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor | null, opts = DEFAULT_SERVER_OPTIONS): http.Server {
+  const server = http.createServer({
+    maxHeaderSize: opts.maxHeaderBytes,
+    headersTimeout: opts.headerTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: opts.keepAliveTimeoutMs,
+    insecureHTTPParser: false,
+    joinDuplicateHeaders: false,
+  });
+  server.on('request', (req, res) => {
+    void forwardRequest(deps, { runtime: deps.current(), scheme: 'http', tunnel: null }, req, res);
+  });
+  server.on('connect', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+    void handleConnect(deps, interceptor, req, socket, head);
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+    void forwardUpgrade(deps, { runtime: deps.current(), scheme: 'http', tunnel: null }, req, socket, head);
+  });
+  server.on('connection', (socket: Socket) => {
+    socket.setNoDelay(true);
+    deps.observer.connectionOpened(null);
+    socket.once('close', () => deps.observer.connectionClosed(null));
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(deps, err, socket));
+  return server;
+}
+
+/** Malformed or hostile input from the client: a 400 (or 408/431) and a record, then the connection closes. */
+export function answerClientError(deps: ProxyDeps, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const ex = new Exchange(deps.observer, 'http');
+  const detail = describeParseError(err);
+  const answer = denyAnswer('bad_request', detail, ex.requestId);
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADER_TIMEOUT') answer.status = 408;
+  if (err.code === 'HPE_HEADER_OVERFLOW') answer.status = 431;
+  ex.deny('bad_request', detail, answer.status);
+  sendRawAnswer(socket, answer);
+  ex.report('net.req');
+}
+
+function describeParseError(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 'the request line or headers are larger than sluice accepts';
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+      return 'the request has both Content-Length and Transfer-Encoding (request smuggling is refused)';
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+      return 'the request has an invalid or unknown Transfer-Encoding';
+    case 'HPE_INVALID_HEADER_TOKEN':
+      return 'a request header is malformed (obs-fold, control character or invalid name)';
+    case 'HPE_LF_EXPECTED':
+    case 'HPE_CR_EXPECTED':
+      return 'the request uses bare LF or CR line ends';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADER_TIMEOUT':
+      return 'the request headers did not arrive in time';
+    default:
+      return `the request could not be parsed (${err.code ?? 'parse error'})`;
+  }
+}

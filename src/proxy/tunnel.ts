@@ -1,0 +1,169 @@
+// CONNECT: authenticate, decide on host and port, vet, dial the vetted address, then either hand
+// the client to the interceptor (a rule needs to see inside) or relay bytes untouched after
+// checking that the ClientHello names the host that was decided on.
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream';
+import { dialTcp } from '../net/dial.js';
+import { canonicalHost } from '../net/host.js';
+import { decide } from '../policy/decide.js';
+import type { DenyReason } from '../policy/reasons.js';
+import type { Decision } from '../policy/types.js';
+import { readClientHello } from '../tls/client-hello.js';
+import { denyAnswer, sendRawAnswer, upstreamErrorAnswer } from './answers.js';
+import type { PolicyRuntime, ProxyDeps } from './context.js';
+import { Exchange } from './exchange.js';
+import { parseConnectTarget, type Target } from './target.js';
+import { classifyUpstreamError } from './upstream-errors.js';
+import { vetDestination } from './vet.js';
+
+/** Takes over a client socket whose CONNECT needs interception (the 200 is already written). */
+export type Interceptor = (client: Socket, head: Buffer, tunnel: { tool: string; target: Target; runtime: PolicyRuntime; ex: Exchange }) => void;
+
+const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';
+/** A ClientHello larger than this is not one sluice will wait for. */
+const MAX_HELLO_BYTES = 16 * 1024;
+
+export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | null, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+  const runtime = deps.current();
+  const ex = new Exchange(deps.observer, 'https');
+  ex.method = 'CONNECT';
+  client.on('error', () => client.destroy());
+  client.once('close', () => ex.report('net.tunnel'));
+  const refuse = (reason: DenyReason, detail: string): void => {
+    const answer = denyAnswer(reason, detail, ex.requestId);
+    ex.deny(reason, detail, answer.status);
+    sendRawAnswer(client, answer);
+  };
+
+  const halted = deps.halted();
+  if (halted) return refuse('policy_halted', halted);
+  const auth = runtime.tokens.authenticate(req.headers['proxy-authorization']);
+  if (!auth.ok) return refuse('unauthenticated', `proxy authentication failed: ${auth.why}`);
+  const tool = auth.tool;
+  ex.tool = tool;
+  const parsed = parseConnectTarget(req.url ?? '');
+  if (!parsed.ok) return refuse('bad_request', parsed.why);
+  const target = parsed.target;
+  ex.host = target.host.host;
+  ex.port = target.port;
+
+  const decision = decide(runtime.compiled, tool, {
+    phase: 'connect',
+    scheme: 'https',
+    host: target.host.host,
+    port: target.port,
+    method: 'CONNECT',
+  });
+  ex.applyDecision(decision);
+  if (decision.verdict === 'deny') return refuse(decision.reason ?? 'no_rule', decision.detail);
+
+  if (decision.intercept) {
+    if (!interceptor) return refuse('no_rule', `a rule for ${target.host.host} needs TLS interception, which is not enabled`);
+    ex.status = 200;
+    client.write(ESTABLISHED);
+    interceptor(client, head, { tool, target, runtime, ex });
+    return;
+  }
+
+  const vetted = await vetDestination(runtime, deps.self, target.host, target.port);
+  if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
+  ex.ip = vetted.ip;
+
+  let upstream: Socket;
+  try {
+    upstream = await dialTcp({ ip: vetted.ip, port: target.port, servername: null }, decision.limits.connect_timeout_ms);
+  } catch (err) {
+    const failure = classifyUpstreamError(err);
+    const answer = upstreamErrorAnswer(failure.code, failure.detail, ex.requestId);
+    ex.fail(failure.code, failure.detail, answer.status);
+    return sendRawAnswer(client, answer);
+  }
+  if (client.destroyed) {
+    upstream.destroy();
+    return;
+  }
+  ex.status = 200;
+  client.write(ESTABLISHED);
+  relayAfterHello(client, upstream, head, target, decision, ex);
+}
+
+/**
+ * Holds the client's first bytes until the ClientHello is complete, checks its SNI against the
+ * CONNECT host, then relays both ways. Upstream bytes flow at once (server-first protocols).
+ */
+function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target: Target, decision: Decision, ex: Exchange): void {
+  const limits = decision.limits;
+  upstream.on('error', () => upstream.destroy());
+  let helloBuf = head;
+  const close = (reason: DenyReason, detail: string): void => {
+    if (reason === 'response_too_large') ex.limitExceeded(reason, detail);
+    else ex.deny(reason, detail, ex.status ?? 200);
+    client.destroy();
+    upstream.destroy();
+  };
+
+  const helloTimer = setTimeout(
+    () => close('bad_request', `no TLS ClientHello within ${limits.header_timeout_ms} ms`),
+    limits.header_timeout_ms,
+  );
+  const onFirstBytes = (chunk?: Buffer): void => {
+    if (chunk) helloBuf = helloBuf.length === 0 ? chunk : Buffer.concat([helloBuf, chunk]);
+    if (helloBuf.length === 0) return;
+    const hello = readClientHello(helloBuf);
+    if (hello.state === 'need_more' && helloBuf.length < MAX_HELLO_BYTES) return;
+    client.off('data', onFirstBytes);
+    clearTimeout(helloTimer);
+    const problem = checkHello(hello, target);
+    if (problem) return close(problem.reason, problem.detail);
+    ex.bytesUp += helloBuf.length;
+    upstream.write(helloBuf);
+    startRelay();
+  };
+
+  const startRelay = (): void => {
+    client.pause();
+    client.on('data', (chunk: Buffer) => (ex.bytesUp += chunk.length));
+    pipeline(client, upstream, () => undefined);
+    client.resume();
+  };
+
+  upstream.on('data', (chunk: Buffer) => {
+    ex.bytesDown += chunk.length;
+    if (ex.bytesDown > limits.max_response_bytes) {
+      close('response_too_large', `the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
+    }
+  });
+  pipeline(upstream, client, () => undefined);
+  client.setTimeout(limits.idle_timeout_ms, () => client.destroy());
+  upstream.setTimeout(limits.idle_timeout_ms, () => upstream.destroy());
+  client.once('close', () => {
+    clearTimeout(helloTimer);
+    upstream.destroy();
+  });
+  upstream.once('close', () => client.destroy());
+  client.on('data', onFirstBytes);
+  onFirstBytes();
+}
+
+function checkHello(hello: ReturnType<typeof readClientHello>, target: Target): { reason: DenyReason; detail: string } | null {
+  if (hello.state !== 'tls') {
+    if (target.port === 443) {
+      return { reason: 'bad_request', detail: `the tunnel to ${target.authority} did not start with a TLS ClientHello` };
+    }
+    return null;
+  }
+  if (hello.sni === null) {
+    return target.host.kind === 'name'
+      ? { reason: 'sni_mismatch', detail: `the TLS ClientHello names no server (SNI) but the tunnel is for ${target.host.host}` }
+      : null;
+  }
+  const sni = canonicalHost(hello.sni);
+  if (!sni || sni.host !== target.host.host) {
+    return {
+      reason: 'sni_mismatch',
+      detail: `the TLS ClientHello names ${hello.sni.slice(0, 100)} but the tunnel was allowed for ${target.host.host}`,
+    };
+  }
+  return null;
+}
