@@ -1,0 +1,109 @@
+// The Prometheus metrics of DESIGN.md "Metrics" on a registry of their own (never prom-client's global
+// one, so tests and embedders get isolated registries). Label values arrive already bounded: the
+// AuditingObserver maps tool and secret names onto the policy's sets before calling in here.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type ByteDirection = 'up' | 'down';
+
+export interface MetricsOptions {
+  /** prom-client's process metrics (CPU, memory, event loop lag, …); default true */
+  defaultMetrics?: boolean;
+  /** buckets of sluice_upstream_duration_seconds */
+  durationBuckets?: number[];
+}
+
+export interface SluiceMetrics {
+  readonly registry: Registry;
+  request(tool: string, decision: string, reason: string): void;
+  violation(tool: string, reason: string): void;
+  secretUse(tool: string, secret: string): void;
+  bytes(tool: string, direction: ByteDirection, count: number): void;
+  upstreamDuration(seconds: number): void;
+  connectionOpened(): void;
+  connectionClosed(): void;
+  certIssued(): void;
+  /** sluice_policy_info{sha256}=1 for this policy only */
+  policyLoaded(sha256: string): void;
+  reloadFailed(): void;
+}
+
+const DEFAULT_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const requests = new Counter({
+    name: 'sluice_requests_total',
+    help: 'Requests and tunnels decided, one per canonical audit event',
+    labelNames: ['tool', 'decision', 'reason'] as const,
+    registers,
+  });
+  const violations = new Counter({
+    name: 'sluice_policy_violations_total',
+    help: 'Denied or reviewed requests and limit hits',
+    labelNames: ['tool', 'reason'] as const,
+    registers,
+  });
+  const secretUses = new Counter({
+    name: 'sluice_secret_uses_total',
+    help: 'Secret placeholders swapped for a real value or injected',
+    labelNames: ['tool', 'secret'] as const,
+    registers,
+  });
+  const bytes = new Counter({
+    name: 'sluice_bytes_total',
+    help: 'Bytes relayed: up = client to upstream, down = upstream to client',
+    labelNames: ['tool', 'direction'] as const,
+    registers,
+  });
+  const duration = new Histogram({
+    name: 'sluice_upstream_duration_seconds',
+    help: 'Time from dialling upstream to the end of its response',
+    buckets: opts.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
+    registers,
+  });
+  const openConnections = new Gauge({
+    name: 'sluice_open_connections',
+    help: 'Client connections currently open',
+    registers,
+  });
+  const certsIssued = new Counter({
+    name: 'sluice_tls_certs_issued_total',
+    help: 'Leaf certificates minted by the interception CA',
+    registers,
+  });
+  const policyInfo = new Gauge({
+    name: 'sluice_policy_info',
+    help: 'The policy in force (value 1), by sha256',
+    labelNames: ['sha256'] as const,
+    registers,
+  });
+  const reloadFailures = new Counter({
+    name: 'sluice_policy_reload_failures_total',
+    help: 'Policy reloads rejected (the last good policy stays in force)',
+    registers,
+  });
+
+  return {
+    registry,
+    request: (tool, decision, reason) => requests.inc({ tool, decision, reason }),
+    violation: (tool, reason) => violations.inc({ tool, reason }),
+    secretUse: (tool, secret) => secretUses.inc({ tool, secret }),
+    bytes: (tool, direction, count) => {
+      if (count > 0 && Number.isFinite(count)) bytes.inc({ tool, direction }, count);
+    },
+    upstreamDuration: (seconds) => {
+      if (seconds >= 0 && Number.isFinite(seconds)) duration.observe(seconds);
+    },
+    connectionOpened: () => openConnections.inc(),
+    connectionClosed: () => openConnections.dec(),
+    certIssued: () => certsIssued.inc(),
+    policyLoaded: (sha256) => {
+      policyInfo.reset();
+      policyInfo.set({ sha256 }, 1);
+    },
+    reloadFailed: () => reloadFailures.inc(),
+  };
+}

@@ -1,0 +1,106 @@
+// The Observer the data path reports to: every event goes to the audit sink and moves the metrics.
+// Metric labels stay bounded: a tool or secret name not in the current policy (or none at all) is
+// counted as "unknown"; decision and reason values outside their closed unions likewise. The audit
+// record keeps the (scrubbed) name as reported.
+import { DENY_REASONS, UPSTREAM_ERRORS } from '../policy/reasons.js';
+import type { AuditSink } from './audit.js';
+import type { AuditInput, AuditType, Observer } from './events.js';
+import type { SluiceMetrics } from './metrics.js';
+
+export const UNKNOWN_LABEL = 'unknown';
+
+/** The one event per request or tunnel; each increments sluice_requests_total exactly once. */
+const CANONICAL_TYPES: ReadonlySet<AuditType> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+/** A limit hit breaks the policy's limits, so it counts as a violation too. */
+const VIOLATION_TYPES: ReadonlySet<AuditType> = new Set(['policy.violation', 'limit.exceeded']);
+const DECISIONS: ReadonlySet<string> = new Set(['allow', 'deny', 'review']);
+const REASONS: ReadonlySet<string> = new Set<string>([...DENY_REASONS, ...UPSTREAM_ERRORS]);
+
+export interface PolicyLabels {
+  sha256: string;
+  tools: readonly string[];
+  secrets: readonly string[];
+}
+
+export interface AuditingObserverOptions {
+  sink: AuditSink;
+  metrics: SluiceMetrics;
+  /**
+   * An audit record could not be written (the sink failed or was closed); halting the proxy keeps
+   * invariant 4. Absent: the record is dropped here and the failure is left to the sink's onError.
+   */
+  onAuditFailure?: (err: Error) => void;
+}
+
+export class AuditingObserver implements Observer {
+  readonly #sink: AuditSink;
+  readonly #metrics: SluiceMetrics;
+  readonly #onAuditFailure: ((err: Error) => void) | undefined;
+  #policySha256: string | null = null;
+  #tools: ReadonlySet<string> = new Set();
+  #secrets: ReadonlySet<string> = new Set();
+
+  constructor(opts: AuditingObserverOptions) {
+    this.#sink = opts.sink;
+    this.#metrics = opts.metrics;
+    this.#onAuditFailure = opts.onAuditFailure;
+  }
+
+  /** Call with the new policy before reporting its policy.load event, so the event carries its hash. */
+  setPolicy(policy: PolicyLabels): void {
+    this.#policySha256 = policy.sha256;
+    this.#tools = new Set(policy.tools);
+    this.#secrets = new Set(policy.secrets);
+    this.#metrics.policyLoaded(policy.sha256);
+  }
+
+  event(e: AuditInput): void {
+    this.#count(e);
+    try {
+      this.#sink.write(e, this.#policySha256);
+    } catch (err) {
+      this.#onAuditFailure?.(err as Error);
+    }
+  }
+
+  connectionOpened(_tool: string | null): void {
+    this.#metrics.connectionOpened();
+  }
+
+  connectionClosed(_tool: string | null): void {
+    this.#metrics.connectionClosed();
+  }
+
+  upstreamDuration(_tool: string, seconds: number): void {
+    this.#metrics.upstreamDuration(seconds);
+  }
+
+  certIssued(): void {
+    this.#metrics.certIssued();
+  }
+
+  #count(e: AuditInput): void {
+    const tool = this.#toolLabel(e.tool);
+    if (CANONICAL_TYPES.has(e.type)) {
+      this.#metrics.request(tool, labelIn(DECISIONS, e.decision), labelIn(REASONS, e.reason));
+      this.#metrics.bytes(tool, 'up', e.bytes_up ?? 0);
+      this.#metrics.bytes(tool, 'down', e.bytes_down ?? 0);
+    }
+    if (VIOLATION_TYPES.has(e.type)) this.#metrics.violation(tool, labelIn(REASONS, e.reason));
+    if (e.type === 'secret.use') {
+      const secret = e.secret != null && this.#secrets.has(e.secret) ? e.secret : UNKNOWN_LABEL;
+      this.#metrics.secretUse(tool, secret);
+    }
+    if (e.type === 'policy.reload_failed') this.#metrics.reloadFailed();
+  }
+
+  #toolLabel(tool: string | null | undefined): string {
+    return tool != null && this.#tools.has(tool) ? tool : UNKNOWN_LABEL;
+  }
+}
+
+/** "" when absent (no reason), the value when it is in the closed set, "unknown" otherwise. */
+function labelIn(allowed: ReadonlySet<string>, value: string | null | undefined): string {
+  if (value == null) return '';
+  return allowed.has(value) ? value : UNKNOWN_LABEL;
+}
