@@ -67,6 +67,8 @@ export interface LoadedPolicy {
   file: string;
   /** sha256 hex over the base file's bytes */
   sha256: string;
+  /** absolute paths of every file read: the base, then its include fragments in load order */
+  files: string[];
   loadedAt: Date;
 }
 

@@ -1,0 +1,221 @@
+// Loads a policy: read the exact bytes, parse (YAML or JSON), validate against the schema (which
+// fills defaults), run the semantic checks, then add the fragments named by include. Synchronous,
+// because `sluice check`, serve and hot reload all want the verdict before doing anything else.
+// Any problem anywhere makes the whole policy unusable: PolicyError lists them all.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { globSync } from 'tinyglobby';
+import { PolicyError, type FieldPath, type Problem } from './errors.js';
+import { schemaProblems } from './schema.js';
+import { checkSecrets, checkSettings, checkTools } from './semantic.js';
+import { lineOf, parseSource, type PolicySource } from './source.js';
+import type { LoadedPolicy, PolicyDoc, SecretDoc, ToolDoc } from './types.js';
+
+/** The placeholder a tool writes for a secret when the policy names none. */
+export function defaultPlaceholder(alias: string): string {
+  return `__sluice_secret_${alias}__`;
+}
+
+/** Reads and validates the policy at `file` and every fragment it includes. Throws PolicyError. */
+export function loadPolicy(file: string): LoadedPolicy {
+  const absolute = resolve(file);
+  const bytes = readBytes(file, absolute);
+  if (!(bytes instanceof Uint8Array)) throw new PolicyError([bytes]);
+  const base = checkFile(file, absolute, bytes, 'policy', true);
+  const parts = [base];
+  if (base.source && base.problems.length === 0) parts.push(...readFragments(base as GoodPart));
+  return finish(parts, (doc) => ({
+    doc,
+    file: absolute,
+    sha256: sha256Hex(bytes),
+    files: parts.map((part) => part.absolute),
+    loadedAt: new Date(),
+  }));
+}
+
+/**
+ * Validates policy text that is not (yet) a file, e.g. from an editor or a test. Relative paths
+ * are taken from fileName's directory; `include` needs files, so it is refused here.
+ */
+export function parsePolicy(text: string, fileName: string): PolicyDoc {
+  const base = checkFile(fileName, resolve(fileName), new TextEncoder().encode(text), 'policy', true);
+  const doc = base.source?.value as PolicyDoc | undefined;
+  if (base.problems.length === 0 && doc?.include !== undefined) {
+    base.problems.push(problemAt(base.source!, ['include'], 'fragments can only be included when the policy is loaded from a file'));
+  }
+  return finish([base], (checked) => checked);
+}
+
+/**
+ * One digest over the base file and its fragments, in load order (LoadedPolicy.files), for
+ * drift detection: any byte changed in any file, or a file added, dropped or reordered in the
+ * list, changes it. Throws when a file cannot be read (which is drift too).
+ */
+export function policyFilesSha256(files: readonly string[]): string {
+  const combined = createHash('sha256');
+  for (const file of files) combined.update(`${sha256Hex(readFileSync(file))}  ${file}\n`);
+  return combined.digest('hex');
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** One file as checked on its own: a source when it parsed, and what is wrong with it. */
+interface Part {
+  name: string;
+  absolute: string;
+  source: PolicySource | null;
+  problems: Problem[];
+}
+
+/** A part that parsed and passed its own checks. */
+type GoodPart = Part & { source: PolicySource };
+
+type Tools = Record<string, ToolDoc>;
+type Secrets = Record<string, SecretDoc>;
+
+/** Merges the parts when each is fine on its own, then checks them together; throws on any problem. */
+function finish<T>(parts: Part[], build: (doc: PolicyDoc) => T): T {
+  const problems = parts.flatMap((part) => part.problems);
+  if (problems.length > 0) throw new PolicyError(problems);
+  const good = parts as GoodPart[];
+  const doc = good[0]!.source.value as PolicyDoc;
+  const combined = combine(doc, good);
+  if (combined.length > 0) throw new PolicyError(combined);
+  resolvePaths(doc, good);
+  return build(doc);
+}
+
+function readBytes(name: string, absolute: string): Uint8Array | Problem {
+  try {
+    return readFileSync(absolute);
+  } catch (error) {
+    return { file: name, message: `cannot read the file: ${readFailure(error)}` };
+  }
+}
+
+function readFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'it does not exist';
+  if (code === 'EISDIR') return 'it is a directory';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  return code ?? (error as Error).message;
+}
+
+/** Parses and checks one file on its own; one that fails to parse or fails the schema stops there. */
+function checkFile(name: string, absolute: string, bytes: Uint8Array, kind: 'policy' | 'fragment', baseStrict: boolean): Part {
+  const parsed = parseSource(name, bytes);
+  if (!parsed.ok) return { name, absolute, source: null, problems: parsed.problems };
+  const source = parsed.source;
+  const problems = schemaProblems(source, kind);
+  if (problems.length > 0) return { name, absolute, source, problems: byLine(problems) };
+  const value = source.value as { tools: Tools; secrets: Secrets } & PolicyDoc;
+  const strict = kind === 'policy' ? value.strict : baseStrict;
+  if (kind === 'policy') problems.push(...checkSettings(source, value));
+  problems.push(...checkTools(source, value.tools, strict), ...checkSecrets(source, value.secrets));
+  for (const [alias, secret] of Object.entries(value.secrets)) secret.placeholder ??= defaultPlaceholder(alias);
+  return { name, absolute, source, problems: byLine(problems) };
+}
+
+function byLine(problems: Problem[]): Problem[] {
+  return problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+}
+
+/**
+ * The fragments named by include, in sorted path order, each checked under the base's strict
+ * setting. Globs are relative to the base file's directory; the base file itself never counts.
+ */
+function readFragments(base: GoodPart): Part[] {
+  const doc = base.source.value as PolicyDoc;
+  if (!doc.include || doc.include.length === 0) return [];
+  const directory = dirname(base.absolute);
+  const found = globSync(doc.include, { cwd: directory, onlyFiles: true, expandDirectories: false, absolute: true });
+  const files = [...new Set(found.map((file) => resolve(file)))].filter((file) => file !== base.absolute).sort();
+  return files.map((file) => {
+    const name = join(dirname(base.name), relative(directory, file));
+    const bytes = readBytes(name, file);
+    if (!(bytes instanceof Uint8Array)) return { name, absolute: file, source: null, problems: [bytes] };
+    return checkFile(name, file, bytes, 'fragment', doc.strict);
+  });
+}
+
+function problemAt(source: PolicySource, path: FieldPath, message: string): Problem {
+  return { file: source.name, line: lineOf(source, path), path, message };
+}
+
+interface Owner {
+  part: GoodPart;
+  protected: boolean;
+}
+
+/**
+ * Adds the fragments' tools and secrets to doc (threat #9: a dynamic tool must not shadow a
+ * trusted one, so a name is declared once, by the base or by one fragment), then checks what
+ * only the whole policy shows: secrets that tools name, and placeholders that collide.
+ */
+function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
+  const problems: Problem[] = [];
+  const toolOwners = new Map<string, Owner>();
+  const secretOwners = new Map<string, Owner>();
+  for (const [index, part] of parts.entries()) {
+    const value = part.source.value as { tools: Tools; secrets: Secrets };
+    for (const [kind, entries, owners, merged] of [
+      ['secret', value.secrets, secretOwners, doc.secrets],
+      ['tool', value.tools, toolOwners, doc.tools],
+    ] as const) {
+      for (const [name, entry] of Object.entries(entries)) {
+        const owner = owners.get(name);
+        const field = [`${kind}s`, name];
+        if (owner) {
+          const where = `${owner.part.name}:${lineOf(owner.part.source, field)}`;
+          const what = owner.protected ? `the protected ${kind}` : `a ${kind}`;
+          problems.push(problemAt(part.source, field, `redefines ${what} declared in ${where}; fragments may only add new ${kind}s`));
+          continue;
+        }
+        owners.set(name, { part, protected: kind === 'tool' && (entry as ToolDoc).protected === true });
+        if (index > 0) (merged as Record<string, unknown>)[name] = entry;
+      }
+    }
+  }
+  for (const [name, { part }] of toolOwners) {
+    doc.tools[name]!.secrets.forEach((alias, i) => {
+      if (!secretOwners.has(alias)) {
+        problems.push(problemAt(part.source, ['tools', name, 'secrets', i], `secret "${alias}" is not defined under secrets`));
+      }
+    });
+  }
+  problems.push(...placeholderClashes(doc, secretOwners));
+  return problems;
+}
+
+/** sluice finds placeholders by substring, so none may equal or contain another. */
+function placeholderClashes(doc: PolicyDoc, owners: ReadonlyMap<string, Owner>): Problem[] {
+  const problems: Problem[] = [];
+  const seen: { alias: string; placeholder: string }[] = [];
+  for (const [alias, { part }] of owners) {
+    const placeholder = doc.secrets[alias]!.placeholder;
+    const clash = seen.find((other) => other.placeholder.includes(placeholder) || placeholder.includes(other.placeholder));
+    seen.push({ alias, placeholder });
+    if (!clash) continue;
+    const other = owners.get(clash.alias)!.part;
+    const where = `${other.name}:${lineOf(other.source, ['secrets', clash.alias])}`;
+    const how = clash.placeholder === placeholder ? 'the same placeholder as' : 'a placeholder overlapping that of';
+    problems.push(problemAt(part.source, ['secrets', alias], `has ${how} secret "${clash.alias}" (${where}); each secret needs its own`));
+  }
+  return problems;
+}
+
+/** Relative file paths are taken from the directory of the file that names them, not the cwd. */
+function resolvePaths(doc: PolicyDoc, parts: readonly GoodPart[]): void {
+  const baseDirectory = dirname(parts[0]!.absolute);
+  if (doc.tls.upstream_ca !== null) doc.tls.upstream_ca = resolve(baseDirectory, doc.tls.upstream_ca);
+  for (const part of parts) {
+    for (const secret of Object.values((part.source.value as { secrets: Secrets }).secrets)) {
+      if ('file' in secret.from && !isAbsolute(secret.from.file)) {
+        secret.from = { file: resolve(dirname(part.absolute), secret.from.file) };
+      }
+    }
+  }
+}

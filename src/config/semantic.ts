@@ -1,0 +1,164 @@
+// Checks the schema cannot express: host, CIDR and resolver syntax, path globs as the matcher
+// compiles them, and strict mode's refusal of allow-all. Pure: values in, problems out; env vars
+// and secret files are read by serve, never here.
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { getPublicSuffix } from 'tldts';
+import { splitHostPort } from '../net/host.js';
+import { compileHostPattern } from '../policy/host-match.js';
+import { compilePathGlob } from '../policy/path.js';
+import type { FieldPath, Problem } from './errors.js';
+import { lineOf, type PolicySource } from './source.js';
+import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
+
+type Report = (path: FieldPath, message: string) => void;
+
+function reporter(source: PolicySource, problems: Problem[]): Report {
+  return (path, message) => problems.push({ file: source.name, line: lineOf(source, path), path, message });
+}
+
+/** Problems with the top-level settings of a base policy (its tools and secrets are checked separately). */
+export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
+  const problems: Problem[] = [];
+  const report = reporter(source, problems);
+  if (doc.strict && doc.on_violation === 'review') {
+    report(['on_violation'], '"review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)');
+  }
+  if (doc.strict && doc.network.private_ip === 'allow') {
+    report(['network', 'private_ip'], '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)');
+  }
+  doc.network.allow_private_cidrs.forEach((cidr, i) => {
+    const problem = cidrProblem(cidr, doc.strict);
+    if (problem) report(['network', 'allow_private_cidrs', i], problem);
+  });
+  doc.network.dns_servers.forEach((server, i) => {
+    if (!isResolverAddress(server)) {
+      report(['network', 'dns_servers', i], `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`);
+    }
+  });
+  return problems;
+}
+
+export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>, strict: boolean): Problem[] {
+  const problems: Problem[] = [];
+  const report = reporter(source, problems);
+  for (const [name, tool] of Object.entries(tools)) {
+    tool.allow.forEach((rule, i) => {
+      const at = ['tools', name, 'allow', i];
+      const hostProblem = ruleHostProblem(rule.host, strict);
+      if (hostProblem) report([...at, 'host'], hostProblem);
+      const namedPort = splitHostPort(rule.host)?.port ?? null;
+      if (namedPort !== null && rule.ports) {
+        report([...at, 'ports'], `host "${rule.host}" already names port ${namedPort}; drop ports or the port in host`);
+      }
+      rule.paths?.forEach((pattern, j) => {
+        try {
+          compilePathGlob(pattern);
+        } catch (error) {
+          report([...at, 'paths', j], (error as Error).message);
+        }
+      });
+    });
+  }
+  return problems;
+}
+
+export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>): Problem[] {
+  const problems: Problem[] = [];
+  const report = reporter(source, problems);
+  for (const [alias, secret] of Object.entries(secrets)) {
+    secret.hosts.forEach((host, i) => {
+      const problem = secretHostProblem(host);
+      if (problem) report(['secrets', alias, 'hosts', i], problem);
+    });
+    if (secret.inject && RESERVED_HEADERS.has(secret.inject.header.toLowerCase())) {
+      report(['secrets', alias, 'inject', 'header'], `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`);
+    }
+  }
+  return problems;
+}
+
+/** Headers that frame the message or address the proxy: injecting into them breaks HTTP or sluice. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-connection',
+]);
+
+const HOST_FORMS =
+  'expected a name ("api.github.com"), a wildcard "*.example.com", an IPv4 literal or a bracketed IPv6 literal ("[2001:db8::1]"), optionally with ":port"';
+
+function ruleHostProblem(host: string, strict: boolean): string | null {
+  if (splitHostPort(host)?.host === '*') {
+    if (strict) return `"${host}" matches every host; strict mode forbids allow-all`;
+    if (host !== '*') return `"${host}" is not supported; write host "*" with ports: [${host.slice(2)}]`;
+    return null;
+  }
+  const pattern = compileHostPattern(host);
+  if (!pattern) return `"${host}" is not a valid host: ${HOST_FORMS}`;
+  if (strict && pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
+    return `"${host}" matches every name under the public suffix "${pattern.suffix}"; strict mode forbids allow-all`;
+  }
+  return null;
+}
+
+/** Secret hosts are never allow-all, strict or not: that would hand the credential to anyone. */
+function secretHostProblem(host: string): string | null {
+  if (splitHostPort(host)?.host === '*') return `"${host}" would send the secret to every host`;
+  const pattern = compileHostPattern(host);
+  if (!pattern) return `"${host}" is not a valid host: ${HOST_FORMS}`;
+  if (pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
+    return `"${host}" would send the secret to every name under the public suffix "${pattern.suffix}"`;
+  }
+  return null;
+}
+
+/**
+ * "*.com", "*.co.uk", and also private-registry suffixes such as "*.github.io" where anyone can
+ * publish a site. A TLD unknown to the list ("*.internal") counts too: tldts treats it as one.
+ */
+function isPublicSuffix(name: string): boolean {
+  return getPublicSuffix(name, { allowPrivateDomains: true }) === name;
+}
+
+/** Shorter prefixes than these span beyond any private range: the same as private_ip: allow. */
+const NARROWEST_WIDE_PREFIX = { ipv4: 8, ipv6: 7 } as const;
+
+function cidrProblem(cidr: string, strict: boolean): string | null {
+  const invalid = `"${cidr}" is not a CIDR such as "10.1.2.3/32" or "fd00:1::/64"`;
+  const [address = '', prefix, ...rest] = cidr.split('/');
+  if (rest.length > 0 || prefix === undefined || !/^\d{1,3}$/.test(prefix) || isIP(address) === 0 || address.includes('%')) {
+    return invalid;
+  }
+  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    parsed = ipaddr.parseCIDR(cidr);
+  } catch {
+    return invalid;
+  }
+  const [ip, length] = parsed;
+  const network =
+    ip.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr);
+  if (network.toString() !== ip.toString()) {
+    return `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?`;
+  }
+  if (strict && length < NARROWEST_WIDE_PREFIX[ip.kind()]) {
+    return `"${cidr}" is wider than any private range, the same as private_ip: allow; strict mode forbids it`;
+  }
+  return null;
+}
+
+function isResolverAddress(server: string): boolean {
+  if (server.includes('%')) return false;
+  if (isIP(server) !== 0) return true;
+  const split = splitHostPort(server);
+  if (!split || split.port === null) return false;
+  return isIP(split.host) === (server.startsWith('[') ? 6 : 4);
+}
