@@ -1,0 +1,279 @@
+// Request side, pure: find placeholders, refuse the ones a tool may not use here, catch real
+// credentials leaving, and swap in-scope placeholders for values in headers and the target.
+import type { SecretDoc } from '../config/types.js';
+import { percentDecode, rawOrPercentEncoded, valueForms } from './forms.js';
+import { findLeakIn, LEAK_PATTERNS, type LeakPattern } from './leak-patterns.js';
+import type { SecretRefusal } from './violation.js';
+
+/** The prefix of every default placeholder: `__sluice_secret_<alias>__`. */
+export const PLACEHOLDER_PREFIX = '__sluice_secret_';
+
+export function defaultPlaceholder(alias: string): string {
+  return `${PLACEHOLDER_PREFIX}${alias}__`;
+}
+
+export interface PlaceholderIndex {
+  readonly entries: ReadonlyArray<{ alias: string; placeholder: string; pattern: RegExp }>;
+  /** the default prefix, raw or percent-encoded */
+  readonly prefix: RegExp;
+}
+
+const indexes = new WeakMap<Record<string, SecretDoc>, PlaceholderIndex>();
+
+/** The placeholders of a policy's secrets, built once per secrets object. */
+export function placeholderIndex(secrets: Record<string, SecretDoc>): PlaceholderIndex {
+  let index = indexes.get(secrets);
+  if (!index) {
+    const entries = Object.entries(secrets)
+      .map(([alias, doc]) => ({ alias, placeholder: doc.placeholder || defaultPlaceholder(alias) }))
+      // longest first, so a placeholder that contains another is removed whole
+      .sort((a, b) => b.placeholder.length - a.placeholder.length)
+      .map((entry) => ({ ...entry, pattern: rawOrPercentEncoded(entry.placeholder) }));
+    index = { entries, prefix: rawOrPercentEncoded(PLACEHOLDER_PREFIX) };
+    indexes.set(secrets, index);
+  }
+  return index;
+}
+
+function occurs(pattern: RegExp, text: string): boolean {
+  pattern.lastIndex = 0;
+  const found = pattern.test(text);
+  pattern.lastIndex = 0;
+  return found;
+}
+
+/** Aliases whose placeholder occurs in `text`, raw or percent-encoded (hex in any case). */
+export function findPlaceholders(text: string, index: PlaceholderIndex): string[] {
+  return index.entries.filter((entry) => occurs(entry.pattern, text)).map((entry) => entry.alias);
+}
+
+/** Whether `text` holds a default-form placeholder for an alias the policy does not define. */
+export function hasUnknownPlaceholder(text: string, index: PlaceholderIndex): boolean {
+  let rest = text;
+  for (const entry of index.entries) rest = rest.replace(entry.pattern, ' ');
+  return occurs(index.prefix, rest);
+}
+
+export interface SecretUse {
+  alias: string;
+  /** 'header:<Name>', 'query', 'path', 'body' or 'inject:<Name>' */
+  where: string;
+}
+
+export interface RequestSecretsInput {
+  tool: string;
+  /** the tool's secrets (ToolDoc.secrets) */
+  granted: readonly string[];
+  /** granted aliases whose hosts include this host (Decision.secrets) */
+  inScope: readonly string[];
+  /** the tool's headers, Proxy-Authorization already removed */
+  headers: ReadonlyArray<readonly [string, string]>;
+  /** origin-form request target: path and query */
+  target: string;
+  secrets: Record<string, SecretDoc>;
+  /** current value of an alias, null when it has none now */
+  values: (alias: string) => string | null;
+  /** values to treat as leaks; default: values() of every alias. Pass SecretStore.knownValues() to include rotated ones. */
+  known?: ReadonlyArray<{ alias: string; value: string }>;
+  leakPatterns?: readonly LeakPattern[];
+}
+
+export type RequestSecretsPlan =
+  | { ok: true; headers: Array<[string, string]>; target: string; uses: SecretUse[] }
+  | { ok: false; reason: SecretRefusal; alias: string | null; detail: string }
+  | { ok: false; reason: 'secret_unavailable'; alias: string; detail: string };
+
+type Refusal = Extract<RequestSecretsPlan, { ok: false }>;
+
+/** One place in the tool's request where a placeholder or a credential may sit. */
+interface Surface {
+  where: string;
+  text: string;
+}
+
+const BASIC = /^(\s*Basic\s+)([A-Za-z0-9+/=_-]+)(\s*)$/i;
+
+function decodeBasic(value: string): string | null {
+  const match = BASIC.exec(value);
+  return match ? Buffer.from(match[2]!, 'base64').toString('utf8') : null;
+}
+
+function splitTarget(target: string): { path: string; query: string | null } {
+  const at = target.indexOf('?');
+  return at === -1 ? { path: target, query: null } : { path: target.slice(0, at), query: target.slice(at + 1) };
+}
+
+function surfacesOf(headers: RequestSecretsInput['headers'], target: string): Surface[] {
+  const surfaces: Surface[] = [];
+  for (const [name, value] of headers) {
+    surfaces.push({ where: `header:${name}`, text: value });
+    if (name.toLowerCase() === 'authorization') {
+      const decoded = decodeBasic(value);
+      if (decoded !== null) surfaces.push({ where: `header:${name}`, text: decoded });
+    }
+  }
+  const { path, query } = splitTarget(target);
+  surfaces.push({ where: 'path', text: path });
+  if (query !== null) surfaces.push({ where: 'query', text: query });
+  return surfaces;
+}
+
+function findLeakedCredential(surfaces: Surface[], known: ReadonlyArray<{ alias: string; value: string }>, patterns: readonly LeakPattern[]): Refusal | null {
+  const knownForms = known.filter((k) => k.value.length > 0).map((k) => ({ alias: k.alias, forms: valueForms(k.value) }));
+  for (const surface of surfaces) {
+    const decoded = percentDecode(surface.text);
+    for (const { alias, forms } of knownForms) {
+      if (forms.some((form) => surface.text.includes(form) || decoded.includes(form))) {
+        return {
+          ok: false,
+          reason: 'secret_leak',
+          alias,
+          detail: `the request carries the real value of secret "${alias}" in ${surface.where}; send its placeholder instead`,
+        };
+      }
+    }
+    const shape = findLeakIn(surface.text, 0, true, patterns) ?? findLeakIn(decoded, 0, true, patterns);
+    if (shape) {
+      return {
+        ok: false,
+        reason: 'secret_leak',
+        alias: null,
+        detail: `the request carries what looks like a credential (${shape.name}) in ${surface.where}`,
+      };
+    }
+  }
+  return null;
+}
+
+function checkPlaceholders(surfaces: Surface[], input: RequestSecretsInput, index: PlaceholderIndex): Refusal | null {
+  for (const surface of surfaces) {
+    for (const alias of findPlaceholders(surface.text, index)) {
+      if (!input.granted.includes(alias)) {
+        return {
+          ok: false,
+          reason: 'secret_not_granted',
+          alias,
+          detail: `tool "${input.tool}" is not granted secret "${alias}" (placeholder in ${surface.where})`,
+        };
+      }
+      if (!input.inScope.includes(alias)) {
+        return {
+          ok: false,
+          reason: 'secret_out_of_scope',
+          alias,
+          detail: `secret "${alias}" may only be sent to its own hosts, and this host is not one of them (placeholder in ${surface.where})`,
+        };
+      }
+    }
+    if (hasUnknownPlaceholder(surface.text, index)) {
+      return {
+        ok: false,
+        reason: 'secret_not_granted',
+        alias: null,
+        detail: `the request carries a placeholder for a secret the policy does not define (in ${surface.where})`,
+      };
+    }
+  }
+  return null;
+}
+
+/** Replaces a placeholder: a raw occurrence by `raw`, a percent-encoded one by `encoded`. */
+function swap(text: string, pattern: RegExp, placeholder: string, raw: string, encoded: string): string {
+  pattern.lastIndex = 0;
+  // a replacer function, so `$` in a value is never read as a replacement pattern
+  return text.replace(pattern, (match) => (match === placeholder ? raw : encoded));
+}
+
+/**
+ * Decides what a request carries toward this host and rewrites it: placeholders swapped for values,
+ * injected headers set. Never returns a value in `detail`.
+ */
+export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPlan {
+  const index = placeholderIndex(input.secrets);
+  const surfaces = surfacesOf(input.headers, input.target);
+  const known =
+    input.known ??
+    Object.keys(input.secrets).flatMap((alias) => {
+      const value = input.values(alias);
+      return value ? [{ alias, value }] : [];
+    });
+
+  const refusal = findLeakedCredential(surfaces, known, input.leakPatterns ?? LEAK_PATTERNS) ?? checkPlaceholders(surfaces, input, index);
+  if (refusal) return refusal;
+
+  // in-scope secrets to fill now: those written somewhere, and those injected
+  const present = new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index)));
+  const active = index.entries.filter(
+    (entry) => input.inScope.includes(entry.alias) && (present.has(entry.alias) || input.secrets[entry.alias]?.inject),
+  );
+  const values = new Map<string, string>();
+  for (const { alias } of active) {
+    const value = input.values(alias);
+    if (!value) {
+      return {
+        ok: false,
+        reason: 'secret_unavailable',
+        alias,
+        detail: `secret "${alias}" has no value right now (its source is missing or empty)`,
+      };
+    }
+    values.set(alias, value);
+  }
+
+  const uses: SecretUse[] = [];
+  const used = (alias: string, where: string): void => {
+    if (!uses.some((u) => u.alias === alias && u.where === where)) uses.push({ alias, where });
+  };
+  const swapAll = (text: string, where: string, encodeRaw: boolean): string => {
+    let out = text;
+    for (const { alias, placeholder, pattern } of active) {
+      const value = values.get(alias)!;
+      const encoded = encodeURIComponent(value);
+      const swapped = swap(out, pattern, placeholder, encodeRaw ? encoded : value, encoded);
+      if (swapped !== out) used(alias, where);
+      out = swapped;
+    }
+    return out;
+  };
+
+  const injects = input.inScope.flatMap((alias) => {
+    const inject = input.secrets[alias]?.inject;
+    return inject ? [{ alias, header: inject.header, value: inject.format.split('{value}').join(values.get(alias)!) }] : [];
+  });
+  const injected = new Set(injects.map((i) => i.header.toLowerCase()));
+
+  const headers: Array<[string, string]> = [];
+  for (const [name, value] of input.headers) {
+    if (injected.has(name.toLowerCase())) continue;
+    const where = `header:${name}`;
+    const basic = name.toLowerCase() === 'authorization' ? BASIC.exec(value) : null;
+    if (basic) {
+      const credentials = Buffer.from(basic[2]!, 'base64').toString('utf8');
+      const swapped = swapAll(credentials, where, false);
+      if (swapped !== credentials) {
+        headers.push([name, `${basic[1]}${Buffer.from(swapped, 'utf8').toString('base64')}${basic[3]}`]);
+        continue;
+      }
+    }
+    headers.push([name, swapAll(value, where, false)]);
+  }
+  for (const inject of injects) {
+    headers.push([inject.header, inject.value]);
+    used(inject.alias, `inject:${inject.header}`);
+  }
+
+  const { path, query } = splitTarget(input.target);
+  const target = swapAll(path, 'path', true) + (query === null ? '' : `?${swapAll(query, 'query', true)}`);
+
+  for (const alias of input.inScope) {
+    if (input.secrets[alias]?.require && !uses.some((u) => u.alias === alias)) {
+      return {
+        ok: false,
+        reason: 'secret_required',
+        alias,
+        detail: `requests to this host must carry the placeholder of secret "${alias}" in a header or the query`,
+      };
+    }
+  }
+  return { ok: true, headers, target, uses };
+}
