@@ -1,10 +1,5 @@
 #!/usr/bin/env node
 // sluice's command line: a thin dispatcher; each command lives in src/commands/.
-import { runAudit } from './commands/audit.js';
-import { runCa } from './commands/ca.js';
-import { runCheck } from './commands/check.js';
-import { runExplain } from './commands/explain.js';
-import { runServe } from './commands/serve.js';
 import { UsageError } from './commands/usage.js';
 
 const USAGE = `sluice: an HTTP(S) forward egress proxy for sandboxed tools
@@ -20,12 +15,13 @@ Usage:
 Run "sluice COMMAND --help" for the options of one command.
 `;
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  serve: runServe,
-  check: runCheck,
-  explain: runExplain,
-  ca: runCa,
-  audit: runAudit,
+// Loaded on demand so `sluice check` or `--help` does not pay for the proxy's imports.
+const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
+  serve: async () => (await import('./commands/serve.js')).runServe,
+  check: async () => (await import('./commands/check.js')).runCheck,
+  explain: async () => (await import('./commands/explain.js')).runExplain,
+  ca: async () => (await import('./commands/ca.js')).runCa,
+  audit: async () => (await import('./commands/audit.js')).runAudit,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -38,13 +34,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('sluice 0.1.0\n');
     return 0;
   }
-  const run = COMMANDS[command];
-  if (!run) {
+  const load = COMMANDS[command];
+  if (!load) {
     process.stderr.write(`sluice: unknown command "${command}"\n\n${USAGE}`);
     return 2;
   }
   try {
-    return await run(rest);
+    return await (await load())(rest);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`sluice ${command}: ${err.message}\n`);

@@ -51,6 +51,8 @@ export interface RunningSluice {
   /** reloads the policy file; false when the new policy was rejected (the old one stays) */
   reload(): Promise<boolean>;
   halted(): string | null;
+  /** waits until every audit event so far is on disk */
+  flushAudit(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -203,7 +205,15 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     await sink.close();
   };
 
-  return { proxy, admin: admin?.address ?? null, current: () => runtime, reload, halted: () => haltedDetail, close };
+  return {
+    proxy,
+    admin: admin?.address ?? null,
+    current: () => runtime,
+    reload,
+    halted: () => haltedDetail,
+    flushAudit: () => sink.flush(),
+    close,
+  };
 }
 
 function listen(server: http.Server, at: Endpoint): Promise<AddressInfo> {
