@@ -1,0 +1,17 @@
+-- wrk script: absolute-form requests, as a client sends them to a forward proxy.
+--   TARGET    the request target: "http://127.0.0.1:18080/small" through a proxy, "/small" direct
+--   AUTH_B64  optional base64(user:pass), sent as Proxy-Authorization: Basic
+-- done() prints one JSON line for bench/run.mjs (latencies in microseconds).
+wrk.path = os.getenv("TARGET") or "http://127.0.0.1:18080/small"
+local auth = os.getenv("AUTH_B64")
+if auth and auth ~= "" then wrk.headers["Proxy-Authorization"] = "Basic " .. auth end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

@@ -1,0 +1,909 @@
+// npm run bench: sluice side by side with Squid (plain and ssl-bump) and tinyproxy, on the same
+// loopback upstream, in one run. Prints one table of absolute figures and sluice/peer ratios and
+// writes it to bench/results/latest.md and latest.json. See bench/README.md for what each row means.
+//
+// Settings (env): BENCH_SECONDS (10), BENCH_QUICK=1 (2-second smoke run, smaller bulk and idle
+// rows), BENCH_CONNECTIONS (wrk -c, 50), BENCH_TLS_CONC (TLS client workers, 16),
+// BENCH_BULK_BYTES (1 GiB), BENCH_IDLE_TUNNELS (10000), BENCH_ONLY=sluice,squid,... (columns),
+// BENCH_ROWS=small_get,bulk_http,... (rows), BENCH_KEEP=1 (keep the temp dir with logs).
+import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH, '..');
+const RESULTS = path.join(BENCH, 'results');
+
+const PORTS = {
+  upstreamHttp: 18080,
+  upstreamHttps: 18443,
+  squid: 13128,
+  tinyproxy: 13129,
+  sluice: 13130,
+  squidBump: 13132,
+  sluiceAdmin: 19090,
+};
+
+// Test credentials from bench/policy.yaml (their sha256 is in the policy; they guard nothing).
+const CREDENTIALS = {
+  bench: 'bench:sluice-bench-token',
+  mitm: 'bench-mitm:bench-mitm-token',
+  secret: 'bench-secret:bench-secret-token',
+};
+
+const quick = process.env.BENCH_QUICK === '1';
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const settings = {
+  seconds: envNumber('BENCH_SECONDS', quick ? 2 : 10),
+  connections: envNumber('BENCH_CONNECTIONS', 50),
+  tlsConcurrency: envNumber('BENCH_TLS_CONC', 16),
+  bulkBytes: envNumber('BENCH_BULK_BYTES', quick ? 256 * MiB : GiB),
+  idleTunnels: envNumber('BENCH_IDLE_TUNNELS', quick ? 1000 : 10000),
+  idleHoldSeconds: envNumber('BENCH_IDLE_HOLD', quick ? 2 : 5),
+};
+const onlyColumns = envList('BENCH_ONLY');
+const onlyRows = envList('BENCH_ROWS');
+
+const COLUMNS = ['direct', 'sluice', 'squid', 'squid-bump', 'tinyproxy'];
+const RATIOS = [
+  ['sluice/squid', 'squid'],
+  ['sluice/squid-bump', 'squid-bump'],
+  ['sluice/tinyproxy', 'tinyproxy'],
+];
+
+function envNumber(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  return value;
+}
+
+function envList(name) {
+  const raw = process.env[name];
+  return raw ? new Set(raw.split(',').map((s) => s.trim()).filter(Boolean)) : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// processes: everything started here is tracked and ended on exit, Ctrl-C or error
+
+/** @type {Set<import('node:child_process').ChildProcess>} */
+const children = new Set();
+let tmp = '';
+
+function commandExists(cmd) {
+  if (cmd.includes('/')) return fs.existsSync(cmd);
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fdLimits() {
+  const [soft, hard] = execFileSync('sh', ['-c', 'ulimit -Sn; ulimit -Hn'], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((v) => (v === 'unlimited' ? 1_048_576 : Number(v)));
+  return { soft, hard };
+}
+
+const fds = fdLimits();
+/** File descriptors each process started here gets: the hard limit (raising it needs privileges). */
+const maxFds = Math.min(fds.hard, 1_048_576);
+
+/** Raises the child's soft fd limit to the hard one when they differ (prlimit execs in place). */
+function withFdLimit(cmd, args) {
+  if (fds.soft >= maxFds || !commandExists('prlimit')) return [cmd, args];
+  return ['prlimit', [`--nofile=${maxFds}:${maxFds}`, '--', cmd, ...args]];
+}
+
+/** All live descendants of `root` (and root itself), from /proc. */
+function processTree(root) {
+  const parentOf = new Map();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat) parentOf.set(Number(entry), stat.ppid);
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [pid, ppid] of parentOf) if (ppid === tree[i]) tree.push(pid);
+  }
+  return tree.filter((pid) => parentOf.has(pid));
+}
+
+function readStat(pid) {
+  let text;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // the command name may hold spaces and parentheses: fields start after the last ')'
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const n = (i) => Number(fields[i]);
+  return { ppid: n(1), ticks: n(11) + n(12) + n(13) + n(14) };
+}
+
+function readStatusKib(pid, key) {
+  try {
+    const match = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * CPU seconds used so far by a process tree: utime+stime of every live member, plus
+ * cutime+cstime (children it already reaped, such as exited squid helpers).
+ */
+function cpuSeconds(root) {
+  let ticks = 0;
+  for (const pid of processTree(root)) ticks += readStat(pid)?.ticks ?? 0;
+  return ticks / CLOCK_TICKS;
+}
+
+function rssKib(root) {
+  let kib = 0;
+  for (const pid of processTree(root)) kib += readStatusKib(pid, 'VmRSS');
+  return kib;
+}
+
+/** Samples the tree's summed RSS every 200 ms until stopped; returns the peak in KiB. */
+function startRssSampler(root) {
+  let peak = rssKib(root);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rssKib(root));
+  }, 200);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, rssKib(root));
+  };
+}
+
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function lastLines(file, count = 4) {
+  try {
+    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-count).join(' | ').slice(0, 400);
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Starts a long-running service in its own process group, logging to tmp/<name>.log, and waits
+ * until `port` accepts connections. Throws with the log's tail when it exits or never listens.
+ */
+async function startService(name, cmd, args, { port, env = {}, cwd = ROOT, timeoutMs = 20_000 }) {
+  if (await portOpen(port)) throw new Error(`port ${port} is already in use by another process`);
+  const log = path.join(tmp, `${name}.log`);
+  const out = fs.openSync(log, 'w');
+  const [command, argv] = withFdLimit(cmd, args);
+  const child = spawn(command, argv, {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', out, out],
+    detached: true,
+  });
+  fs.closeSync(out);
+  children.add(child);
+  let exited = null;
+  child.once('exit', (code, signal) => {
+    exited = signal ?? `exit ${code}`;
+    children.delete(child);
+  });
+  child.once('error', (err) => {
+    exited = err.message;
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`${name} stopped (${exited}): ${lastLines(log)}`);
+    if (await portOpen(port)) return child;
+    await sleep(100);
+  }
+  throw new Error(`${name} did not listen on ${port} within ${timeoutMs / 1000}s: ${lastLines(log)}`);
+}
+
+/** Runs a bench client to completion; resolves with its output whatever its exit code. */
+function runClient(cmd, args, { env = {}, timeoutMs }) {
+  const [command, argv] = withFdLimit(cmd, args);
+  return new Promise((resolve) => {
+    const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => (stderr += err.message));
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+async function stopAll() {
+  const trees = [...children].map((child) => processTree(child.pid));
+  for (const tree of trees) for (const pid of tree) signal(pid, 'SIGTERM');
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline && trees.some((tree) => tree.some(alive))) await sleep(100);
+  for (const tree of trees) for (const pid of tree) if (alive(pid)) signal(pid, 'SIGKILL');
+}
+
+function signal(pid, name) {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the contenders
+
+/**
+ * @typedef {{ name: string, port: number, pid?: number, reason?: string,
+ *   httpAuth?: string, mitmAuth?: string, mitmCa?: string, intercepts: boolean, plain: boolean }} Proxy
+ */
+
+function fill(template, values) {
+  let text = fs.readFileSync(path.join(BENCH, template), 'utf8');
+  for (const [key, value] of Object.entries(values)) text = text.replaceAll(`@${key}@`, String(value));
+  return text;
+}
+
+/** A directory squid (which drops root for the `proxy` user) can write in. */
+function squidDir(name) {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  if (process.getuid?.() === 0) {
+    const uid = Number(execFileSync('id', ['-u', 'proxy'], { encoding: 'utf8' }));
+    const gid = Number(execFileSync('id', ['-g', 'proxy'], { encoding: 'utf8' }));
+    execFileSync('chown', ['-R', `${uid}:${gid}`, dir]);
+  }
+  return dir;
+}
+
+async function startSquid() {
+  const dir = squidDir('squid');
+  const conf = path.join(tmp, 'squid.conf');
+  fs.writeFileSync(conf, fill('squid.conf.tmpl', { PORT: PORTS.squid, DIR: dir, MAXFD: maxFds }));
+  return startService('squid', 'squid', ['-N', '-n', 'sluicebenchplain', '-f', conf], { port: PORTS.squid });
+}
+
+async function startSquidBump() {
+  const dir = path.join(tmp, 'squid-bump');
+  fs.mkdirSync(dir);
+  execFileSync('/usr/lib/squid/security_file_certgen', ['-c', '-s', path.join(dir, 'ssldb'), '-M', '16MB'], {
+    stdio: 'ignore',
+  });
+  squidDir('squid-bump');
+  const conf = path.join(tmp, 'squid-bump.conf');
+  fs.writeFileSync(conf, fill('squid-bump.conf.tmpl', { PORT: PORTS.squidBump, DIR: dir, MAXFD: maxFds, BENCH }));
+  return startService('squid-bump', 'squid', ['-N', '-n', 'sluicebenchbump', '-f', conf], { port: PORTS.squidBump });
+}
+
+async function startTinyproxy() {
+  const dir = path.join(tmp, 'tinyproxy');
+  fs.mkdirSync(dir);
+  const conf = path.join(tmp, 'tinyproxy.conf');
+  const maxClients = Math.max(2000, settings.idleTunnels + 100);
+  fs.writeFileSync(conf, fill('tinyproxy.conf.tmpl', { PORT: PORTS.tinyproxy, DIR: dir, MAXCLIENTS: maxClients }));
+  return startService('tinyproxy', 'tinyproxy', ['-d', '-c', conf], { port: PORTS.tinyproxy });
+}
+
+async function startSluice(secretValue) {
+  const cli = path.join(ROOT, 'dist', 'cli.js');
+  if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
+  const policy = path.join(tmp, 'policy.yaml');
+  fs.writeFileSync(policy, fill('policy.yaml', { BENCH }));
+  const child = await startService(
+    'sluice',
+    process.execPath,
+    [
+      cli,
+      'serve',
+      '--policy', policy,
+      '--listen', `127.0.0.1:${PORTS.sluice}`,
+      '--admin', `127.0.0.1:${PORTS.sluiceAdmin}`,
+      '--ca-dir', path.join(tmp, 'sluice-ca'),
+      '--audit', path.join(tmp, 'audit.log'),
+    ],
+    { port: PORTS.sluice, env: { BENCH_SECRET: secretValue } },
+  );
+  return child;
+}
+
+/** sluice's interception CA, as its admin port serves it (DESIGN: GET /ca.pem). */
+async function fetchSluiceCa() {
+  const file = path.join(tmp, 'sluice-ca.pem');
+  try {
+    const response = await fetch(`http://127.0.0.1:${PORTS.sluiceAdmin}/ca.pem`, { signal: AbortSignal.timeout(5000) });
+    const pem = await response.text();
+    if (response.ok && pem.includes('BEGIN CERTIFICATE')) {
+      fs.writeFileSync(file, pem);
+      return { file };
+    }
+    return { reason: `admin /ca.pem answered ${response.status}` };
+  } catch (err) {
+    return { reason: `admin /ca.pem: ${err.message}` };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// measurements: each returns { values: {metric: number}, error?: string }
+
+const UPSTREAM_CA = path.join(BENCH, 'tls', 'upstream.pem');
+const HTTP_SMALL = `http://127.0.0.1:${PORTS.upstreamHttp}/small`;
+const HTTPS_SMALL = `https://localhost:${PORTS.upstreamHttps}/small`;
+
+/** One request through the route a row uses, so a refusal becomes a readable n/a reason. */
+async function probe({ proxyPort, auth, url, ca }) {
+  const headers = path.join(tmp, 'probe.headers');
+  const args = ['-sS', '--max-time', '15', '-o', '/dev/null', '-D', headers, '-w', '%{http_code} %{size_download}'];
+  if (proxyPort) args.push('-x', `http://127.0.0.1:${proxyPort}`);
+  if (auth) args.push('--proxy-user', auth);
+  if (ca) args.push('--cacert', ca);
+  args.push(url);
+  const { stdout, stderr } = await runClient('curl', args, { timeoutMs: 20_000 });
+  const [status, size] = stdout.trim().split(' ').map(Number);
+  if (status === 200 && size > 0) return null;
+  let seen = '';
+  try {
+    seen = fs.readFileSync(headers, 'utf8');
+  } catch {
+    // curl wrote no headers
+  }
+  const sluiceSays = /^x-sluice-(?:deny|error): *(.+)$/im.exec(seen)?.[1]?.trim();
+  const statusLine = seen.split('\r\n').find((l) => /^HTTP\/\S+ [1-9]/.test(l) && !/ 200 /.test(l));
+  return [statusLine, sluiceSays && `X-Sluice: ${sluiceSays}`, stderr.trim().split('\n').at(-1)]
+    .filter(Boolean)
+    .join('; ')
+    .slice(0, 300) || `probe answered ${status}`;
+}
+
+async function wrkSmallGet({ proxyPort, auth, target }) {
+  const seconds = settings.seconds;
+  const url = proxyPort ? `http://127.0.0.1:${proxyPort}/` : `http://127.0.0.1:${PORTS.upstreamHttp}/`;
+  const env = { TARGET: target, AUTH_B64: auth ? Buffer.from(auth).toString('base64') : '' };
+  const { stdout, stderr } = await runClient(
+    'wrk',
+    ['-t1', `-c${settings.connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(BENCH, 'abs.lua'), url],
+    { env, timeoutMs: (seconds + 30) * 1000 },
+  );
+  const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (!line) return { error: `wrk: ${(stderr || stdout).trim().split('\n').at(-1)}` };
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  const good = r.requests - r.errors.status;
+  if (good <= 0) return { error: `wrk: no successful request (${JSON.stringify(r.errors)})` };
+  const errors = r.errors.connect + r.errors.write + r.errors.status + r.errors.timeout;
+  return {
+    requests: good,
+    values: {
+      rps: good / (r.duration_us / 1e6),
+      p50_ms: r.p50_us / 1000,
+      p99_ms: r.p99_us / 1000,
+      errors,
+      read_errors: r.errors.read,
+    },
+  };
+}
+
+async function tlsLoad({ proxyPort, auth, ca, reuse }) {
+  const seconds = settings.seconds;
+  const args = [
+    path.join(BENCH, 'hsload.mjs'),
+    '--host', 'localhost',
+    '--port', String(PORTS.upstreamHttps),
+    '--ca', ca,
+    '--seconds', String(seconds),
+    '--conc', String(settings.tlsConcurrency),
+  ];
+  if (proxyPort) args.push('--proxy', String(proxyPort));
+  if (auth) args.push('--auth', auth);
+  if (reuse) args.push('--reuse');
+  const { stdout, stderr } = await runClient(process.execPath, args, { timeoutMs: (seconds + 60) * 1000 });
+  let r;
+  try {
+    r = JSON.parse(stdout.trim().split('\n').at(-1));
+  } catch {
+    return { error: `hsload: ${(stderr || stdout).trim().split('\n').at(-1)}` };
+  }
+  if (r.ok === 0) return { error: `hsload: ${r.first_error ?? 'no successful request'}` };
+  const rate = reuse ? { rps: r.per_s } : { cps: r.per_s };
+  return { requests: r.ok, values: { ...rate, p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.fail } };
+}
+
+async function bulk({ proxyPort, auth, url, ca }) {
+  const bytes = settings.bulkBytes;
+  const args = ['-sS', '--max-time', '900', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{speed_download}'];
+  if (proxyPort) args.push('-x', `http://127.0.0.1:${proxyPort}`);
+  if (auth) args.push('--proxy-user', auth);
+  if (ca) args.push('--cacert', ca);
+  args.push(`${url}?bytes=${bytes}`);
+  const { stdout, stderr } = await runClient('curl', args, { timeoutMs: 1_000_000 });
+  const [status, size, speed] = stdout.trim().split(' ').map(Number);
+  if (status !== 200 || size !== bytes) {
+    return { error: `curl: status ${status}, ${size} of ${bytes} bytes; ${stderr.trim().split('\n').at(-1) ?? ''}` };
+  }
+  return { bytes, values: { mb_s: speed / 1e6 } };
+}
+
+/** Opens idle tunnels with bench/idle.mjs and reads the proxy's RSS while they are held. */
+async function idleTunnels({ proxyPort, auth, rootPid }) {
+  const count = idleTunnelCount();
+  const baseline = rssKib(rootPid);
+  const args = [
+    path.join(BENCH, 'idle.mjs'),
+    '--proxy', String(proxyPort),
+    '--count', String(count),
+    '--ca', UPSTREAM_CA,
+    '--port', String(PORTS.upstreamHttps),
+  ];
+  if (auth) args.push('--auth', auth);
+  const [command, argv] = withFdLimit(process.execPath, args);
+  const child = spawn(command, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const closed = new Promise((resolve) => child.once('close', resolve));
+  try {
+    const report = await new Promise((resolve) => {
+      let stdout = '';
+      const timer = setTimeout(() => resolve(null), 120_000 + count * 20);
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.includes('\n')) {
+          clearTimeout(timer);
+          resolve(JSON.parse(stdout.split('\n')[0]));
+        }
+      });
+      child.once('close', () => {
+        clearTimeout(timer);
+        resolve(null);
+      });
+    });
+    if (!report) return { error: `idle.mjs: ${stderr.trim().split('\n').at(-1) ?? 'no report'}` };
+    if (report.opened === 0) return { error: `idle.mjs: no tunnel opened (${report.first_error})` };
+    await sleep(settings.idleHoldSeconds * 1000);
+    let held = 0;
+    for (let i = 0; i < 5; i++) {
+      held = Math.max(held, rssKib(rootPid));
+      await sleep(200);
+    }
+    return {
+      values: {
+        tunnels: report.opened,
+        failed: report.failed,
+        rss_base_mib: baseline / 1024,
+        rss_held_mib: held / 1024,
+        kib_per_tunnel: (held - baseline) / report.opened,
+      },
+    };
+  } finally {
+    child.stdin.end();
+    const gone = await Promise.race([closed.then(() => true), sleep(10_000).then(() => false)]);
+    if (!gone) child.kill('SIGKILL');
+    children.delete(child);
+    // let the proxy release the tunnels before the next measurement
+    await sleep(1000);
+  }
+}
+
+function idleTunnelCount() {
+  // a proxy holds two descriptors per tunnel (client side and upstream side)
+  return Math.min(settings.idleTunnels, Math.floor((maxFds - 200) / 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// rows
+
+const METRICS = {
+  rps: { label: 'requests/s', better: 'higher', digits: 0 },
+  cps: { label: 'new connections/s', better: 'higher', digits: 0 },
+  p50_ms: { label: 'p50 latency ms', better: 'lower', digits: 2 },
+  p99_ms: { label: 'p99 latency ms', better: 'lower', digits: 2 },
+  errors: { label: 'failed requests', better: 'lower', digits: 0, ratio: false },
+  read_errors: { label: 'wrk read errors (closed connections)', better: 'lower', digits: 0, ratio: false },
+  cpu_ms_per_1k: { label: 'proxy CPU ms / 1000 req', better: 'lower', digits: 1 },
+  mb_s: { label: 'MB/s', better: 'higher', digits: 0 },
+  cpu_s_per_gib: { label: 'proxy CPU s / GiB', better: 'lower', digits: 2 },
+  peak_rss_mib: { label: 'peak RSS MiB', better: 'lower', digits: 1 },
+  tunnels: { label: 'tunnels held', better: 'higher', digits: 0, ratio: false },
+  failed: { label: 'tunnels failed', better: 'lower', digits: 0, ratio: false },
+  rss_base_mib: { label: 'RSS before MiB', better: 'lower', digits: 1 },
+  rss_held_mib: { label: 'RSS holding tunnels MiB', better: 'lower', digits: 1 },
+  kib_per_tunnel: { label: 'KiB per idle tunnel', better: 'lower', digits: 1 },
+};
+
+/**
+ * Each row: which columns it has, and for a column the route (proxy port, credentials, target).
+ * `measure(route)` runs the client; CPU and peak RSS of the proxy are added around it.
+ */
+const ROWS = [
+  {
+    id: 'small_get',
+    title: 'small GET 1 KiB, keep-alive, absolute-form (wrk -t1)',
+    columns: ['direct', 'sluice', 'squid', 'tinyproxy'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'read_errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.httpAuth, url: HTTP_SMALL, target: p.direct ? '/small' : HTTP_SMALL }),
+    measure: wrkSmallGet,
+  },
+  {
+    id: 'small_get_secret',
+    title: 'small GET 1 KiB with a secret injected (sluice only; compare with the row above)',
+    columns: ['sluice'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: () => {
+      const url = `http://localhost:${PORTS.upstreamHttp}/small`;
+      return { auth: CREDENTIALS.secret, url, target: url };
+    },
+    measure: wrkSmallGet,
+  },
+  {
+    id: 'tls_new_conn',
+    title: 'new connection per request: CONNECT + TLS + GET, passthrough (hsload)',
+    columns: ['direct', 'sluice', 'squid', 'tinyproxy'],
+    metrics: ['cps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.httpAuth, url: HTTPS_SMALL, ca: UPSTREAM_CA, reuse: false }),
+    measure: tlsLoad,
+  },
+  {
+    id: 'tls_reuse',
+    title: 'GETs over kept-alive CONNECT tunnels, passthrough (hsload --reuse)',
+    columns: ['direct', 'sluice', 'squid', 'tinyproxy'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.httpAuth, url: HTTPS_SMALL, ca: UPSTREAM_CA, reuse: true }),
+    measure: tlsLoad,
+  },
+  {
+    id: 'mitm_new_conn',
+    title: 'intercepted HTTPS, new handshake per request (hsload)',
+    columns: ['direct', 'sluice', 'squid-bump'],
+    metrics: ['cps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.mitmAuth, url: HTTPS_SMALL, ca: p.direct ? UPSTREAM_CA : p.mitmCa, reuse: false }),
+    measure: tlsLoad,
+  },
+  {
+    id: 'mitm_reuse',
+    title: 'intercepted HTTPS, GETs over kept-alive tunnels (hsload --reuse)',
+    columns: ['direct', 'sluice', 'squid-bump'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.mitmAuth, url: HTTPS_SMALL, ca: p.direct ? UPSTREAM_CA : p.mitmCa, reuse: true }),
+    measure: tlsLoad,
+  },
+  {
+    id: 'bulk_http',
+    title: 'bulk download, plain HTTP (curl)',
+    columns: ['direct', 'sluice', 'squid', 'tinyproxy'],
+    metrics: ['mb_s', 'cpu_s_per_gib', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.httpAuth, url: `http://127.0.0.1:${PORTS.upstreamHttp}/bulk` }),
+    measure: bulk,
+  },
+  {
+    id: 'bulk_tunnel',
+    title: 'bulk download through a CONNECT tunnel (curl)',
+    columns: ['direct', 'sluice', 'squid', 'tinyproxy'],
+    metrics: ['mb_s', 'cpu_s_per_gib', 'peak_rss_mib'],
+    route: (p) => ({ auth: p.httpAuth, url: `https://localhost:${PORTS.upstreamHttps}/bulk`, ca: UPSTREAM_CA }),
+    measure: bulk,
+  },
+  {
+    id: 'bulk_mitm',
+    title: 'bulk download, intercepted HTTPS (curl)',
+    columns: ['direct', 'sluice', 'squid-bump'],
+    metrics: ['mb_s', 'cpu_s_per_gib', 'peak_rss_mib'],
+    route: (p) => ({
+      auth: p.mitmAuth,
+      url: `https://localhost:${PORTS.upstreamHttps}/bulk`,
+      ca: p.direct ? UPSTREAM_CA : p.mitmCa,
+    }),
+    measure: bulk,
+  },
+  {
+    id: 'idle_tunnels',
+    title: 'memory holding idle CONNECT tunnels (TLS, one GET each, then idle)',
+    columns: ['sluice', 'squid', 'tinyproxy'],
+    metrics: ['tunnels', 'failed', 'rss_base_mib', 'rss_held_mib', 'kib_per_tunnel'],
+    route: (p) => ({ auth: p.httpAuth, url: HTTPS_SMALL, ca: UPSTREAM_CA }),
+    measure: idleTunnels,
+    noCost: true,
+  },
+];
+
+/** Runs one row for one column; returns metric values or an n/a reason. */
+async function runCell(row, column, proxy) {
+  const direct = column === 'direct';
+  if (!direct && proxy.reason) return { na: proxy.reason };
+  if (row.id.startsWith('mitm') || row.id === 'bulk_mitm') {
+    if (!direct && !proxy.mitmCa) return { na: proxy.mitmReason ?? 'no interception CA' };
+  }
+  const route = { ...row.route({ ...proxy, direct }), proxyPort: direct ? undefined : proxy.port, rootPid: proxy.pid };
+  const refused = await probe(route);
+  if (refused) return { na: `probe: ${refused}` };
+
+  const before = direct ? 0 : cpuSeconds(proxy.pid);
+  const stopSampler = direct ? null : startRssSampler(proxy.pid);
+  const result = await row.measure(route);
+  const peakKib = stopSampler?.() ?? 0;
+  const cpu = direct ? 0 : cpuSeconds(proxy.pid) - before;
+  if (result.error) return { na: result.error };
+
+  const values = { ...result.values };
+  if (!direct && !row.noCost) {
+    values.peak_rss_mib = peakKib / 1024;
+    if (result.requests) values.cpu_ms_per_1k = (cpu * 1000) / (result.requests / 1000);
+    if (result.bytes) values.cpu_s_per_gib = cpu / (result.bytes / GiB);
+  }
+  return { values };
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+
+function versionOf(cmd, args) {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return out.trim().split('\n')[0];
+  } catch (err) {
+    // wrk -v exits 1 after printing its version
+    return String(err.stdout ?? '').trim().split('\n')[0] || 'unknown';
+  }
+}
+
+function machineInfo() {
+  const cpuModel = /model name\s*:\s*(.+)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
+  const osName = /PRETTY_NAME="?([^"\n]+)/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os.type();
+  let sluice = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  try {
+    sluice += ` (${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()})`;
+  } catch {
+    // not a git checkout
+  }
+  return {
+    cpu: cpuModel,
+    cores: os.cpus().length,
+    memory_gib: +(os.totalmem() / GiB).toFixed(1),
+    kernel: os.release(),
+    os: osName,
+    node: process.version,
+    sluice,
+    squid: versionOf('squid', ['-v']),
+    tinyproxy: versionOf('tinyproxy', ['-v']),
+    wrk: versionOf('wrk', ['-v']),
+    curl: versionOf('curl', ['--version']),
+    fd_limit: maxFds,
+  };
+}
+
+function format(value, metric) {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return '';
+  const { digits } = METRICS[metric];
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function toMarkdown(report) {
+  const notes = [];
+  const noteFor = (reason) => {
+    let i = notes.indexOf(reason);
+    if (i < 0) i = notes.push(reason) - 1;
+    return `n/a[^${i + 1}]`;
+  };
+  const header = ['row', 'metric', ...COLUMNS, ...RATIOS.map(([label]) => label)];
+  const lines = [
+    `# sluice bench, ${report.date}`,
+    '',
+    `Machine: ${report.machine.cpu}, ${report.machine.cores} cores, ${report.machine.memory_gib} GiB, ` +
+      `${report.machine.os}, kernel ${report.machine.kernel}; node ${report.machine.node}, ` +
+      `sluice ${report.machine.sluice}, ${report.machine.squid}, ${report.machine.tinyproxy}, ${report.machine.wrk}.`,
+    '',
+    `Settings: ${report.settings.seconds}s per cell, wrk -t1 -c${report.settings.connections}, ` +
+      `${report.settings.tlsConcurrency} TLS workers, bulk ${(report.settings.bulkBytes / MiB).toFixed(0)} MiB, ` +
+      `${report.settings.idleTunnels} idle tunnels${report.settings.quick ? ' (BENCH_QUICK smoke run)' : ''}.`,
+    '',
+    `Ratios are sluice ÷ peer: for a ↑ metric above 1 favours sluice, for a ↓ metric below 1 does. ` +
+      `"—" = not applicable to that column. Compare ratios within one run; absolute figures move between runs.`,
+    '',
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`,
+  ];
+  for (const row of report.rows) {
+    row.metrics.forEach((m, index) => {
+      const arrow = METRICS[m.metric].better === 'higher' ? '↑' : '↓';
+      const cells = COLUMNS.map((column) => {
+        if (!row.columns.includes(column)) return '—';
+        if (row.na[column]) return index === 0 ? noteFor(`${column}: ${row.na[column]}`) : 'n/a';
+        return m.values[column] === undefined ? '—' : format(m.values[column], m.metric);
+      });
+      const ratios = RATIOS.map(([label]) => (m.ratios[label] === undefined ? '' : `${m.ratios[label].toFixed(2)}×`));
+      lines.push(`| ${index === 0 ? row.title : ''} | ${METRICS[m.metric].label} ${arrow} | ${[...cells, ...ratios].join(' | ')} |`);
+    });
+  }
+  if (notes.length) {
+    lines.push('');
+    notes.forEach((note, i) => lines.push(`[^${i + 1}]: ${note.replace(/\|/g, '/')}`));
+  }
+  if (report.caveats.length) {
+    lines.push('', ...report.caveats.map((c) => `- ${c}`));
+  }
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+async function main() {
+  const required = ['squid', 'tinyproxy', 'wrk', 'curl', '/usr/lib/squid/security_file_certgen'];
+  const missing = required.filter((cmd) => !commandExists(cmd));
+  if (missing.length) {
+    console.error(`missing: ${missing.join(', ')}. Install the peers first: sudo bench/install-peers.sh`);
+    process.exit(1);
+  }
+
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+  // squid drops root for the proxy user, which must reach its own subdirectory
+  fs.chmodSync(tmp, 0o755);
+  const secretValue = randomBytes(24).toString('hex');
+  const caveats = [
+    `${os.cpus().length} cores shared by the client, the upstream and the proxy; wrk runs one thread and the node clients one core each.`,
+    'tinyproxy closes the client connection after each response, so wrk reconnects: its read errors are those closes, not failures.',
+  ];
+  if (idleTunnelCount() < settings.idleTunnels) {
+    caveats.push(
+      `idle tunnels capped at ${idleTunnelCount()} (asked ${settings.idleTunnels}): the fd hard limit here is ${maxFds} and a proxy needs two per tunnel.`,
+    );
+  }
+
+  console.log(`bench: temp dir ${tmp}; ${settings.seconds}s per cell${quick ? ' (quick)' : ''}`);
+  await startService('upstream', process.execPath, [path.join(BENCH, 'upstream.mjs')], { port: PORTS.upstreamHttps });
+
+  /** @type {Record<string, any>} */
+  const proxies = {
+    direct: { name: 'direct' },
+    sluice: { name: 'sluice', port: PORTS.sluice, httpAuth: CREDENTIALS.bench, mitmAuth: CREDENTIALS.mitm },
+    squid: { name: 'squid', port: PORTS.squid, mitmReason: 'plain squid does not intercept (see squid-bump)' },
+    'squid-bump': { name: 'squid-bump', port: PORTS.squidBump, mitmCa: path.join(BENCH, 'tls', 'mitm-ca.pem') },
+    tinyproxy: { name: 'tinyproxy', port: PORTS.tinyproxy, mitmReason: 'tinyproxy does not intercept' },
+  };
+  const starters = {
+    sluice: () => startSluice(secretValue),
+    squid: startSquid,
+    'squid-bump': startSquidBump,
+    tinyproxy: startTinyproxy,
+  };
+  for (const [name, start] of Object.entries(starters)) {
+    if (onlyColumns && !onlyColumns.has(name)) {
+      proxies[name].reason = 'skipped (BENCH_ONLY)';
+      continue;
+    }
+    try {
+      proxies[name].pid = (await start()).pid;
+      console.log(`bench: ${name} up on 127.0.0.1:${proxies[name].port} (pid ${proxies[name].pid})`);
+    } catch (err) {
+      proxies[name].reason = err.message;
+      console.log(`bench: ${name} n/a: ${err.message}`);
+    }
+  }
+  if (proxies.sluice.pid) {
+    const ca = await fetchSluiceCa();
+    proxies.sluice.mitmCa = ca.file;
+    proxies.sluice.mitmReason = ca.reason;
+  }
+
+  const rows = [];
+  for (const row of ROWS) {
+    if (onlyRows && !onlyRows.has(row.id)) continue;
+    const result = { id: row.id, title: row.title, columns: row.columns, na: {}, cells: {} };
+    for (const column of row.columns) {
+      if (onlyColumns && column !== 'direct' && !onlyColumns.has(column)) {
+        result.na[column] = 'skipped (BENCH_ONLY)';
+        continue;
+      }
+      process.stdout.write(`bench: ${row.id} / ${column} ... `);
+      const cell = await runCell(row, column, proxies[column]);
+      if (cell.na) {
+        result.na[column] = cell.na;
+        console.log(`n/a (${cell.na})`);
+      } else {
+        result.cells[column] = cell.values;
+        console.log(row.metrics.map((m) => `${m}=${format(cell.values[m], m)}`).filter((s) => !s.endsWith('=')).join(' '));
+      }
+    }
+    result.metrics = row.metrics.map((metric) => {
+      const values = {};
+      for (const column of row.columns) {
+        const v = result.cells[column]?.[metric];
+        if (typeof v === 'number') values[column] = +v.toFixed(4);
+      }
+      const ratios = {};
+      if (METRICS[metric].ratio !== false && values.sluice !== undefined) {
+        for (const [label, peer] of RATIOS) if (values[peer]) ratios[label] = +(values.sluice / values[peer]).toFixed(4);
+      }
+      return { metric, label: METRICS[metric].label, better: METRICS[metric].better, values, ratios };
+    });
+    delete result.cells;
+    rows.push(result);
+  }
+
+  const report = {
+    date: new Date().toISOString(),
+    machine: machineInfo(),
+    settings: { ...settings, quick },
+    proxies: Object.fromEntries(
+      Object.entries(proxies)
+        .filter(([name]) => name !== 'direct')
+        .map(([name, p]) => [
+          name,
+          {
+            port: p.port,
+            status: p.reason ? 'n/a' : 'ok',
+            reason: p.reason,
+            lifetime_peak_rss_mib: p.pid ? +(processTree(p.pid).reduce((s, pid) => s + readStatusKib(pid, 'VmHWM'), 0) / 1024).toFixed(1) : undefined,
+          },
+        ]),
+    ),
+    rows,
+    caveats,
+  };
+  const markdown = toMarkdown(report);
+  fs.mkdirSync(RESULTS, { recursive: true });
+  fs.writeFileSync(path.join(RESULTS, 'latest.md'), markdown);
+  fs.writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+  console.log('\n' + markdown);
+  console.log(`bench: wrote ${path.relative(ROOT, RESULTS)}/latest.md and latest.json`);
+}
+
+let stopping = false;
+async function shutdown(code) {
+  if (stopping) return;
+  stopping = true;
+  await stopAll();
+  if (tmp && process.env.BENCH_KEEP !== '1') fs.rmSync(tmp, { recursive: true, force: true });
+  else if (tmp) console.log(`bench: logs kept in ${tmp}`);
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(130));
+process.on('SIGTERM', () => void shutdown(143));
+process.on('uncaughtException', (err) => {
+  console.error(`bench: ${err.stack ?? err}`);
+  void shutdown(1);
+});
+main().then(
+  () => shutdown(0),
+  (err) => {
+    console.error(`bench: ${err.stack ?? err}`);
+    return shutdown(1);
+  },
+);
