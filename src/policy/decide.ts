@@ -100,7 +100,7 @@ function decideForRoute(policy: CompiledPolicy, tool: CompiledTool, route: Valid
     rule,
     matchedPath,
     false,
-    detail.requestAllowed(tool.name, host, port, req.method, matchedPath ?? '/', rule.id),
+    detail.requestAllowed(tool.name, host, port, req.method, matchedPath, rule.id),
   );
 }
 

@@ -41,6 +41,9 @@ export const detail = {
   review: (wouldDeny: string) => `Would be denied, allowed because on_violation is review: ${wouldDeny}`,
   tunnelAllowed: (tool: string, host: string, port: number, rule: string, intercept: boolean) =>
     `Tool ${tool} may connect to ${target(host, port)} (rule ${rule})${intercept ? '; sluice intercepts TLS to check each request' : ''}.`,
-  requestAllowed: (tool: string, host: string, port: number, verb: string, path: string, rule: string) =>
-    `Tool ${tool} may ${method(verb)} ${quote(path)} on ${target(host, port)} (rule ${rule}).`,
+  /** path is null when it could not be normalized and the rule does not restrict paths */
+  requestAllowed: (tool: string, host: string, port: number, verb: string, path: string | null, rule: string) =>
+    path === null
+      ? `Tool ${tool} may ${method(verb)} any path on ${target(host, port)} (rule ${rule}).`
+      : `Tool ${tool} may ${method(verb)} ${quote(path)} on ${target(host, port)} (rule ${rule}).`,
 } as const;

@@ -134,6 +134,15 @@ t.test('detail sentences name what to act on and never the query', async (t) => 
     'Tool web-fetch may GET "/repos/x" on api.github.com:443 (rule web-fetch.allow[0]).',
   );
   t.equal(
+    detail('web-fetch', request('DELETE', 'api.github.com', '/a%2Fb')),
+    'Tool web-fetch may DELETE any path on api.github.com:443 (rule web-fetch.allow[6]).',
+  );
+  t.equal(decide(policy, 'web-fetch', request('DELETE', 'api.github.com', '/a%2Fb')).path, null);
+  t.equal(
+    detail('web-fetch', connect(`${'x'.repeat(300)} y`)),
+    `The request host "${'x'.repeat(100)}…" is not a valid host name or IP address.`,
+  );
+  t.equal(
     detail('web-fetch', request('GET\r\nX: y', 'api.github.com', '/')),
     'Tool web-fetch may use only GET, POST, DELETE on api.github.com:443; method "GET\\r\\nX: y" is not allowed.',
   );
