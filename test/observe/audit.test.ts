@@ -343,3 +343,20 @@ t.test('a failing destination is reported once and later writes throw', async (t
   await t.rejects(sink.close(), { code: 'AUDIT_WRITE_FAILED' });
   t.equal(lines(file).length, 2, 'the record written at the failed rotation still landed');
 });
+
+t.test('stdout destination writes the same chained records', async (t) => {
+  const dir = t.testdir({
+    'child.ts': `import { AuditSink } from ${JSON.stringify(path.resolve('src/observe/audit.js'))};
+const sink = await AuditSink.open({ stdout: true });
+for (let i = 0; i < 3; i++) sink.write({ type: 'net.req', tool: 'ci', path: '/p?k=v' }, null);
+await sink.close();
+`,
+  });
+  const { spawnSync } = await import('node:child_process');
+  const child = spawnSync(process.execPath, [...process.execArgv, path.join(dir, 'child.ts')], { encoding: 'utf8' });
+  t.equal(child.status, 0, child.stderr);
+  const out = path.join(dir, 'stdout.log');
+  fs.writeFileSync(out, child.stdout);
+  t.same(verifyAuditFiles([out]), { ok: true, records: 3, firstSeq: 1, lastSeq: 3 });
+  t.equal(JSON.parse(lines(out)[0]!).path, '/p?k=REDACTED');
+});
