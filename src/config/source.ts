@@ -33,7 +33,7 @@ export function parseSource(name: string, bytes: Uint8Array): Parsed {
     (error): Problem => ({
       file: name,
       line: lines.linePos(error.pos[0]).line,
-      message: yamlMessage(error.code, error.message, text.slice(error.pos[0], error.pos[1])),
+      message: yamlMessage(error.code, error.message, text, error.pos[0]),
     }),
   );
   if (syntax.length > 0) return { ok: false, problems: syntax };
@@ -49,23 +49,29 @@ export function parseSource(name: string, bytes: Uint8Array): Parsed {
   return { ok: true, source: { name, bytes, tree, lines, value } };
 }
 
-function yamlMessage(code: string, message: string, text: string): string {
+function yamlMessage(code: string, message: string, text: string, offset: number): string {
   if (code === 'DUPLICATE_KEY') {
-    return `duplicate key ${JSON.stringify(keyText(text))}; a key may appear only once in a mapping`;
+    return `duplicate key ${JSON.stringify(keyAt(text, offset))}; a key may appear only once in a mapping`;
   }
+  if (code === 'MULTIPLE_DOCS') return 'a policy file holds one YAML document; remove the "---" separator';
   // yaml appends " at line L, column C" (we print the line ourselves).
   return `syntax error: ${message.replace(/ at line \d+, column \d+[\s\S]*$/, '')}`;
 }
 
-function keyText(text: string): string {
-  const trimmed = text.trim();
-  try {
-    const parsed: unknown = JSON.parse(trimmed);
-    if (typeof parsed === 'string') return parsed;
-  } catch {
-    // not a JSON string: a plain YAML scalar
+/** The key a duplicate-key error points at: a double-quoted, single-quoted or plain scalar. */
+function keyAt(text: string, offset: number): string {
+  const rest = text.slice(offset);
+  const doubleQuoted = /^"(?:[^"\\]|\\.)*"/.exec(rest);
+  if (doubleQuoted) {
+    try {
+      return JSON.parse(doubleQuoted[0]) as string;
+    } catch {
+      return doubleQuoted[0];
+    }
   }
-  return trimmed.replace(/^'(.*)'$/s, '$1');
+  const singleQuoted = /^'((?:[^']|'')*)'/.exec(rest);
+  if (singleQuoted) return singleQuoted[1]!.replace(/''/g, "'");
+  return /^[^:\n]*/.exec(rest)![0].trim();
 }
 
 /**
