@@ -213,12 +213,21 @@ export async function nodeFetchViaProxy(request: ClientRequest & { proxy: string
     });
     return { status: response.status, headers: headerRecord(response.headers), body: await response.text(), error: null };
   } catch (error) {
-    const cause = (error as { cause?: { message?: string; code?: string } }).cause;
-    const detail = cause ? `: ${cause.code ? `${cause.code} ` : ''}${cause.message ?? ''}` : '';
-    return { status: null, headers: {}, body: '', error: `${(error as Error).message}${detail}` };
+    return { status: null, headers: {}, body: '', error: describeErrorChain(error) };
   } finally {
     await agent.close();
   }
+}
+
+/** "fetch failed: Request was cancelled.: UND_ERR_ABORTED Proxy response (407) ..." from the cause chain. */
+function describeErrorChain(error: unknown): string {
+  const parts: string[] = [];
+  for (let current = error as { message?: string; code?: unknown; cause?: unknown } | undefined; current; current = current.cause as typeof current) {
+    const code = typeof current.code === 'string' ? `${current.code} ` : '';
+    parts.push(`${code}${current.message ?? String(current)}`);
+    if (parts.length > 5) break;
+  }
+  return parts.join(': ');
 }
 
 export interface RawResponse extends ParsedResponse {

@@ -50,7 +50,8 @@ export interface EchoReply {
 }
 
 const PATTERN = Buffer.from('abcdefghijklmnopqrstuvwxyz0123456789\n');
-const BULK_CHUNK_BYTES = 64 * 1024;
+// A whole number of patterns (~64 KiB), so consecutive chunks continue the pattern.
+const BULK_CHUNK_BYTES = PATTERN.length * 1771;
 
 /** The deterministic bytes /small and /bulk send: a repeating pattern, so a test can compare. */
 export function patternBytes(length: number): Buffer {
