@@ -4,7 +4,7 @@
 // Any problem anywhere makes the whole policy unusable: PolicyError lists them all.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { globSync } from 'tinyglobby';
 import { PolicyError, type FieldPath, type Problem } from './errors.js';
 import { schemaProblems } from './schema.js';
@@ -84,7 +84,6 @@ function finish<T>(parts: Part[], build: (doc: PolicyDoc) => T): T {
   const doc = good[0]!.source.value as PolicyDoc;
   const combined = combine(doc, good);
   if (combined.length > 0) throw new PolicyError(combined);
-  resolvePaths(doc, good);
   return build(doc);
 }
 
@@ -115,7 +114,7 @@ function checkFile(name: string, absolute: string, bytes: Uint8Array, kind: 'pol
   const strict = kind === 'policy' ? value.strict : baseStrict;
   if (kind === 'policy') problems.push(...checkSettings(source, value));
   problems.push(...checkTools(source, value.tools, strict), ...checkSecrets(source, value.secrets));
-  for (const [alias, secret] of Object.entries(value.secrets)) secret.placeholder ??= defaultPlaceholder(alias);
+  fillDerivedDefaults(value, dirname(absolute));
   return { name, absolute, source, problems: byLine(problems) };
 }
 
@@ -207,15 +206,14 @@ function placeholderClashes(doc: PolicyDoc, owners: ReadonlyMap<string, Owner>):
   return problems;
 }
 
-/** Relative file paths are taken from the directory of the file that names them, not the cwd. */
-function resolvePaths(doc: PolicyDoc, parts: readonly GoodPart[]): void {
-  const baseDirectory = dirname(parts[0]!.absolute);
-  if (doc.tls.upstream_ca !== null) doc.tls.upstream_ca = resolve(baseDirectory, doc.tls.upstream_ca);
-  for (const part of parts) {
-    for (const secret of Object.values((part.source.value as { secrets: Secrets }).secrets)) {
-      if ('file' in secret.from && !isAbsolute(secret.from.file)) {
-        secret.from = { file: resolve(dirname(part.absolute), secret.from.file) };
-      }
-    }
+/**
+ * Defaults the schema cannot state: a secret's placeholder comes from its alias, and relative
+ * file paths are taken from the directory of the file that names them, not from the cwd.
+ */
+function fillDerivedDefaults(value: { secrets: Secrets; tls?: PolicyDoc['tls'] }, directory: string): void {
+  for (const [alias, secret] of Object.entries(value.secrets)) {
+    secret.placeholder ??= defaultPlaceholder(alias);
+    if ('file' in secret.from) secret.from = { file: resolve(directory, secret.from.file) };
   }
+  if (value.tls?.upstream_ca) value.tls.upstream_ca = resolve(directory, value.tls.upstream_ca);
 }
