@@ -7,7 +7,7 @@ export const FAKE = {
   github: 'ghp_' + 'Fake'.repeat(9),
   gh: 'not-a-real-gh-value-0001',
   stripe: 'fake-stripe-value-for-tests',
-  custom: 'custom/value+with$special&chars=',
+  custom: 'custom/value+with$&special=chars',
   other: 'other-fake-value-99',
 } as const;
 

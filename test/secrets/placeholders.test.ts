@@ -1,0 +1,212 @@
+import fc from 'fast-check';
+import t, { type Test } from 'tap';
+import { percentDecode, rawOrPercentEncoded, valueForms } from '../../src/secrets/forms.js';
+import {
+  defaultPlaceholder,
+  findPlaceholders,
+  hasUnknownPlaceholder,
+  placeholderIndex,
+  planRequestSecrets,
+  type RequestSecretsInput,
+  type RequestSecretsPlan,
+} from '../../src/secrets/placeholders.js';
+import { FAKE, SECRETS, values } from './fixtures.js';
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+const unb64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
+
+function plan(overrides: Partial<RequestSecretsInput>): RequestSecretsPlan {
+  const result = planRequestSecrets({
+    tool: 'web',
+    granted: ['github', 'gh', 'stripe', 'custom'],
+    inScope: [],
+    headers: [],
+    target: '/',
+    secrets: SECRETS,
+    values,
+    ...overrides,
+  });
+  if (!result.ok) {
+    // a refusal must never carry a value
+    for (const value of Object.values(FAKE)) if (result.detail.includes(value)) throw new Error('a value leaked into a detail');
+  }
+  return result;
+}
+
+function ok(t: Test, result: RequestSecretsPlan): Extract<RequestSecretsPlan, { ok: true }> {
+  if (!result.ok) throw new Error(`expected ok, got ${result.reason}`);
+  t.pass('planned');
+  return result;
+}
+
+const header = (headers: Array<[string, string]>, name: string): string[] =>
+  headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
+
+t.test('findPlaceholders: raw and percent-encoded in any hex case, and no near misses', async (t) => {
+  const index = placeholderIndex(SECRETS);
+  t.same(findPlaceholders('token __sluice_secret_github__', index), ['github']);
+  t.same(findPlaceholders('%5F%5Fsluice%5Fsecret%5Fgithub%5F%5F', index), ['github']);
+  t.same(findPlaceholders('%5f%5fsluice_secret_gh%5F_', index), ['gh']);
+  t.same(findPlaceholders('%5F%5F%73luice_secret_github__', index), ['github'], 'a letter escaped too');
+  t.same(findPlaceholders('CUSTOM%2dPLACEHOLDER%2D1', index), ['custom']);
+  t.same(findPlaceholders('__sluice_secret_gh', index), [], 'no closing underscores');
+  t.same(findPlaceholders('__sluice_secret_GITHUB__', index), [], 'letters are case sensitive');
+  t.same(findPlaceholders('__sluice_secret_gh__ and __sluice_secret_github__', index).sort(), ['gh', 'github']);
+  t.same(findPlaceholders('%5G%5Fsluice_secret_github__', index), [], 'not a valid escape');
+  t.equal(hasUnknownPlaceholder('x __sluice_secret_nope__', index), true);
+  t.equal(hasUnknownPlaceholder('x __sluice_secret_github__ y', index), false);
+  t.equal(defaultPlaceholder('a'), '__sluice_secret_a__');
+});
+
+t.test('swaps a placeholder in a header value', async (t) => {
+  const result = ok(t, plan({ inScope: ['github'], headers: [['X-Token', 'token __sluice_secret_github__'], ['Accept', '*/*']] }));
+  t.ok(header(result.headers, 'X-Token')[0] === `token ${FAKE.github}`, 'value swapped in');
+  t.same(header(result.headers, 'Accept'), ['*/*'], 'other headers untouched');
+  t.same(result.uses, [{ alias: 'github', where: 'header:X-Token' }]);
+  t.equal(result.target, '/');
+});
+
+t.test('swaps inside Authorization: Basic', async (t) => {
+  const result = ok(t, plan({ inScope: ['github'], headers: [['Authorization', `Basic ${b64('octocat:__sluice_secret_github__')}`]] }));
+  const [value] = header(result.headers, 'authorization');
+  t.match(value, /^Basic [A-Za-z0-9+/=]+$/);
+  t.ok(unb64(value!.slice(6)) === `octocat:${FAKE.github}`, 'credentials re-encoded with the value');
+  t.same(result.uses, [{ alias: 'github', where: 'header:Authorization' }]);
+});
+
+t.test('swaps in the query, raw and percent-encoded, percent-encoding the value', async (t) => {
+  const encoded = encodeURIComponent(FAKE.custom);
+  t.not(encoded, FAKE.custom, 'the fixture value needs encoding');
+  const raw = ok(t, plan({ inScope: ['custom'], target: '/x?token=CUSTOM-PLACEHOLDER-1&a=1' }));
+  t.ok(raw.target === `/x?token=${encoded}&a=1`, 'raw occurrence');
+  t.same(raw.uses, [{ alias: 'custom', where: 'query' }]);
+
+  const mixed = ok(t, plan({ inScope: ['github'], target: '/x?a=%5F%5fsluice%5Fsecret%5Fgithub%5f%5F&b=__sluice_secret_github__' }));
+  const value = encodeURIComponent(FAKE.github);
+  t.ok(mixed.target === `/x?a=${value}&b=${value}`, 'encoded and raw occurrences');
+});
+
+t.test('swaps in the path too (tokens in paths, e.g. /bot<token>/)', async (t) => {
+  const result = ok(t, plan({ inScope: ['github'], target: '/bot__sluice_secret_github__/send?x=1' }));
+  t.ok(result.target === `/bot${encodeURIComponent(FAKE.github)}/send?x=1`);
+  t.same(result.uses, [{ alias: 'github', where: 'path' }]);
+});
+
+t.test('inject replaces whatever the tool sent, in any case, and satisfies require', async (t) => {
+  const result = ok(t, plan({ inScope: ['stripe'], headers: [['authorization', 'Bearer mine'], ['Accept', '*/*'], ['AUTHORIZATION', 'x']] }));
+  const values = header(result.headers, 'Authorization');
+  t.equal(values.length, 1, 'one Authorization header');
+  t.ok(values[0] === `Bearer ${FAKE.stripe}`, 'formatted with the value');
+  t.same(result.uses, [{ alias: 'stripe', where: 'inject:Authorization' }]);
+});
+
+t.test('require', async (t) => {
+  const satisfied = ok(t, plan({ inScope: ['custom'], headers: [['X-Key', 'CUSTOM-PLACEHOLDER-1']] }));
+  t.same(satisfied.uses, [{ alias: 'custom', where: 'header:X-Key' }]);
+  const missing = plan({ inScope: ['custom'], headers: [['X-Key', 'a foreign token']] });
+  t.same(missing.ok ? null : [missing.reason, missing.alias], ['secret_required', 'custom']);
+});
+
+t.test('a placeholder of a secret the tool is not granted is refused', async (t) => {
+  for (const where of ['header', 'query', 'basic'] as const) {
+    const result = plan({
+      inScope: ['github'],
+      headers: where === 'header' ? [['X', '__sluice_secret_other__']] : where === 'basic' ? [['Authorization', `Basic ${b64('u:__sluice_secret_other__')}`]] : [],
+      target: where === 'query' ? '/?k=%5F%5Fsluice_secret_other__' : '/',
+    });
+    t.same(result.ok ? null : [result.reason, result.alias], ['secret_not_granted', 'other'], where);
+  }
+  const unknown = plan({ headers: [['X', '__sluice_secret_nope__']] });
+  t.same(unknown.ok ? null : [unknown.reason, unknown.alias], ['secret_not_granted', null], 'an alias the policy does not define');
+});
+
+t.test('a granted placeholder toward a host outside its hosts is refused', async (t) => {
+  const result = plan({ inScope: ['gh'], headers: [['Authorization', 'token __sluice_secret_github__']] });
+  t.same(result.ok ? null : [result.reason, result.alias], ['secret_out_of_scope', 'github']);
+});
+
+t.test('an in-scope secret with no value now is unavailable', async (t) => {
+  const noValue = (alias: string): string | null => (alias === 'github' || alias === 'stripe' ? null : values(alias));
+  const written = plan({ inScope: ['github'], headers: [['X', '__sluice_secret_github__']], values: noValue });
+  t.same(written.ok ? null : [written.reason, written.alias], ['secret_unavailable', 'github']);
+  const injected = plan({ inScope: ['stripe'], values: noValue });
+  t.same(injected.ok ? null : [injected.reason, injected.alias], ['secret_unavailable', 'stripe']);
+  const unused = plan({ inScope: ['github'], values: noValue });
+  t.equal(unused.ok, true, 'not needed, not checked');
+});
+
+t.test('a real value in the original request is a leak, in any form', async (t) => {
+  const cases: Array<[string, Partial<RequestSecretsInput>, string]> = [
+    ['raw in a header', { headers: [['X-Api', FAKE.gh]] }, 'gh'],
+    ['inside Basic', { headers: [['Authorization', `Basic ${b64('me:' + FAKE.gh)}`]] }, 'gh'],
+    ['base64 in a header', { headers: [['X-Api', b64(FAKE.other)]] }, 'other'],
+    ['base64 at an odd offset', { headers: [['X-Api', b64('ab' + FAKE.other + 'c')]] }, 'other'],
+    ['base64url in the query', { target: '/?k=' + Buffer.from(FAKE.custom).toString('base64url') }, 'custom'],
+    ['percent-encoded in the query', { target: '/?k=' + encodeURIComponent(FAKE.custom) }, 'custom'],
+    ['raw in the path', { target: '/v1/' + FAKE.gh }, 'gh'],
+    ['even toward its own host', { inScope: ['github'], headers: [['Authorization', `token ${FAKE.github}`]] }, 'github'],
+  ];
+  for (const [name, input, alias] of cases) {
+    const result = plan(input);
+    t.same(result.ok ? null : [result.reason, result.alias], ['secret_leak', alias], name);
+  }
+  const rotated = plan({ headers: [['X', 'old-rotated-value-123']], known: [{ alias: 'gh', value: 'old-rotated-value-123' }] });
+  t.same(rotated.ok ? null : [rotated.reason, rotated.alias], ['secret_leak', 'gh'], 'a value passed in `known`');
+});
+
+t.test('a credential shape in the original request is a leak, named by pattern', async (t) => {
+  const jwt = `${Buffer.from('{"alg":"RS256"}').toString('base64url')}.${Buffer.from('{"sub":"x"}').toString('base64url')}.sig`;
+  const cases: Array<[Partial<RequestSecretsInput>, string]> = [
+    [{ target: '/?id=AKIA' + 'B'.repeat(16) }, 'aws_access_key_id'],
+    [{ headers: [['Authorization', `Bearer ${jwt}`]] }, 'jwt'],
+    [{ target: '/?k=-----BEGIN%20RSA%20PRIVATE%20KEY-----' }, 'private_key_pem'],
+    [{ headers: [['Authorization', `Basic ${b64('x:ghp_' + 'C'.repeat(36))}`]] }, 'github_token'],
+    [{ headers: [['X-Goog-Api-Key', 'AIza' + 'D'.repeat(35)]] }, 'google_api_key'],
+  ];
+  for (const [input, name] of cases) {
+    const result = plan(input);
+    t.same(result.ok ? null : [result.reason, result.alias], ['secret_leak', null], name);
+    t.match(result.ok ? '' : result.detail, name);
+  }
+});
+
+t.test('a request without placeholders passes unchanged', async (t) => {
+  const headers: Array<[string, string]> = [['Accept', 'application/json'], ['User-Agent', 'tool/1.0']];
+  const result = ok(t, plan({ inScope: ['github'], headers, target: '/repos/a/b?x=%20y' }));
+  t.same(result.headers, headers);
+  t.equal(result.target, '/repos/a/b?x=%20y');
+  t.same(result.uses, []);
+});
+
+t.test('fuzz: percentDecode never throws; any mix of escapes still reads as the placeholder', async (t) => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 64 }), (text) => {
+      percentDecode(text);
+      percentDecode(text.replace(/a/g, '%'));
+    }),
+  );
+  const placeholder = '__sluice_secret_github__';
+  const pattern = rawOrPercentEncoded(placeholder);
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom('raw', 'upper', 'lower'), { minLength: placeholder.length, maxLength: placeholder.length }), fc.string(), fc.string(), (choices, before, after) => {
+      const written = Array.from(placeholder, (char, i) => {
+        const hex = char.charCodeAt(0).toString(16);
+        return choices[i] === 'raw' ? char : `%${choices[i] === 'upper' ? hex.toUpperCase() : hex}`;
+      }).join('');
+      pattern.lastIndex = 0;
+      return pattern.test(before + written + after) && percentDecode(written) === placeholder;
+    }),
+  );
+  t.pass('properties hold');
+});
+
+t.test('valueForms: raw, encoded, base64 at every offset; no short forms', async (t) => {
+  const forms = valueForms(FAKE.custom);
+  t.ok(forms.includes(FAKE.custom));
+  t.ok(forms.includes(encodeURIComponent(FAKE.custom)));
+  for (const prefix of ['', 'a', 'ab', 'abc']) {
+    const blob = Buffer.from(prefix + FAKE.custom + 'tail').toString('base64');
+    t.ok(forms.some((form) => blob.includes(form)), `base64 with ${prefix.length} bytes before`);
+  }
+  t.same(valueForms('abc'), ['abc'], 'base64 forms under 8 characters are dropped');
+});
