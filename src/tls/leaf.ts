@@ -44,6 +44,10 @@ export class LeafCertificates {
   readonly #now: () => number;
   readonly #cache: LRUCache<string, CacheEntry>;
   #leafKey: Promise<LeafKey> | null = null;
+  // Issues run one after another. Each has about a millisecond of synchronous work (ASN.1 encoding,
+  // OpenSSL decoding the key PEM inside createSecureContext); run side by side, a burst of new hosts
+  // would finish together and chain those slices into one long stall of the event loop.
+  #issuing: Promise<unknown> = Promise.resolve();
 
   constructor(ca: CertificateAuthority, opts: LeafCertificateOptions = {}) {
     const validityDays = opts.validityDays ?? MAX_VALIDITY_DAYS;
@@ -78,7 +82,7 @@ export class LeafCertificates {
     }
     const entry: CacheEntry = {
       notAfterMs: null,
-      context: this.#issue(key).then((leaf) => {
+      context: this.#serially(() => this.#issue(key)).then((leaf) => {
         entry.notAfterMs = leaf.notAfterMs;
         return leaf.context;
       }),
@@ -89,6 +93,12 @@ export class LeafCertificates {
       if (this.#cache.get(key) === entry) this.#cache.delete(key);
     });
     return entry.context;
+  }
+
+  #serially<T>(job: () => Promise<T>): Promise<T> {
+    const result = this.#issuing.then(job);
+    this.#issuing = result.catch(() => undefined);
+    return result;
   }
 
   async #issue(host: string): Promise<{ context: SecureContext; notAfterMs: number }> {
