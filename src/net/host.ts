@@ -17,6 +17,8 @@ export function canonicalHost(raw: string): CanonicalHost | null {
   // A bare IPv6 literal (from a CONNECT line or a policy) gets its brackets back for the URL parser.
   const bracketed = isIP(raw) === 6 ? `[${raw}]` : raw;
   if (/[/?#@\\\s%]/.test(bracketed)) return null;
+  // A port is not part of a host: "a.com:8443" must be split by the caller, never silently dropped.
+  if (bracketed.startsWith('[') ? !bracketed.endsWith(']') : bracketed.includes(':')) return null;
   let hostname: string;
   try {
     hostname = new URL(`http://${bracketed}/`).hostname;
