@@ -20,10 +20,11 @@ async function makeCert(opts: {
   notBefore?: Date;
   notAfter?: Date;
   rsa?: boolean;
+  p384?: boolean;
 }): Promise<CustomCa> {
   const algorithm = opts.rsa
     ? { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }
-    : { name: 'ECDSA', namedCurve: 'P-256' };
+    : { name: 'ECDSA', namedCurve: opts.p384 ? 'P-384' : 'P-256' };
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     name: 'CN=custom test CA',
@@ -235,7 +236,7 @@ t.test('loadCa refuses an expired or not yet valid CA', async (t) => {
   await rejectsWith(t, loadCa(future, { create: false }), 'SLUICE_CA_NOT_YET_VALID', 'ca.pem');
 });
 
-t.test('loadCa accepts an operator CA without keyUsage, and an RSA CA', async (t) => {
+t.test('loadCa accepts an operator CA without keyUsage, a P-384 CA and an RSA CA', async (t) => {
   const root = t.testdir();
   const bare = join(root, 'bare');
   const bareCa = await makeCert({ extensions: [new x509.BasicConstraintsExtension(true, undefined, true)] });
@@ -243,6 +244,12 @@ t.test('loadCa accepts an operator CA without keyUsage, and an RSA CA', async (t
   const loadedBare = await loadCa(bare, { create: false });
   t.equal(loadedBare.certPem.trim(), bareCa.certPem.trim());
   t.match(loadedBare.keyIdentifier, /^[0-9a-f]{40}$/, 'key identifier computed when the CA has no SKI');
+
+  const p384 = join(root, 'p384');
+  writeCa(p384, await makeCert({ extensions: caExtensions(), p384: true }));
+  const loadedP384 = await loadCa(p384, { create: false });
+  t.same(loadedP384.signingAlgorithm, { name: 'ECDSA', hash: 'SHA-384' });
+  t.same(loadedP384.signingKey.algorithm, { name: 'ECDSA', namedCurve: 'P-384' });
 
   const rsa = join(root, 'rsa');
   writeCa(rsa, await makeCert({ extensions: caExtensions(), rsa: true }));

@@ -1,5 +1,7 @@
 import t from 'tap';
 import { X509Certificate, webcrypto } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { TLSSocket, checkServerIdentity, connect, createServer, type PeerCertificate, type SecureContext } from 'node:tls';
@@ -149,6 +151,52 @@ t.test('an IPv6 leaf carries an iPAddress SAN', async (t) => {
   t.equal(result.authorized, true);
   t.equal(result.identityChecked?.subjectaltname, 'IP Address:0:0:0:0:0:0:0:1');
   t.equal(result.cert.checkIP('::1'), '::1');
+});
+
+t.test('an operator RSA or P-384 CA issues leaves that verify', async (t) => {
+  const x509 = await import('@peculiar/x509');
+  const root = t.testdir();
+  const algorithms = {
+    rsa: {
+      key: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+      signing: { name: 'RSASSA-PKCS1-v1_5' },
+    },
+    p384: { key: { name: 'ECDSA', namedCurve: 'P-384' }, signing: { name: 'ECDSA', hash: 'SHA-384' } },
+  };
+  for (const [name, algorithm] of Object.entries(algorithms)) {
+    const keys = (await webcrypto.subtle.generateKey(algorithm.key, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      name: `CN=operator ${name} CA`,
+      keys,
+      signingAlgorithm: algorithm.signing,
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+    const dir = join(root, name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'ca.pem'), cert.toString('pem'));
+    writeFileSync(join(dir, 'ca-key.pem'), x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'), { mode: 0o600 });
+    const operatorCa = await loadCa(dir, { create: false });
+    const leaves = new LeafCertificates(operatorCa);
+    const context = await leaves.secureContextFor('127.0.0.1');
+    const server = await fixedHostServer(t, context, '127.0.0.1');
+    let identity: string | undefined;
+    const socket = connect({
+      host: server.host,
+      port: server.port,
+      ca: [operatorCa.certPem],
+      checkServerIdentity: (host, peer) => {
+        identity = peer.subjectaltname;
+        return checkServerIdentity(host, peer);
+      },
+    });
+    t.teardown(() => socket.destroy());
+    await once(socket, 'secureConnect');
+    t.equal(socket.authorized, true, `${name}: authorized`);
+    t.equal(identity, 'IP Address:127.0.0.1');
+    t.ok(socket.getPeerX509Certificate()?.verify(new X509Certificate(operatorCa.certPem).publicKey), `${name}: signed by the CA`);
+    socket.end();
+  }
 });
 
 t.test('every leaf gets its own random serial', async (t) => {
