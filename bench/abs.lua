@@ -3,6 +3,10 @@
 --   AUTH_B64  optional base64(user:pass), sent as Proxy-Authorization: Basic
 -- done() prints one JSON line for bench/run.mjs (latencies in microseconds).
 wrk.path = os.getenv("TARGET") or "http://127.0.0.1:18080/small"
+-- Host names the target, as real clients send it (wrk would name the proxy; RFC 9112 says a
+-- proxy ignores Host for absolute-form, but sluice refuses a Host that disagrees with the target)
+local authority = wrk.path:match("^%a[%w+.-]*://([^/]+)")
+if authority then wrk.headers["Host"] = authority end
 local auth = os.getenv("AUTH_B64")
 if auth and auth ~= "" then wrk.headers["Proxy-Authorization"] = "Basic " .. auth end
 

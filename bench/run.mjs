@@ -2,9 +2,10 @@
 // loopback upstream, in one run. Prints one table of absolute figures and sluice/peer ratios and
 // writes it to bench/results/latest.md and latest.json. See bench/README.md for what each row means.
 //
-// Settings (env): BENCH_SECONDS (10), BENCH_QUICK=1 (2-second smoke run, smaller bulk and idle
-// rows), BENCH_CONNECTIONS (wrk -c, 50), BENCH_TLS_CONC (TLS client workers, 16),
-// BENCH_BULK_BYTES (1 GiB), BENCH_IDLE_TUNNELS (10000), BENCH_ONLY=sluice,squid,... (columns),
+// Settings (env, see README): BENCH_SECONDS (10), BENCH_QUICK=1 (2-second smoke run, smaller bulk
+// and idle rows), BENCH_WARMUP (unrecorded seconds before each load cell, 3), BENCH_CONNECTIONS
+// (wrk -c, 50), BENCH_TLS_CONC (TLS client workers, 16), BENCH_BULK_BYTES (1 GiB),
+// BENCH_IDLE_TUNNELS (10000), BENCH_IDLE_HOLD (5), BENCH_ONLY=sluice,squid,... (columns),
 // BENCH_ROWS=small_get,bulk_http,... (rows), BENCH_KEEP=1 (keep the temp dir with logs).
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +47,7 @@ const settings = {
   bulkBytes: envNumber('BENCH_BULK_BYTES', quick ? 256 * MiB : GiB),
   idleTunnels: envNumber('BENCH_IDLE_TUNNELS', quick ? 1000 : 10000),
   idleHoldSeconds: envNumber('BENCH_IDLE_HOLD', quick ? 2 : 5),
+  warmupSeconds: envNumber('BENCH_WARMUP', quick ? 1 : 3),
 };
 const onlyColumns = envList('BENCH_ONLY');
 const onlyRows = envList('BENCH_ROWS');
@@ -183,12 +185,16 @@ function portOpen(port) {
   });
 }
 
-function lastLines(file, count = 4) {
+/** Why a service failed, from its log: the first error line, else the last lines. */
+function failureFromLog(file) {
+  let lines;
   try {
-    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-count).join(' | ').slice(0, 400);
+    lines = fs.readFileSync(file, 'utf8').trim().split('\n');
   } catch {
     return '';
   }
+  const error = lines.find((l) => /\b(error|fatal)\b/i.test(l) && !/^\s+at /.test(l));
+  return (error ?? lines.slice(-3).join(' | ')).trim().slice(0, 300);
 }
 
 /**
@@ -218,11 +224,11 @@ async function startService(name, cmd, args, { port, env = {}, cwd = ROOT, timeo
   });
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (exited) throw new Error(`${name} stopped (${exited}): ${lastLines(log)}`);
+    if (exited) throw new Error(`${name} stopped (${exited}): ${failureFromLog(log)}`);
     if (await portOpen(port)) return child;
     await sleep(100);
   }
-  throw new Error(`${name} did not listen on ${port} within ${timeoutMs / 1000}s: ${lastLines(log)}`);
+  throw new Error(`${name} did not listen on ${port} within ${timeoutMs / 1000}s: ${failureFromLog(log)}`);
 }
 
 /** Runs a bench client to completion; resolves with its output whatever its exit code. */
@@ -327,8 +333,7 @@ async function startTinyproxy() {
 async function startSluice(secretValue) {
   const cli = path.join(ROOT, 'dist', 'cli.js');
   if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
-  const policy = path.join(tmp, 'policy.yaml');
-  fs.writeFileSync(policy, fill('policy.yaml', { BENCH }));
+  const policy = path.join(BENCH, 'policy.yaml');
   const child = await startService(
     'sluice',
     process.execPath,
@@ -394,8 +399,7 @@ async function probe({ proxyPort, auth, url, ca }) {
     .slice(0, 300) || `probe answered ${status}`;
 }
 
-async function wrkSmallGet({ proxyPort, auth, target }) {
-  const seconds = settings.seconds;
+async function wrkSmallGet({ proxyPort, auth, target, seconds }) {
   const url = proxyPort ? `http://127.0.0.1:${proxyPort}/` : `http://127.0.0.1:${PORTS.upstreamHttp}/`;
   const env = { TARGET: target, AUTH_B64: auth ? Buffer.from(auth).toString('base64') : '' };
   const { stdout, stderr } = await runClient(
@@ -421,8 +425,7 @@ async function wrkSmallGet({ proxyPort, auth, target }) {
   };
 }
 
-async function tlsLoad({ proxyPort, auth, ca, reuse }) {
-  const seconds = settings.seconds;
+async function tlsLoad({ proxyPort, auth, ca, reuse, seconds }) {
   const args = [
     path.join(BENCH, 'hsload.mjs'),
     '--host', 'localhost',
@@ -523,8 +526,9 @@ async function idleTunnels({ proxyPort, auth, rootPid }) {
 }
 
 function idleTunnelCount() {
-  // a proxy holds two descriptors per tunnel (client side and upstream side)
-  return Math.min(settings.idleTunnels, Math.floor((maxFds - 200) / 2));
+  // a proxy holds two descriptors per tunnel (client side and upstream side), plus its own
+  // (squid keeps a reserve and refuses new connections near its limit)
+  return Math.min(settings.idleTunnels, Math.floor((maxFds - 500) / 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -560,6 +564,7 @@ const ROWS = [
     metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'read_errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
     route: (p) => ({ auth: p.httpAuth, url: HTTP_SMALL, target: p.direct ? '/small' : HTTP_SMALL }),
     measure: wrkSmallGet,
+    warmup: true,
   },
   {
     id: 'small_get_secret',
@@ -571,6 +576,7 @@ const ROWS = [
       return { auth: CREDENTIALS.secret, url, target: url };
     },
     measure: wrkSmallGet,
+    warmup: true,
   },
   {
     id: 'tls_new_conn',
@@ -579,6 +585,7 @@ const ROWS = [
     metrics: ['cps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
     route: (p) => ({ auth: p.httpAuth, url: HTTPS_SMALL, ca: UPSTREAM_CA, reuse: false }),
     measure: tlsLoad,
+    warmup: true,
   },
   {
     id: 'tls_reuse',
@@ -587,6 +594,7 @@ const ROWS = [
     metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
     route: (p) => ({ auth: p.httpAuth, url: HTTPS_SMALL, ca: UPSTREAM_CA, reuse: true }),
     measure: tlsLoad,
+    warmup: true,
   },
   {
     id: 'mitm_new_conn',
@@ -595,6 +603,7 @@ const ROWS = [
     metrics: ['cps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
     route: (p) => ({ auth: p.mitmAuth, url: HTTPS_SMALL, ca: p.direct ? UPSTREAM_CA : p.mitmCa, reuse: false }),
     measure: tlsLoad,
+    warmup: true,
   },
   {
     id: 'mitm_reuse',
@@ -603,6 +612,7 @@ const ROWS = [
     metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
     route: (p) => ({ auth: p.mitmAuth, url: HTTPS_SMALL, ca: p.direct ? UPSTREAM_CA : p.mitmCa, reuse: true }),
     measure: tlsLoad,
+    warmup: true,
   },
   {
     id: 'bulk_http',
@@ -653,10 +663,12 @@ async function runCell(row, column, proxy) {
   const route = { ...row.route({ ...proxy, direct }), proxyPort: direct ? undefined : proxy.port, rootPid: proxy.pid };
   const refused = await probe(route);
   if (refused) return { na: `probe: ${refused}` };
+  // an unrecorded first pass, so a JIT-compiled proxy is measured warm like the others
+  if (row.warmup) await row.measure({ ...route, seconds: settings.warmupSeconds });
 
   const before = direct ? 0 : cpuSeconds(proxy.pid);
   const stopSampler = direct ? null : startRssSampler(proxy.pid);
-  const result = await row.measure(route);
+  const result = await row.measure({ ...route, seconds: settings.seconds });
   const peakKib = stopSampler?.() ?? 0;
   const cpu = direct ? 0 : cpuSeconds(proxy.pid) - before;
   if (result.error) return { na: result.error };
