@@ -49,8 +49,9 @@ export function parsePolicy(text: string, fileName: string): PolicyDoc {
 
 /**
  * One digest over the base file and its fragments, in load order (LoadedPolicy.files), for
- * drift detection: any byte changed in any file, or a file added, dropped or reordered in the
- * list, changes it. Throws when a file cannot be read (which is drift too).
+ * drift detection: a byte changed in any listed file, or a file dropped from or reordered in
+ * the list, changes it. Throws when a file cannot be read (which is drift too). A new file that
+ * matches include is not in the list; only a reload sees it.
  */
 export function policyFilesSha256(files: readonly string[]): string {
   const combined = createHash('sha256');
@@ -84,6 +85,9 @@ function finish<T>(parts: Part[], build: (doc: PolicyDoc) => T): T {
   const doc = good[0]!.source.value as PolicyDoc;
   const combined = combine(doc, good);
   if (combined.length > 0) throw new PolicyError(combined);
+  // Tool names arrive in requests: "constructor" must not find Object.prototype's.
+  doc.tools = Object.assign(Object.create(null) as Tools, doc.tools);
+  doc.secrets = Object.assign(Object.create(null) as Secrets, doc.secrets);
   return build(doc);
 }
 

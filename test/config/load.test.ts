@@ -372,6 +372,8 @@ tools:
   t.same(doc.tools['web-fetch']!.secrets, []);
   t.equal(doc.tools['web-fetch']!.limits, undefined, 'tool limits stay partial');
   t.equal(doc.include, undefined);
+  t.equal((doc.tools as Record<string, unknown>).constructor, undefined, 'no inherited tool names');
+  t.equal((doc.secrets as Record<string, unknown>).constructor, undefined, 'no inherited secret names');
   t.equal(loaded.file, join(process.cwd(), 'policy.yaml'));
   t.same(loaded.files, [loaded.file]);
 });
