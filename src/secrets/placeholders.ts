@@ -14,8 +14,8 @@ export function defaultPlaceholder(alias: string): string {
 
 export interface PlaceholderIndex {
   readonly entries: ReadonlyArray<{ alias: string; placeholder: string; pattern: RegExp }>;
-  /** the default prefix, raw or percent-encoded */
-  readonly prefix: RegExp;
+  /** a default-form placeholder, matched on percent-decoded text */
+  readonly anyDefault: RegExp;
 }
 
 const indexes = new WeakMap<Record<string, SecretDoc>, PlaceholderIndex>();
@@ -29,7 +29,7 @@ export function placeholderIndex(secrets: Record<string, SecretDoc>): Placeholde
       // longest first, so a placeholder that contains another is removed whole
       .sort((a, b) => b.placeholder.length - a.placeholder.length)
       .map((entry) => ({ ...entry, pattern: rawOrPercentEncoded(entry.placeholder) }));
-    index = { entries, prefix: rawOrPercentEncoded(PLACEHOLDER_PREFIX) };
+    index = { entries, anyDefault: /__sluice_secret_[A-Za-z0-9_.-]{1,64}__/ };
     indexes.set(secrets, index);
   }
   return index;
@@ -51,7 +51,7 @@ export function findPlaceholders(text: string, index: PlaceholderIndex): string[
 export function hasUnknownPlaceholder(text: string, index: PlaceholderIndex): boolean {
   let rest = text;
   for (const entry of index.entries) rest = rest.replace(entry.pattern, ' ');
-  return occurs(index.prefix, rest);
+  return index.anyDefault.test(percentDecode(rest));
 }
 
 export interface SecretUse {

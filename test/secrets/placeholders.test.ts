@@ -55,6 +55,8 @@ t.test('findPlaceholders: raw and percent-encoded in any hex case, and no near m
   t.same(findPlaceholders('%5G%5Fsluice_secret_github__', index), [], 'not a valid escape');
   t.equal(hasUnknownPlaceholder('x __sluice_secret_nope__', index), true);
   t.equal(hasUnknownPlaceholder('x __sluice_secret_github__ y', index), false);
+  t.equal(hasUnknownPlaceholder('%5F%5Fsluice_secret_nope%5F%5F', index), true, 'percent-encoded');
+  t.equal(hasUnknownPlaceholder('__sluice_secret_gh_ then other text', index), false, 'a near miss is not a placeholder');
   t.equal(defaultPlaceholder('a'), '__sluice_secret_a__');
 });
 
