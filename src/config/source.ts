@@ -6,7 +6,6 @@ import type { FieldPath, Problem } from './errors.js';
 export interface PolicySource {
   /** the name problems use */
   name: string;
-  bytes: Uint8Array;
   tree: Document.Parsed;
   lines: LineCounter;
   /** the plain value (objects, arrays, scalars); the schema step fills in defaults in place */
@@ -17,7 +16,7 @@ export type Parsed = { ok: true; source: PolicySource } | { ok: false; problems:
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Anchors and aliases are legal YAML, but a few hundred are plenty for a policy (billion laughs). */
+/** Anchors and aliases are legal YAML, but a policy needs few; many expand exponentially (billion laughs). */
 const MAX_ALIAS_COUNT = 100;
 
 export function parseSource(name: string, bytes: Uint8Array): Parsed {
@@ -46,7 +45,7 @@ export function parseSource(name: string, bytes: Uint8Array): Parsed {
   } catch (error) {
     return { ok: false, problems: [{ file: name, line: 1, message: `cannot expand the document: ${(error as Error).message}` }] };
   }
-  return { ok: true, source: { name, bytes, tree, lines, value } };
+  return { ok: true, source: { name, tree, lines, value } };
 }
 
 function yamlMessage(code: string, message: string, text: string, offset: number): string {
