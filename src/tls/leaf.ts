@@ -5,6 +5,7 @@ import './reflect-metadata.js';
 import * as x509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { canonicalHost } from '../net/host.js';
@@ -43,6 +44,7 @@ export class LeafCertificates {
   readonly #onIssued: () => void;
   readonly #now: () => number;
   readonly #cache: LRUCache<string, CacheEntry>;
+  readonly #fixedExtensions: readonly x509.Extension[];
   #leafKey: Promise<LeafKey> | null = null;
   // Issues run one after another. Each has about a millisecond of synchronous work (ASN.1 encoding,
   // OpenSSL decoding the key PEM inside createSecureContext); run side by side, a burst of new hosts
@@ -61,6 +63,13 @@ export class LeafCertificates {
     this.#onIssued = opts.onIssued ?? (() => {});
     this.#now = opts.now ?? Date.now;
     this.#cache = new LRUCache({ max: opts.max ?? 10_000 });
+    // The same for every leaf; built once because each extension is DER-encoded on construction.
+    this.#fixedExtensions = [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.AuthorityKeyIdentifierExtension(ca.keyIdentifier),
+    ];
   }
 
   /** Number of hosts currently cached (issued or being issued). */
@@ -96,7 +105,9 @@ export class LeafCertificates {
   }
 
   #serially<T>(job: () => Promise<T>): Promise<T> {
-    const result = this.#issuing.then(job);
+    // A turn of the event loop between issues keeps one issue's last slice and the next one's first
+    // from running back to back in one macrotask.
+    const result = this.#issuing.then(() => nextTurn()).then(job);
     this.#issuing = result.catch(() => undefined);
     return result;
   }
@@ -115,14 +126,11 @@ export class LeafCertificates {
       publicKey: leafKey.publicKey,
       signingKey: this.#ca.signingKey,
       signingAlgorithm: this.#ca.signingAlgorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension([subjectAltName]),
-        new x509.AuthorityKeyIdentifierExtension(this.#ca.keyIdentifier),
-      ],
+      extensions: [...this.#fixedExtensions, new x509.SubjectAlternativeNameExtension([subjectAltName])],
     });
+    // Building the context is the largest synchronous slice (OpenSSL parses cert, chain and key):
+    // give it a macrotask of its own rather than appending it to the encoding above.
+    await nextTurn();
     const context = createSecureContext({
       key: leafKey.privateKeyPem,
       cert: `${cert.toString('pem')}\n${this.#ca.certPem}`,
