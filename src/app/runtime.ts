@@ -9,11 +9,17 @@ import { VettingResolver } from '../net/resolve.js';
 import { compilePolicy } from '../policy/compile.js';
 import { ToolTokens } from '../proxy/auth.js';
 import type { PolicyRuntime } from '../proxy/context.js';
+import { scrubText } from '../secrets/scrub.js';
+import { SecretStore } from '../secrets/store.js';
 
-export function buildRuntime(loaded: LoadedPolicy, env: NodeJS.ProcessEnv = process.env): PolicyRuntime {
+/** Throws (naming the alias or file, never a value) when a granted secret or a token cannot be loaded. */
+export async function buildRuntime(loaded: LoadedPolicy, env: NodeJS.ProcessEnv = process.env): Promise<PolicyRuntime> {
   const doc = loaded.doc;
   const compiled = compilePolicy(doc, loaded.sha256);
   const tokens = new ToolTokens(doc, env);
+  // Only secrets some tool is granted must load; a defined but ungranted one is never used.
+  const granted = Object.values(doc.tools).flatMap((tool) => tool.secrets);
+  const secrets = await SecretStore.open(doc.secrets, granted, env);
   const resolver = new VettingResolver({
     policy: compileAddressPolicy(doc.network),
     servers: doc.network.dns_servers,
@@ -25,7 +31,7 @@ export function buildRuntime(loaded: LoadedPolicy, env: NodeJS.ProcessEnv = proc
     connectTimeoutMs: doc.limits.connect_timeout_ms,
     idleTimeoutMs: doc.limits.idle_timeout_ms,
   });
-  return { loaded, compiled, tokens, resolver, pools, upstreamCa };
+  return { loaded, compiled, tokens, resolver, pools, upstreamCa, secrets };
 }
 
 function readUpstreamCa(loaded: LoadedPolicy): string | null {
@@ -37,4 +43,10 @@ function readUpstreamCa(loaded: LoadedPolicy): string | null {
   } catch (err) {
     throw new Error(`tls.upstream_ca: cannot read ${resolved} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+}
+
+/** Replaces every secret value the runtime knows (and its encodings) in text bound for logs or audit. */
+export function scrubSecrets(runtime: PolicyRuntime, text: string): string {
+  const known = runtime.secrets.knownValues();
+  return known.length === 0 ? text : scrubText(text, known);
 }

@@ -15,7 +15,7 @@ import { createInterceptor } from '../proxy/intercept.js';
 import { createProxyServer } from '../proxy/server.js';
 import { loadCa } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
-import { buildRuntime } from './runtime.js';
+import { buildRuntime, scrubSecrets } from './runtime.js';
 
 export interface Endpoint {
   host: string;
@@ -72,7 +72,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   }
   let runtime: PolicyRuntime;
   try {
-    runtime = buildRuntime(loaded, opts.env);
+    runtime = await buildRuntime(loaded, opts.env);
   } catch (err) {
     throw new StartupError(`${opts.policyFile}: ${(err as Error).message}`);
   }
@@ -87,6 +87,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     fsync: opts.auditFsync,
     maxBytes: opts.auditMaxBytes,
     onError: (err) => opts.logger.error({ err: err.message }, 'audit sink failed'),
+    scrub: (text) => scrubSecrets(runtime, text),
   });
   const observer = new AuditingObserver({ sink, metrics });
   const announce = (kind: 'policy.load', rt: PolicyRuntime): void => {
@@ -163,11 +164,12 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         return false;
       }
       if (next.sha256 === runtime.loaded.sha256) return true;
-      const nextRuntime = buildRuntime(next, opts.env);
+      const nextRuntime = await buildRuntime(next, opts.env);
       const previous = runtime;
       runtime = nextRuntime;
       announce('policy.load', nextRuntime);
       void previous.pools.close();
+      previous.secrets.close();
       opts.logger.info({ sha256: next.sha256 }, 'policy reloaded');
       return true;
     } catch (err) {
@@ -202,6 +204,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     });
     await admin?.close();
     await runtime.pools.close();
+    runtime.secrets.close();
     await sink.close();
   };
 

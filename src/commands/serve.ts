@@ -1,3 +1,4 @@
+import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
 import type { FsyncMode } from '../observe/audit.js';
 import { createLogger } from '../observe/log.js';
@@ -55,7 +56,9 @@ export async function runServe(args: string[]): Promise<number> {
   if (!Number.isInteger(maxBytes) || maxBytes < 0) throw new UsageError('--audit-max-bytes must be a whole number of bytes');
   const pinned = v['policy-sha256'] ?? env.SLUICE_POLICY_SHA256 ?? null;
   if (pinned !== null && !/^[0-9a-fA-F]{64}$/.test(pinned)) throw new UsageError('--policy-sha256 must be 64 hex digits');
-  const logger = createLogger({ level: v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info' });
+  // Until the policy (and so the secrets) is loaded there is nothing to scrub.
+  let scrub = (text: string): string => text;
+  const logger = createLogger({ level: v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info', scrub: (text) => scrub(text) });
 
   let running: RunningSluice | undefined;
   try {
@@ -86,6 +89,7 @@ export async function runServe(args: string[]): Promise<number> {
     throw err;
   }
   const started = running;
+  scrub = (text) => scrubSecrets(started.current(), text);
   const { proxy, admin } = started;
   logger.info({ listen: `${proxy.address}:${proxy.port}`, admin: admin ? `${admin.address}:${admin.port}` : null }, 'sluice serving');
   process.on('SIGHUP', () => void started.reload());

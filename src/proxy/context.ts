@@ -6,6 +6,7 @@ import type { UpstreamPools } from '../net/dial.js';
 import type { VettingResolver } from '../net/resolve.js';
 import type { Observer } from '../observe/events.js';
 import type { CompiledPolicy } from '../policy/compile.js';
+import type { SecretStore } from '../secrets/store.js';
 import type { ToolTokens } from './auth.js';
 
 export interface PolicyRuntime {
@@ -16,6 +17,8 @@ export interface PolicyRuntime {
   readonly pools: UpstreamPools;
   /** roots trusted for upstream TLS */
   readonly upstreamCa: readonly string[];
+  /** values of the secrets some tool is granted */
+  readonly secrets: SecretStore;
 }
 
 export interface ProxyDeps {

@@ -1,14 +1,18 @@
-// Plain HTTP and intercepted HTTPS requests: admit, then stream the request upstream through a
-// pooled connection to the vetted address and stream the answer back, within the limits.
+// Plain HTTP and intercepted HTTPS requests: admit, apply the credentials step, then stream the
+// request upstream through a pooled connection to the vetted address and stream the answer back,
+// within the limits and scrubbed of secret values.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { pipeline, Readable, type Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { SecretViolation } from '../secrets/violation.js';
 import { admitRequest, servernameOf, type RequestScope } from './admit.js';
 import { denyAnswer, sendAnswer, upstreamErrorAnswer } from './answers.js';
-import type { ProxyDeps } from './context.js';
+import type { PolicyRuntime, ProxyDeps } from './context.js';
 import type { Exchange } from './exchange.js';
-import { endToEndHeaders, flatten, withVia } from './headers.js';
+import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
+import { bodySwapper, planSecrets, recordUse, responseScrubber } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
+import type { Decision } from '../policy/types.js';
 
 export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const admission = await admitRequest(deps, scope, req);
@@ -32,23 +36,53 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     return;
   }
 
-  const headers = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
+  let headers = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
+  let path = admission.upstreamPath;
+  const plan = planSecrets(scope.runtime, tool, decision, headers, path);
+  if (plan.ok) {
+    headers = plan.headers;
+    path = plan.target;
+    for (const use of plan.uses) recordUse(deps.observer, ex, use.alias, use.where);
+  } else if (plan.reason === 'secret_unavailable') {
+    const answer = upstreamErrorAnswer('secret_unavailable', plan.detail, ex.requestId);
+    ex.fail('secret_unavailable', plan.detail, answer.status);
+    sendAnswer(res, answer);
+    return;
+  } else if (plan.reason === 'secret_leak' && scope.runtime.loaded.doc.on_violation === 'review') {
+    ex.decision = 'review';
+    ex.reason = 'secret_leak';
+    ex.detail = plan.detail;
+  } else {
+    const answer = denyAnswer(plan.reason, plan.detail, ex.requestId);
+    ex.deny(plan.reason, plan.detail, answer.status);
+    sendAnswer(res, answer);
+    req.resume();
+    return;
+  }
   headers.unshift(['Host', target.authority]);
-  const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
-  const { pool, origin } = scope.runtime.pools.get(scope.scheme, { ip, port: target.port, servername: servernameOf(target.host) });
-  const started = performance.now();
 
+  const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
+  let body: Readable | null = null;
+  if (hasBody) {
+    const swapped = bodySwapper(scope.runtime, tool, decision, deps.observer, ex);
+    pipeline(Readable.from(limitedBody(req, limits.max_request_bytes, ex, tool)), swapped, () => undefined);
+    body = swapped;
+    // A swap changes the length: the body then goes upstream chunked.
+    if (decision.secrets.length > 0) headers = withoutHeader(headers, 'content-length');
+  }
+
+  const { pool, origin } = scope.runtime.pools.get(scope.scheme, { ip, port: target.port, servername: servernameOf(target.host) });
   pool.dispatch(
     {
       origin,
-      path: admission.upstreamPath,
+      path,
       method: req.method ?? 'GET',
       headers: flatten(headers),
-      body: hasBody ? Readable.from(limitedBody(req, limits.max_request_bytes, ex, tool), { objectMode: false }) : null,
+      body,
       headersTimeout: limits.idle_timeout_ms,
       bodyTimeout: limits.idle_timeout_ms,
     },
-    new ResponseRelay(deps, ex, res, tool, limits.max_response_bytes, started),
+    new ResponseRelay(deps, scope.runtime, decision, ex, res, tool),
   );
 }
 
@@ -70,19 +104,24 @@ class RequestTooLarge extends Error {}
 class ResponseRelay implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
+  /** where body bytes go: the client, or a scrubber piped to the client */
+  #out: Writable;
+  readonly #started = performance.now();
+  readonly #maxResponseBytes: number;
 
   constructor(
     private readonly deps: ProxyDeps,
+    private readonly runtime: PolicyRuntime,
+    private readonly decision: Decision,
     private readonly ex: Exchange,
     private readonly res: ServerResponse,
     private readonly tool: string,
-    private readonly maxResponseBytes: number,
-    private readonly started: number,
   ) {
+    this.#out = res;
+    this.#maxResponseBytes = decision.limits.max_response_bytes;
     res.once('close', () => {
       if (!res.writableFinished) this.#abort?.();
     });
-    res.on('drain', () => this.#resume?.());
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -92,11 +131,10 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (status < 200) return true;
     this.#resume = resume;
-    const raw = rawHeaders.map((b) => b.toString('latin1'));
-    const headers = withVia(endToEndHeaders(raw));
+    let headers = withVia(endToEndHeaders(rawHeaders.map((b) => b.toString('latin1'))));
     const lengthHeader = headers.find(([name]) => name.toLowerCase() === 'content-length');
-    if (lengthHeader && Number(lengthHeader[1]) > this.maxResponseBytes) {
-      const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.maxResponseBytes} bytes for tool ${this.tool}`;
+    if (lengthHeader && Number(lengthHeader[1]) > this.#maxResponseBytes) {
+      const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}`;
       const answer = denyAnswer('response_too_large', detail, this.ex.requestId);
       this.ex.limitExceeded('response_too_large', detail);
       this.ex.status = answer.status;
@@ -104,6 +142,22 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       sendAnswer(this.res, answer);
       return false;
     }
+    const scrub = responseScrubber(this.runtime, this.decision, headers);
+    if (scrub === 'undecodable') {
+      const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
+      const answer = upstreamErrorAnswer('upstream_protocol', detail, this.ex.requestId);
+      this.ex.fail('upstream_protocol', detail, answer.status);
+      this.#abort?.();
+      sendAnswer(this.res, answer);
+      return false;
+    }
+    if (scrub) {
+      headers = scrub.headers;
+      this.#out = scrub.body;
+      scrub.body.on('error', () => this.res.destroy());
+      scrub.body.pipe(this.res);
+    }
+    this.#out.on('drain', () => this.#resume?.());
     this.ex.status = status;
     this.res.writeHead(status, statusText, flatten(headers));
     return true;
@@ -111,22 +165,22 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     this.ex.bytesDown += chunk.length;
-    if (this.ex.bytesDown > this.maxResponseBytes) {
+    if (this.ex.bytesDown > this.#maxResponseBytes) {
       this.ex.limitExceeded(
         'response_too_large',
-        `the response crossed the limit of ${this.maxResponseBytes} bytes for tool ${this.tool}; it was cut`,
+        `the response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`,
       );
       this.#abort?.();
       // Reset rather than end: the client must see a broken response, never a short well-formed one.
       this.res.destroy();
       return false;
     }
-    return this.res.write(chunk);
+    return this.#out.write(chunk);
   }
 
   onComplete(): void {
-    this.deps.observer.upstreamDuration(this.tool, (performance.now() - this.started) / 1000);
-    this.res.end();
+    this.deps.observer.upstreamDuration(this.tool, (performance.now() - this.#started) / 1000);
+    this.#out.end();
   }
 
   onError(err: Error): void {
@@ -138,6 +192,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       const answer = denyAnswer('request_too_large', this.ex.detail ?? 'request too large', this.ex.requestId);
       this.ex.status = answer.status;
       sendAnswer(this.res, answer, true);
+      return;
+    }
+    if (err instanceof SecretViolation) {
+      if (err.reason === 'secret_unavailable') {
+        const answer = upstreamErrorAnswer('secret_unavailable', err.message, this.ex.requestId);
+        this.ex.fail('secret_unavailable', err.message, answer.status);
+        sendAnswer(this.res, answer, true);
+      } else {
+        const answer = denyAnswer(err.reason, err.message, this.ex.requestId);
+        this.ex.deny(err.reason, err.message, answer.status);
+        sendAnswer(this.res, answer, true);
+      }
       return;
     }
     const failure = classifyUpstreamError(err);

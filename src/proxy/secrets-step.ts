@@ -1,0 +1,84 @@
+// The credentials step of the data path: swap placeholders for values toward a secret's own
+// hosts, refuse what may not leave, record each use, and scrub values out of what comes back.
+import type { Duplex, Transform } from 'node:stream';
+import type { Observer } from '../observe/events.js';
+import type { Decision } from '../policy/types.js';
+import { createBodySwapper } from '../secrets/body.js';
+import { planRequestSecrets, type RequestSecretsPlan } from '../secrets/placeholders.js';
+import { createDecodingScrubber, scrubHeaders } from '../secrets/scrub.js';
+import type { PolicyRuntime } from './context.js';
+import type { Exchange } from './exchange.js';
+
+export function planSecrets(
+  runtime: PolicyRuntime,
+  tool: string,
+  decision: Decision,
+  headers: Array<[string, string]>,
+  target: string,
+): RequestSecretsPlan {
+  const store = runtime.secrets;
+  return planRequestSecrets({
+    tool,
+    granted: runtime.compiled.tools.get(tool)?.secrets ?? [],
+    inScope: decision.secrets,
+    headers,
+    target,
+    secrets: runtime.loaded.doc.secrets,
+    values: (alias) => store.get(alias),
+    known: store.knownValues(),
+  });
+}
+
+/** A secret.use event per alias and place it was used. */
+export function recordUse(observer: Observer, ex: Exchange, alias: string, where: string): void {
+  observer.event({
+    type: 'secret.use',
+    request_id: ex.requestId,
+    tool: ex.tool,
+    decision: 'allow',
+    method: ex.method,
+    scheme: ex.scheme,
+    host: ex.host,
+    port: ex.port,
+    path: ex.path,
+    ip: ex.ip,
+    rule: ex.rule,
+    secret: alias,
+    where,
+  });
+}
+
+/** The request body as it must go upstream: placeholders swapped, anything forbidden refused mid-stream. */
+export function bodySwapper(runtime: PolicyRuntime, tool: string, decision: Decision, observer: Observer, ex: Exchange): Transform {
+  const store = runtime.secrets;
+  return createBodySwapper({
+    tool,
+    granted: runtime.compiled.tools.get(tool)?.secrets ?? [],
+    inScope: decision.secrets,
+    secrets: runtime.loaded.doc.secrets,
+    values: (alias) => store.get(alias),
+    known: store.knownValues(),
+    onUse: (alias) => recordUse(observer, ex, alias, 'body'),
+  });
+}
+
+/**
+ * Scrubbing for a response from a host that may have received a secret value. Returns null when no
+ * secret can be in play (nothing to scrub), or 'undecodable' for a content coding sluice can not
+ * read (then the response is refused rather than passed unscrubbed).
+ */
+export function responseScrubber(
+  runtime: PolicyRuntime,
+  decision: Decision,
+  headers: Array<[string, string]>,
+): { headers: Array<[string, string]>; body: Duplex } | 'undecodable' | null {
+  if (decision.secrets.length === 0) return null;
+  const known = runtime.secrets.knownValues();
+  if (known.length === 0) return null;
+  const encoding = headers.find(([n]) => n.toLowerCase() === 'content-encoding')?.[1] ?? null;
+  const body = createDecodingScrubber(encoding, known);
+  if (!body) return 'undecodable';
+  // The body is decoded and its length may change: it goes to the client uncompressed and chunked.
+  const kept = scrubHeaders(headers, known).filter(([n]) => !['content-length', 'content-encoding'].includes(n.toLowerCase()));
+  return { headers: kept, body };
+}
