@@ -7,8 +7,6 @@ import { X509Certificate, createPrivateKey, randomBytes, webcrypto, type KeyObje
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-x509.cryptoProvider.set(webcrypto);
-
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';
 
