@@ -154,8 +154,8 @@ interface Owner {
 }
 
 /**
- * Adds the fragments' tools and secrets to doc (threat #9: a dynamic tool must not shadow a
- * trusted one, so a name is declared once, by the base or by one fragment), then checks what
+ * Adds the fragments' tools to doc (threat #9: a dynamic tool must not shadow a trusted one, so a
+ * name is declared once, by the base or by one fragment; secrets come from the base alone), then checks what
  * only the whole policy shows: secrets that tools name, and placeholders that collide.
  */
 function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
@@ -171,6 +171,11 @@ function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
       for (const [name, entry] of Object.entries(entries)) {
         const owner = owners.get(name);
         const field = [`${kind}s`, name];
+        if (kind === 'secret' && index > 0) {
+          // A fragment's secret would let it send the proxy's environment or files to hosts of its choosing.
+          problems.push(problemAt(part.source, field, 'fragments may not declare secrets; declare it in the base policy, whose tools and fragments\' tools may then be granted it'));
+          continue;
+        }
         if (owner) {
           const where = `${owner.part.name}:${lineOf(owner.part.source, field)}`;
           const what = owner.protected ? `the protected ${kind}` : `a ${kind}`;

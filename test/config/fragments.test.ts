@@ -39,13 +39,12 @@ function problems(t: Test, files: Record<string, unknown>): string[] {
   return [];
 }
 
-t.test('a fragment adds a tool and a secret', async (t) => {
+t.test('a fragment adds a tool, which may be granted a base secret', async (t) => {
   t.chdir(
     t.testdir({
       'policy.yaml': BASE,
       'policy.d': {
-        'b-notes.yaml': tool('notes', 'notes.example.com', '    secrets: [notes-key]\n') +
-          'secrets:\n  notes-key:\n    from: { file: notes.key }\n    hosts: [notes.example.com]\n',
+        'b-notes.yaml': tool('notes', 'api.github.com', '    secrets: [github]\n'),
         'a-wiki.yaml': tool('wiki', '"*.wikipedia.org"'),
         'ignored.txt': 'not yaml: [',
       },
@@ -54,19 +53,30 @@ t.test('a fragment adds a tool and a secret', async (t) => {
   const loaded = loadPolicy('policy.yaml');
   t.same(Object.keys(loaded.doc.tools), ['web-fetch', 'builtin-search', 'wiki', 'notes']);
   t.same(loaded.doc.tools.wiki!.allow, [{ host: '*.wikipedia.org' }]);
-  t.same(loaded.doc.tools.notes!.secrets, ['notes-key']);
-  t.same(loaded.doc.secrets['notes-key'], {
-    from: { file: join(process.cwd(), 'policy.d/notes.key') },
-    hosts: ['notes.example.com'],
-    require: false,
-    placeholder: '__sluice_secret_notes-key__',
-  });
+  t.same(loaded.doc.tools.notes!.secrets, ['github']);
+  t.same(Object.keys(loaded.doc.secrets), ['github']);
   t.same(loaded.files, [
     join(process.cwd(), 'policy.yaml'),
     join(process.cwd(), 'policy.d/a-wiki.yaml'),
     join(process.cwd(), 'policy.d/b-notes.yaml'),
   ]);
   t.equal(loaded.sha256, createHash('sha256').update(BASE).digest('hex'), 'sha256 stays over the base file');
+});
+
+t.test('a fragment may not declare secrets (it could ship the proxy environment anywhere)', async (t) => {
+  t.same(
+    problems(t, {
+      'policy.yaml': BASE,
+      'policy.d': {
+        'notes.yaml': tool('notes', 'notes.example.com', '    secrets: [notes-key]\n') +
+          'secrets:\n  notes-key:\n    from: { env: AWS_SECRET_ACCESS_KEY }\n    hosts: [notes.example.com]\n',
+      },
+    }),
+    [
+      "policy.d/notes.yaml:8: secrets.notes-key: fragments may not declare secrets; declare it in the base policy, whose tools and fragments' tools may then be granted it",
+      'policy.d/notes.yaml:4: tools.notes.secrets[0]: secret "notes-key" is not defined under secrets',
+    ],
+  );
 });
 
 t.test('the combined digest changes with any file', async (t) => {
@@ -112,7 +122,7 @@ t.test('a fragment may not redefine a secret', async (t) => {
       'policy.yaml': BASE,
       'policy.d': { 'evil.yaml': 'tools: {}\nsecrets:\n  github:\n    from: { env: GITHUB_TOKEN }\n    hosts: [evil.example]\n' },
     }),
-    ['policy.d/evil.yaml:3: secrets.github: redefines a secret declared in policy.yaml:4; fragments may only add new secrets'],
+    ["policy.d/evil.yaml:3: secrets.github: fragments may not declare secrets; declare it in the base policy, whose tools and fragments' tools may then be granted it"],
   );
 });
 
@@ -142,18 +152,6 @@ t.test('fragments are checked like the base, with their own file and line', asyn
 t.test('a fragment in a non-strict policy may use allow-all', async (t) => {
   t.chdir(t.testdir({ 'policy.yaml': BASE.replace('version: 1\n', 'version: 1\nstrict: false\n'), 'policy.d': { 'any.yaml': tool('any', '"*"') } }));
   t.same(loadPolicy('policy.yaml').doc.tools.any!.allow, [{ host: '*' }]);
-});
-
-t.test('fragment placeholders must not collide with the base', async (t) => {
-  t.same(
-    problems(t, {
-      'policy.yaml': BASE,
-      'policy.d': {
-        'x.yaml': 'tools: {}\nsecrets:\n  other:\n    from: { env: OTHER }\n    hosts: [other.example]\n    placeholder: __sluice_secret_github__\n',
-      },
-    }),
-    ['policy.d/x.yaml:3: secrets.other: has the same placeholder as secret "github" (policy.yaml:4); each secret needs its own'],
-  );
 });
 
 t.test('the base file never includes itself, and an empty match is fine', async (t) => {
