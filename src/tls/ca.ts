@@ -1,7 +1,7 @@
 // The interception CA: created once (`sluice ca init`, or `serve` on first start), loaded and
 // checked on every start. Keys are generated and used through WebCrypto, so signing runs off the
 // event loop; the certificate is encoded by @peculiar/x509.
-import './reflect-metadata.js';
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate, createPrivateKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';

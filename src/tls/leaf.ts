@@ -1,7 +1,7 @@
 // Leaf certificates for intercepted hosts, issued on demand by the interception CA and kept as
 // ready-to-use SecureContexts. Signing runs on libuv's thread pool (WebCrypto); what stays on the
 // event loop (ASN.1 encoding, building the context) is cut into slices of about a millisecond.
-import './reflect-metadata.js';
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { webcrypto } from 'node:crypto';
-import '../../src/tls/reflect-metadata.js';
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 
 const EC_KEY: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };

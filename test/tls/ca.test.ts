@@ -1,5 +1,5 @@
 import t from 'tap';
-import '../../src/tls/reflect-metadata.js';
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
