@@ -695,6 +695,8 @@ function versionOf(cmd, args) {
   }
 }
 
+const loadAtStart = os.loadavg().map((l) => +l.toFixed(2));
+
 function machineInfo() {
   const cpuModel = /model name\s*:\s*(.+)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
   const osName = /PRETTY_NAME="?([^"\n]+)/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os.type();
@@ -714,9 +716,11 @@ function machineInfo() {
     sluice,
     squid: versionOf('squid', ['-v']),
     tinyproxy: versionOf('tinyproxy', ['-v']),
-    wrk: versionOf('wrk', ['-v']),
+    wrk: versionOf('wrk', ['-v']).replace(/\s*Copyright.*/, ''),
     curl: versionOf('curl', ['--version']),
     fd_limit: maxFds,
+    // other work on the machine makes figures noisy: this says how busy it was
+    load_average_at_start: loadAtStart,
   };
 }
 
@@ -739,7 +743,8 @@ function toMarkdown(report) {
     '',
     `Machine: ${report.machine.cpu}, ${report.machine.cores} cores, ${report.machine.memory_gib} GiB, ` +
       `${report.machine.os}, kernel ${report.machine.kernel}; node ${report.machine.node}, ` +
-      `sluice ${report.machine.sluice}, ${report.machine.squid}, ${report.machine.tinyproxy}, ${report.machine.wrk}.`,
+      `sluice ${report.machine.sluice}, ${report.machine.squid}, ${report.machine.tinyproxy}, ${report.machine.wrk}; ` +
+      `load average at start ${report.machine.load_average_at_start.join(' ')}.`,
     '',
     `Settings: ${report.settings.seconds}s per cell, wrk -t1 -c${report.settings.connections}, ` +
       `${report.settings.tlsConcurrency} TLS workers, bulk ${(report.settings.bulkBytes / MiB).toFixed(0)} MiB, ` +
