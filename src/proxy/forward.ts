@@ -4,6 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable, type Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { DECODABLE_ENCODINGS } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
 import { admitRequest, servernameOf, type RequestScope } from './admit.js';
 import { denyAnswer, sendAnswer, upstreamErrorAnswer } from './answers.js';
@@ -60,6 +61,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     return;
   }
   headers.unshift(['Host', target.authority]);
+  if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
 
   const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
   let body: Readable | null = null;
@@ -84,6 +86,19 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     },
     new ResponseRelay(deps, scope.runtime, decision, ex, res, tool),
   );
+}
+
+/** A response that may need scrubbing must come in a coding sluice can decode. */
+function decodableEncodingsOnly(headers: Array<[string, string]>): Array<[string, string]> {
+  const accepted = headers.find(([n]) => n.toLowerCase() === 'accept-encoding')?.[1];
+  const rest = withoutHeader(headers, 'accept-encoding');
+  if (accepted === undefined) return rest;
+  const kept = accepted
+    .split(',')
+    .map((token) => token.trim())
+    .filter((token) => DECODABLE_ENCODINGS.includes(token.split(';')[0]!.trim().toLowerCase() as (typeof DECODABLE_ENCODINGS)[number]));
+  if (kept.length > 0) rest.push(['Accept-Encoding', kept.join(', ')]);
+  return rest;
 }
 
 /** Streams the request body upstream, counting it; crossing the limit fails the upload. */
@@ -155,6 +170,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       headers = scrub.headers;
       this.#out = scrub.body;
       scrub.body.on('error', () => this.res.destroy());
+      // The cap also holds for the decoded body, so a compression bomb cannot get past it.
+      let decoded = 0;
+      scrub.body.on('data', (chunk: Buffer) => {
+        decoded += chunk.length;
+        if (decoded > this.#maxResponseBytes) this.#cut(`the decoded response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
+      });
       scrub.body.pipe(this.res);
     }
     this.#out.on('drain', () => this.#resume?.());
@@ -166,16 +187,17 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     this.ex.bytesDown += chunk.length;
     if (this.ex.bytesDown > this.#maxResponseBytes) {
-      this.ex.limitExceeded(
-        'response_too_large',
-        `the response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`,
-      );
-      this.#abort?.();
-      // Reset rather than end: the client must see a broken response, never a short well-formed one.
-      this.res.destroy();
+      this.#cut(`the response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
       return false;
     }
     return this.#out.write(chunk);
+  }
+
+  #cut(detail: string): void {
+    this.ex.limitExceeded('response_too_large', detail);
+    this.#abort?.();
+    // Reset rather than end: the client must see a broken response, never a short well-formed one.
+    this.res.destroy();
   }
 
   onComplete(): void {
