@@ -78,6 +78,8 @@ function envList(name) {
 /** @type {Set<import('node:child_process').ChildProcess>} */
 const children = new Set();
 let tmp = '';
+/** set once on Ctrl-C, SIGTERM or an error: no further cells, no results written */
+let stopping = false;
 
 function commandExists(cmd) {
   if (cmd.includes('/')) return fs.existsSync(cmd);
@@ -844,6 +846,7 @@ async function main() {
     if (onlyRows && !onlyRows.has(row.id)) continue;
     const result = { id: row.id, title: row.title, columns: row.columns, na: {}, cells: {} };
     for (const column of row.columns) {
+      if (stopping) return;
       if (onlyColumns && column !== 'direct' && !onlyColumns.has(column)) {
         result.na[column] = 'skipped (BENCH_ONLY)';
         continue;
@@ -874,6 +877,7 @@ async function main() {
     rows.push(result);
   }
 
+  if (stopping) return;
   const report = {
     date: new Date().toISOString(),
     machine: machineInfo(),
@@ -902,7 +906,6 @@ async function main() {
   console.log(`bench: wrote ${path.relative(ROOT, RESULTS)}/latest.md and latest.json`);
 }
 
-let stopping = false;
 async function shutdown(code) {
   if (stopping) return;
   stopping = true;
