@@ -1,6 +1,7 @@
 // Plain HTTP and intercepted HTTPS requests: admit, apply the credentials step, then stream the
 // request upstream through a pooled connection to the vetted address and stream the answer back,
 // within the limits and scrubbed of secret values.
+import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Readable, type Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -123,6 +124,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   #out: Writable;
   readonly #started = performance.now();
   readonly #maxResponseBytes: number;
+  /** the held response of a rule with sha256, until its digest is checked */
+  #pinned: { status: number; statusText: string; headers: Array<[string, string]>; chunks: Buffer[]; hash: Hash } | null = null;
 
   constructor(
     private readonly deps: ProxyDeps,
@@ -180,6 +183,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     }
     this.#out.on('drain', () => this.#resume?.());
     this.ex.status = status;
+    if (this.decision.sha256 !== null) {
+      // Artifact pinning: nothing is released until the whole body hashes to the pinned digest.
+      this.#pinned = { status, statusText, headers, chunks: [], hash: createHash('sha256') };
+      return true;
+    }
     this.res.writeHead(status, statusText, flatten(headers));
     return true;
   }
@@ -189,6 +197,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (this.ex.bytesDown > this.#maxResponseBytes) {
       this.#cut(`the response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
       return false;
+    }
+    if (this.#pinned) {
+      this.#pinned.chunks.push(chunk);
+      this.#pinned.hash.update(chunk);
+      return true;
     }
     return this.#out.write(chunk);
   }
@@ -202,6 +215,19 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.deps.observer.upstreamDuration(this.tool, (performance.now() - this.#started) / 1000);
+    if (this.#pinned) {
+      const { status, statusText, headers, chunks, hash } = this.#pinned;
+      const digest = hash.digest('hex');
+      if (digest !== this.decision.sha256!.toLowerCase()) {
+        const detail = `the body from ${this.ex.host} hashes to sha256 ${digest}, not the pinned ${this.decision.sha256} of rule ${this.decision.rule}`;
+        const answer = denyAnswer('digest_mismatch', detail, this.ex.requestId);
+        this.ex.deny('digest_mismatch', detail, answer.status);
+        sendAnswer(this.res, answer);
+        return;
+      }
+      this.res.writeHead(status, statusText, flatten(headers));
+      for (const chunk of chunks) this.#out.write(chunk);
+    }
     this.#out.end();
   }
 
