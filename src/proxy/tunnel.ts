@@ -3,7 +3,6 @@
 // checking that the ClientHello names the host that was decided on.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { pipeline } from 'node:stream';
 import { dialTcp } from '../net/dial.js';
 import { canonicalHost } from '../net/host.js';
 import { decide } from '../policy/decide.js';
@@ -124,7 +123,7 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
   const startRelay = (): void => {
     client.pause();
     client.on('data', (chunk: Buffer) => (ex.bytesUp += chunk.length));
-    pipeline(client, upstream, () => undefined);
+    client.pipe(upstream);
     client.resume();
   };
 
@@ -134,7 +133,9 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
       close('response_too_large', `the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
     }
   });
-  pipeline(upstream, client, () => undefined);
+  // pipe() rather than pipeline(): the close handlers below end both sides, and two pipelines on
+  // one socket pair pile up listeners on every tunnel.
+  upstream.pipe(client);
   client.setTimeout(limits.idle_timeout_ms, () => client.destroy());
   upstream.setTimeout(limits.idle_timeout_ms, () => upstream.destroy());
   client.once('close', () => {

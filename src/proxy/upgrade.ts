@@ -2,7 +2,6 @@
 // to the vetted address and frames flow untouched in both directions.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
 import { dialTcp, dialTls } from '../net/dial.js';
 import { admitRequest, servernameOf, type RequestScope } from './admit.js';
 import { sendRawAnswer, upstreamErrorAnswer } from './answers.js';
@@ -50,6 +49,8 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   for (const s of [client, upstream]) {
     if ('setTimeout' in s && typeof s.setTimeout === 'function') s.setTimeout(idle, () => s.destroy());
   }
-  pipeline(upstream, client, () => undefined);
-  pipeline(client, upstream, () => undefined);
+  upstream.pipe(client);
+  client.pipe(upstream);
+  client.once('close', () => upstream.destroy());
+  upstream.once('close', () => client.destroy());
 }
