@@ -22,8 +22,22 @@ function base64Forms(value: Buffer): string[] {
   return forms.filter((form) => form.length >= MIN_ENCODED_FORM);
 }
 
+/** Forms by value: they are asked for on every request and audit line, and values change rarely. */
+const formsCache = new Map<string, readonly string[]>();
+const FORMS_CACHE_MAX = 1024;
+
 /** Every form of a value to look for: raw, percent-encoded, JSON-escaped, base64 and base64url. */
-export function valueForms(value: string): string[] {
+export function valueForms(value: string): readonly string[] {
+  let forms = formsCache.get(value);
+  if (!forms) {
+    if (formsCache.size >= FORMS_CACHE_MAX) formsCache.clear();
+    forms = Object.freeze(computeForms(value));
+    formsCache.set(value, forms);
+  }
+  return forms;
+}
+
+function computeForms(value: string): string[] {
   const encoded = encodeURIComponent(value);
   const forms = [
     value,

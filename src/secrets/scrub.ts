@@ -11,7 +11,22 @@ export interface ScrubEntry {
   placeholder: string;
 }
 
+/** Needle sets by the values they replace: built once, not for every header or audit line. */
+const needleCache = new Map<string, NeedleSet>();
+const NEEDLE_CACHE_MAX = 64;
+
 function scrubNeedles(values: readonly ScrubEntry[]): NeedleSet {
+  const key = values.map((v) => `${v.value}\u0000${v.placeholder}`).join('\u0000\u0000');
+  let set = needleCache.get(key);
+  if (!set) {
+    if (needleCache.size >= NEEDLE_CACHE_MAX) needleCache.clear();
+    set = buildNeedles(values);
+    needleCache.set(key, set);
+  }
+  return set;
+}
+
+function buildNeedles(values: readonly ScrubEntry[]): NeedleSet {
   const needles: Needle[] = [];
   for (const { value, placeholder } of values) {
     if (value.length === 0) continue;
