@@ -12,7 +12,8 @@ import { createMetrics } from '../observe/metrics.js';
 import { AuditingObserver } from '../observe/observer.js';
 import type { PolicyRuntime, ProxyDeps } from '../proxy/context.js';
 import { createInterceptor } from '../proxy/intercept.js';
-import { createProxyServer } from '../proxy/server.js';
+import { ToolLimiter } from '../proxy/limits.js';
+import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
 import { loadCa } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
 import { buildRuntime, scrubSecrets } from './runtime.js';
@@ -42,6 +43,10 @@ export interface ServeOptions {
   env: NodeJS.ProcessEnv;
   /** called once when a pinned policy drifted and the proxy halted */
   onHalt?: (detail: string) => void;
+  /** global cap on client connections open at once (--max-connections); 0 = none; default 0 */
+  maxConnections?: number;
+  /** largest request line plus headers accepted (--max-header-bytes); default 32 KiB */
+  maxHeaderBytes?: number;
 }
 
 export interface RunningSluice {
@@ -107,9 +112,17 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     halted: () => haltedDetail,
     observer,
     self: [opts.listen, ...(opts.admin ? [opts.admin] : [])],
+    limiter: new ToolLimiter(),
   };
   const leaves = new LeafCertificates(ca, { onIssued: () => observer.certIssued() });
-  const server = createProxyServer(deps, createInterceptor(deps, leaves));
+  // http.Server options are fixed at creation: the header timeout is the one in the policy at start.
+  const serverOpts: ProxyServerOptions = {
+    ...DEFAULT_SERVER_OPTIONS,
+    headerTimeoutMs: loaded.doc.limits.header_timeout_ms,
+    maxConnections: opts.maxConnections ?? DEFAULT_SERVER_OPTIONS.maxConnections,
+    maxHeaderBytes: opts.maxHeaderBytes ?? DEFAULT_SERVER_OPTIONS.maxHeaderBytes,
+  };
+  const server = createProxyServer(deps, createInterceptor(deps, leaves, serverOpts), serverOpts);
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));

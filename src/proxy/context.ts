@@ -8,6 +8,7 @@ import type { Observer } from '../observe/events.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import type { SecretStore } from '../secrets/store.js';
 import type { ToolTokens } from './auth.js';
+import type { ToolLimiter } from './limits.js';
 
 export interface PolicyRuntime {
   readonly loaded: LoadedPolicy;
@@ -28,4 +29,6 @@ export interface ProxyDeps {
   observer: Observer;
   /** sluice's own listening endpoints, never dialled */
   self: ReadonlyArray<{ host: string; port: number }>;
+  /** per-tool concurrency and rate, kept across reloads */
+  limiter: ToolLimiter;
 }

@@ -10,13 +10,17 @@ import { SecretViolation } from '../secrets/violation.js';
 import { admitRequest, servernameOf, type RequestScope } from './admit.js';
 import { denyAnswer, sendAnswer, upstreamErrorAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
-import type { Exchange } from './exchange.js';
+import { Exchange } from './exchange.js';
+import { framingProblem } from './framing.js';
 import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
+import { rateLimitedAnswer } from './limits.js';
 import { bodySwapper, planSecrets, recordUse, responseScrubber } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
 
 export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const framing = framingProblem(req.httpVersion, req.rawHeaders);
+  if (framing) return refuseFraming(deps, scope, req, res, framing);
   const admission = await admitRequest(deps, scope, req);
   const ex = admission.ex;
   res.once('close', () => ex.report('net.req'));
@@ -37,6 +41,19 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     sendAnswer(res, answer, true);
     return;
   }
+
+  const grant = await deps.limiter.acquire(tool, scope.runtime.compiled.tools.get(tool)?.limits ?? limits);
+  if (!grant.ok) {
+    const answer = rateLimitedAnswer(grant, ex.requestId);
+    ex.limitExceeded('rate_limited', grant.detail);
+    ex.status = answer.status;
+    sendAnswer(res, answer);
+    req.resume();
+    return;
+  }
+  // The client may have gone while this waited for a slot.
+  if (ex.reported) return grant.release();
+  res.once('close', grant.release);
 
   let headers = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
   let path = admission.upstreamPath;
@@ -75,6 +92,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   }
 
   const { pool, origin } = scope.runtime.pools.get(scope.scheme, { ip, port: target.port, servername: servernameOf(target.host) });
+  const relay = new ResponseRelay(deps, scope.runtime, decision, ex, res, tool);
   pool.dispatch(
     {
       origin,
@@ -85,8 +103,20 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
       headersTimeout: limits.idle_timeout_ms,
       bodyTimeout: limits.idle_timeout_ms,
     },
-    new ResponseRelay(deps, scope.runtime, decision, ex, res, tool),
+    relay,
   );
+  if (limits.request_timeout_ms > 0) relay.setDeadline(limits.request_timeout_ms);
+}
+
+/** Ambiguous framing: refused before anything else, and the connection closes (its bytes can not be trusted). */
+function refuseFraming(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, res: ServerResponse, detail: string): void {
+  const ex = new Exchange(deps.observer, scope.scheme);
+  ex.method = req.method ?? null;
+  ex.tool = scope.tunnel?.tool ?? null;
+  res.once('close', () => ex.report('net.req'));
+  const answer = denyAnswer('bad_request', detail, ex.requestId);
+  ex.deny('bad_request', detail, answer.status);
+  sendAnswer(res, answer, true);
 }
 
 /** A response that may need scrubbing must come in a coding sluice can decode. */
@@ -116,10 +146,15 @@ async function* limitedBody(req: IncomingMessage, max: number, ex: Exchange, too
 
 class RequestTooLarge extends Error {}
 
+/** The total deadline per request (limits.request_timeout_ms) passed. */
+class RequestDeadline extends Error {}
+
 /** undici dispatch handler relaying the upstream response to the client with backpressure. */
 class ResponseRelay implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
+  /** set when request_timeout_ms passed, possibly before undici connected */
+  #deadlinePassed: RequestDeadline | null = null;
   /** where body bytes go: the client, or a scrubber piped to the client */
   #out: Writable;
   readonly #started = performance.now();
@@ -144,6 +179,15 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
+    if (this.#deadlinePassed) abort(this.#deadlinePassed);
+  }
+
+  setDeadline(ms: number): void {
+    const timer = setTimeout(() => {
+      this.#deadlinePassed = new RequestDeadline(`the request did not complete within request_timeout_ms (${ms} ms)`);
+      this.#abort?.(this.#deadlinePassed);
+    }, ms);
+    this.res.once('close', () => clearTimeout(timer));
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
@@ -232,6 +276,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    if (err instanceof RequestDeadline) {
+      // Headers already relayed: the client must see a cut response, not a short well-formed one.
+      if (this.res.headersSent) {
+        this.ex.fail('upstream_timeout', err.message, this.ex.status ?? 504);
+        this.res.destroy();
+        return;
+      }
+      const answer = upstreamErrorAnswer('upstream_timeout', err.message, this.ex.requestId);
+      this.ex.fail('upstream_timeout', err.message, answer.status);
+      sendAnswer(this.res, answer);
+      return;
+    }
     if (this.res.headersSent || this.res.destroyed) {
       this.res.destroy();
       return;

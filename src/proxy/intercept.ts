@@ -9,20 +9,13 @@ import type { LeafCertificates } from '../tls/leaf.js';
 import type { RequestScope } from './admit.js';
 import type { ProxyDeps } from './context.js';
 import { forwardRequest } from './forward.js';
-import { answerClientError, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from './server.js';
+import { answerClientError, DEFAULT_SERVER_OPTIONS, serverOptions, type ProxyServerOptions } from './server.js';
 import type { Interceptor } from './tunnel.js';
 import { forwardUpgrade } from './upgrade.js';
 
 export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opts: ProxyServerOptions = DEFAULT_SERVER_OPTIONS): Interceptor {
   const scopes = new WeakMap<Socket, RequestScope>();
-  const inner = http.createServer({
-    maxHeaderSize: opts.maxHeaderBytes,
-    headersTimeout: opts.headerTimeoutMs,
-    requestTimeout: 0,
-    keepAliveTimeout: opts.keepAliveTimeoutMs,
-    insecureHTTPParser: false,
-    joinDuplicateHeaders: false,
-  });
+  const inner = http.createServer(serverOptions(opts));
   inner.on('request', (req, res) => {
     const scope = scopes.get(req.socket);
     if (scope) void forwardRequest(deps, scope, req, res);

@@ -10,26 +10,48 @@ import { handleConnect, type Interceptor } from './tunnel.js';
 import { forwardUpgrade } from './upgrade.js';
 
 export interface ProxyServerOptions {
+  /** request line plus headers */
   maxHeaderBytes: number;
   headerTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** client connections open at once across all tools; 0 = no cap */
+  maxConnections: number;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ProxyServerOptions = {
   maxHeaderBytes: 32 * 1024,
   headerTimeoutMs: 10_000,
   keepAliveTimeoutMs: 60_000,
+  maxConnections: 0,
 };
 
-export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor | null, opts = DEFAULT_SERVER_OPTIONS): http.Server {
-  const server = http.createServer({
+/** http.Server options shared by the proxy port and the interceptor's inner server. */
+export function serverOptions(opts: ProxyServerOptions): http.ServerOptions {
+  return {
     maxHeaderSize: opts.maxHeaderBytes,
     headersTimeout: opts.headerTimeoutMs,
     requestTimeout: 0,
     keepAliveTimeout: opts.keepAliveTimeoutMs,
+    // Node checks header deadlines on this interval (30 s by default), far coarser than the timeout.
+    connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(opts.headerTimeoutMs / 4))),
     insecureHTTPParser: false,
     joinDuplicateHeaders: false,
-  });
+  };
+}
+
+export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor | null, opts = DEFAULT_SERVER_OPTIONS): http.Server {
+  const server = http.createServer(serverOptions(opts));
+  if (opts.maxConnections > 0) {
+    server.maxConnections = opts.maxConnections;
+    // Node closes connections over the cap before any byte is read; the record says so.
+    server.on('drop', () =>
+      deps.observer.event({
+        type: 'limit.exceeded',
+        reason: 'rate_limited',
+        detail: `a client connection was refused: sluice holds its cap of ${opts.maxConnections} connections`,
+      }),
+    );
+  }
   server.on('request', (req, res) => {
     void forwardRequest(deps, { runtime: deps.current(), scheme: 'http', tunnel: null }, req, res);
   });
@@ -69,14 +91,20 @@ function describeParseError(err: NodeJS.ErrnoException): string {
     case 'HPE_HEADER_OVERFLOW':
       return 'the request line or headers are larger than sluice accepts';
     case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-      return 'the request has both Content-Length and Transfer-Encoding (request smuggling is refused)';
+      return 'the request has more than one Content-Length (request smuggling is refused)';
+    case 'HPE_INVALID_CONTENT_LENGTH':
+      return 'the request has an invalid Content-Length, or Content-Length with Transfer-Encoding (request smuggling is refused)';
     case 'HPE_INVALID_TRANSFER_ENCODING':
-      return 'the request has an invalid or unknown Transfer-Encoding';
+      return 'the request has an invalid or unknown Transfer-Encoding, or Transfer-Encoding with Content-Length (request smuggling is refused)';
+    case 'HPE_INVALID_CHUNK_SIZE':
+      return 'the request body has a malformed chunk size';
     case 'HPE_INVALID_HEADER_TOKEN':
       return 'a request header is malformed (obs-fold, control character or invalid name)';
     case 'HPE_LF_EXPECTED':
     case 'HPE_CR_EXPECTED':
       return 'the request uses bare LF or CR line ends';
+    case 'HPE_INVALID_VERSION':
+      return 'the request line is malformed (HTTP version, or a bare LF line end)';
     case 'ERR_HTTP_REQUEST_TIMEOUT':
     case 'HPE_HEADER_TIMEOUT':
       return 'the request headers did not arrive in time';

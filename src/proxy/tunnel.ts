@@ -12,6 +12,7 @@ import { readClientHello } from '../tls/client-hello.js';
 import { denyAnswer, sendRawAnswer, upstreamErrorAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
+import { rateLimitedAnswer } from './limits.js';
 import { parseConnectTarget, type Target } from './target.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import { vetDestination } from './vet.js';
@@ -64,6 +65,18 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
     interceptor(client, head, { tool, target, runtime, ex });
     return;
   }
+
+  // A passthrough tunnel holds one of the tool's slots while it is open; requests inside an
+  // intercepted tunnel take their own slots instead.
+  const grant = await deps.limiter.acquire(tool, runtime.compiled.tools.get(tool)?.limits ?? decision.limits);
+  if (!grant.ok) {
+    const answer = rateLimitedAnswer(grant, ex.requestId);
+    ex.limitExceeded('rate_limited', grant.detail);
+    ex.status = answer.status;
+    return sendRawAnswer(client, answer);
+  }
+  if (client.destroyed) return grant.release();
+  client.once('close', grant.release);
 
   const vetted = await vetDestination(runtime, deps.self, target.host, target.port);
   if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
