@@ -2,6 +2,9 @@
 // credentials a tool presents to sluice (Proxy-Authorization) never go upstream.
 
 const HOP_BY_HOP = new Set([
+  // Not hop-by-hop by RFC, but sluice's own server already answered "100 Continue" to the
+  // client, and undici refuses to send it upstream.
+  'expect',
   'connection',
   'keep-alive',
   'proxy-authenticate',

@@ -105,6 +105,13 @@ t.test('POST with a body streams upstream', async (t) => {
   t.equal(echo.bodyBytes, 100_000);
 });
 
+t.test('Expect: 100-continue is answered by sluice and not sent upstream', async (t) => {
+  const r = await via(`http://127.0.0.2:${upstream.port}/anything/expect`, ['--data-binary', 'y'.repeat(2048), '-H', 'Expect: 100-continue']);
+  t.equal(r.status, 200);
+  t.equal(JSON.parse(r.body).bodyBytes, 2048);
+  t.notOk(upstream.requests.at(-1)!.headers.expect);
+});
+
 t.test('keep-alive: many requests share one client and one upstream connection', async (t) => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const auth = 'Basic ' + Buffer.from(`${TOOL}:${TOKEN}`).toString('base64');
