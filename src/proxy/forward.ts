@@ -11,7 +11,7 @@ import { admitRequest, servernameOf, type RequestScope } from './admit.js';
 import { denyAnswer, sendAnswer, upstreamErrorAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
-import { framingProblem } from './framing.js';
+import { awaitTurn, framingProblem } from './framing.js';
 import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
 import { rateLimitedAnswer } from './limits.js';
 import { bodySwapper, planSecrets, recordUse, responseScrubber } from './secrets-step.js';
@@ -19,6 +19,10 @@ import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
 
 export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (!(await awaitTurn(req, res))) {
+    res.destroy();
+    return;
+  }
   const framing = framingProblem(req.httpVersion, req.rawHeaders);
   if (framing) return refuseFraming(deps, scope, req, res, framing);
   const admission = await admitRequest(deps, scope, req);

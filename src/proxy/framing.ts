@@ -3,6 +3,8 @@
 // than chunked, but lets through codings stacked before chunked (`gzip, chunked`, or two header
 // lines `x` then `chunked`) and chunked in HTTP/1.0. Sluice would drop such a coding when it
 // re-frames the body upstream, so the upstream would read different bytes than the client meant.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 /** Null when the request's framing is unambiguous; else why it is refused. */
 export function framingProblem(httpVersion: string, rawHeaders: readonly string[]): string | null {
@@ -17,4 +19,21 @@ export function framingProblem(httpVersion: string, rawHeaders: readonly string[
     return `the request's Transfer-Encoding (${codings.join(', ').slice(0, 100)}) is not exactly "chunked"`;
   }
   return null;
+}
+
+/** The response of the latest request read on each client connection, settled when it closes. */
+const latestOnConnection = new WeakMap<Duplex, Promise<void>>();
+
+/**
+ * Waits until the requests pipelined before this one on the same connection are answered; false
+ * when one of them closed the connection, so this request must never be acted on. Node's parser
+ * emits every pipelined request at once, even after an answer that closes the connection.
+ */
+export async function awaitTurn(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  const connection = req.socket;
+  const previous = latestOnConnection.get(connection);
+  latestOnConnection.set(connection, new Promise<void>((resolve) => res.once('close', () => resolve())));
+  if (previous) await previous;
+  // An answer with Connection: close ends the socket's writable side as it finishes.
+  return !connection.destroyed && !connection.writableEnded;
 }
