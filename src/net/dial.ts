@@ -19,40 +19,31 @@ export class ConnectTimeoutError extends Error {
 
 /** Plain TCP to a vetted address (tunnels, WebSocket upgrades). */
 export function dialTcp(target: DialTarget, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: target.ip, port: target.port, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new ConnectTimeoutError(`connect to ${target.ip}:${target.port} timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
+  const socket = net.connect({ host: target.ip, port: target.port, noDelay: true });
+  return settled(socket, 'connect', timeoutMs, `connect to ${target.ip}:${target.port}`);
 }
 
 /** TLS to a vetted address, verified against the trusted roots for the requested name. */
 export function dialTls(target: DialTarget, opts: { timeoutMs: number; ca: readonly string[]; alpn?: string[] }): Promise<tls.TLSSocket> {
+  const socket = tls.connect({
+    host: target.ip,
+    port: target.port,
+    ...(target.servername ? { servername: target.servername } : {}),
+    ca: [...opts.ca],
+    ALPNProtocols: opts.alpn ?? ['http/1.1'],
+    checkServerIdentity: (_host, cert) => tls.checkServerIdentity(target.servername ?? target.ip, cert),
+  });
+  return settled(socket, 'secureConnect', opts.timeoutMs, `TLS connect to ${target.ip}:${target.port}`);
+}
+
+/** Resolves with the socket once it is ready, or rejects on its error or the deadline. */
+function settled<T extends net.Socket>(socket: T, ready: 'connect' | 'secureConnect', timeoutMs: number, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: target.ip,
-      port: target.port,
-      ...(target.servername ? { servername: target.servername } : {}),
-      ca: [...opts.ca],
-      ALPNProtocols: opts.alpn ?? ['http/1.1'],
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(target.servername ?? target.ip, cert),
-    });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new ConnectTimeoutError(`TLS connect to ${target.ip}:${target.port} timed out after ${opts.timeoutMs} ms`));
-    }, opts.timeoutMs);
-    socket.once('secureConnect', () => {
+      reject(new ConnectTimeoutError(`${what} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
       resolve(socket);
