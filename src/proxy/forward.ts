@@ -157,6 +157,8 @@ class RequestDeadline extends Error {}
 class ResponseRelay implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
+  /** sluice answered in place of the upstream response and then aborted it */
+  #answeredBySluice = false;
   /** set when request_timeout_ms passed, possibly before undici connected */
   #deadlinePassed: RequestDeadline | null = null;
   /** where body bytes go: the client, or a scrubber piped to the client */
@@ -204,8 +206,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       const answer = denyAnswer('response_too_large', detail, this.ex.requestId);
       this.ex.limitExceeded('response_too_large', detail);
       this.ex.status = answer.status;
-      this.#abort?.();
+      this.#answeredBySluice = true;
       sendAnswer(this.res, answer);
+      this.#abort?.();
       return false;
     }
     const scrub = responseScrubber(this.runtime, this.decision, headers);
@@ -213,8 +216,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
       const answer = upstreamErrorAnswer('upstream_protocol', detail, this.ex.requestId);
       this.ex.fail('upstream_protocol', detail, answer.status);
-      this.#abort?.();
+      this.#answeredBySluice = true;
       sendAnswer(this.res, answer);
+      this.#abort?.();
       return false;
     }
     if (scrub) {
@@ -280,6 +284,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    // The abort that follows sluice's own answer is not a failure to report over it.
+    if (this.#answeredBySluice) return;
     if (err instanceof RequestDeadline) {
       // Headers already relayed: the client must see a cut response, not a short well-formed one.
       if (this.res.headersSent) {
