@@ -21,6 +21,10 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
   --policy-sha256 HEX    pin the policy: refuse to start on a mismatch, halt on drift
                                                                            [SLUICE_POLICY_SHA256]
   --log-level LEVEL      app log level (default info)                      [SLUICE_LOG_LEVEL]
+  --max-connections N    client connections open at once, all tools together (0 = no cap, the
+                         default; per-tool caps are in the policy)         [SLUICE_MAX_CONNECTIONS]
+  --max-header-bytes N   largest request line plus headers accepted (default 32768); larger is
+                         431 bad_request                                   [SLUICE_MAX_HEADER_BYTES]
   --no-watch             reload only on SIGHUP, not when the policy file changes
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
@@ -40,6 +44,8 @@ export async function runServe(args: string[]): Promise<number> {
       'audit-max-bytes': { type: 'string' },
       'policy-sha256': { type: 'string' },
       'log-level': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-header-bytes': { type: 'string' },
       'no-watch': { type: 'boolean' },
     },
     HELP,
@@ -72,6 +78,8 @@ export async function runServe(args: string[]): Promise<number> {
       auditMaxBytes: maxBytes,
       policySha256: pinned,
       watchPolicy: !v['no-watch'],
+      maxConnections: wholeNumber(v['max-connections'] ?? env.SLUICE_MAX_CONNECTIONS ?? '0', '--max-connections'),
+      maxHeaderBytes: wholeNumber(v['max-header-bytes'] ?? env.SLUICE_MAX_HEADER_BYTES ?? '32768', '--max-header-bytes'),
       haltDrainMs: 500,
       logger,
       env,
@@ -99,4 +107,10 @@ export async function runServe(args: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   return -1;
+}
+
+function wholeNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number (got "${text}")`);
+  return n;
 }
