@@ -30,10 +30,34 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
 
   return (client, head, tunnel) => {
     const host = tunnel.target.host.host;
+    const scope = (scheme: 'http' | 'https'): RequestScope => ({
+      runtime: tunnel.runtime,
+      scheme,
+      tunnel: { tool: tunnel.tool, target: tunnel.target },
+    });
+    void firstByte(client, head).then((byte) => {
+      if (byte === null) return;
+      if (byte !== TLS_HANDSHAKE_RECORD) {
+        if (tunnel.target.port === 443) {
+          tunnel.ex.deny('bad_request', `the tunnel to ${tunnel.target.authority} did not start with a TLS ClientHello`, 200);
+          client.destroy();
+          return;
+        }
+        // Plain HTTP inside the tunnel (undici tunnels http:// URLs by default): each request is
+        // decided exactly like one sent in absolute form.
+        scopes.set(client, scope('http'));
+        inner.emit('connection', client);
+        client.resume();
+        return;
+      }
+      terminateTls(client, host, tunnel, scope('https'));
+    });
+  };
+
+  function terminateTls(client: Socket, host: string, tunnel: Parameters<Interceptor>[2], tlsScope: RequestScope): void {
     leaves.secureContextFor(host).then(
       (context) => {
         if (client.destroyed) return;
-        if (head.length > 0) client.unshift(head);
         const tlsSocket = new tls.TLSSocket(client, {
           isServer: true,
           secureContext: context,
@@ -50,14 +74,35 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
           tlsSocket.destroy();
           client.destroy();
         });
-        scopes.set(tlsSocket, {
-          runtime: tunnel.runtime,
-          scheme: 'https',
-          tunnel: { tool: tunnel.tool, target: tunnel.target },
-        });
+        scopes.set(tlsSocket, tlsScope);
         inner.emit('connection', tlsSocket);
       },
       () => client.destroy(),
     );
-  };
+  }
+}
+
+/** The first byte of a TLS connection: a handshake record (ClientHello). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/** The tunnel's first byte, left unread for whoever takes the socket next; null if it closed first. */
+function firstByte(client: Socket, head: Buffer): Promise<number | null> {
+  if (head.length > 0) {
+    client.unshift(head);
+    return Promise.resolve(head[0]!);
+  }
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      client.off('close', onClose);
+      client.pause();
+      client.unshift(chunk);
+      resolve(chunk[0] ?? null);
+    };
+    const onClose = (): void => {
+      client.off('data', onData);
+      resolve(null);
+    };
+    client.once('data', onData);
+    client.once('close', onClose);
+  });
 }
