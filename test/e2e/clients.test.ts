@@ -1,4 +1,4 @@
-// The client recipes of docs/operators.md, each run end to end through sluice to loopback upstreams:
+// The client recipes of README.md, each run end to end through sluice to loopback upstreams:
 // curl, wget, git, Node (undici EnvHttpProxyAgent, https.request with a CONNECT agent, http.request
 // in absolute form) and Python (urllib, requests, httpx). Each client is configured the way the
 // recipe says (mostly HTTPS_PROXY and a CA variable), and each test checks the response the client

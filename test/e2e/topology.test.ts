@@ -6,7 +6,7 @@
 //     the compose file's own tool environment, loopback upstreams standing in for the policy's hosts,
 //     /metrics scraped as Prometheus would, the image's HEALTHCHECK command, SIGTERM drain;
 //   - the Dockerfile's settings match what `sluice serve` reads;
-//   - deploy/k8s/*.yaml parse, and the pod keeps the properties docs/operators.md relies on.
+//   - deploy/k8s/*.yaml parse, and the pod keeps the properties README.md relies on.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
