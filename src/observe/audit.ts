@@ -187,20 +187,28 @@ function openAppend(file: string): number {
   return fs.openSync(file, 'a', 0o600);
 }
 
-/** A SonicBoom plus the byte counts needed to know when everything handed to it is on disk. */
+/**
+ * A SonicBoom plus the byte counts needed to know when everything handed to it is on disk.
+ * Records queued in one turn of the event loop go out as one synchronous write at the end of that
+ * turn: an asynchronous write costs a thread-pool round trip (about 30 µs of CPU here) per batch,
+ * a synchronous append to the page cache about 2 µs, and a record waits at most one turn.
+ */
 class Destination {
   readonly boom: ReturnType<typeof pino.destination>;
   #queued = 0;
   #written = 0;
+  #pending: string[] = [];
+  #flushScheduled = false;
   #waiters: Array<() => void> = [];
   #closed: Promise<void> | null = null;
+  /** a process that exits before the turn ends still writes what it queued */
+  readonly #flushOnExit = (): void => this.#flush();
 
   readonly fd: number;
 
   constructor(fd: number, fsyncEach: boolean, onError: (err: Error) => void) {
     this.fd = fd;
-    // pino.destination is SonicBoom, flushed synchronously by pino if the process exits first.
-    this.boom = pino.destination({ fd, sync: false, fsync: fsyncEach });
+    this.boom = pino.destination({ fd, sync: true, fsync: fsyncEach });
     this.boom.on('write', (n: number) => {
       this.#written += n;
       if (this.#written >= this.#queued) this.#wake();
@@ -209,11 +217,16 @@ class Destination {
       onError(err);
       this.#wake();
     });
+    process.on('exit', this.#flushOnExit);
   }
 
   write(line: string): void {
     this.#queued += Buffer.byteLength(line);
-    this.boom.write(line);
+    this.#pending.push(line);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
   }
 
   /** Resolves once every queued byte was written (or the destination failed). */
@@ -224,11 +237,22 @@ class Destination {
 
   close(): Promise<void> {
     this.#closed ??= new Promise((resolve) => {
+      this.#flush();
+      process.off('exit', this.#flushOnExit);
       this.boom.once('close', () => resolve());
       this.boom.once('error', () => resolve());
       this.boom.end();
     });
     return this.#closed;
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending.join('');
+    this.#pending = [];
+    // SonicBoom reports a failed write as an 'error' event, handled above.
+    this.boom.write(batch);
   }
 
   #wake(): void {
@@ -344,7 +368,7 @@ export class AuditSink {
   #record(e: AuditInput, policySha256: string | null): AuditRecord {
     const text = (v: string | null | undefined): string | null => (typeof v === 'string' ? this.#scrub(v) : null);
     const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-    const record: AuditRecord = {
+    const record = {
       ts: new Date().toISOString(),
       seq: this.#head.seq + 1,
       type: AUDIT_TYPES.includes(e.type) ? e.type : this.#scrub(String(e.type)),
@@ -365,15 +389,13 @@ export class AuditSink {
       rule: text(e.rule),
       secret: text(e.secret),
       policy_sha256: text(policySha256),
-      prev: this.#head.hash,
-    };
-    // Extras sit between policy_sha256 and prev; rebuild so the key order stays canonical.
-    const { prev, ...fixed } = record;
-    const extras: Pick<AuditRecord, 'where' | 'detail' | 'expected_sha256'> = {};
-    if (typeof e.where === 'string') extras.where = this.#scrub(e.where);
-    if (typeof e.detail === 'string') extras.detail = this.#scrub(e.detail);
-    if (typeof e.expected_sha256 === 'string') extras.expected_sha256 = this.#scrub(e.expected_sha256);
-    return { ...fixed, ...extras, prev };
+    } as AuditRecord;
+    // Extras sit between policy_sha256 and prev; keys are added in canonical order.
+    if (typeof e.where === 'string') record.where = this.#scrub(e.where);
+    if (typeof e.detail === 'string') record.detail = this.#scrub(e.detail);
+    if (typeof e.expected_sha256 === 'string') record.expected_sha256 = this.#scrub(e.expected_sha256);
+    record.prev = this.#head.hash;
+    return record;
   }
 
   /** audit.log → audit.log.1 (older ones shift up, the oldest beyond `keep` is overwritten). */
