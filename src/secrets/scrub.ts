@@ -15,7 +15,12 @@ export interface ScrubEntry {
 const needleCache = new Map<string, NeedleSet>();
 const NEEDLE_CACHE_MAX = 64;
 
+/** By identity for frozen lists (SecretStore.knownValues() returns the same one until it changes). */
+const needlesByList = new WeakMap<readonly ScrubEntry[], NeedleSet>();
+
 function scrubNeedles(values: readonly ScrubEntry[]): NeedleSet {
+  const known = needlesByList.get(values);
+  if (known) return known;
   const key = values.map((v) => `${v.value}\u0000${v.placeholder}`).join('\u0000\u0000');
   let set = needleCache.get(key);
   if (!set) {
@@ -23,6 +28,7 @@ function scrubNeedles(values: readonly ScrubEntry[]): NeedleSet {
     set = buildNeedles(values);
     needleCache.set(key, set);
   }
+  if (Object.isFrozen(values)) needlesByList.set(values, set);
   return set;
 }
 

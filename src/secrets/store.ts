@@ -70,6 +70,8 @@ export class SecretStore {
   readonly #graceMs: number;
   readonly #statIntervalMs: number;
   readonly #now: () => number;
+  /** knownValues() as last built, valid until a stat check or a grace period is due, or a value changes */
+  #known: { list: readonly KnownSecret[]; until: number } | null = null;
 
   private constructor(options: SecretStoreOptions) {
     this.#graceMs = options.graceMs ?? 10 * 60 * 1000;
@@ -163,6 +165,7 @@ export class SecretStore {
     }
     file.signature = signature;
     if (next === file.value) return;
+    this.#known = null;
     if (file.value !== null) entry.previous.push({ value: file.value, until: this.#now() + this.#graceMs });
     file.value = next;
     entry.value = next;
@@ -176,18 +179,28 @@ export class SecretStore {
     return entry.value;
   }
 
-  /** Current values, plus values replaced less than the grace period ago: for scrubbing and leak checks. */
-  knownValues(): KnownSecret[] {
+  /**
+   * Current values, plus values replaced less than the grace period ago: for scrubbing and leak
+   * checks. The same array comes back until something could have changed it, so callers may key
+   * caches on it.
+   */
+  knownValues(): readonly KnownSecret[] {
     const now = this.#now();
+    if (this.#known && now < this.#known.until) return this.#known.list;
     const known: KnownSecret[] = [];
+    let until = Infinity;
     for (const entry of this.#entries.values()) {
       const value = this.get(entry.alias);
       if (value !== null) known.push({ alias: entry.alias, value, placeholder: entry.placeholder });
+      if (entry.file) until = Math.min(until, entry.file.checkedAt + this.#statIntervalMs);
       entry.previous = entry.previous.filter((p) => p.until > now);
       for (const old of entry.previous) {
+        until = Math.min(until, old.until);
         if (old.value !== value) known.push({ alias: entry.alias, value: old.value, placeholder: entry.placeholder });
       }
     }
+    Object.freeze(known);
+    this.#known = { list: known, until };
     return known;
   }
 
