@@ -62,6 +62,8 @@ function settled<T extends net.Socket>(socket: T, ready: 'connect' | 'secureConn
 export class UpstreamPools {
   readonly #pools: LRUCache<string, Pool>;
   readonly #ca: readonly string[];
+  /** parsed once: loading the ~150 bundled roots costs about 15 ms per new upstream connection otherwise */
+  #trust: tls.SecureContext | null = null;
   readonly #connectTimeoutMs: number;
   readonly #idleTimeoutMs: number;
 
@@ -85,7 +87,7 @@ export class UpstreamPools {
         timeout: this.#connectTimeoutMs,
         ...(scheme === 'https'
           ? {
-              ca: [...this.#ca],
+              secureContext: (this.#trust ??= tls.createSecureContext({ ca: [...this.#ca] })),
               ...(target.servername ? { servername: target.servername } : {}),
               ALPNProtocols: ['http/1.1'],
             }
