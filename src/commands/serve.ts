@@ -1,3 +1,4 @@
+import { reportToPrimary, runPrimary, workerAuditFile, workerIndex } from '../app/cluster.js';
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
 import type { FsyncMode } from '../observe/audit.js';
@@ -25,6 +26,9 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
                          default; per-tool caps are in the policy)         [SLUICE_MAX_CONNECTIONS]
   --max-header-bytes N   largest request line plus headers accepted (default 32768); larger is
                          431 bad_request                                   [SLUICE_MAX_HEADER_BYTES]
+  --workers N            worker processes sharing the listen socket (default 1); the admin port
+                         sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN
+                                                                           [SLUICE_WORKERS]
   --no-watch             reload only on SIGHUP, not when the policy file changes
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
@@ -46,6 +50,7 @@ export async function runServe(args: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-header-bytes': { type: 'string' },
+      workers: { type: 'string' },
       'no-watch': { type: 'boolean' },
     },
     HELP,
@@ -62,18 +67,31 @@ export async function runServe(args: string[]): Promise<number> {
   if (!Number.isInteger(maxBytes) || maxBytes < 0) throw new UsageError('--audit-max-bytes must be a whole number of bytes');
   const pinned = v['policy-sha256'] ?? env.SLUICE_POLICY_SHA256 ?? null;
   if (pinned !== null && !/^[0-9a-fA-F]{64}$/.test(pinned)) throw new UsageError('--policy-sha256 must be 64 hex digits');
+  const workers = wholeNumber(v.workers ?? env.SLUICE_WORKERS ?? '1', '--workers');
+  if (workers < 1) throw new UsageError('--workers must be at least 1');
+  const audit = v.audit ?? env.SLUICE_AUDIT ?? null;
+  // Several processes writing whole batches to one stream could interleave records.
+  if (workers > 1 && audit === '-') throw new UsageError('--audit - (stdout) cannot be used with --workers above 1; give a file');
+  const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
+  const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
+  const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
+  const index = workerIndex();
   // Until the policy (and so the secrets) is loaded there is nothing to scrub.
   let scrub = (text: string): string => text;
   const logger = createLogger({ level: v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info', scrub: (text) => scrub(text) });
+
+  if (workers > 1 && index === null) return runPrimary({ workers, admin, listen, caDir, logger });
 
   let running: RunningSluice | undefined;
   try {
     running = await startSluice({
       policyFile,
-      listen: parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen'),
-      admin: adminText === 'off' ? null : parseEndpoint(adminText, '--admin'),
-      caDir: v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs',
-      audit: v.audit ?? env.SLUICE_AUDIT ?? null,
+      listen,
+      // Under --workers the primary serves the admin port; a worker still never dials it.
+      admin: index === null ? admin : null,
+      alsoSelf: index !== null && admin ? [admin] : [],
+      caDir,
+      audit: index !== null && audit !== null ? workerAuditFile(audit, index) : audit,
       auditFsync: fsync,
       auditMaxBytes: maxBytes,
       policySha256: pinned,
@@ -98,9 +116,13 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const started = running;
   scrub = (text) => scrubSecrets(started.current(), text);
-  const { proxy, admin } = started;
-  logger.info({ listen: `${proxy.address}:${proxy.port}`, admin: admin ? `${admin.address}:${admin.port}` : null }, 'sluice serving');
-  process.on('SIGHUP', () => void started.reload());
+  const { proxy, admin: adminAddress } = started;
+  logger.info(
+    { listen: `${proxy.address}:${proxy.port}`, admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : null, ...(index !== null ? { worker: index } : {}) },
+    'sluice serving',
+  );
+  const reportStatus = index !== null ? reportToPrimary(started, started.registry) : () => {};
+  process.on('SIGHUP', () => void started.reload().then(reportStatus));
   const stop = (): void => {
     void started.close().then(() => process.exit(0));
   };

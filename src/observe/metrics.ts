@@ -79,6 +79,8 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     help: 'The policy in force (value 1), by sha256',
     labelNames: ['sha256'] as const,
     registers,
+    // Under --workers every worker reports 1 for the policy it runs: 1, not N, in the sum.
+    aggregator: 'max',
   });
   const reloadFailures = new Counter({
     name: 'sluice_policy_reload_failures_total',
