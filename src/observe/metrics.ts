@@ -88,13 +88,26 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     registers,
   });
 
+  // Labelled children kept per label set: prom-client otherwise hashes the label object on every
+  // inc. Label values are bounded (policy names and closed sets), so these maps are too.
+  const requestChildren = new Map<string, { inc(): void }>();
+  const byteChildren = new Map<string, { inc(n: number): void }>();
   return {
     registry,
-    request: (tool, decision, reason) => requests.inc({ tool, decision, reason }),
+    request: (tool, decision, reason) => {
+      const key = `${tool}\n${decision}\n${reason}`;
+      let child = requestChildren.get(key);
+      if (!child) requestChildren.set(key, (child = requests.labels({ tool, decision, reason })));
+      child.inc();
+    },
     violation: (tool, reason) => violations.inc({ tool, reason }),
     secretUse: (tool, secret) => secretUses.inc({ tool, secret }),
     bytes: (tool, direction, count) => {
-      if (count > 0 && Number.isFinite(count)) bytes.inc({ tool, direction }, count);
+      if (!(count > 0 && Number.isFinite(count))) return;
+      const key = `${tool}\n${direction}`;
+      let child = byteChildren.get(key);
+      if (!child) byteChildren.set(key, (child = bytes.labels({ tool, direction })));
+      child.inc(count);
     },
     upstreamDuration: (seconds) => {
       if (seconds >= 0 && Number.isFinite(seconds)) duration.observe(seconds);

@@ -1,6 +1,6 @@
 // Tool identity: Proxy-Authorization: Basic base64(tool:token), compared in constant time against
 // the sha256 the policy declares (or the sha256 of the token held in the named env var).
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { PolicyDoc } from '../config/types.js';
 
 export type AuthResult = { ok: true; tool: string } | { ok: false; claimed: string | null; why: string };
@@ -41,5 +41,6 @@ export class ToolTokens {
 const UNKNOWN_TOOL_DIGEST = Buffer.alloc(32);
 
 function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+  // crypto.hash: one call, about 3x cheaper than a Hash object for inputs this small.
+  return hash('sha256', s, 'buffer');
 }
