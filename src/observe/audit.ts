@@ -24,7 +24,7 @@
 // therefore needs no re-serialisation: C = line[0 : len(line) - 75] + "}" (75 = len(',"hash":"') +
 // 64 + len('"}')). The chain spans rotated files: the first record of a fresh audit.log has as prev
 // the last hash of audit.log.1.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
@@ -109,7 +109,8 @@ export function redactQuery(pathWithQuery: string): string {
 }
 
 function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  // crypto.hash: one call, about 3x cheaper than a Hash object for a record-sized input.
+  return hash('sha256', text, 'hex');
 }
 
 /** Builds the line for one record: canonical JSON with the chained hash appended as the last key. */
