@@ -3,7 +3,6 @@ import { watch, type FSWatcher } from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
-import type { Registry } from 'prom-client';
 import { loadPolicy } from '../config/load.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { startAdminServer } from '../observe/admin.js';
@@ -48,8 +47,6 @@ export interface ServeOptions {
   maxConnections?: number;
   /** largest request line plus headers accepted (--max-header-bytes); default 32 KiB */
   maxHeaderBytes?: number;
-  /** more addresses of this sluice it must never dial (the primary's admin port under --workers) */
-  alsoSelf?: Endpoint[];
 }
 
 export interface RunningSluice {
@@ -61,8 +58,6 @@ export interface RunningSluice {
   halted(): string | null;
   /** waits until every audit event so far is on disk */
   flushAudit(): Promise<void>;
-  /** this process's metrics (a --workers primary aggregates them) */
-  registry: Registry;
   close(): Promise<void>;
 }
 
@@ -90,16 +85,21 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     throw new StartupError(err.message);
   });
 
+  let haltedDetail: string | null = null;
+  // A record refused after close() began is shutdown noise, not a reason to halt.
+  let closing = false;
+  const sockets = new Set<Socket>();
   const metrics = createMetrics();
   const sink = await AuditSink.open({
     file: opts.audit === '-' ? null : opts.audit,
     stdout: opts.audit === '-',
     fsync: opts.auditFsync,
     maxBytes: opts.auditMaxBytes,
-    onError: (err) => opts.logger.error({ err: err.message }, 'audit sink failed'),
+    onError: (err) => auditFailed(err),
     scrub: (text) => scrubSecrets(runtime, text),
   });
-  const observer = new AuditingObserver({ sink, metrics });
+  // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
+  const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
   const announce = (kind: 'policy.load', rt: PolicyRuntime): void => {
     observer.setPolicy({
       sha256: rt.loaded.sha256,
@@ -110,13 +110,11 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   };
   announce('policy.load', runtime);
 
-  let haltedDetail: string | null = null;
-  const sockets = new Set<Socket>();
   const deps: ProxyDeps = {
     current: () => runtime,
     halted: () => haltedDetail,
     observer,
-    self: [opts.listen, ...(opts.admin ? [opts.admin] : []), ...(opts.alsoSelf ?? [])],
+    self: [opts.listen, ...(opts.admin ? [opts.admin] : [])],
     limiter: new ToolLimiter(),
   };
   const leaves = new LeafCertificates(ca, { onIssued: () => observer.certIssued() });
@@ -163,11 +161,22 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     haltedDetail = detail;
     observer.event({ type: 'policy.drift', detail, expected_sha256: opts.policySha256, reason: 'policy_halted' });
     opts.logger.error({ expected: opts.policySha256, found: newSha }, 'pinned policy drifted; halting');
+    drainThenHalt(detail);
+  };
+
+  function auditFailed(err: Error): void {
+    if (haltedDetail || closing) return;
+    haltedDetail = `the audit could not be written (${err.message}); sluice halted`;
+    opts.logger.error({ err: err.message }, 'audit sink failed; halting');
+    drainThenHalt(haltedDetail);
+  }
+
+  function drainThenHalt(detail: string): void {
     setTimeout(() => {
       for (const s of sockets) s.destroy();
     }, opts.haltDrainMs).unref();
     opts.onHalt?.(detail);
-  };
+  }
 
   const reload = async (): Promise<boolean> => {
     if (haltedDetail) return false;
@@ -223,6 +232,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     await admin?.close();
     await runtime.pools.close();
     runtime.secrets.close();
+    closing = true;
     await sink.close();
   };
 
@@ -233,7 +243,6 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     reload,
     halted: () => haltedDetail,
     flushAudit: () => sink.flush(),
-    registry: metrics.registry,
     close,
   };
 }

@@ -54,8 +54,10 @@ export class Exchange {
     this.status = status;
   }
 
+  /** A limit cut the exchange: whatever the policy allowed, the outcome is a denial. */
   limitExceeded(reason: DenyReason, detail: string): void {
     this.#limited = true;
+    this.decision = 'deny';
     this.reason = reason;
     this.detail = detail;
   }

@@ -21,6 +21,7 @@ import { vetDestination } from './vet.js';
 export type Interceptor = (client: Socket, head: Buffer, tunnel: { tool: string; target: Target; runtime: PolicyRuntime; ex: Exchange }) => void;
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';
+const NO_BYTES = Buffer.alloc(0);
 /** A ClientHello larger than this is not one sluice will wait for. */
 const MAX_HELLO_BYTES = 16 * 1024;
 
@@ -130,6 +131,8 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
     if (problem) return close(problem.reason, problem.detail);
     ex.bytesUp += helloBuf.length;
     upstream.write(helloBuf);
+    // The closures below live as long as the tunnel: they must not keep the hello's bytes.
+    helloBuf = NO_BYTES;
     startRelay();
   };
 
@@ -156,6 +159,11 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
     upstream.destroy();
   });
   upstream.once('close', () => client.destroy());
+  // A client that hangs up before its ClientHello would otherwise hold the half-open socket (and
+  // the upstream) until the hello timer; once relaying, pipe() carries the half-close instead.
+  client.once('end', () => {
+    if (client.listeners('data').includes(onFirstBytes)) client.destroy();
+  });
   client.on('data', onFirstBytes);
   onFirstBytes();
 }
