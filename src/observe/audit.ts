@@ -202,6 +202,8 @@ class Destination {
   #flushScheduled = false;
   #waiters: Array<() => void> = [];
   #closed: Promise<void> | null = null;
+  /** after a write error the queued bytes never land: nobody may wait for them */
+  #failed = false;
   /** a process that exits before the turn ends still writes what it queued */
   readonly #flushOnExit = (): void => this.#flush();
 
@@ -215,6 +217,7 @@ class Destination {
       if (this.#written >= this.#queued) this.#wake();
     });
     this.boom.on('error', (err: Error) => {
+      this.#failed = true;
       onError(err);
       this.#wake();
     });
@@ -232,7 +235,7 @@ class Destination {
 
   /** Resolves once every queued byte was written (or the destination failed). */
   drained(): Promise<void> {
-    if (this.#written >= this.#queued) return Promise.resolve();
+    if (this.#failed || this.#written >= this.#queued) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 

@@ -57,13 +57,15 @@ export interface TestSluiceOptions {
   policySha256?: string | null;
   watchPolicy?: boolean;
   onHalt?: (detail: string) => void;
+  /** audit destination instead of DIR/audit.log (e.g. /dev/full to make every write fail) */
+  audit?: string;
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-e2e-'));
   const policyFile = path.join(dir, 'policy.yaml');
   writeFileSync(policyFile, opts.policy.replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
-  const auditFile = path.join(dir, 'audit.log');
+  const auditFile = opts.audit ?? path.join(dir, 'audit.log');
   const caDir = opts.caDir ?? path.join(dir, 'certs');
   const running = await startSluice({
     policyFile,
