@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import t, { type Test } from 'tap';
+import { parse as parseYaml } from 'yaml';
 import { basicAuth, connectTunnel, curl, rawRequest } from '../helpers/clients.js';
 import { startDns } from '../helpers/dns.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
@@ -253,4 +254,20 @@ t.test('an open connection is counted while it is open', async (t) => {
     now = total(await scrape(), 'sluice_open_connections');
   }
   t.equal(now, before, 'back down once it closed');
+});
+
+t.test('deploy: the alert rules and the dashboard only name metrics sluice exports', async (t) => {
+  const exported = new Set((await scrape()).map((s) => s.name.replace(/_(bucket|sum|count)$/, '')));
+  const named = (text: string) => [...new Set(text.match(/sluice_[a-z_]+/g) ?? [])].map((n) => n.replace(/_(bucket|sum|count)$/, ''));
+  const rules = parseYaml(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as { groups: Array<{ name: string; rules: Array<Record<string, unknown>> }> };
+  const alerts = rules.groups.flatMap((g) => g.rules);
+  t.same(alerts.map((r) => r.alert), ['SluiceViolationBurst', 'SluicePolicyReloadFailed', 'SluiceHalted', 'SluiceUpstreamErrors']);
+  for (const rule of alerts) {
+    t.type(rule.expr, 'string');
+    t.ok((rule.annotations as { summary?: string }).summary, `${String(rule.alert)} has a summary`);
+    for (const n of named(String(rule.expr))) t.ok(exported.has(n), `${String(rule.alert)}: ${n} is exported`);
+  }
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/sluice.json', 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+  t.ok(dashboard.panels.length >= 10);
+  for (const panel of dashboard.panels) for (const target of panel.targets) for (const n of named(target.expr)) t.ok(exported.has(n), `${panel.title}: ${n} is exported`);
 });
