@@ -64,6 +64,10 @@ function trimNewline(text: string): string {
   return text;
 }
 
+function sameSecrets(a: readonly KnownSecret[], b: readonly KnownSecret[]): boolean {
+  return a.length === b.length && a.every((k, i) => k.alias === b[i]!.alias && k.value === b[i]!.value && k.placeholder === b[i]!.placeholder);
+}
+
 export class SecretStore {
   readonly #entries = new Map<string, Entry>();
   readonly #watchers: FSWatcher[] = [];
@@ -199,9 +203,11 @@ export class SecretStore {
         if (old.value !== value) known.push({ alias: entry.alias, value: old.value, placeholder: entry.placeholder });
       }
     }
-    Object.freeze(known);
-    this.#known = { list: known, until };
-    return known;
+    // Unchanged contents keep the old list, so caches keyed on it stay warm.
+    const previous = this.#known?.list;
+    const list = previous && sameSecrets(previous, known) ? previous : Object.freeze(known);
+    this.#known = { list, until };
+    return list;
   }
 
   /** Stops watching files. get() keeps answering from the stat check. */
