@@ -3,6 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
+import type { Registry } from 'prom-client';
 import { loadPolicy } from '../config/load.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { startAdminServer } from '../observe/admin.js';
@@ -47,6 +48,8 @@ export interface ServeOptions {
   maxConnections?: number;
   /** largest request line plus headers accepted (--max-header-bytes); default 32 KiB */
   maxHeaderBytes?: number;
+  /** more addresses of this sluice it must never dial (the primary's admin port under --workers) */
+  alsoSelf?: Endpoint[];
 }
 
 export interface RunningSluice {
@@ -58,6 +61,8 @@ export interface RunningSluice {
   halted(): string | null;
   /** waits until every audit event so far is on disk */
   flushAudit(): Promise<void>;
+  /** this process's metrics (a --workers primary aggregates them) */
+  registry: Registry;
   close(): Promise<void>;
 }
 
@@ -114,7 +119,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     current: () => runtime,
     halted: () => haltedDetail,
     observer,
-    self: [opts.listen, ...(opts.admin ? [opts.admin] : [])],
+    self: [opts.listen, ...(opts.admin ? [opts.admin] : []), ...(opts.alsoSelf ?? [])],
     limiter: new ToolLimiter(),
   };
   const leaves = new LeafCertificates(ca, { onIssued: () => observer.certIssued() });
@@ -243,6 +248,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     reload,
     halted: () => haltedDetail,
     flushAudit: () => sink.flush(),
+    registry: metrics.registry,
     close,
   };
 }
