@@ -66,7 +66,7 @@ export class AuditError extends Error {
 }
 
 /** The record as written, before `hash` is added; key order here IS the canonical order. */
-interface AuditRecord {
+export interface AuditRecord {
   ts: string;
   seq: number;
   type: string;

@@ -5,29 +5,11 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startSluice, type RunningSluice } from '../../src/app/serve.js';
+import type { AuditRecord } from '../../src/observe/audit.js';
 import { createLogger } from '../../src/observe/log.js';
 
-export interface AuditRecord {
-  type: string;
-  seq: number;
-  request_id: string | null;
-  tool: string | null;
-  decision: string | null;
-  reason: string | null;
-  method: string | null;
-  scheme: string | null;
-  host: string | null;
-  port: number | null;
-  path: string | null;
-  ip: string | null;
-  status: number | null;
-  bytes_up: number | null;
-  bytes_down: number | null;
-  rule: string | null;
-  secret: string | null;
-  detail?: string | null;
-  [k: string]: unknown;
-}
+/** One audit line as the sink writes it. */
+export type { AuditRecord };
 
 export interface TestSluice {
   running: RunningSluice;
