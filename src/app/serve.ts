@@ -4,7 +4,7 @@ import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { loadPolicy } from '../config/load.js';
+import { loadPolicy, pinnedDigest } from '../config/load.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type FsyncMode } from '../observe/audit.js';
@@ -75,10 +75,10 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   } catch (err) {
     throw new StartupError((err as Error).message);
   }
-  if (opts.policySha256 && loaded.sha256 !== opts.policySha256.toLowerCase()) {
-    throw new StartupError(
-      `${opts.policyFile}: sha256 ${loaded.sha256} does not match the pinned --policy-sha256 ${opts.policySha256}`,
-    );
+  // The base file's sha256, or the digest over it and its fragments (what `sluice check` prints).
+  let digest = pinnedDigest(loaded);
+  if (opts.policySha256 && digest !== opts.policySha256.toLowerCase()) {
+    throw new StartupError(`${opts.policyFile}: sha256 ${digest} does not match the pinned --policy-sha256 ${opts.policySha256}`);
   }
   let runtime: PolicyRuntime;
   try {
@@ -188,17 +188,20 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     let next: LoadedPolicy;
     try {
       next = loadPolicy(opts.policyFile);
-      if (opts.policySha256 && next.sha256 !== opts.policySha256.toLowerCase()) {
+      const nextDigest = pinnedDigest(next);
+      if (opts.policySha256 && nextDigest !== opts.policySha256.toLowerCase()) {
         halt(
-          `the pinned policy ${opts.policyFile} changed at run time (sha256 ${next.sha256}, pinned ${opts.policySha256}); sluice halted`,
-          next.sha256,
+          `the pinned policy ${opts.policyFile} changed at run time (sha256 ${nextDigest}, pinned ${opts.policySha256}); sluice halted`,
+          nextDigest,
         );
         return false;
       }
-      if (next.sha256 === runtime.loaded.sha256) return true;
+      // A fragment may change while the base file does not: compare the digest over all files.
+      if (nextDigest === digest) return true;
       const nextRuntime = await buildRuntime(next, opts.env);
       const previous = runtime;
       runtime = nextRuntime;
+      digest = nextDigest;
       announce('policy.load', nextRuntime);
       void previous.pools.close();
       previous.secrets.close();

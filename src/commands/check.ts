@@ -1,4 +1,4 @@
-import { loadPolicy } from '../config/load.js';
+import { loadPolicy, pinnedDigest } from '../config/load.js';
 import { PolicyError } from '../config/errors.js';
 import { compilePolicy } from '../policy/compile.js';
 import { parseFlags, UsageError } from './usage.js';
@@ -17,7 +17,9 @@ export async function runCheck(args: string[]): Promise<number> {
   try {
     const loaded = loadPolicy(file);
     const compiled = compilePolicy(loaded.doc, loaded.sha256);
-    const out = [`${file}: ok`, `sha256 ${loaded.sha256}`, `strict ${loaded.doc.strict}, on_violation ${loaded.doc.on_violation}`];
+    const fragments = loaded.files.length - 1;
+    const pin = fragments > 0 ? [`pin with --policy-sha256 ${pinnedDigest(loaded)} (this file and its ${fragments} fragment${fragments === 1 ? '' : 's'})`] : [];
+    const out = [`${file}: ok`, `sha256 ${loaded.sha256}`, ...pin, `strict ${loaded.doc.strict}, on_violation ${loaded.doc.on_violation}`];
     for (const tool of compiled.tools.values()) {
       const secrets = tool.secrets.length > 0 ? `, secrets: ${tool.secrets.join(', ')}` : '';
       out.push(`tool ${tool.name}: ${tool.rules.length} rule${tool.rules.length === 1 ? '' : 's'}${secrets}`);

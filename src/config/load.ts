@@ -55,8 +55,18 @@ export function parsePolicy(text: string, fileName: string): PolicyDoc {
  */
 export function policyFilesSha256(files: readonly string[]): string {
   const combined = createHash('sha256');
-  for (const file of files) combined.update(`${sha256Hex(readFileSync(file))}  ${file}\n`);
+  // Names relative to the base file's directory, so the digest is the same wherever the files live.
+  const base = dirname(files[0] ?? '.');
+  for (const file of files) combined.update(`${sha256Hex(readFileSync(file))}  ${relative(base, file)}\n`);
   return combined.digest('hex');
+}
+
+/**
+ * What --policy-sha256 pins: the base file's sha256, or, when it includes fragments, the combined
+ * digest of the base and every fragment (`sluice check` prints it), so no file can drift unseen.
+ */
+export function pinnedDigest(loaded: LoadedPolicy): string {
+  return loaded.files.length > 1 ? policyFilesSha256(loaded.files) : loaded.sha256;
 }
 
 function sha256Hex(bytes: Uint8Array): string {
