@@ -5,7 +5,7 @@ import type { CanonicalHost } from '../net/host.js';
 import { decide } from '../policy/decide.js';
 import type { DenyReason } from '../policy/reasons.js';
 import type { Decision } from '../policy/types.js';
-import { denyAnswer, type Answer } from './answers.js';
+import type { Answer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { parseAbsoluteTarget, sameAuthority, type Target } from './target.js';
@@ -27,8 +27,7 @@ export async function admitRequest(deps: ProxyDeps, scope: RequestScope, req: In
   const ex = new Exchange(deps.observer, scope.scheme);
   ex.method = req.method ?? null;
   const refuse = (reason: DenyReason, detail: string, close = false): Admission => {
-    const answer = denyAnswer(reason, detail, ex.requestId);
-    ex.deny(reason, detail, answer.status);
+    const answer = ex.refusal(reason, detail);
     return { ok: false, ex, answer, close };
   };
 

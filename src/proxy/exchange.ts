@@ -2,6 +2,7 @@
 // reported exactly once, as the canonical audit event for that exchange.
 import { randomUUID } from 'node:crypto';
 import type { AuditInput, AuditType, Observer } from '../observe/events.js';
+import { denyAnswer, upstreamErrorAnswer, type Answer } from './answers.js';
 import type { DenyReason, UpstreamError } from '../policy/reasons.js';
 import type { Decision, Verdict } from '../policy/types.js';
 
@@ -46,6 +47,20 @@ export class Exchange {
     this.reason = reason;
     this.detail = detail;
     this.status = status;
+  }
+
+  /** Records a refusal and returns the answer the client gets for it. */
+  refusal(reason: DenyReason, detail: string): Answer {
+    const answer = denyAnswer(reason, detail, this.requestId);
+    this.deny(reason, detail, answer.status);
+    return answer;
+  }
+
+  /** Records an upstream failure and returns the answer the client gets for it. */
+  failure(code: UpstreamError, detail: string): Answer {
+    const answer = upstreamErrorAnswer(code, detail, this.requestId);
+    this.fail(code, detail, answer.status);
+    return answer;
   }
 
   fail(code: UpstreamError, detail: string, status: number): void {

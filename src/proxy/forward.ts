@@ -8,7 +8,7 @@ import type { Dispatcher } from 'undici';
 import { DECODABLE_ENCODINGS } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
 import { admitRequest, servernameOf, type RequestScope } from './admit.js';
-import { denyAnswer, sendAnswer, upstreamErrorAnswer } from './answers.js';
+import { denyAnswer, sendAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { awaitTurn, framingProblem } from './framing.js';
@@ -67,8 +67,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     path = plan.target;
     for (const use of plan.uses) recordUse(deps.observer, ex, use.alias, use.where);
   } else if (plan.reason === 'secret_unavailable') {
-    const answer = upstreamErrorAnswer('secret_unavailable', plan.detail, ex.requestId);
-    ex.fail('secret_unavailable', plan.detail, answer.status);
+    const answer = ex.failure('secret_unavailable', plan.detail);
     sendAnswer(res, answer);
     return;
   } else if (plan.reason === 'secret_leak' && scope.runtime.loaded.doc.on_violation === 'review') {
@@ -76,8 +75,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     ex.reason = 'secret_leak';
     ex.detail = plan.detail;
   } else {
-    const answer = denyAnswer(plan.reason, plan.detail, ex.requestId);
-    ex.deny(plan.reason, plan.detail, answer.status);
+    const answer = ex.refusal(plan.reason, plan.detail);
     sendAnswer(res, answer);
     req.resume();
     return;
@@ -118,8 +116,7 @@ function refuseFraming(deps: ProxyDeps, scope: RequestScope, req: IncomingMessag
   ex.method = req.method ?? null;
   ex.tool = scope.tunnel?.tool ?? null;
   res.once('close', () => ex.report('net.req'));
-  const answer = denyAnswer('bad_request', detail, ex.requestId);
-  ex.deny('bad_request', detail, answer.status);
+  const answer = ex.refusal('bad_request', detail);
   sendAnswer(res, answer, true);
 }
 
@@ -214,8 +211,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const scrub = responseScrubber(this.runtime, this.decision, headers);
     if (scrub === 'undecodable') {
       const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
-      const answer = upstreamErrorAnswer('upstream_protocol', detail, this.ex.requestId);
-      this.ex.fail('upstream_protocol', detail, answer.status);
+      const answer = this.ex.failure('upstream_protocol', detail);
       this.#answeredBySluice = true;
       sendAnswer(this.res, answer);
       this.#abort?.();
@@ -272,8 +268,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       const digest = hash.digest('hex');
       if (digest !== this.decision.sha256!.toLowerCase()) {
         const detail = `the body from ${this.ex.host} hashes to sha256 ${digest}, not the pinned ${this.decision.sha256} of rule ${this.decision.rule}`;
-        const answer = denyAnswer('digest_mismatch', detail, this.ex.requestId);
-        this.ex.deny('digest_mismatch', detail, answer.status);
+        const answer = this.ex.refusal('digest_mismatch', detail);
         sendAnswer(this.res, answer);
         return;
       }
@@ -293,8 +288,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         this.res.destroy();
         return;
       }
-      const answer = upstreamErrorAnswer('upstream_timeout', err.message, this.ex.requestId);
-      this.ex.fail('upstream_timeout', err.message, answer.status);
+      const answer = this.ex.failure('upstream_timeout', err.message);
       sendAnswer(this.res, answer);
       return;
     }
@@ -310,19 +304,16 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     }
     if (err instanceof SecretViolation) {
       if (err.reason === 'secret_unavailable') {
-        const answer = upstreamErrorAnswer('secret_unavailable', err.message, this.ex.requestId);
-        this.ex.fail('secret_unavailable', err.message, answer.status);
+        const answer = this.ex.failure('secret_unavailable', err.message);
         sendAnswer(this.res, answer, true);
       } else {
-        const answer = denyAnswer(err.reason, err.message, this.ex.requestId);
-        this.ex.deny(err.reason, err.message, answer.status);
+        const answer = this.ex.refusal(err.reason, err.message);
         sendAnswer(this.res, answer, true);
       }
       return;
     }
     const failure = classifyUpstreamError(err);
-    const answer = upstreamErrorAnswer(failure.code, failure.detail, this.ex.requestId);
-    this.ex.fail(failure.code, failure.detail, answer.status);
+    const answer = this.ex.failure(failure.code, failure.detail);
     sendAnswer(this.res, answer);
   }
 }

@@ -10,7 +10,7 @@ import type { RequestScope } from './admit.js';
 import type { ProxyDeps } from './context.js';
 import { forwardRequest } from './forward.js';
 import { answerClientError, DEFAULT_SERVER_OPTIONS, serverOptions, type ProxyServerOptions } from './server.js';
-import type { Interceptor } from './tunnel.js';
+import { notTlsDetail, type Interceptor } from './tunnel.js';
 import { forwardUpgrade } from './upgrade.js';
 
 export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opts: ProxyServerOptions = DEFAULT_SERVER_OPTIONS): Interceptor {
@@ -39,7 +39,7 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
       if (byte === null) return;
       if (byte !== TLS_HANDSHAKE_RECORD) {
         if (tunnel.target.port === 443) {
-          tunnel.ex.deny('bad_request', `the tunnel to ${tunnel.target.authority} did not start with a TLS ClientHello`, 200);
+          tunnel.ex.deny('bad_request', notTlsDetail(tunnel.target), 200);
           client.destroy();
           return;
         }

@@ -9,7 +9,7 @@ import { decide } from '../policy/decide.js';
 import type { DenyReason } from '../policy/reasons.js';
 import type { Decision } from '../policy/types.js';
 import { readClientHello } from '../tls/client-hello.js';
-import { denyAnswer, sendRawAnswer, upstreamErrorAnswer } from './answers.js';
+import { sendRawAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { rateLimitedAnswer } from './limits.js';
@@ -32,8 +32,7 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   client.on('error', () => client.destroy());
   client.once('close', () => ex.report('net.tunnel'));
   const refuse = (reason: DenyReason, detail: string): void => {
-    const answer = denyAnswer(reason, detail, ex.requestId);
-    ex.deny(reason, detail, answer.status);
+    const answer = ex.refusal(reason, detail);
     sendRawAnswer(client, answer);
   };
 
@@ -88,8 +87,7 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
     upstream = await dialTcp({ ip: vetted.ip, port: target.port, servername: null }, decision.limits.connect_timeout_ms);
   } catch (err) {
     const failure = classifyUpstreamError(err);
-    const answer = upstreamErrorAnswer(failure.code, failure.detail, ex.requestId);
-    ex.fail(failure.code, failure.detail, answer.status);
+    const answer = ex.failure(failure.code, failure.detail);
     return sendRawAnswer(client, answer);
   }
   if (client.destroyed) {
@@ -170,9 +168,7 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
 
 function checkHello(hello: ReturnType<typeof readClientHello>, target: Target): { reason: DenyReason; detail: string } | null {
   if (hello.state !== 'tls') {
-    if (target.port === 443) {
-      return { reason: 'bad_request', detail: `the tunnel to ${target.authority} did not start with a TLS ClientHello` };
-    }
+    if (target.port === 443) return { reason: 'bad_request', detail: notTlsDetail(target) };
     return null;
   }
   if (hello.sni === null) {
@@ -188,4 +184,9 @@ function checkHello(hello: ReturnType<typeof readClientHello>, target: Target): 
     };
   }
   return null;
+}
+
+/** Port 443 carries TLS: a tunnel there that starts with anything else is refused (plain or intercepted). */
+export function notTlsDetail(target: Target): string {
+  return `the tunnel to ${target.authority} did not start with a TLS ClientHello`;
 }

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { dialTcp, dialTls } from '../net/dial.js';
 import { admitRequest, servernameOf, type RequestScope } from './admit.js';
-import { sendRawAnswer, upstreamErrorAnswer } from './answers.js';
+import { sendRawAnswer } from './answers.js';
 import type { ProxyDeps } from './context.js';
 import { endToEndHeaders, withVia } from './headers.js';
 import { classifyUpstreamError } from './upstream-errors.js';
@@ -26,8 +26,7 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
         : await dialTcp(dialTarget, decision.limits.connect_timeout_ms);
   } catch (err) {
     const failure = classifyUpstreamError(err);
-    const answer = upstreamErrorAnswer(failure.code, failure.detail, ex.requestId);
-    ex.fail(failure.code, failure.detail, answer.status);
+    const answer = ex.failure(failure.code, failure.detail);
     return sendRawAnswer(client, answer);
   }
   upstream.on('error', () => upstream.destroy());
