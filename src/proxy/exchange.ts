@@ -56,6 +56,15 @@ export class Exchange {
     return answer;
   }
 
+  /** Records a limit that refused the exchange and returns the answer (429s carry Retry-After). */
+  limitRefusal(reason: DenyReason, detail: string, retryAfterSeconds?: number): Answer {
+    const answer = denyAnswer(reason, detail, this.requestId);
+    if (retryAfterSeconds !== undefined) answer.headers['Retry-After'] = String(retryAfterSeconds);
+    this.limitExceeded(reason, detail);
+    this.status = answer.status;
+    return answer;
+  }
+
   /** Records an upstream failure and returns the answer the client gets for it. */
   failure(code: UpstreamError, detail: string): Answer {
     const answer = upstreamErrorAnswer(code, detail, this.requestId);

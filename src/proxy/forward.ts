@@ -13,7 +13,6 @@ import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { awaitTurn, framingProblem } from './framing.js';
 import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
-import { rateLimitedAnswer } from './limits.js';
 import { bodySwapper, planSecrets, recordUse, responseScrubber } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
@@ -39,19 +38,13 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
   if (declaredLength !== null && declaredLength > limits.max_request_bytes) {
     const detail = `the request body (${declaredLength} bytes) exceeds the limit of ${limits.max_request_bytes} bytes for tool ${tool}`;
-    const answer = denyAnswer('request_too_large', detail, ex.requestId);
-    ex.limitExceeded('request_too_large', detail);
-    ex.status = answer.status;
-    sendAnswer(res, answer, true);
+    sendAnswer(res, ex.limitRefusal('request_too_large', detail), true);
     return;
   }
 
   const grant = await deps.limiter.acquire(tool, scope.runtime.compiled.tools.get(tool)?.limits ?? limits);
   if (!grant.ok) {
-    const answer = rateLimitedAnswer(grant, ex.requestId);
-    ex.limitExceeded('rate_limited', grant.detail);
-    ex.status = answer.status;
-    sendAnswer(res, answer);
+    sendAnswer(res, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
     req.resume();
     return;
   }
@@ -200,11 +193,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const lengthHeader = headers.find(([name]) => name.toLowerCase() === 'content-length');
     if (lengthHeader && Number(lengthHeader[1]) > this.#maxResponseBytes) {
       const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}`;
-      const answer = denyAnswer('response_too_large', detail, this.ex.requestId);
-      this.ex.limitExceeded('response_too_large', detail);
-      this.ex.status = answer.status;
       this.#answeredBySluice = true;
-      sendAnswer(this.res, answer);
+      sendAnswer(this.res, this.ex.limitRefusal('response_too_large', detail));
       this.#abort?.();
       return false;
     }

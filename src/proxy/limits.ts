@@ -2,7 +2,6 @@
 // own counters, so it never slows another tool. Counters live for the whole process, across policy
 // reloads: a reload changes the caps, not the exchanges already in flight.
 import type { Limits } from '../config/types.js';
-import { denyAnswer, type Answer } from './answers.js';
 
 /** How long an exchange over a tool's concurrency cap waits for a slot before a 429. */
 export const DEFAULT_SLOT_WAIT_MS = 1000;
@@ -107,11 +106,4 @@ export class ToolLimiter {
       else state.active--;
     };
   }
-}
-
-/** The 429 for a refused slot, with the Retry-After the limiter computed. */
-export function rateLimitedAnswer(refusal: { detail: string; retryAfterSeconds: number }, requestId: string): Answer {
-  const answer = denyAnswer('rate_limited', refusal.detail, requestId);
-  answer.headers['Retry-After'] = String(refusal.retryAfterSeconds);
-  return answer;
 }

@@ -12,7 +12,6 @@ import { readClientHello } from '../tls/client-hello.js';
 import { sendRawAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
-import { rateLimitedAnswer } from './limits.js';
 import { parseConnectTarget, type Target } from './target.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import { vetDestination } from './vet.js';
@@ -70,10 +69,7 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   // intercepted tunnel take their own slots instead.
   const grant = await deps.limiter.acquire(tool, runtime.compiled.tools.get(tool)?.limits ?? decision.limits);
   if (!grant.ok) {
-    const answer = rateLimitedAnswer(grant, ex.requestId);
-    ex.limitExceeded('rate_limited', grant.detail);
-    ex.status = answer.status;
-    return sendRawAnswer(client, answer);
+    return sendRawAnswer(client, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
   }
   if (client.destroyed) return grant.release();
   client.once('close', grant.release);
