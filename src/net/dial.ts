@@ -17,9 +17,9 @@ export class ConnectTimeoutError extends Error {
   readonly code = 'ETIMEDOUT';
 }
 
-/** Plain TCP to a vetted address (tunnels, WebSocket upgrades). */
-export function dialTcp(target: DialTarget, timeoutMs: number): Promise<net.Socket> {
-  const socket = net.connect({ host: target.ip, port: target.port, noDelay: true });
+/** Plain TCP to a vetted address (tunnels, WebSocket upgrades); `onread` reads into caller-owned buffers. */
+export function dialTcp(target: DialTarget, timeoutMs: number, onread?: net.OnReadOpts): Promise<net.Socket> {
+  const socket = net.connect({ host: target.ip, port: target.port, noDelay: true, ...(onread ? { onread } : {}) });
   return settled(socket, 'connect', timeoutMs, `connect to ${target.ip}:${target.port}`);
 }
 

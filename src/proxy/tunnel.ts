@@ -4,10 +4,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { dialTcp } from '../net/dial.js';
+import { ReadRelay } from '../net/read-relay.js';
 import { canonicalHost } from '../net/host.js';
 import { decide } from '../policy/decide.js';
 import type { DenyReason } from '../policy/reasons.js';
-import type { Decision } from '../policy/types.js';
+import type { Limits } from '../config/types.js';
 import { readClientHello } from '../tls/client-hello.js';
 import { sendRawAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
@@ -78,9 +79,17 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
   ex.ip = vetted.ip;
 
+  const limits = decision.limits;
+  let closeForSize: (detail: string) => void = () => undefined;
+  const downstream = new ReadRelay(client, (bytes) => {
+    ex.bytesDown += bytes;
+    if (ex.bytesDown <= limits.max_response_bytes) return true;
+    closeForSize(`the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
+    return false;
+  });
   let upstream: Socket;
   try {
-    upstream = await dialTcp({ ip: vetted.ip, port: target.port, servername: null }, decision.limits.connect_timeout_ms);
+    upstream = await dialTcp({ ip: vetted.ip, port: target.port, servername: null }, limits.connect_timeout_ms, downstream.onread);
   } catch (err) {
     const failure = classifyUpstreamError(err);
     const answer = ex.failure(failure.code, failure.detail);
@@ -92,15 +101,16 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   }
   ex.status = 200;
   client.write(ESTABLISHED);
-  relayAfterHello(client, upstream, head, target, decision, ex);
+  closeForSize = relayAfterHello(client, upstream, head, target, limits, ex);
+  downstream.attach(upstream);
 }
 
 /**
  * Holds the client's first bytes until the ClientHello is complete, checks its SNI against the
- * CONNECT host, then relays both ways. Upstream bytes flow at once (server-first protocols).
+ * CONNECT host, then relays the client's bytes upstream. Upstream bytes already flow to the client
+ * through the ReadRelay (server-first protocols). Returns how to close the tunnel for its size cap.
  */
-function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target: Target, decision: Decision, ex: Exchange): void {
-  const limits = decision.limits;
+function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target: Target, limits: Limits, ex: Exchange): (detail: string) => void {
   upstream.on('error', () => upstream.destroy());
   let helloBuf = head;
   const close = (reason: DenyReason, detail: string): void => {
@@ -137,15 +147,6 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
     client.resume();
   };
 
-  upstream.on('data', (chunk: Buffer) => {
-    ex.bytesDown += chunk.length;
-    if (ex.bytesDown > limits.max_response_bytes) {
-      close('response_too_large', `the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
-    }
-  });
-  // pipe() rather than pipeline(): the close handlers below end both sides, and two pipelines on
-  // one socket pair pile up listeners on every tunnel.
-  upstream.pipe(client);
   client.setTimeout(limits.idle_timeout_ms, () => client.destroy());
   upstream.setTimeout(limits.idle_timeout_ms, () => upstream.destroy());
   client.once('close', () => {
@@ -160,6 +161,7 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
   });
   client.on('data', onFirstBytes);
   onFirstBytes();
+  return (detail) => close('response_too_large', detail);
 }
 
 function checkHello(hello: ReturnType<typeof readClientHello>, target: Target): { reason: DenyReason; detail: string } | null {
