@@ -2,10 +2,15 @@
 // what an OS resolver would do with odd IPv4 spellings (2130706433, 0x7f.1, 0177.0.0.1, 127.1) and
 // turns IDN into punycode, so every component asks this module rather than parsing hosts itself.
 import { isIP } from 'node:net';
+import { LRUCache } from 'lru-cache';
 
 export type CanonicalHost =
   | { kind: 'ip'; host: string; family: 4 | 6 }
   | { kind: 'name'; host: string };
+
+/** Hosts repeat from request to request; the URL parser need not run for each. Results are frozen. */
+const INVALID = Symbol('invalid host');
+const canonical = new LRUCache<string, CanonicalHost | typeof INVALID>({ max: 4096 });
 
 /**
  * Canonical form of a host as a client wrote it: lower case, punycode, no trailing dot,
@@ -13,6 +18,14 @@ export type CanonicalHost =
  * Returns null for anything that is not a valid host.
  */
 export function canonicalHost(raw: string): CanonicalHost | null {
+  const cached = canonical.get(raw);
+  if (cached !== undefined) return cached === INVALID ? null : cached;
+  const host = parseHost(raw);
+  canonical.set(raw, host ?? INVALID);
+  return host;
+}
+
+function parseHost(raw: string): CanonicalHost | null {
   if (raw.length === 0 || raw.length > 255) return null;
   // A bare IPv6 literal (from a CONNECT line or a policy) gets its brackets back for the URL parser.
   const bracketed = isIP(raw) === 6 ? `[${raw}]` : raw;
@@ -25,12 +38,12 @@ export function canonicalHost(raw: string): CanonicalHost | null {
   } catch {
     return null;
   }
-  if (hostname.startsWith('[')) return { kind: 'ip', host: hostname.slice(1, -1), family: 6 };
-  if (isIP(hostname) === 4) return { kind: 'ip', host: hostname, family: 4 };
+  if (hostname.startsWith('[')) return Object.freeze({ kind: 'ip', host: hostname.slice(1, -1), family: 6 });
+  if (isIP(hostname) === 4) return Object.freeze({ kind: 'ip', host: hostname, family: 4 });
   const name = hostname.endsWith('.') ? hostname.slice(0, -1) : hostname;
   if (name.length === 0 || name.split('.').some((label) => label.length === 0 || label.length > 63)) return null;
   if (!/^[a-z0-9_.-]+$/.test(name)) return null;
-  return { kind: 'name', host: name };
+  return Object.freeze({ kind: 'name', host: name });
 }
 
 /** Splits "host:port" or "[v6]:port" (as in a CONNECT target or a policy host). Port is null when absent. */

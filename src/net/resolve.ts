@@ -25,6 +25,7 @@ export class VettingResolver {
   readonly #timeoutMs: number;
   readonly #cache = new LRUCache<string, { result: Resolution; expires: number }>({ max: 10_000 });
   readonly #inFlight = new Map<string, Promise<Resolution>>();
+  readonly #literals = new LRUCache<string, Resolution>({ max: 4096 });
 
   constructor(opts: { policy: AddressPolicy; servers: readonly string[]; timeoutMs: number }) {
     this.#policy = opts.policy;
@@ -37,12 +38,17 @@ export class VettingResolver {
     }
   }
 
-  /** Vets an IP literal target without any lookup. */
+  /** Vets an IP literal target without any lookup (the verdict depends only on the address and the policy). */
   vetLiteral(ip: string): Resolution {
-    const verdict = classifyAddress(ip, this.#policy);
-    return verdict.allowed
-      ? { ok: true, addresses: [verdict.ip], verdicts: [verdict] }
-      : { ok: false, reason: 'private_ip', verdicts: [verdict] };
+    let result = this.#literals.get(ip);
+    if (!result) {
+      const verdict = classifyAddress(ip, this.#policy);
+      result = verdict.allowed
+        ? { ok: true, addresses: [verdict.ip], verdicts: [verdict] }
+        : { ok: false, reason: 'private_ip', verdicts: [verdict] };
+      this.#literals.set(ip, result);
+    }
+    return result;
   }
 
   async resolve(name: string): Promise<Resolution> {

@@ -8,6 +8,11 @@ export type AuthResult = { ok: true; tool: string } | { ok: false; claimed: stri
 /** The expected token digest per tool, computed once per policy load (env tokens read then). */
 export class ToolTokens {
   readonly #digests = new Map<string, Buffer>();
+  /**
+   * Headers that authenticated, so a kept-alive client is not hashed again on every request.
+   * Only successes are kept: a wrong guess always pays the full comparison.
+   */
+  readonly #accepted = new Map<string, string>();
 
   constructor(doc: PolicyDoc, env: NodeJS.ProcessEnv = process.env) {
     for (const [name, tool] of Object.entries(doc.tools)) {
@@ -22,6 +27,17 @@ export class ToolTokens {
   }
 
   authenticate(header: string | undefined): AuthResult {
+    const known = header === undefined ? undefined : this.#accepted.get(header);
+    if (known !== undefined) return { ok: true, tool: known };
+    const result = this.#check(header);
+    if (result.ok && header !== undefined) {
+      if (this.#accepted.size >= MAX_ACCEPTED) this.#accepted.clear();
+      this.#accepted.set(header, result.tool);
+    }
+    return result;
+  }
+
+  #check(header: string | undefined): AuthResult {
     if (!header) return { ok: false, claimed: null, why: 'no Proxy-Authorization header; send Basic credentials tool:token' };
     const m = /^basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i.exec(header);
     if (!m) return { ok: false, claimed: null, why: 'Proxy-Authorization must use the Basic scheme with tool:token' };
@@ -39,6 +55,7 @@ export class ToolTokens {
 }
 
 const UNKNOWN_TOOL_DIGEST = Buffer.alloc(32);
+const MAX_ACCEPTED = 1024;
 
 function sha256(s: string): Buffer {
   // crypto.hash: one call, about 3x cheaper than a Hash object for inputs this small.

@@ -145,6 +145,32 @@ function findLeakedCredential(surfaces: Surface[], known: ReadonlyArray<{ alias:
   return null;
 }
 
+/**
+ * Whether `text` (every surface joined by newlines) might hold a known value or a credential shape.
+ * It finds everything the per-surface pass finds: no value form or pattern spans a newline.
+ */
+function mayCarryCredential(text: string, known: ReadonlyArray<{ alias: string; value: string }>, patterns: readonly LeakPattern[]): boolean {
+  const decoded = percentDecode(text);
+  for (const { value } of known) {
+    if (value.length > 0 && valueForms(value).some((form) => text.includes(form) || decoded.includes(form))) return true;
+  }
+  return matchesAnyPattern(text, patterns) || matchesAnyPattern(decoded, patterns);
+}
+
+const anyPatterns = new WeakMap<readonly LeakPattern[], RegExp | null>();
+
+/** Whether any pattern of the table matches (verification is left to the full pass). */
+function matchesAnyPattern(text: string, patterns: readonly LeakPattern[]): boolean {
+  let combined = anyPatterns.get(patterns);
+  if (combined === undefined) {
+    // one alternation scans the text once; it needs every pattern to share the same flags
+    const flags = new Set(patterns.map((pattern) => pattern.regex.flags));
+    combined = flags.size === 1 ? new RegExp(patterns.map((pattern) => `(?:${pattern.regex.source})`).join('|'), [...flags][0]) : null;
+    anyPatterns.set(patterns, combined);
+  }
+  return combined ? combined.test(text) : patterns.some((pattern) => pattern.regex.test(text));
+}
+
 function checkPlaceholders(surfaces: Surface[], input: RequestSecretsInput, index: PlaceholderIndex): Refusal | null {
   for (const surface of surfaces) {
     for (const alias of findPlaceholders(surface.text, index)) {
@@ -198,8 +224,18 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
       return value ? [{ alias, value }] : [];
     });
 
-  const refusal = findLeakedCredential(surfaces, known, input.leakPatterns ?? LEAK_PATTERNS) ?? checkPlaceholders(surfaces, input, index);
+  const patterns = input.leakPatterns ?? LEAK_PATTERNS;
+  // Most requests carry neither a credential nor a placeholder: one look at all surfaces together
+  // settles that, and only a hit pays for the per-surface pass that names where it is.
+  const all = surfaces.map((surface) => surface.text).join('\n');
+  const mayLeak = mayCarryCredential(all, known, patterns);
+  const mayHavePlaceholder = index.entries.some((entry) => occurs(entry.pattern, all)) || hasUnknownPlaceholder(all, index);
+  const refusal =
+    (mayLeak ? findLeakedCredential(surfaces, known, patterns) : null) ?? (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null);
   if (refusal) return refusal;
+  const needsNothing =
+    !mayHavePlaceholder && input.inScope.every((alias) => !input.secrets[alias]?.inject && !input.secrets[alias]?.require);
+  if (needsNothing) return { ok: true, headers: input.headers.map(([name, value]) => [name, value]), target: input.target, uses: [] };
 
   // in-scope secrets to fill now: those written somewhere, and those injected
   const present = new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index)));

@@ -212,3 +212,36 @@ t.test('valueForms: raw, encoded, base64 at every offset; no short forms', async
   }
   t.same(valueForms('abc'), ['abc'], 'base64 forms under 8 characters are dropped');
 });
+
+t.test('fuzz: a leak or a placeholder anywhere among many surfaces is found and placed', async (t) => {
+  // The plan first looks at all surfaces together; this checks that look never hides one of them.
+  const secrets = [
+    { text: FAKE.gh, reason: 'secret_leak' },
+    { text: 'AKIA' + 'Q'.repeat(16), reason: 'secret_leak' },
+    { text: defaultPlaceholder('nope'), reason: 'secret_not_granted' },
+    { text: defaultPlaceholder('stripe'), reason: 'secret_out_of_scope' },
+  ];
+  const benign = fc.stringMatching(/^[A-Za-z0-9 ./=-]{0,40}$/);
+  fc.assert(
+    fc.property(
+      fc.array(benign, { minLength: 1, maxLength: 8 }),
+      fc.nat(),
+      fc.constantFrom(...secrets),
+      fc.constantFrom('header', 'path', 'query'),
+      (values, at, secret, surface) => {
+        const headers: Array<[string, string]> = values.map((v, i) => [`X-H${i}`, v]);
+        const index = at % headers.length;
+        let target = '/a/b?c=d';
+        if (surface === 'header') headers[index] = [`X-H${index}`, `${headers[index]![1]} ${secret.text}`];
+        else if (surface === 'path') target = `/a/${secret.text}/b?c=d`;
+        else target = `/a/b?c=${secret.text}`;
+        const result = plan({ headers, target });
+        if (result.ok) return false;
+        const where = surface === 'header' ? `header:X-H${index}` : surface;
+        return result.reason === secret.reason && result.detail.includes(where);
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass('every inserted leak or placeholder was refused with its place');
+});
