@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { canonicalHost } from '../net/host.js';
+import { readClientHello, type ClientHelloResult } from '../tls/client-hello.js';
 import type { LeafCertificates } from '../tls/leaf.js';
 import type { RequestScope } from './admit.js';
 import type { ProxyDeps } from './context.js';
@@ -35,9 +36,9 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
       scheme,
       tunnel: { tool: tunnel.tool, target: tunnel.target },
     });
-    void firstByte(client, head).then((byte) => {
-      if (byte === null) return;
-      if (byte !== TLS_HANDSHAKE_RECORD) {
+    void peekClientHello(client, head).then((hello) => {
+      if (hello === null) return;
+      if (hello.state === 'not_tls') {
         if (tunnel.target.port === 443) {
           tunnel.ex.deny('bad_request', notTlsDetail(tunnel.target), 200);
           client.destroy();
@@ -50,11 +51,19 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
         client.resume();
         return;
       }
-      terminateTls(client, host, tunnel, scope('https'));
+      // Checked here rather than in an SNICallback: answering that callback makes OpenSSL switch
+      // the handshake to the "new" context, which costs more than reading the hello ourselves.
+      const sni = hello.state === 'tls' ? hello.sni : null;
+      if (sni !== null && canonicalHost(sni)?.host !== host) {
+        tunnel.ex.deny('sni_mismatch', `the TLS ClientHello names ${sni.slice(0, 100)} but the tunnel was allowed for ${host}`, 200);
+        client.destroy();
+        return;
+      }
+      terminateTls(client, host, scope('https'));
     });
   };
 
-  function terminateTls(client: Socket, host: string, tunnel: Parameters<Interceptor>[2], tlsScope: RequestScope): void {
+  function terminateTls(client: Socket, host: string, tlsScope: RequestScope): void {
     leaves.secureContextFor(host).then(
       (context) => {
         if (client.destroyed) return;
@@ -62,13 +71,6 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
           isServer: true,
           secureContext: context,
           ALPNProtocols: ['http/1.1'],
-          SNICallback: (servername, cb) => {
-            const sni = canonicalHost(servername);
-            if (sni && sni.host === host) return cb(null, context);
-            const detail = `the TLS ClientHello names ${servername.slice(0, 100)} but the tunnel was allowed for ${host}`;
-            tunnel.ex.deny('sni_mismatch', detail, 200);
-            cb(new Error(detail));
-          },
         });
         tlsSocket.on('error', () => {
           tlsSocket.destroy();
@@ -82,27 +84,40 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
   }
 }
 
-/** The first byte of a TLS connection: a handshake record (ClientHello). */
-const TLS_HANDSHAKE_RECORD = 0x16;
+/** A ClientHello larger than this is not one sluice waits for: the handshake decides. */
+const MAX_HELLO_BYTES = 16 * 1024;
 
-/** The tunnel's first byte, left unread for whoever takes the socket next; null if it closed first. */
-function firstByte(client: Socket, head: Buffer): Promise<number | null> {
-  if (head.length > 0) {
+/**
+ * Reads the tunnel's first bytes until the ClientHello is complete (or clearly not TLS), then puts
+ * them back for whoever takes the socket next; null if the client closed first.
+ */
+function peekClientHello(client: Socket, head: Buffer): Promise<ClientHelloResult | null> {
+  const settle = (bytes: Buffer): ClientHelloResult | null => {
+    const hello = readClientHello(bytes);
+    return hello.state === 'need_more' && bytes.length < MAX_HELLO_BYTES ? null : hello;
+  };
+  const early = head.length > 0 ? settle(head) : null;
+  if (early) {
     client.unshift(head);
-    return Promise.resolve(head[0]!);
+    return Promise.resolve(early);
   }
   return new Promise((resolve) => {
+    let bytes = head;
     const onData = (chunk: Buffer): void => {
+      bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
+      const hello = settle(bytes);
+      if (!hello) return;
+      client.off('data', onData);
       client.off('close', onClose);
       client.pause();
-      client.unshift(chunk);
-      resolve(chunk[0] ?? null);
+      client.unshift(bytes);
+      resolve(hello);
     };
     const onClose = (): void => {
       client.off('data', onData);
       resolve(null);
     };
-    client.once('data', onData);
+    client.on('data', onData);
     client.once('close', onClose);
   });
 }

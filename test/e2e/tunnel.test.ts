@@ -1,6 +1,7 @@
 // CONNECT through sluice: passthrough tunnels (SNI checked against the CONNECT host), denials
 // before the tunnel opens, and interception where a rule needs to see inside HTTPS.
 import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -106,7 +107,7 @@ t.test('CONNECT target that is not host:port is bad_request', async (t) => {
   t.equal(tunnel.headers['x-sluice-deny'], 'bad_request');
 });
 
-function handshake(socket: import('node:net').Socket, servername: string | undefined, ca: string): Promise<tls.TLSSocket> {
+function handshake(socket: import('node:stream').Duplex, servername: string | undefined, ca: string): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ socket, ca, ...(servername === undefined ? {} : { servername }) }, () => resolve(s));
     s.once('error', reject);
@@ -185,6 +186,23 @@ t.test('intercepted tunnel keeps alive: several requests, each decided on its ow
   s.destroy();
 });
 
+t.test('intercepted: a ClientHello naming another host is refused (sni_mismatch), even split across writes', async (t) => {
+  const tunnel = await connectTunnel(sluice.port, `api.test:${upstream.port}`, auth);
+  t.equal(tunnel.status, 200);
+  const before = upstream.requests.length;
+  await t.rejects(handshake(new SplitFirstWrite(tunnel.socket), 'other.test', sluiceCa));
+  const rec = await waitForAudit(sluice, (e) => e.reason === 'sni_mismatch' && e.host === 'api.test');
+  t.equal(rec.type, 'policy.violation');
+  t.match(rec.detail, /other\.test/);
+  t.equal(upstream.requests.length, before, 'nothing reached the upstream');
+
+  const ok = await connectTunnel(sluice.port, `api.test:${upstream.port}`, auth);
+  const s = await handshake(new SplitFirstWrite(ok.socket), 'api.test', sluiceCa);
+  const r = await roundTrip(s, `GET /anything/allowed/split HTTP/1.1\r\nHost: api.test:${upstream.port}\r\n\r\n`);
+  t.equal(r.status, 200, 'a hello that arrives in two pieces is read whole');
+  s.destroy();
+});
+
 t.test('intercepted: an upstream certificate that does not verify is 502 upstream_tls', async (t) => {
   const r = await viaProxy(`https://untrusted.test:${untrusted.port}/anything/x`, ['--cacert', path.join(sluice.caDir, 'ca.pem')]);
   t.equal(r.status, 502);
@@ -232,3 +250,29 @@ t.test('WebSocket through a passthrough tunnel and an intercepted one', async (t
   t.equal(await wsEcho(ms, `wss://api.test:${upstream.port}/ws`), 'ping through sluice');
   await waitForAudit(sluice, (e) => e.type === 'net.req' && e.path === '/ws' && e.status === 101);
 });
+
+/** A socket wrapper whose first write (the ClientHello) reaches the wire in two pieces, 20 ms apart. */
+class SplitFirstWrite extends Duplex {
+  #first = true;
+  constructor(private readonly socket: import('node:net').Socket) {
+    super();
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('close', () => this.destroy());
+  }
+  override _read(): void {
+    this.socket.resume();
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (!this.#first || chunk.length < 10) return void this.socket.write(chunk, done);
+    this.#first = false;
+    this.socket.write(chunk.subarray(0, 10));
+    setTimeout(() => this.socket.write(chunk.subarray(10), done), 20);
+  }
+  override _destroy(err: Error | null, done: (err: Error | null) => void): void {
+    this.socket.destroy();
+    done(err);
+  }
+}
