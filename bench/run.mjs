@@ -6,7 +6,10 @@
 // and idle rows), BENCH_WARMUP (unrecorded seconds before each load cell, 3), BENCH_CONNECTIONS
 // (wrk -c, 50), BENCH_TLS_CONC (TLS client workers, 16), BENCH_BULK_BYTES (1 GiB),
 // BENCH_IDLE_TUNNELS (10000), BENCH_IDLE_HOLD (5), BENCH_ONLY=sluice,squid,... (columns),
-// BENCH_ROWS=small_get,bulk_http,... (rows), BENCH_KEEP=1 (keep the temp dir with logs).
+// BENCH_ROWS=small_get,bulk_http,... (rows), BENCH_KEEP=1 (keep the temp dir with logs),
+// BENCH_PORT_OFFSET=N (added to every port below, so two runs can share a machine: the upstream
+// gets UPSTREAM_HTTP_PORT / UPSTREAM_HTTPS_PORT, sluice a copy of bench/policy.yaml with its
+// upstream rules moved, squid and tinyproxy their shifted port in their generated configs).
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -20,7 +23,7 @@ const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH, '..');
 const RESULTS = path.join(BENCH, 'results');
 
-const PORTS = {
+const DEFAULT_PORTS = {
   upstreamHttp: 18080,
   upstreamHttps: 18443,
   squid: 13128,
@@ -29,6 +32,8 @@ const PORTS = {
   squidBump: 13132,
   sluiceAdmin: 19090,
 };
+const portOffset = portOffsetFromEnv();
+const PORTS = Object.fromEntries(Object.entries(DEFAULT_PORTS).map(([name, port]) => [name, port + portOffset]));
 
 // Test credentials from bench/policy.yaml (their sha256 is in the policy; they guard nothing).
 const CREDENTIALS = {
@@ -65,6 +70,17 @@ function envNumber(name, fallback) {
   const value = Number(raw);
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
   return value;
+}
+
+function portOffsetFromEnv() {
+  const raw = process.env.BENCH_PORT_OFFSET;
+  if (raw === undefined || raw === '') return 0;
+  const offset = Number(raw);
+  const highest = Math.max(...Object.values(DEFAULT_PORTS));
+  if (!Number.isInteger(offset) || offset < 0 || highest + offset > 65535) {
+    throw new Error(`BENCH_PORT_OFFSET must be an integer from 0 to ${65535 - highest}, got ${raw}`);
+  }
+  return offset;
 }
 
 function envList(name) {
@@ -332,10 +348,27 @@ async function startTinyproxy() {
   return startService('tinyproxy', 'tinyproxy', ['-d', '-c', conf], { port: PORTS.tinyproxy });
 }
 
+/**
+ * bench/policy.yaml as sluice must see it this run: unchanged without an offset, else a copy in the
+ * temp dir whose upstream rules name the shifted ports (and whose relative CA path still resolves).
+ */
+function benchPolicy() {
+  const original = path.join(BENCH, 'policy.yaml');
+  if (portOffset === 0) return original;
+  const text = fs
+    .readFileSync(original, 'utf8')
+    .replaceAll(`:${DEFAULT_PORTS.upstreamHttp}"`, `:${PORTS.upstreamHttp}"`)
+    .replaceAll(`:${DEFAULT_PORTS.upstreamHttps}"`, `:${PORTS.upstreamHttps}"`)
+    .replace('upstream_ca: tls/upstream.pem', `upstream_ca: ${path.join(BENCH, 'tls', 'upstream.pem')}`);
+  const copy = path.join(tmp, 'policy.yaml');
+  fs.writeFileSync(copy, text);
+  return copy;
+}
+
 async function startSluice(secretValue) {
   const cli = path.join(ROOT, 'dist', 'cli.js');
   if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
-  const policy = path.join(BENCH, 'policy.yaml');
+  const policy = benchPolicy();
   const child = await startService(
     'sluice',
     process.execPath,
@@ -805,8 +838,12 @@ async function main() {
     );
   }
 
-  console.log(`bench: temp dir ${tmp}; ${settings.seconds}s per cell${quick ? ' (quick)' : ''}`);
-  await startService('upstream', process.execPath, [path.join(BENCH, 'upstream.mjs')], { port: PORTS.upstreamHttps });
+  const shifted = portOffset ? `; ports shifted by ${portOffset}` : '';
+  console.log(`bench: temp dir ${tmp}; ${settings.seconds}s per cell${quick ? ' (quick)' : ''}${shifted}`);
+  await startService('upstream', process.execPath, [path.join(BENCH, 'upstream.mjs')], {
+    port: PORTS.upstreamHttps,
+    env: { UPSTREAM_HTTP_PORT: String(PORTS.upstreamHttp), UPSTREAM_HTTPS_PORT: String(PORTS.upstreamHttps) },
+  });
 
   /** @type {Record<string, any>} */
   const proxies = {
