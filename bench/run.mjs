@@ -9,7 +9,8 @@
 // BENCH_ROWS=small_get,bulk_http,... (rows), BENCH_KEEP=1 (keep the temp dir with logs),
 // BENCH_PORT_OFFSET=N (added to every port below, so two runs can share a machine: the upstream
 // gets UPSTREAM_HTTP_PORT / UPSTREAM_HTTPS_PORT, sluice a copy of bench/policy.yaml with its
-// upstream rules moved, squid and tinyproxy their shifted port in their generated configs).
+// upstream rules moved, squid and tinyproxy their shifted port in their generated configs),
+// BENCH_SLUICE_NODE_FLAGS="--flag ..." (node flags for the sluice process alone).
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -55,6 +56,8 @@ const settings = {
   warmupSeconds: envNumber('BENCH_WARMUP', quick ? 1 : 3),
 };
 const onlyColumns = envList('BENCH_ONLY');
+/** node flags for the sluice process only (e.g. to compare GC settings), never for the clients or upstream */
+const sluiceNodeFlags = (process.env.BENCH_SLUICE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const onlyRows = envList('BENCH_ROWS');
 
 const COLUMNS = ['direct', 'sluice', 'squid', 'squid-bump', 'tinyproxy'];
@@ -373,6 +376,7 @@ async function startSluice(secretValue) {
     'sluice',
     process.execPath,
     [
+      ...sluiceNodeFlags,
       cli,
       'serve',
       '--policy', policy,

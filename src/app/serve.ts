@@ -131,9 +131,13 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     maxHeaderBytes: opts.maxHeaderBytes ?? DEFAULT_SERVER_OPTIONS.maxHeaderBytes,
   };
   const server = createProxyServer(deps, createInterceptor(deps, leaves, serverOpts), serverOpts);
+  // One shared listener (on() rather than once(): 'close' fires once) costs nothing per socket.
+  function forget(this: Socket): void {
+    sockets.delete(this);
+  }
   server.on('connection', (s: Socket) => {
     sockets.add(s);
-    s.once('close', () => sockets.delete(s));
+    s.on('close', forget);
   });
   const proxy = await listen(server, opts.listen);
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.

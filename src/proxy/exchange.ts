@@ -7,7 +7,11 @@ import type { DenyReason, UpstreamError } from '../policy/reasons.js';
 import type { Decision, Verdict } from '../policy/types.js';
 
 export class Exchange {
-  readonly requestId = randomUUID();
+  /**
+   * Made on first use: an allowed tunnel needs its id only in the audit record at close, and
+   * randomUUID() returns a rope of 14 string pieces (~450 bytes) that 10,000 idle tunnels would hold.
+   */
+  #requestId: string | null = null;
   readonly #started = performance.now();
   readonly #observer: Observer;
   #reported = false;
@@ -84,6 +88,10 @@ export class Exchange {
     this.decision = 'deny';
     this.reason = reason;
     this.detail = detail;
+  }
+
+  get requestId(): string {
+    return (this.#requestId ??= randomUUID());
   }
 
   get reported(): boolean {

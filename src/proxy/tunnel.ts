@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { dialTcp } from '../net/dial.js';
 import { ReadRelay } from '../net/read-relay.js';
 import { canonicalHost } from '../net/host.js';
+import { relaySocket } from '../net/socket-relay.js';
 import { decide } from '../policy/decide.js';
 import type { DenyReason } from '../policy/reasons.js';
 import type { Limits } from '../config/types.js';
@@ -29,8 +30,9 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   const runtime = deps.current();
   const ex = new Exchange(deps.observer, 'https');
   ex.method = 'CONNECT';
-  client.on('error', () => client.destroy());
-  client.once('close', () => ex.report('net.tunnel'));
+  client.on('error', destroySocket);
+  // on() rather than once() for 'close' (it fires once): every once() costs a wrapper that an idle tunnel keeps.
+  client.on('close', () => ex.report('net.tunnel'));
   const refuse = (reason: DenyReason, detail: string): void => {
     const answer = ex.refusal(reason, detail);
     sendRawAnswer(client, answer);
@@ -73,7 +75,7 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
     return sendRawAnswer(client, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
   }
   if (client.destroyed) return grant.release();
-  client.once('close', grant.release);
+  client.on('close', grant.release);
 
   const vetted = await vetDestination(runtime, deps.self, target.host, target.port);
   if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
@@ -111,7 +113,7 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
  * through the ReadRelay (server-first protocols). Returns how to close the tunnel for its size cap.
  */
 function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target: Target, limits: Limits, ex: Exchange): (detail: string) => void {
-  upstream.on('error', () => upstream.destroy());
+  upstream.on('error', destroySocket);
   let helloBuf = head;
   const close = (reason: DenyReason, detail: string): void => {
     if (reason === 'response_too_large') ex.limitExceeded(reason, detail);
@@ -120,7 +122,7 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
     upstream.destroy();
   };
 
-  const helloTimer = setTimeout(
+  let helloTimer: NodeJS.Timeout | null = setTimeout(
     () => close('bad_request', `no TLS ClientHello within ${limits.header_timeout_ms} ms`),
     limits.header_timeout_ms,
   );
@@ -130,7 +132,7 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
     const hello = readClientHello(helloBuf);
     if (hello.state === 'need_more' && helloBuf.length < MAX_HELLO_BYTES) return;
     client.off('data', onFirstBytes);
-    clearTimeout(helloTimer);
+    clearHelloTimer();
     const problem = checkHello(hello, target);
     if (problem) return close(problem.reason, problem.detail);
     ex.bytesUp += helloBuf.length;
@@ -140,28 +142,40 @@ function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target:
     startRelay();
   };
 
+  // A cleared timer held by this closure scope would stay in memory as long as the tunnel.
+  const clearHelloTimer = (): void => {
+    if (helloTimer) clearTimeout(helloTimer);
+    helloTimer = null;
+  };
   const startRelay = (): void => {
-    client.pause();
-    client.on('data', (chunk: Buffer) => (ex.bytesUp += chunk.length));
-    client.pipe(upstream);
-    client.resume();
+    relaySocket(client, upstream, (bytes) => {
+      ex.bytesUp += bytes;
+      return true;
+    });
   };
 
-  client.setTimeout(limits.idle_timeout_ms, () => client.destroy());
-  upstream.setTimeout(limits.idle_timeout_ms, () => upstream.destroy());
-  client.once('close', () => {
-    clearTimeout(helloTimer);
+  // One idle timer per tunnel: every byte either way is a read or a write on the client socket,
+  // and both restart its timer. The client's close ends the upstream.
+  client.setTimeout(limits.idle_timeout_ms);
+  client.on('timeout', destroySocket);
+  client.on('close', () => {
+    clearHelloTimer();
     upstream.destroy();
   });
-  upstream.once('close', () => client.destroy());
+  upstream.on('close', () => client.destroy());
   // A client that hangs up before its ClientHello would otherwise hold the half-open socket (and
-  // the upstream) until the hello timer; once relaying, pipe() carries the half-close instead.
-  client.once('end', () => {
+  // the upstream) until the hello timer; once relaying, the relay carries the half-close instead.
+  client.on('end', () => {
     if (client.listeners('data').includes(onFirstBytes)) client.destroy();
   });
   client.on('data', onFirstBytes);
   onFirstBytes();
   return (detail) => close('response_too_large', detail);
+}
+
+/** A listener shared by every socket ('error', 'timeout'): one function instead of a closure per socket. */
+function destroySocket(this: Socket): void {
+  this.destroy();
 }
 
 function checkHello(hello: ReturnType<typeof readClientHello>, target: Target): { reason: DenyReason; detail: string } | null {
