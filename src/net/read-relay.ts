@@ -61,8 +61,8 @@ export class ReadRelay {
   /** Binds the connected source socket (its reads already go through `onread`). */
   attach(source: Socket): void {
     this.#source = source;
-    source.once('end', () => this.destination.end());
-    source.once('close', () => {
+    source.on('end', () => this.destination.end());
+    source.on('close', () => {
       if (this.#next !== shared) giveBack(this.#next, this.destination.writableLength > 0);
       this.#next = shared;
     });
