@@ -203,11 +203,12 @@ function openAppend(file: string): number {
 
 /**
  * A SonicBoom plus the byte counts needed to know when everything handed to it is on disk.
- * Records queued in one turn of the event loop go out as one write at the end of that turn. The
- * write is synchronous (pino's default): into the page cache it costs less than handing it to the
- * thread pool, whose wake-ups cost about 4 µs of CPU per request on a busy 2-core machine (small
- * GET: 47 -> 42.5 CPU ms per 1000 requests). A disk that stops taking writes slows the proxy rather
- * than letting unwritten records pile up in memory.
+ * Records queued in one turn of the event loop go out as one write at the end of that turn. To a
+ * file the write is synchronous (pino's default): into the page cache it costs less than handing
+ * it to the thread pool, whose wake-ups cost about 4 µs of CPU per request on a busy 2-core machine
+ * (small GET: 47 -> 42.5 CPU ms per 1000 requests), and a disk that stops taking writes slows the
+ * proxy rather than letting records pile up in memory. To stdout (a pipe to a log collector that
+ * may stall) it stays asynchronous.
  */
 class Destination {
   readonly boom: ReturnType<typeof pino.destination>;
@@ -231,9 +232,9 @@ class Destination {
 
   readonly fd: number;
 
-  constructor(fd: number, fsyncEach: boolean, onError: (err: Error) => void) {
+  constructor(fd: number, opts: { sync: boolean; fsyncEach: boolean }, onError: (err: Error) => void) {
     this.fd = fd;
-    this.boom = pino.destination({ fd, sync: true, fsync: fsyncEach });
+    this.boom = pino.destination({ fd, sync: opts.sync, fsync: opts.fsyncEach });
     this.boom.on('write', (n: number) => {
       this.#written += n;
       if (this.#written >= this.#queued) this.#wake();
@@ -327,9 +328,9 @@ export class AuditSink {
     if (file !== null) {
       const fd = openAppend(file);
       sink.#fileBytes = fs.fstatSync(fd).size;
-      sink.#fileDest = sink.#destination(fd);
+      sink.#fileDest = sink.#destination(fd, true);
     }
-    if (opts.stdout) sink.#stdoutDest = sink.#destination(1);
+    if (opts.stdout) sink.#stdoutDest = sink.#destination(1, false);
     if (sink.#fsync === 'interval' && file !== null) {
       sink.#fsyncTimer = setInterval(() => sink.#fsyncFile(), FSYNC_INTERVAL_MS);
       sink.#fsyncTimer.unref();
@@ -386,8 +387,8 @@ export class AuditSink {
     if (this.#failure) throw new AuditError('AUDIT_WRITE_FAILED', 'audit log failed before close', { cause: this.#failure });
   }
 
-  #destination(fd: number): Destination {
-    return new Destination(fd, this.#fsync === 'always', (err) => this.#fail(err));
+  #destination(fd: number, sync: boolean): Destination {
+    return new Destination(fd, { sync, fsyncEach: this.#fsync === 'always' }, (err) => this.#fail(err));
   }
 
   #fail(err: Error): void {
@@ -444,7 +445,7 @@ export class AuditSink {
     const old = this.#fileDest!;
     this.#retiring.add(old);
     void old.drained().then(() => old.close()).then(() => this.#retiring.delete(old));
-    this.#fileDest = this.#destination(openAppend(file));
+    this.#fileDest = this.#destination(openAppend(file), true);
     this.#fileBytes = 0;
   }
 
