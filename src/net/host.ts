@@ -8,8 +8,8 @@ export type CanonicalHost =
   | { kind: 'ip'; host: string; family: 4 | 6 }
   | { kind: 'name'; host: string };
 
-/** Hosts repeat from request to request; the URL parser need not run for each. Results are frozen. */
 const INVALID = Symbol('invalid host');
+/** Hosts repeat from request to request; the URL parser need not run for each. Results are frozen. */
 const canonical = new LRUCache<string, CanonicalHost | typeof INVALID>({ max: 4096 });
 
 /**
