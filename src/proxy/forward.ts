@@ -13,7 +13,7 @@ import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { awaitTurn, framingProblem } from './framing.js';
 import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
-import { bodySwapper, planSecrets, recordUse, responseScrubber } from './secrets-step.js';
+import { bodySwapper, responseScrubber, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
 
@@ -52,27 +52,15 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   if (ex.reported) return grant.release();
   res.once('close', grant.release);
 
-  let headers = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
-  let path = admission.upstreamPath;
-  const plan = planSecrets(scope.runtime, tool, decision, headers, path);
-  if (plan.ok) {
-    headers = plan.headers;
-    path = plan.target;
-    for (const use of plan.uses) recordUse(deps.observer, ex, use.alias, use.where);
-  } else if (plan.reason === 'secret_unavailable') {
-    const answer = ex.failure('secret_unavailable', plan.detail);
-    sendAnswer(res, answer);
-    return;
-  } else if (plan.reason === 'secret_leak' && scope.runtime.loaded.doc.on_violation === 'review') {
-    ex.decision = 'review';
-    ex.reason = 'secret_leak';
-    ex.detail = plan.detail;
-  } else {
-    const answer = ex.refusal(plan.reason, plan.detail);
-    sendAnswer(res, answer);
+  const head = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
+  const credentials = secretsForHead(deps.observer, scope.runtime, ex, tool, decision, head, admission.upstreamPath);
+  if (!credentials.ok) {
+    sendAnswer(res, credentials.answer);
     req.resume();
     return;
   }
+  let headers = credentials.headers;
+  const path = credentials.target;
   headers.unshift(['Host', target.authority]);
   if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
 

@@ -7,9 +7,39 @@ import { createBodySwapper } from '../secrets/body.js';
 import { planRequestSecrets, type RequestSecretsPlan } from '../secrets/placeholders.js';
 import { createDecodingScrubber, scrubHeaders } from '../secrets/scrub.js';
 import type { PolicyRuntime } from './context.js';
+import type { Answer } from './answers.js';
 import type { Exchange } from './exchange.js';
 
-export function planSecrets(
+/**
+ * The credentials step for a request's head (plain, intercepted or an upgrade): placeholders
+ * swapped and injections made toward the secret's hosts, each use recorded; or the answer that
+ * refuses the request. With on_violation: review a leak is recorded and the request goes on as sent.
+ */
+export function secretsForHead(
+  observer: Observer,
+  runtime: PolicyRuntime,
+  ex: Exchange,
+  tool: string,
+  decision: Decision,
+  headers: Array<[string, string]>,
+  target: string,
+): { ok: true; headers: Array<[string, string]>; target: string } | { ok: false; answer: Answer } {
+  const plan = planSecrets(runtime, tool, decision, headers, target);
+  if (plan.ok) {
+    for (const use of plan.uses) recordUse(observer, ex, use.alias, use.where);
+    return { ok: true, headers: plan.headers, target: plan.target };
+  }
+  if (plan.reason === 'secret_unavailable') return { ok: false, answer: ex.failure('secret_unavailable', plan.detail) };
+  if (plan.reason === 'secret_leak' && runtime.loaded.doc.on_violation === 'review') {
+    ex.decision = 'review';
+    ex.reason = 'secret_leak';
+    ex.detail = plan.detail;
+    return { ok: true, headers, target };
+  }
+  return { ok: false, answer: ex.refusal(plan.reason, plan.detail) };
+}
+
+function planSecrets(
   runtime: PolicyRuntime,
   tool: string,
   decision: Decision,
