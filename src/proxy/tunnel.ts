@@ -3,6 +3,7 @@
 // checking that the ClientHello names the host that was decided on.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { dialTcp } from '../net/dial.js';
 import { ReadRelay } from '../net/read-relay.js';
 import { canonicalHost } from '../net/host.js';
@@ -70,12 +71,7 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
 
   // A passthrough tunnel holds one of the tool's slots while it is open; requests inside an
   // intercepted tunnel take their own slots instead.
-  const grant = await deps.limiter.acquire(tool, runtime.compiled.tools.get(tool)?.limits ?? decision.limits);
-  if (!grant.ok) {
-    return sendRawAnswer(client, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
-  }
-  if (client.destroyed) return grant.release();
-  client.on('close', grant.release);
+  if (!(await holdSlotWhileOpen(deps, runtime, tool, decision.limits, ex, client))) return;
 
   const vetted = await vetDestination(runtime, deps.self, target.host, target.port);
   if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
@@ -105,6 +101,31 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   client.write(ESTABLISHED);
   closeForSize = relayAfterHello(client, upstream, head, target, limits, ex);
   downstream.attach(upstream);
+}
+
+/**
+ * Takes one of the tool's slots for a raw connection (a tunnel, an upgraded request) and gives it
+ * back when the connection closes. False when the connection is answered (429) or already gone.
+ */
+export async function holdSlotWhileOpen(
+  deps: ProxyDeps,
+  runtime: PolicyRuntime,
+  tool: string,
+  fallback: Limits,
+  ex: Exchange,
+  connection: Duplex,
+): Promise<boolean> {
+  const grant = await deps.limiter.acquire(tool, runtime.compiled.tools.get(tool)?.limits ?? fallback);
+  if (!grant.ok) {
+    sendRawAnswer(connection, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
+    return false;
+  }
+  if (connection.destroyed) {
+    grant.release();
+    return false;
+  }
+  connection.on('close', grant.release);
+  return true;
 }
 
 /**

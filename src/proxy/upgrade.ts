@@ -10,6 +10,7 @@ import { sendRawAnswer } from './answers.js';
 import type { ProxyDeps } from './context.js';
 import { endToEndHeaders, withVia } from './headers.js';
 import { secretsForHead } from './secrets-step.js';
+import { holdSlotWhileOpen } from './tunnel.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 
 export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
@@ -22,10 +23,7 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   const limits = decision.limits;
 
   // An upgraded connection holds one of the tool's slots while it is open, like a tunnel.
-  const grant = await deps.limiter.acquire(tool, scope.runtime.compiled.tools.get(tool)?.limits ?? limits);
-  if (!grant.ok) return sendRawAnswer(client, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
-  if (client.destroyed) return grant.release();
-  client.once('close', grant.release);
+  if (!(await holdSlotWhileOpen(deps, scope.runtime, tool, limits, ex, client))) return;
 
   const handshake = withVia(endToEndHeaders(req.rawHeaders, true).filter(([name]) => name.toLowerCase() !== 'host'));
   const credentials = secretsForHead(deps.observer, scope.runtime, ex, tool, decision, handshake, admission.upstreamPath);
