@@ -13,6 +13,7 @@ import { createMetrics } from '../observe/metrics.js';
 import { AuditingObserver } from '../observe/observer.js';
 import type { PolicyRuntime, ProxyDeps } from '../proxy/context.js';
 import { createInterceptor } from '../proxy/intercept.js';
+import { OpenConnections } from '../proxy/lifecycle.js';
 import { ToolLimiter } from '../proxy/limits.js';
 import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
 import { loadCa } from '../tls/ca.js';
@@ -115,12 +116,18 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   };
   announce('policy.load', runtime);
 
+  const selfEndpoints: Endpoint[] = [...(opts.alsoSelf ?? [])];
+  const self = {
+    isSelf: (ip: string, port: number): boolean =>
+      selfEndpoints.some((s) => s.port === port && (s.host === ip || s.host === '0.0.0.0' || s.host === '::')),
+  };
   const deps: ProxyDeps = {
     current: () => runtime,
     halted: () => haltedDetail,
     observer,
-    self: [opts.listen, ...(opts.admin ? [opts.admin] : []), ...(opts.alsoSelf ?? [])],
+    self,
     limiter: new ToolLimiter(),
+    open: new OpenConnections(),
   };
   const leaves = new LeafCertificates(ca, { onIssued: () => observer.certIssued() });
   // http.Server options are fixed at creation: the header timeout is the one in the policy at start.
@@ -141,7 +148,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   });
   const proxy = await listen(server, opts.listen);
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.
-  (deps.self as Endpoint[])[0] = { host: opts.listen.host, port: proxy.port };
+  selfEndpoints.push({ host: opts.listen.host, port: proxy.port });
 
   const admin = opts.admin
     ? await startAdminServer({
@@ -163,7 +170,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         }),
       })
     : null;
-  if (admin) (deps.self as Endpoint[]).push({ host: opts.admin!.host, port: admin.address.port });
+  if (admin) selfEndpoints.push({ host: opts.admin!.host, port: admin.address.port });
 
   const halt = (detail: string, newSha: string): void => {
     if (haltedDetail) return;
@@ -207,6 +214,8 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       runtime = nextRuntime;
       digest = nextDigest;
       announce('policy.load', nextRuntime);
+      // Open passthrough tunnels the new policy no longer allows are closed now.
+      deps.open.recheck(nextRuntime);
       void previous.pools.close();
       previous.secrets.close();
       opts.logger.info({ sha256: next.sha256 }, 'policy reloaded');

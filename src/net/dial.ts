@@ -77,14 +77,15 @@ export class UpstreamPools {
     });
   }
 
-  get(scheme: 'http' | 'https', target: DialTarget): { pool: Pool; origin: string } {
+  /** `connectTimeoutMs`: the rule's connect_timeout_ms (pools are kept per value, so each rule's holds). */
+  get(scheme: 'http' | 'https', target: DialTarget, connectTimeoutMs = this.#connectTimeoutMs): { pool: Pool; origin: string } {
     const host = net.isIPv6(target.ip) ? `[${target.ip}]` : target.ip;
     const origin = `${scheme}://${host}:${target.port}`;
-    const key = `${origin}|${target.servername ?? ''}`;
+    const key = `${origin}|${target.servername ?? ''}|${connectTimeoutMs}`;
     let pool = this.#pools.get(key);
     if (!pool) {
       const connector = buildConnector({
-        timeout: this.#connectTimeoutMs,
+        timeout: connectTimeoutMs,
         ...(scheme === 'https'
           ? {
               secureContext: (this.#trust ??= tls.createSecureContext({ ca: [...this.#ca] })),

@@ -27,11 +27,15 @@ export class VettingResolver {
   readonly #inFlight = new Map<string, Promise<Resolution>>();
   readonly #literals = new LRUCache<string, Resolution>({ max: 4096 });
 
-  constructor(opts: { policy: AddressPolicy; servers: readonly string[]; timeoutMs: number }) {
+  /** the longest dns_timeout_ms at any level of the policy */
+  readonly #maxTimeoutMs: number;
+
+  constructor(opts: { policy: AddressPolicy; servers: readonly string[]; timeoutMs: number; maxTimeoutMs?: number }) {
     this.#policy = opts.policy;
     this.#timeoutMs = opts.timeoutMs;
+    this.#maxTimeoutMs = Math.max(opts.timeoutMs, opts.maxTimeoutMs ?? 0);
     if (opts.servers.length > 0) {
-      this.#resolver = new dns.Resolver({ timeout: opts.timeoutMs, tries: 2 });
+      this.#resolver = new dns.Resolver({ timeout: Math.ceil(this.#maxTimeoutMs / 2), tries: 2 });
       this.#resolver.setServers([...opts.servers]);
     } else {
       this.#resolver = null;
@@ -51,20 +55,30 @@ export class VettingResolver {
     return result;
   }
 
-  async resolve(name: string): Promise<Resolution> {
+  /**
+   * Resolves and vets a name. `timeoutMs` is the caller's dns_timeout_ms (a tool or rule may set its
+   * own); callers that share one lookup in flight each wait only as long as their own limit.
+   */
+  async resolve(name: string, timeoutMs = this.#timeoutMs): Promise<Resolution> {
     const cached = this.#cache.get(name);
     if (cached && cached.expires > Date.now()) return cached.result;
-    const pending = this.#inFlight.get(name);
-    if (pending) return pending;
-    const lookup = this.#lookupAndVet(name).finally(() => this.#inFlight.delete(name));
-    this.#inFlight.set(name, lookup);
-    return lookup;
+    let lookup = this.#inFlight.get(name);
+    if (!lookup) {
+      lookup = this.#lookupAndVet(name).finally(() => this.#inFlight.delete(name));
+      this.#inFlight.set(name, lookup);
+    }
+    try {
+      return await withTimeout(lookup, timeoutMs, `DNS lookup of ${name} timed out after ${timeoutMs} ms (dns_timeout_ms)`);
+    } catch (err) {
+      return { ok: false, reason: 'dns_failure', error: describeDnsError(name, err) };
+    }
   }
 
   async #lookupAndVet(name: string): Promise<Resolution> {
     let answers: Answer[];
     try {
-      answers = await withTimeout(this.#query(name), this.#timeoutMs, `DNS lookup of ${name} timed out`);
+      // The longest any caller may wait: each caller's own dns_timeout_ms is applied in resolve().
+      answers = await withTimeout(this.#query(name), this.#maxTimeoutMs, `DNS lookup of ${name} timed out`);
     } catch (err) {
       return { ok: false, reason: 'dns_failure', error: describeDnsError(name, err) };
     }
@@ -113,7 +127,7 @@ function describeDnsError(name: string, err: unknown): string {
       return `${name} does not resolve`;
     case 'ETIMEOUT':
     case 'ETIMEDOUT':
-      return `DNS lookup of ${name} timed out`;
+      return (err as Error).message.startsWith('DNS lookup') ? (err as Error).message : `DNS lookup of ${name} timed out`;
     default:
       return `DNS lookup of ${name} failed (${code ?? 'error'})`;
   }

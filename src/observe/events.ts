@@ -1,6 +1,6 @@
 // What the data path reports. Observability (audit, metrics, logs) subscribes through Observer;
 // the data path never imports prom-client or the audit sink.
-import type { DenyReason, UpstreamError } from '../policy/reasons.js';
+import type { Outcome } from '../policy/reasons.js';
 import type { Verdict } from '../policy/types.js';
 
 export const AUDIT_TYPES = [
@@ -21,7 +21,7 @@ export interface AuditInput {
   request_id?: string | null;
   tool?: string | null;
   decision?: Verdict | null;
-  reason?: DenyReason | UpstreamError | null;
+  reason?: Outcome | null;
   method?: string | null;
   scheme?: 'http' | 'https' | null;
   host?: string | null;

@@ -2,7 +2,7 @@
 // Metric labels stay bounded: a tool or secret name not in the current policy (or none at all) is
 // counted as "unknown"; decision and reason values outside their closed unions likewise. The audit
 // record keeps the (scrubbed) name as reported.
-import { DENY_REASONS, UPSTREAM_ERRORS } from '../policy/reasons.js';
+import { OUTCOMES } from '../policy/reasons.js';
 import type { AuditSink } from './audit.js';
 import type { AuditInput, AuditType, Observer } from './events.js';
 import type { SluiceMetrics } from './metrics.js';
@@ -14,7 +14,7 @@ const CANONICAL_TYPES: ReadonlySet<AuditType> = new Set(['net.req', 'net.tunnel'
 /** A limit hit breaks the policy's limits, so it counts as a violation too. */
 const VIOLATION_TYPES: ReadonlySet<AuditType> = new Set(['policy.violation', 'limit.exceeded']);
 const DECISIONS: ReadonlySet<string> = new Set(['allow', 'deny', 'review']);
-const REASONS: ReadonlySet<string> = new Set<string>([...DENY_REASONS, ...UPSTREAM_ERRORS]);
+const REASONS: ReadonlySet<string> = new Set<string>(OUTCOMES);
 
 export interface PolicyLabels {
   sha256: string;

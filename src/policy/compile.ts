@@ -36,6 +36,14 @@ export interface CompiledRule {
   readonly limits: Readonly<Limits>;
   /** methods, paths or a digest: sluice has to see inside HTTPS to enforce this rule */
   readonly inspects: boolean;
+  /** the rule's own concurrency and rate caps, counted per (tool, rule) on top of the tool's; null = none */
+  readonly caps: RuleCaps | null;
+}
+
+/** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
+export interface RuleCaps {
+  readonly max_connections_per_tool: number;
+  readonly requests_per_minute: number;
 }
 
 /** What one tool may reach at one (host, port), as far as host and port decide it. */
@@ -208,6 +216,15 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     sha256: doc.sha256 ?? null,
     limits: mergeLimits(toolLimits, doc.limits),
     inspects: methods !== null || paths !== null || doc.sha256 !== undefined,
+    caps: ruleCaps(doc.limits),
+  });
+}
+
+function ruleCaps(own: Partial<Limits> | undefined): RuleCaps | null {
+  if (own?.max_connections_per_tool === undefined && own?.requests_per_minute === undefined) return null;
+  return Object.freeze({
+    max_connections_per_tool: own.max_connections_per_tool ?? Number.MAX_SAFE_INTEGER,
+    requests_per_minute: own.requests_per_minute ?? 0,
   });
 }
 

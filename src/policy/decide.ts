@@ -6,15 +6,13 @@
 // (path_not_allowed). The first rule in file order that satisfies every constraint is the rule.
 import type { Limits } from '../config/types.js';
 import { hostForUrl, type CanonicalHost } from '../net/host.js';
-import type { DenyReason } from './reasons.js';
+import { OUTCOME, type DenyReason } from './reasons.js';
 import type { Decision, DecisionRequest } from './types.js';
 import { isPort, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
 import { detail } from './detail.js';
 import { canonicalHostOnly, patternMatchesHost } from './host-match.js';
 import { normalizePath, type NormalizedPath } from './path.js';
 
-/** Reasons that on_violation: review turns into an allowed, recorded violation. */
-const REVIEWABLE: ReadonlySet<DenyReason> = new Set(['no_rule', 'port_not_allowed', 'method_not_allowed', 'path_not_allowed']);
 const NO_SECRETS: readonly string[] = Object.freeze([]);
 
 export interface ConsideredRule {
@@ -147,6 +145,7 @@ function allow(
     intercept,
     limits: rule.limits,
     sha256: rule.sha256,
+    ruleCaps: rule.caps,
     path,
     secrets: route.secrets,
   });
@@ -161,7 +160,7 @@ function violation(
   sentence: string,
   path: string | null,
 ): Decision {
-  const review = policy.doc.on_violation === 'review' && REVIEWABLE.has(reason);
+  const review = policy.doc.on_violation === 'review' && OUTCOME[reason].reviewable;
   return freeze({
     verdict: review ? 'review' : 'deny',
     reason,
@@ -174,6 +173,7 @@ function violation(
     intercept: review && req.phase === 'connect' && mustIntercept([], route),
     limits: tool.limits,
     sha256: null,
+    ruleCaps: null,
     path,
     secrets: route.secrets,
   });
@@ -191,6 +191,7 @@ function refusedBase(req: DecisionRequest, tool: string, limits: Readonly<Limits
     intercept: false,
     limits,
     sha256: null,
+    ruleCaps: null,
     path: null,
     secrets: NO_SECRETS,
   };

@@ -1,5 +1,9 @@
-// The closed set of reasons a request is refused, and the one place each maps to an answer.
+// The closed set of outcomes an exchange can end with, and the one table that maps each to what
+// the client sees (status, header, body kind), what the audit records (event type, verdict), what
+// on_violation: review may turn into an allowed violation, and whether the client may retry.
+// Everything that answers, audits or counts an outcome reads this table; nothing restates it.
 
+/** Policy refusals (the design's closed list): sent as X-Sluice-Deny. */
 export const DENY_REASONS = [
   'unauthenticated',
   'no_rule',
@@ -22,42 +26,112 @@ export const DENY_REASONS = [
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
-/** Failures on the way upstream (not policy decisions): sent as X-Sluice-Error. */
-export const UPSTREAM_ERRORS = [
+/** Failures that are not policy decisions (the upstream or the client failed): sent as X-Sluice-Error. */
+export const ERROR_CODES = [
   'upstream_unreachable',
   'upstream_timeout',
   'upstream_tls',
   'upstream_protocol',
   'secret_unavailable',
+  'client_timeout',
+  'headers_too_large',
 ] as const;
-export type UpstreamError = (typeof UPSTREAM_ERRORS)[number];
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** HTTP status a client receives for each deny reason. */
-export const DENY_STATUS: Record<DenyReason, number> = {
-  unauthenticated: 407,
-  no_rule: 403,
-  port_not_allowed: 403,
-  method_not_allowed: 403,
-  path_not_allowed: 403,
-  private_ip: 403,
-  dns_failure: 502,
-  sni_mismatch: 403,
-  secret_not_granted: 403,
-  secret_out_of_scope: 403,
-  secret_required: 403,
-  secret_leak: 403,
-  request_too_large: 413,
-  response_too_large: 502,
-  digest_mismatch: 502,
-  rate_limited: 429,
-  bad_request: 400,
-  policy_halted: 503,
-};
+/** Every way an exchange can end other than success. */
+export type Outcome = DenyReason | ErrorCode;
+export const OUTCOMES: readonly Outcome[] = [...DENY_REASONS, ...ERROR_CODES];
 
-export const UPSTREAM_ERROR_STATUS: Record<UpstreamError, number> = {
-  upstream_unreachable: 502,
-  upstream_timeout: 504,
-  upstream_tls: 502,
-  upstream_protocol: 502,
-  secret_unavailable: 502,
-};
+export interface OutcomeEntry {
+  status: number;
+  /** the response header that names the outcome, and the `error` field of the JSON body */
+  header: 'X-Sluice-Deny' | 'X-Sluice-Error';
+  body: 'denied' | 'upstream' | 'client';
+  /**
+   * The audit type of an exchange that ends this way; null = the exchange's own kind (net.req,
+   * net.tunnel), for failures that are not violations.
+   */
+  audit: 'policy.violation' | 'limit.exceeded' | null;
+  /** whether the exchange's verdict becomes deny (a refusal or a limit) or stays as decided */
+  denies: boolean;
+  /** on_violation: review allows the request and records the violation */
+  reviewable: boolean;
+  /** the client may retry later: the answer carries Retry-After (seconds; the limiter may say more) */
+  retryAfterSeconds: number | null;
+}
+
+const deny = (status: number, extra: Partial<OutcomeEntry> = {}): OutcomeEntry => ({
+  status,
+  header: 'X-Sluice-Deny',
+  body: 'denied',
+  audit: 'policy.violation',
+  denies: true,
+  reviewable: false,
+  retryAfterSeconds: null,
+  ...extra,
+});
+const limit = (status: number, extra: Partial<OutcomeEntry> = {}): OutcomeEntry => deny(status, { audit: 'limit.exceeded', ...extra });
+const upstream = (status: number): OutcomeEntry => ({
+  status,
+  header: 'X-Sluice-Error',
+  body: 'upstream',
+  audit: null,
+  denies: false,
+  reviewable: false,
+  retryAfterSeconds: null,
+});
+const client = (status: number): OutcomeEntry => ({
+  status,
+  header: 'X-Sluice-Error',
+  body: 'client',
+  audit: 'limit.exceeded',
+  denies: true,
+  reviewable: false,
+  retryAfterSeconds: null,
+});
+
+export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object.freeze({
+  unauthenticated: deny(407),
+  no_rule: deny(403, { reviewable: true }),
+  port_not_allowed: deny(403, { reviewable: true }),
+  method_not_allowed: deny(403, { reviewable: true }),
+  path_not_allowed: deny(403, { reviewable: true }),
+  private_ip: deny(403),
+  dns_failure: deny(502),
+  sni_mismatch: deny(403),
+  secret_not_granted: deny(403),
+  secret_out_of_scope: deny(403),
+  secret_required: deny(403),
+  secret_leak: deny(403, { reviewable: true }),
+  request_too_large: limit(413),
+  response_too_large: limit(502),
+  digest_mismatch: deny(502),
+  rate_limited: limit(429, { retryAfterSeconds: 1 }),
+  bad_request: deny(400),
+  policy_halted: deny(503, { retryAfterSeconds: 5 }),
+  upstream_unreachable: upstream(502),
+  upstream_timeout: upstream(504),
+  upstream_tls: upstream(502),
+  upstream_protocol: upstream(502),
+  secret_unavailable: upstream(502),
+  client_timeout: client(408),
+  headers_too_large: client(431),
+});
+
+export function isOutcome(code: string): code is Outcome {
+  return Object.hasOwn(OUTCOME, code);
+}
+
+/** The reason phrase of each status sluice answers with itself. */
+export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
+  400: 'Bad Request',
+  403: 'Forbidden',
+  407: 'Proxy Authentication Required',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+});

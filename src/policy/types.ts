@@ -1,4 +1,5 @@
 import type { Limits } from '../config/types.js';
+import type { RuleCaps } from './compile.js';
 import type { DenyReason } from './reasons.js';
 
 /** What the proxy knows about a request when it asks for a decision. */
@@ -38,6 +39,8 @@ export interface Decision {
   sha256: string | null;
   /** normalized path used for matching (request phase) */
   path: string | null;
+  /** the matching rule's own caps (per tool and rule, on top of the tool's); null = none */
+  ruleCaps: RuleCaps | null;
   /** aliases granted to the tool whose hosts include this host (swap, inject, require apply) */
   secrets: readonly string[];
 }

@@ -1,7 +1,8 @@
-// Every answer sluice makes itself: one shape per kind, reasons from the closed unions.
+// Every answer sluice makes itself: status, header and body from the outcome table, one shape for
+// all of them, written on an http.ServerResponse or on a raw socket.
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { DENY_STATUS, UPSTREAM_ERROR_STATUS, type DenyReason, type UpstreamError } from '../policy/reasons.js';
+import { OUTCOME, STATUS_TEXT, type Outcome } from '../policy/reasons.js';
 import { VIA } from './headers.js';
 
 export interface Answer {
@@ -10,25 +11,19 @@ export interface Answer {
   body: string;
 }
 
-export function denyAnswer(reason: DenyReason, detail: string, requestId: string): Answer {
+export function outcomeAnswer(code: Outcome, detail: string, requestId: string, retryAfterSeconds?: number): Answer {
+  const entry = OUTCOME[code];
   const headers: Record<string, string> = {
     'Content-Type': 'application/json',
-    'X-Sluice-Deny': reason,
+    [entry.header]: code,
     'X-Request-Id': requestId,
     Via: VIA,
   };
-  if (reason === 'unauthenticated') headers['Proxy-Authenticate'] = 'Basic realm="sluice"';
-  if (reason === 'rate_limited') headers['Retry-After'] = '1';
-  const body = JSON.stringify({ error: 'denied', reason, detail, request_id: requestId });
-  return { status: DENY_STATUS[reason], headers, body };
-}
-
-export function upstreamErrorAnswer(code: UpstreamError, detail: string, requestId: string): Answer {
-  return {
-    status: UPSTREAM_ERROR_STATUS[code],
-    headers: { 'Content-Type': 'application/json', 'X-Sluice-Error': code, 'X-Request-Id': requestId, Via: VIA },
-    body: JSON.stringify({ error: 'upstream', reason: code, detail, request_id: requestId }),
-  };
+  if (code === 'unauthenticated') headers['Proxy-Authenticate'] = 'Basic realm="sluice"';
+  const retry = retryAfterSeconds ?? entry.retryAfterSeconds;
+  if (retry !== null) headers['Retry-After'] = String(retry);
+  const body = JSON.stringify({ error: entry.body, reason: code, detail, request_id: requestId });
+  return { status: entry.status, headers, body };
 }
 
 /** Writes an answer on an http.ServerResponse; closes the connection when asked (ambiguous input). */
@@ -44,26 +39,19 @@ export function sendAnswer(res: ServerResponse, answer: Answer, close = false): 
   res.end(answer.body);
 }
 
+/** The status line sluice writes on a raw socket. */
+export function statusLine(status: number, reason?: string): string {
+  return `HTTP/1.1 ${status} ${reason ?? STATUS_TEXT[status] ?? 'Error'}`;
+}
+
 /** Writes an answer on a raw socket (CONNECT before the tunnel opens, upgrades) and closes it. */
 export function sendRawAnswer(socket: Duplex, answer: Answer): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
   }
-  const lines = [`HTTP/1.1 ${answer.status} ${STATUS_TEXT[answer.status] ?? 'Error'}`];
+  const lines = [statusLine(answer.status)];
   for (const [name, value] of Object.entries(answer.headers)) lines.push(`${name}: ${value}`);
   lines.push(`Content-Length: ${Buffer.byteLength(answer.body)}`, 'Connection: close', '', '');
   socket.end(lines.join('\r\n') + answer.body);
 }
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  407: 'Proxy Authentication Required',
-  408: 'Request Timeout',
-  413: 'Content Too Large',
-  429: 'Too Many Requests',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-};

@@ -1,6 +1,6 @@
 // What the data path needs, passed in (no globals). A PolicyRuntime is built once per policy load
-// and never changed: a connection keeps the runtime it started with, so a reload affects only
-// new requests.
+// and never changed. Every admission reads the runtime in force at that moment (deps.current()),
+// also for each request inside a tunnel opened under an older one.
 import type { LoadedPolicy } from '../config/types.js';
 import type { UpstreamPools } from '../net/dial.js';
 import type { VettingResolver } from '../net/resolve.js';
@@ -8,6 +8,7 @@ import type { Observer } from '../observe/events.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import type { SecretStore } from '../secrets/store.js';
 import type { ToolTokens } from './auth.js';
+import type { OpenConnections } from './lifecycle.js';
 import type { ToolLimiter } from './limits.js';
 
 export interface PolicyRuntime {
@@ -27,8 +28,14 @@ export interface ProxyDeps {
   /** a sentence when the proxy is halted (pinned policy drifted), else null */
   halted(): string | null;
   observer: Observer;
-  /** sluice's own listening endpoints, never dialled */
-  self: ReadonlyArray<{ host: string; port: number }>;
+  /** sluice's own listening endpoints, never dialled, whatever the spelling of the address */
+  self: SelfCheck;
   /** per-tool concurrency and rate, kept across reloads */
   limiter: ToolLimiter;
+  /** open raw connections (tunnels, upgraded requests): re-checked on reload, cut at shutdown */
+  open: OpenConnections;
+}
+
+export interface SelfCheck {
+  isSelf(ip: string, port: number): boolean;
 }

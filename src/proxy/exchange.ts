@@ -1,10 +1,12 @@
-// One exchange = one request or one tunnel. Fields are filled as the data path learns them and
-// reported exactly once, as the canonical audit event for that exchange.
+// One exchange = one request or one tunnel. The pipeline fills in the facts as it learns them (who,
+// what, where, bytes); how the exchange ended is settled exactly once, from the closed Outcome
+// union, and the canonical audit event is reported exactly once, when the connection or response
+// closes. The audit type and verdict come from the outcome table, never from the call site.
 import { randomUUID } from 'node:crypto';
 import type { AuditInput, AuditType, Observer } from '../observe/events.js';
-import { denyAnswer, upstreamErrorAnswer, type Answer } from './answers.js';
-import type { DenyReason, UpstreamError } from '../policy/reasons.js';
+import { OUTCOME, type Outcome } from '../policy/reasons.js';
 import type { Decision, Verdict } from '../policy/types.js';
+import { outcomeAnswer, type Answer } from './answers.js';
 
 export class Exchange {
   /**
@@ -17,7 +19,7 @@ export class Exchange {
   #reported = false;
   tool: string | null = null;
   method: string | null = null;
-  scheme: 'http' | 'https' | null;
+  scheme: 'http' | 'https';
   host: string | null = null;
   port: number | null = null;
   path: string | null = null;
@@ -26,68 +28,62 @@ export class Exchange {
   bytesUp = 0;
   bytesDown = 0;
   rule: string | null = null;
-  decision: Verdict | null = null;
-  reason: DenyReason | UpstreamError | null = null;
-  detail: string | null = null;
-  /** 'limit' when a size or time limit ended the exchange */
-  #limited = false;
+  #verdict: Verdict | null = null;
+  /** the violation a review verdict let through (decided, or found by the credentials step) */
+  #reviewed: { reason: Outcome; detail: string } | null = null;
+  #outcome: { code: Outcome; detail: string } | null = null;
+  /** how an exchange that ended without a failure ended: a sentence for the audit record */
+  #note: string | null = null;
 
   constructor(observer: Observer, scheme: 'http' | 'https') {
     this.#observer = observer;
     this.scheme = scheme;
   }
 
-  applyDecision(d: Decision): void {
-    this.decision = d.verdict;
-    this.reason = d.reason;
+  /** Records the policy decision (allow, review or deny) and the facts it canonicalized. */
+  decided(d: Decision): void {
+    this.#verdict = d.verdict;
     this.rule = d.rule;
     this.host = d.host;
     this.port = d.port;
-    if (d.verdict !== 'allow') this.detail = d.detail;
+    if (d.verdict === 'review' && d.reason) this.#reviewed = { reason: d.reason, detail: d.detail };
   }
 
-  deny(reason: DenyReason, detail: string, status: number): void {
-    this.decision = 'deny';
-    this.reason = reason;
-    this.detail = detail;
-    this.status = status;
+  /** on_violation: review let a violation found after the decision through (e.g. a secret leak). */
+  reviewed(reason: Outcome, detail: string): void {
+    this.#verdict = 'review';
+    this.#reviewed = { reason, detail };
   }
 
-  /** Records a refusal and returns the answer the client gets for it. */
-  refusal(reason: DenyReason, detail: string): Answer {
-    const answer = denyAnswer(reason, detail, this.requestId);
-    this.deny(reason, detail, answer.status);
-    return answer;
+  /** Settles how the exchange ended; only the first call counts. False when it was already settled. */
+  settle(code: Outcome, detail: string): boolean {
+    if (this.#outcome) return false;
+    this.#outcome = { code, detail };
+    return true;
   }
 
-  /** Records a limit that refused the exchange and returns the answer (429s carry Retry-After). */
-  limitRefusal(reason: DenyReason, detail: string, retryAfterSeconds?: number): Answer {
-    const answer = denyAnswer(reason, detail, this.requestId);
-    if (retryAfterSeconds !== undefined) answer.headers['Retry-After'] = String(retryAfterSeconds);
-    this.limitExceeded(reason, detail);
+  /** A sentence on how an exchange without a failure ended (e.g. closed before its ClientHello). */
+  note(sentence: string): void {
+    this.#note ??= sentence;
+  }
+
+  get outcome(): Outcome | null {
+    return this.#outcome?.code ?? null;
+  }
+
+  get settled(): boolean {
+    return this.#outcome !== null;
+  }
+
+  /**
+   * Settles the exchange and returns the answer the client gets for it. When the exchange was
+   * already settled (a limit cut it first), the answer still names this outcome but the record keeps the first.
+   */
+  answer(code: Outcome, detail: string, retryAfterSeconds?: number): Answer {
+    this.settle(code, detail);
+    const answer = outcomeAnswer(code, detail, this.requestId, retryAfterSeconds);
     this.status = answer.status;
     return answer;
-  }
-
-  /** Records an upstream failure and returns the answer the client gets for it. */
-  failure(code: UpstreamError, detail: string): Answer {
-    const answer = upstreamErrorAnswer(code, detail, this.requestId);
-    this.fail(code, detail, answer.status);
-    return answer;
-  }
-
-  fail(code: UpstreamError, detail: string, status: number): void {
-    this.reason = code;
-    this.detail = detail;
-    this.status = status;
-  }
-
-  /** A limit cut the exchange: whatever the policy allowed, the outcome is a denial. */
-  limitExceeded(reason: DenyReason, detail: string): void {
-    this.#limited = true;
-    this.decision = 'deny';
-    this.reason = reason;
-    this.detail = detail;
   }
 
   get requestId(): string {
@@ -102,21 +98,22 @@ export class Exchange {
   report(kind: 'net.req' | 'net.tunnel'): void {
     if (this.#reported) return;
     this.#reported = true;
-    const type: AuditType = this.#limited
-      ? 'limit.exceeded'
-      : this.decision === 'deny' || this.decision === 'review'
-        ? 'policy.violation'
-        : kind;
-    this.#observer.event(this.toAudit(type));
+    this.#observer.event(this.toAudit(kind));
   }
 
-  toAudit(type: AuditType): AuditInput {
+  toAudit(kind: 'net.req' | 'net.tunnel'): AuditInput {
+    const outcome = this.#outcome;
+    const entry = outcome ? OUTCOME[outcome.code] : null;
+    let type: AuditType = kind;
+    if (entry?.audit) type = entry.audit;
+    else if (this.#verdict === 'review' || this.#verdict === 'deny') type = 'policy.violation';
+    const decision: Verdict | null = entry?.denies ? 'deny' : this.#verdict;
     return {
       type,
       request_id: this.requestId,
       tool: this.tool,
-      decision: this.decision,
-      reason: this.reason,
+      decision,
+      reason: outcome?.code ?? this.#reviewed?.reason ?? null,
       method: this.method,
       scheme: this.scheme,
       host: this.host,
@@ -128,7 +125,7 @@ export class Exchange {
       bytes_down: this.bytesDown,
       duration_ms: Math.round((performance.now() - this.#started) * 1000) / 1000,
       rule: this.rule,
-      detail: this.detail,
+      detail: outcome?.detail ?? this.#reviewed?.detail ?? this.#note,
     };
   }
 }

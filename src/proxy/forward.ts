@@ -3,28 +3,26 @@
 // within the limits and scrubbed of secret values.
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline, Readable, type Writable } from 'node:stream';
+import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { DECODABLE_ENCODINGS } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
-import { admitRequest, servernameOf, type RequestScope } from './admit.js';
-import { denyAnswer, sendAnswer } from './answers.js';
+import { admit, headOf, servernameOf, type RequestScope } from './admit.js';
+import { sendAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
-import { Exchange } from './exchange.js';
-import { awaitTurn, framingProblem } from './framing.js';
+import type { Exchange } from './exchange.js';
+import { awaitTurn } from './framing.js';
 import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
-import { bodySwapper, responseScrubber, secretsForHead } from './secrets-step.js';
+import { bodySwapper, responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
 
 export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  if (!(await awaitTurn(req, res))) {
+  if (!(await awaitTurn(req.socket, closedPromise(res)))) {
     res.destroy();
     return;
   }
-  const framing = framingProblem(req.httpVersion, req.rawHeaders);
-  if (framing) return refuseFraming(deps, scope, req, res, framing);
-  const admission = await admitRequest(deps, scope, req);
+  const admission = await admit(deps, scope, headOf('request', req));
   const ex = admission.ex;
   res.once('close', () => ex.report('net.req'));
   if (!admission.ok) {
@@ -32,28 +30,14 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     if (admission.close) req.resume();
     return;
   }
-  const { tool, target, decision, ip } = admission;
+  res.once('close', admission.release);
+  // The client may have gone while this waited for a slot.
+  if (res.destroyed) return;
+  const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
 
-  const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
-  if (declaredLength !== null && declaredLength > limits.max_request_bytes) {
-    const detail = `the request body (${declaredLength} bytes) exceeds the limit of ${limits.max_request_bytes} bytes for tool ${tool}`;
-    sendAnswer(res, ex.limitRefusal('request_too_large', detail), true);
-    return;
-  }
-
-  const grant = await deps.limiter.acquire(tool, scope.runtime.compiled.tools.get(tool)?.limits ?? limits);
-  if (!grant.ok) {
-    sendAnswer(res, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
-    req.resume();
-    return;
-  }
-  // The client may have gone while this waited for a slot.
-  if (ex.reported) return grant.release();
-  res.once('close', grant.release);
-
   const head = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
-  const credentials = secretsForHead(deps.observer, scope.runtime, ex, tool, decision, head, admission.upstreamPath);
+  const credentials = secretsForHead(deps.observer, runtime, ex, tool, decision, head, admission.upstreamPath);
   if (!credentials.ok) {
     sendAnswer(res, credentials.answer);
     req.resume();
@@ -64,18 +48,19 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   headers.unshift(['Host', target.authority]);
   if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
 
+  const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
   const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
   let body: Readable | null = null;
   if (hasBody) {
-    const swapped = bodySwapper(scope.runtime, tool, decision, deps.observer, ex);
-    pipeline(Readable.from(limitedBody(req, limits.max_request_bytes, ex, tool)), swapped, () => undefined);
+    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex);
+    pipeline(guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool), swapped, () => undefined);
     body = swapped;
     // A swap changes the length: the body then goes upstream chunked.
     if (decision.secrets.length > 0) headers = withoutHeader(headers, 'content-length');
   }
 
-  const { pool, origin } = scope.runtime.pools.get(scope.scheme, { ip, port: target.port, servername: servernameOf(target.host) });
-  const relay = new ResponseRelay(deps, scope.runtime, decision, ex, res, tool);
+  const { pool, origin } = runtime.pools.get(scope.scheme, { ip, port: target.port, servername: servernameOf(target.host) }, limits.connect_timeout_ms);
+  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
   pool.dispatch(
     {
       origin,
@@ -83,7 +68,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
       method: req.method ?? 'GET',
       headers: flatten(headers),
       body,
-      headersTimeout: limits.idle_timeout_ms,
+      headersTimeout: limits.header_timeout_ms,
       bodyTimeout: limits.idle_timeout_ms,
     },
     relay,
@@ -91,14 +76,8 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   if (limits.request_timeout_ms > 0) relay.setDeadline(limits.request_timeout_ms);
 }
 
-/** Ambiguous framing: refused before anything else, and the connection closes (its bytes can not be trusted). */
-function refuseFraming(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, res: ServerResponse, detail: string): void {
-  const ex = new Exchange(deps.observer, scope.scheme);
-  ex.method = req.method ?? null;
-  ex.tool = scope.tunnel?.tool ?? null;
-  res.once('close', () => ex.report('net.req'));
-  const answer = ex.refusal('bad_request', detail);
-  sendAnswer(res, answer, true);
+function closedPromise(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => res.once('close', () => resolve()));
 }
 
 /** A response that may need scrubbing must come in a coding sluice can decode. */
@@ -114,17 +93,59 @@ function decodableEncodingsOnly(headers: Array<[string, string]>): Array<[string
   return rest;
 }
 
-/** Streams the request body upstream, counting it; crossing the limit fails the upload. */
-async function* limitedBody(req: IncomingMessage, max: number, ex: Exchange, tool: string): AsyncGenerator<Buffer> {
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+/**
+ * The request body as it goes upstream, counted against max_request_bytes; a client that stops
+ * sending for idle_timeout_ms (while sluice is ready for more) fails the upload with client_timeout.
+ */
+function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exchange, tool: string): Readable {
+  const out = new PassThrough();
+  let timer: NodeJS.Timeout | null = null;
+  const arm = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      const detail = `the request body stalled: no byte for idle_timeout_ms (${idleMs} ms)`;
+      ex.settle('client_timeout', detail);
+      out.destroy(new ClientStalled(detail));
+      req.destroy();
+    }, idleMs);
+  };
+  const disarm = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
+  req.on('data', (chunk: Buffer) => {
     ex.bytesUp += chunk.length;
     if (ex.bytesUp > max) {
-      ex.limitExceeded('request_too_large', `the request body crossed the limit of ${max} bytes for tool ${tool}`);
-      throw new RequestTooLarge();
+      disarm();
+      const detail = `the request body crossed the limit of ${max} bytes for tool ${tool}`;
+      ex.settle('request_too_large', detail);
+      out.destroy(new RequestTooLarge(detail));
+      req.pause();
+      return;
     }
-    yield chunk;
-  }
+    if (out.write(chunk)) return arm();
+    // Upstream is slower than the client: that is not the client stalling.
+    disarm();
+    req.pause();
+  });
+  out.on('drain', () => {
+    arm();
+    req.resume();
+  });
+  req.on('end', () => {
+    disarm();
+    out.end();
+  });
+  req.on('close', () => {
+    disarm();
+    if (!req.complete) out.destroy(new ClientStalled('the client closed the connection in the middle of its request body'));
+  });
+  arm();
+  return out;
 }
+
+/** The client stopped sending its body (or went away in the middle of it). */
+class ClientStalled extends Error {}
 
 class RequestTooLarge extends Error {}
 
@@ -182,14 +203,14 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     if (lengthHeader && Number(lengthHeader[1]) > this.#maxResponseBytes) {
       const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}`;
       this.#answeredBySluice = true;
-      sendAnswer(this.res, this.ex.limitRefusal('response_too_large', detail));
+      sendAnswer(this.res, this.ex.answer('response_too_large', detail));
       this.#abort?.();
       return false;
     }
     const scrub = responseScrubber(this.runtime, this.decision, headers);
     if (scrub === 'undecodable') {
       const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
-      const answer = this.ex.failure('upstream_protocol', detail);
+      const answer = this.ex.answer('upstream_protocol', detail);
       this.#answeredBySluice = true;
       sendAnswer(this.res, answer);
       this.#abort?.();
@@ -209,6 +230,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     }
     this.#out.on('drain', () => this.#resume?.());
     this.ex.status = status;
+    statusText = scrubStatusText(this.runtime, statusText);
     if (this.decision.sha256 !== null) {
       // Artifact pinning: nothing is released until the whole body hashes to the pinned digest.
       this.#pinned = { status, statusText, headers, chunks: [], hash: createHash('sha256') };
@@ -233,7 +255,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   #cut(detail: string): void {
-    this.ex.limitExceeded('response_too_large', detail);
+    this.ex.settle('response_too_large', detail);
     this.#abort?.();
     // Reset rather than end: the client must see a broken response, never a short well-formed one.
     this.res.destroy();
@@ -246,7 +268,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       const digest = hash.digest('hex');
       if (digest !== this.decision.sha256!.toLowerCase()) {
         const detail = `the body from ${this.ex.host} hashes to sha256 ${digest}, not the pinned ${this.decision.sha256} of rule ${this.decision.rule}`;
-        const answer = this.ex.refusal('digest_mismatch', detail);
+        const answer = this.ex.answer('digest_mismatch', detail);
         sendAnswer(this.res, answer);
         return;
       }
@@ -259,39 +281,29 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     // The abort that follows sluice's own answer is not a failure to report over it.
     if (this.#answeredBySluice) return;
+    const headersSent = this.res.headersSent || this.res.destroyed;
     if (err instanceof RequestDeadline) {
+      this.ex.settle('upstream_timeout', err.message);
       // Headers already relayed: the client must see a cut response, not a short well-formed one.
-      if (this.res.headersSent) {
-        this.ex.fail('upstream_timeout', err.message, this.ex.status ?? 504);
-        this.res.destroy();
-        return;
-      }
-      const answer = this.ex.failure('upstream_timeout', err.message);
-      sendAnswer(this.res, answer);
+      if (headersSent) this.res.destroy();
+      else sendAnswer(this.res, this.ex.answer('upstream_timeout', err.message));
       return;
     }
-    if (this.res.headersSent || this.res.destroyed) {
+    if (headersSent) {
       this.res.destroy();
       return;
     }
-    if (err instanceof RequestTooLarge) {
-      const answer = denyAnswer('request_too_large', this.ex.detail ?? 'request too large', this.ex.requestId);
-      this.ex.status = answer.status;
-      sendAnswer(this.res, answer, true);
+    if (err instanceof RequestTooLarge || err instanceof ClientStalled) {
+      // The body step settled the outcome when it failed the upload.
+      const code = this.ex.outcome ?? 'client_timeout';
+      sendAnswer(this.res, this.ex.answer(code, err.message), true);
       return;
     }
     if (err instanceof SecretViolation) {
-      if (err.reason === 'secret_unavailable') {
-        const answer = this.ex.failure('secret_unavailable', err.message);
-        sendAnswer(this.res, answer, true);
-      } else {
-        const answer = this.ex.refusal(err.reason, err.message);
-        sendAnswer(this.res, answer, true);
-      }
+      sendAnswer(this.res, this.ex.answer(err.reason, err.message), true);
       return;
     }
-    const failure = classifyUpstreamError(err);
-    const answer = this.ex.failure(failure.code, failure.detail);
-    sendAnswer(this.res, answer);
+    const failure = classifyUpstreamError(err, this.decision.limits);
+    sendAnswer(this.res, this.ex.answer(failure.code, failure.detail));
   }
 }

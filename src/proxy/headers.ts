@@ -54,11 +54,6 @@ export function flatten(headers: ReadonlyArray<readonly [string, string]>): stri
   return flat;
 }
 
-export function headerValue(headers: ReadonlyArray<readonly [string, string]>, name: string): string | undefined {
-  const lower = name.toLowerCase();
-  return headers.find(([n]) => n.toLowerCase() === lower)?.[1];
-}
-
 export function withoutHeader(headers: Array<[string, string]>, name: string): Array<[string, string]> {
   const lower = name.toLowerCase();
   return headers.filter(([n]) => n.toLowerCase() !== lower);

@@ -1,69 +1,60 @@
-// TLS interception: a CONNECT whose rules need to see inside is terminated here with a leaf
-// certificate for the CONNECT host, and its requests are served by one internal http.Server
-// (not a server per host), each decided on its own exactly like plain HTTP.
+// What sluice reads inside a tunnel: TLS it terminates with a leaf certificate for the CONNECT host,
+// or plain HTTP. Either way the requests are served by one internal http.Server (not a server per
+// host), and each goes through the admission pipeline on its own, against the policy and the
+// identity in force when it arrives.
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { canonicalHost } from '../net/host.js';
-import { readClientHello, type ClientHelloResult } from '../tls/client-hello.js';
 import type { LeafCertificates } from '../tls/leaf.js';
-import type { RequestScope } from './admit.js';
+import type { RequestScope, TunnelScope } from './admit.js';
 import type { ProxyDeps } from './context.js';
 import { forwardRequest } from './forward.js';
+import type { ConnectionLife } from './lifecycle.js';
 import { answerClientError, DEFAULT_SERVER_OPTIONS, serverOptions, type ProxyServerOptions } from './server.js';
-import { notTlsDetail, type Interceptor } from './tunnel.js';
+import type { Interceptor } from './tunnel.js';
 import { forwardUpgrade } from './upgrade.js';
 
 export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opts: ProxyServerOptions = DEFAULT_SERVER_OPTIONS): Interceptor {
-  const scopes = new WeakMap<Socket, RequestScope>();
+  const scopes = new WeakMap<Duplex, RequestScope>();
   const inner = http.createServer(serverOptions(opts));
+  // Node runs its header and request timeouts (and the idle check between kept-alive requests)
+  // only for a server that listens: the check is started by the server's own 'listening' handler.
+  // This server is fed sockets by hand, so it starts that check itself; no port is opened.
+  inner.emit('listening');
   inner.on('request', (req, res) => {
     const scope = scopes.get(req.socket);
     if (scope) void forwardRequest(deps, scope, req, res);
     else res.destroy();
   });
-  inner.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+  inner.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const scope = scopes.get(socket);
     if (scope) void forwardUpgrade(deps, scope, req, socket, head);
     else socket.destroy();
   });
-  inner.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(deps, err, socket));
+  inner.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(deps, err, socket, scopes.get(socket) ?? null));
 
-  return (client, head, tunnel) => {
-    const host = tunnel.target.host.host;
-    const scope = (scheme: 'http' | 'https'): RequestScope => ({
-      runtime: tunnel.runtime,
-      scheme,
-      tunnel: { tool: tunnel.tool, target: tunnel.target },
-    });
-    void peekClientHello(client, head).then((hello) => {
-      if (hello === null) return;
-      if (hello.state === 'not_tls') {
-        if (tunnel.target.port === 443) {
-          tunnel.ex.deny('bad_request', notTlsDetail(tunnel.target), 200);
-          client.destroy();
-          return;
-        }
-        // Plain HTTP inside the tunnel (undici tunnels http:// URLs by default): each request is
-        // decided exactly like one sent in absolute form.
-        scopes.set(client, scope('http'));
-        inner.emit('connection', client);
-        client.resume();
-        return;
-      }
-      // Checked here rather than in an SNICallback: answering that callback makes OpenSSL switch
-      // the handshake to the "new" context, which costs more than reading the hello ourselves.
-      const sni = hello.state === 'tls' ? hello.sni : null;
-      if (sni !== null && canonicalHost(sni)?.host !== host) {
-        tunnel.ex.deny('sni_mismatch', `the TLS ClientHello names ${sni.slice(0, 100)} but the tunnel was allowed for ${host}`, 200);
-        client.destroy();
-        return;
-      }
-      terminateTls(client, host, scope('https'));
-    });
+  const serve = (socket: Duplex, scope: RequestScope): void => {
+    scopes.set(socket, scope);
+    inner.emit('connection', socket);
   };
 
-  function terminateTls(client: Socket, host: string, tlsScope: RequestScope): void {
+  return {
+    http(life, bytes, tunnel) {
+      const client = life.client as Socket;
+      client.unshift(bytes);
+      serve(client, { scheme: 'http', tunnel });
+      client.resume();
+    },
+    tls(life, bytes, tunnel) {
+      const client = life.client as Socket;
+      client.unshift(bytes);
+      terminateTls(life, client, tunnel);
+    },
+  };
+
+  function terminateTls(life: ConnectionLife, client: Socket, tunnel: TunnelScope): void {
+    const host = tunnel.target.host.host;
     leaves.secureContextFor(host).then(
       (context) => {
         if (client.destroyed) return;
@@ -72,52 +63,15 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
           secureContext: context,
           ALPNProtocols: ['http/1.1'],
         });
-        tlsSocket.on('error', () => {
+        tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
+          // A failed handshake or a refused renegotiation ends the tunnel; the record says why.
+          if (!life.ex.settled && !tlsSocket.writableEnded) life.ex.note(`the TLS session with the client failed (${err.code ?? 'error'})`);
           tlsSocket.destroy();
           client.destroy();
         });
-        scopes.set(tlsSocket, tlsScope);
-        inner.emit('connection', tlsSocket);
+        serve(tlsSocket, { scheme: 'https', tunnel });
       },
-      () => client.destroy(),
+      () => life.end('upstream_tls', `sluice could not issue a certificate for ${host}`),
     );
   }
-}
-
-/** A ClientHello larger than this is not one sluice waits for: the handshake decides. */
-const MAX_HELLO_BYTES = 16 * 1024;
-
-/**
- * Reads the tunnel's first bytes until the ClientHello is complete (or clearly not TLS), then puts
- * them back for whoever takes the socket next; null if the client closed first.
- */
-function peekClientHello(client: Socket, head: Buffer): Promise<ClientHelloResult | null> {
-  const settle = (bytes: Buffer): ClientHelloResult | null => {
-    const hello = readClientHello(bytes);
-    return hello.state === 'need_more' && bytes.length < MAX_HELLO_BYTES ? null : hello;
-  };
-  const early = head.length > 0 ? settle(head) : null;
-  if (early) {
-    client.unshift(head);
-    return Promise.resolve(early);
-  }
-  return new Promise((resolve) => {
-    let bytes = head;
-    const onData = (chunk: Buffer): void => {
-      bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
-      const hello = settle(bytes);
-      if (!hello) return;
-      client.off('data', onData);
-      client.off('close', onClose);
-      client.pause();
-      client.unshift(bytes);
-      resolve(hello);
-    };
-    const onClose = (): void => {
-      client.off('data', onData);
-      resolve(null);
-    };
-    client.on('data', onData);
-    client.once('close', onClose);
-  });
 }

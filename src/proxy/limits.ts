@@ -28,6 +28,8 @@ export function takeToken(bucket: Bucket | null, perMinute: number, now: number)
   return { bucket: { tokens, at: now }, ok: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - tokens) / perMs / 1000)) };
 }
 
+const NO_RELEASE = (): void => undefined;
+
 interface ToolState {
   active: number;
   waiters: Array<(granted: boolean) => void>;
@@ -49,20 +51,26 @@ export class ToolLimiter {
     return this.#tools.get(tool)?.active ?? 0;
   }
 
-  /** Asks for a slot for one exchange (a request or a tunnel); the grant's release() must be called exactly once. */
-  async acquire(tool: string, caps: ToolCaps): Promise<SlotGrant> {
-    const state = this.#state(tool);
+  /**
+   * Asks for one exchange's rate token and, unless `slot` is false, a slot; the grant's release()
+   * must be called exactly once. `key` is the tool, or the tool and a rule for a rule's own caps;
+   * `who` names it in the refusal.
+   */
+  async acquire(key: string, caps: ToolCaps, opts: { slot?: boolean; who?: string } = {}): Promise<SlotGrant> {
+    const who = opts.who ?? `tool ${key}`;
+    const state = this.#state(key);
     if (caps.requests_per_minute > 0) {
       const taken = takeToken(state.bucket, caps.requests_per_minute, this.#now());
       state.bucket = taken.bucket;
       if (!taken.ok) {
         return {
           ok: false,
-          detail: `tool ${tool} exceeded its rate of ${caps.requests_per_minute} requests per minute`,
+          detail: `${who} exceeded its rate of ${caps.requests_per_minute} requests per minute`,
           retryAfterSeconds: taken.retryAfterSeconds,
         };
       }
     }
+    if (opts.slot === false) return { ok: true, release: NO_RELEASE };
     if (state.active < caps.max_connections_per_tool) {
       state.active++;
       return { ok: true, release: this.#releaser(state) };
@@ -81,7 +89,7 @@ export class ToolLimiter {
     if (granted) return { ok: true, release: this.#releaser(state) };
     return {
       ok: false,
-      detail: `tool ${tool} has ${caps.max_connections_per_tool} exchanges in flight (its max_connections_per_tool) and none finished within ${this.#waitMs} ms`,
+      detail: `${who} has ${caps.max_connections_per_tool} exchanges in flight (its max_connections_per_tool) and none finished within ${this.#waitMs} ms`,
       retryAfterSeconds: 1,
     };
   }

@@ -5,7 +5,7 @@ import type { Observer } from '../observe/events.js';
 import type { Decision } from '../policy/types.js';
 import { createBodySwapper } from '../secrets/body.js';
 import { planRequestSecrets, type RequestSecretsPlan } from '../secrets/placeholders.js';
-import { createDecodingScrubber, scrubHeaders } from '../secrets/scrub.js';
+import { createDecodingScrubber, scrubHeaders, scrubText } from '../secrets/scrub.js';
 import type { PolicyRuntime } from './context.js';
 import type { Answer } from './answers.js';
 import type { Exchange } from './exchange.js';
@@ -29,14 +29,11 @@ export function secretsForHead(
     for (const use of plan.uses) recordUse(observer, ex, use.alias, use.where);
     return { ok: true, headers: plan.headers, target: plan.target };
   }
-  if (plan.reason === 'secret_unavailable') return { ok: false, answer: ex.failure('secret_unavailable', plan.detail) };
   if (plan.reason === 'secret_leak' && runtime.loaded.doc.on_violation === 'review') {
-    ex.decision = 'review';
-    ex.reason = 'secret_leak';
-    ex.detail = plan.detail;
+    ex.reviewed('secret_leak', plan.detail);
     return { ok: true, headers, target };
   }
-  return { ok: false, answer: ex.refusal(plan.reason, plan.detail) };
+  return { ok: false, answer: ex.answer(plan.reason, plan.detail) };
 }
 
 function planSecrets(
@@ -111,4 +108,10 @@ export function responseScrubber(
   // The body is decoded and its length may change: it goes to the client uncompressed and chunked.
   const kept = scrubHeaders(headers, known).filter(([n]) => !['content-length', 'content-encoding'].includes(n.toLowerCase()));
   return { headers: kept, body };
+}
+
+/** The reason phrase of an upstream status line, scrubbed of every known secret value. */
+export function scrubStatusText(runtime: PolicyRuntime, text: string): string {
+  const known = runtime.secrets.knownValues();
+  return known.length === 0 || text.length === 0 ? text : scrubText(text, known);
 }

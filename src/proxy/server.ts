@@ -2,7 +2,10 @@
 // (absolute-form request, CONNECT, Upgrade), plus malformed input answered and recorded.
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { denyAnswer, sendRawAnswer } from './answers.js';
+import type { Duplex } from 'node:stream';
+import type { Outcome } from '../policy/reasons.js';
+import type { RequestScope } from './admit.js';
+import { sendRawAnswer } from './answers.js';
 import type { ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { forwardRequest } from './forward.js';
@@ -39,27 +42,28 @@ export function serverOptions(opts: ProxyServerOptions): http.ServerOptions {
   };
 }
 
-export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor | null, opts = DEFAULT_SERVER_OPTIONS): http.Server {
+const DIRECT: RequestScope = Object.freeze({ scheme: 'http', tunnel: null });
+
+export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor, opts = DEFAULT_SERVER_OPTIONS): http.Server {
   const server = http.createServer(serverOptions(opts));
   if (opts.maxConnections > 0) {
     server.maxConnections = opts.maxConnections;
-    // Node closes connections over the cap before any byte is read; the record says so.
-    server.on('drop', () =>
-      deps.observer.event({
-        type: 'limit.exceeded',
-        reason: 'rate_limited',
-        detail: `a client connection was refused: sluice holds its cap of ${opts.maxConnections} connections`,
-      }),
-    );
+    // Node closes connections over the cap before any byte is read; the record says so, counted
+    // like every other refusal (decision deny, reason rate_limited).
+    server.on('drop', () => {
+      const ex = new Exchange(deps.observer, 'http');
+      ex.settle('rate_limited', `a client connection was refused: sluice holds its cap of ${opts.maxConnections} connections (--max-connections)`);
+      ex.report('net.req');
+    });
   }
   server.on('request', (req, res) => {
-    void forwardRequest(deps, { runtime: deps.current(), scheme: 'http', tunnel: null }, req, res);
+    void forwardRequest(deps, DIRECT, req, res);
   });
   server.on('connect', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     void handleConnect(deps, interceptor, req, socket, head);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
-    void forwardUpgrade(deps, { runtime: deps.current(), scheme: 'http', tunnel: null }, req, socket, head);
+    void forwardUpgrade(deps, DIRECT, req, socket, head);
   });
   // One function for every socket, and on() rather than once() ('close' fires once anyway): once()
   // costs a bound wrapper and its state per socket, which 10,000 idle tunnels hold for their lifetime.
@@ -69,24 +73,35 @@ export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor | nu
     deps.observer.connectionOpened(null);
     socket.on('close', connectionClosed);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(deps, err, socket));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(deps, err, socket, null));
   return server;
 }
 
-/** Malformed or hostile input from the client: a 400 (or 408/431) and a record, then the connection closes. */
-export function answerClientError(deps: ProxyDeps, err: NodeJS.ErrnoException, socket: Socket): void {
+/** Malformed, oversized or too slow input from the client: an answer and a record, then the connection closes. */
+export function answerClientError(deps: ProxyDeps, err: NodeJS.ErrnoException, socket: Duplex, scope: RequestScope | null): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
-  const ex = new Exchange(deps.observer, 'http');
-  const detail = describeParseError(err);
-  const answer = denyAnswer('bad_request', detail, ex.requestId);
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADER_TIMEOUT') answer.status = 408;
-  if (err.code === 'HPE_HEADER_OVERFLOW') answer.status = 431;
-  ex.deny('bad_request', detail, answer.status);
-  sendRawAnswer(socket, answer);
+  const ex = new Exchange(deps.observer, scope?.scheme ?? 'http');
+  if (scope?.tunnel) {
+    ex.host = scope.tunnel.target.host.host;
+    ex.port = scope.tunnel.target.port;
+  }
+  sendRawAnswer(socket, ex.answer(parseErrorOutcome(err), describeParseError(err)));
   ex.report('net.req');
+}
+
+function parseErrorOutcome(err: NodeJS.ErrnoException): Outcome {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 'headers_too_large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADER_TIMEOUT':
+      return 'client_timeout';
+    default:
+      return 'bad_request';
+  }
 }
 
 function describeParseError(err: NodeJS.ErrnoException): string {

@@ -1,97 +1,80 @@
-// CONNECT: authenticate, decide on host and port, vet, dial the vetted address, then either hand
-// the client to the interceptor (a rule needs to see inside) or relay bytes untouched after
-// checking that the ClientHello names the host that was decided on.
+// CONNECT: admitted by the one pipeline (authenticate, decide on host and port, slot and rate, vet),
+// then the tunnel's first bytes go through the one ClientHello gate, whichever way the tunnel is
+// served: TLS sluice terminates (a rule needs to see inside), TLS relayed untouched (after the SNI
+// check), plain HTTP served request by request through the pipeline again, or another protocol
+// relayed on a port other than 443. The tunnel's life (timers, slot, upstream, one audit event) is
+// one ConnectionLife.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { dialTcp } from '../net/dial.js';
 import { ReadRelay } from '../net/read-relay.js';
-import { canonicalHost } from '../net/host.js';
 import { relaySocket } from '../net/socket-relay.js';
 import { decide } from '../policy/decide.js';
-import type { DenyReason } from '../policy/reasons.js';
-import type { Limits } from '../config/types.js';
-import { readClientHello } from '../tls/client-hello.js';
+import { gateTunnelStart, type GateResult } from '../tls/hello-gate.js';
+import { admit, headOf, type Admitted, type TunnelScope } from './admit.js';
 import { sendRawAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
-import { Exchange } from './exchange.js';
-import { parseConnectTarget, type Target } from './target.js';
+import { ConnectionLife } from './lifecycle.js';
+import type { Target } from './target.js';
 import { classifyUpstreamError } from './upstream-errors.js';
-import { vetDestination } from './vet.js';
 
-/** Takes over a client socket whose CONNECT needs interception (the 200 is already written). */
-export type Interceptor = (client: Socket, head: Buffer, tunnel: { tool: string; target: Target; runtime: PolicyRuntime; ex: Exchange }) => void;
+/** Serves what sluice reads inside a tunnel: TLS it terminates, or plain HTTP. */
+export interface Interceptor {
+  /** the client's first bytes are a ClientHello the gate passed; terminate TLS and serve requests */
+  tls(life: ConnectionLife, bytes: Buffer, tunnel: TunnelScope): void;
+  /** the client's first bytes are plain HTTP; serve its requests (scheme http) */
+  http(life: ConnectionLife, bytes: Buffer, tunnel: TunnelScope): void;
+}
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';
-const NO_BYTES = Buffer.alloc(0);
-/** A ClientHello larger than this is not one sluice will wait for. */
-const MAX_HELLO_BYTES = 16 * 1024;
 
-export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | null, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
-  const runtime = deps.current();
-  const ex = new Exchange(deps.observer, 'https');
-  ex.method = 'CONNECT';
-  client.on('error', destroySocket);
-  // on() rather than once() for 'close' (it fires once): every once() costs a wrapper that an idle tunnel keeps.
-  client.on('close', () => ex.report('net.tunnel'));
-  const refuse = (reason: DenyReason, detail: string): void => {
-    const answer = ex.refusal(reason, detail);
-    sendRawAnswer(client, answer);
-  };
-
-  const halted = deps.halted();
-  if (halted) return refuse('policy_halted', halted);
-  const auth = runtime.tokens.authenticate(req.headers['proxy-authorization']);
-  if (!auth.ok) return refuse('unauthenticated', `proxy authentication failed: ${auth.why}`);
-  const tool = auth.tool;
-  ex.tool = tool;
-  const parsed = parseConnectTarget(req.url ?? '');
-  if (!parsed.ok) return refuse('bad_request', parsed.why);
-  const target = parsed.target;
-  ex.host = target.host.host;
-  ex.port = target.port;
-
-  const decision = decide(runtime.compiled, tool, {
-    phase: 'connect',
-    scheme: 'https',
-    host: target.host.host,
-    port: target.port,
-    method: 'CONNECT',
-  });
-  ex.applyDecision(decision);
-  if (decision.verdict === 'deny') return refuse(decision.reason ?? 'no_rule', decision.detail);
+export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+  const admission = await admit(deps, { scheme: 'https', tunnel: null }, headOf('connect', req));
+  const life = new ConnectionLife(deps.open, client, admission.ex, 'net.tunnel');
+  if (!admission.ok) return sendRawAnswer(client, admission.answer);
+  life.hold(admission.release);
+  if (client.destroyed) return;
+  const { ex, decision, target } = admission;
+  const tunnel: TunnelScope = { credentials: req.headers['proxy-authorization'], target };
 
   if (decision.intercept) {
-    if (!interceptor) return refuse('no_rule', `a rule for ${target.host.host} needs TLS interception, which is not enabled`);
     ex.status = 200;
     client.write(ESTABLISHED);
-    interceptor(client, head, { tool, target, runtime, ex });
-    return;
+    const start = await readTunnelStart(life, head, target, decision.limits.header_timeout_ms);
+    if (!start) return;
+    life.idle(decision.limits.idle_timeout_ms);
+    if (start.result.kind === 'tls') return interceptor.tls(life, start.bytes, tunnel);
+    if (start.result.kind === 'http') return interceptor.http(life, start.bytes, tunnel);
+    return life.end('bad_request', `the tunnel to ${target.authority} carries neither TLS nor HTTP, and rule ${decision.rule} needs sluice to read it`);
   }
+  return passthrough(deps, interceptor, life, admission, tunnel, head);
+}
 
-  // A passthrough tunnel holds one of the tool's slots while it is open; requests inside an
-  // intercepted tunnel take their own slots instead.
-  if (!(await holdSlotWhileOpen(deps, runtime, tool, decision.limits, ex, client))) return;
-
-  const vetted = await vetDestination(runtime, deps.self, target.host, target.port);
-  if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
-  ex.ip = vetted.ip;
-
+/** A tunnel relayed untouched once the gate passed its first bytes. */
+async function passthrough(
+  deps: ProxyDeps,
+  interceptor: Interceptor,
+  life: ConnectionLife,
+  admission: Admitted,
+  tunnel: TunnelScope,
+  head: Buffer,
+): Promise<void> {
+  const { ex, decision, target, ip } = admission;
+  const client = life.client as Socket;
   const limits = decision.limits;
-  let closeForSize: (detail: string) => void = () => undefined;
+  // Upstream bytes flow to the client as soon as the upstream sends them (server-first protocols).
   const downstream = new ReadRelay(client, (bytes) => {
     ex.bytesDown += bytes;
     if (ex.bytesDown <= limits.max_response_bytes) return true;
-    closeForSize(`the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
+    life.end('response_too_large', `the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
     return false;
   });
   let upstream: Socket;
   try {
-    upstream = await dialTcp({ ip: vetted.ip, port: target.port, servername: null }, limits.connect_timeout_ms, downstream.onread);
+    upstream = await dialTcp({ ip, port: target.port, servername: null }, limits.connect_timeout_ms, downstream.onread);
   } catch (err) {
     const failure = classifyUpstreamError(err);
-    const answer = ex.failure(failure.code, failure.detail);
-    return sendRawAnswer(client, answer);
+    return sendRawAnswer(client, ex.answer(failure.code, failure.detail));
   }
   if (client.destroyed) {
     upstream.destroy();
@@ -99,127 +82,102 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | 
   }
   ex.status = 200;
   client.write(ESTABLISHED);
-  closeForSize = relayAfterHello(client, upstream, head, target, limits, ex);
+  upstream.on('error', () => upstream.destroy());
   downstream.attach(upstream);
-}
-
-/**
- * Takes one of the tool's slots for a raw connection (a tunnel, an upgraded request) and gives it
- * back when the connection closes. False when the connection is answered (429) or already gone.
- */
-export async function holdSlotWhileOpen(
-  deps: ProxyDeps,
-  runtime: PolicyRuntime,
-  tool: string,
-  fallback: Limits,
-  ex: Exchange,
-  connection: Duplex,
-): Promise<boolean> {
-  const grant = await deps.limiter.acquire(tool, runtime.compiled.tools.get(tool)?.limits ?? fallback);
-  if (!grant.ok) {
-    sendRawAnswer(connection, ex.limitRefusal('rate_limited', grant.detail, grant.retryAfterSeconds));
-    return false;
-  }
-  if (connection.destroyed) {
-    grant.release();
-    return false;
-  }
-  connection.on('close', grant.release);
-  return true;
-}
-
-/**
- * Holds the client's first bytes until the ClientHello is complete, checks its SNI against the
- * CONNECT host, then relays the client's bytes upstream. Upstream bytes already flow to the client
- * through the ReadRelay (server-first protocols). Returns how to close the tunnel for its size cap.
- */
-function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target: Target, limits: Limits, ex: Exchange): (detail: string) => void {
-  upstream.on('error', destroySocket);
-  let helloBuf = head;
-  const close = (reason: DenyReason, detail: string): void => {
-    if (reason === 'response_too_large') ex.limitExceeded(reason, detail);
-    else ex.deny(reason, detail, ex.status ?? 200);
-    client.destroy();
+  const start = await readTunnelStart(life, head, target, limits.header_timeout_ms);
+  if (!start) {
     upstream.destroy();
-  };
-
-  let helloTimer: NodeJS.Timeout | null = setTimeout(
-    () => close('bad_request', `no TLS ClientHello within ${limits.header_timeout_ms} ms`),
-    limits.header_timeout_ms,
-  );
-  const onFirstBytes = (chunk?: Buffer): void => {
-    if (chunk) helloBuf = helloBuf.length === 0 ? chunk : Buffer.concat([helloBuf, chunk]);
-    if (helloBuf.length === 0) return;
-    const hello = readClientHello(helloBuf);
-    if (hello.state === 'need_more' && helloBuf.length < MAX_HELLO_BYTES) return;
-    client.off('data', onFirstBytes);
-    clearHelloTimer();
-    const problem = checkHello(hello, target);
-    if (problem) return close(problem.reason, problem.detail);
-    ex.bytesUp += helloBuf.length;
-    upstream.write(helloBuf);
-    // The closures below live as long as the tunnel: they must not keep the hello's bytes.
-    helloBuf = NO_BYTES;
-    startRelay();
-  };
-
-  // A cleared timer held by this closure scope would stay in memory as long as the tunnel.
-  const clearHelloTimer = (): void => {
-    if (helloTimer) clearTimeout(helloTimer);
-    helloTimer = null;
-  };
-  const startRelay = (): void => {
-    relaySocket(client, upstream, (bytes) => {
-      ex.bytesUp += bytes;
-      return true;
-    });
-  };
-
-  // One idle timer per tunnel: every byte either way is a read or a write on the client socket,
-  // and both restart its timer. The client's close ends the upstream.
-  client.setTimeout(limits.idle_timeout_ms);
-  client.on('timeout', destroySocket);
-  client.on('close', () => {
-    clearHelloTimer();
+    return;
+  }
+  if (start.result.kind === 'http') {
+    // Plain HTTP is served request by request through the pipeline, Host checked, never relayed raw.
+    upstream.removeAllListeners('end');
     upstream.destroy();
+    life.idle(limits.idle_timeout_ms);
+    return interceptor.http(life, start.bytes, tunnel);
+  }
+  life.link(upstream);
+  life.idle(limits.idle_timeout_ms);
+  life.recheck = (runtime) => stillAllowed(runtime, tunnel, admission.tool);
+  ex.bytesUp += start.bytes.length;
+  upstream.write(start.bytes);
+  client.resume();
+  relaySocket(client, upstream, (bytes) => {
+    ex.bytesUp += bytes;
+    return true;
   });
-  upstream.on('close', () => client.destroy());
-  // A client that hangs up before its ClientHello would otherwise hold the half-open socket (and
-  // the upstream) until the hello timer; once relaying, the relay carries the half-close instead.
-  client.on('end', () => {
-    if (client.listeners('data').includes(onFirstBytes)) client.destroy();
-  });
-  client.on('data', onFirstBytes);
-  onFirstBytes();
-  return (detail) => close('response_too_large', detail);
 }
 
-/** A listener shared by every socket ('error', 'timeout'): one function instead of a closure per socket. */
-function destroySocket(this: Socket): void {
-  this.destroy();
-}
-
-function checkHello(hello: ReturnType<typeof readClientHello>, target: Target): { reason: DenyReason; detail: string } | null {
-  if (hello.state !== 'tls') {
-    if (target.port === 443) return { reason: 'bad_request', detail: notTlsDetail(target) };
-    return null;
-  }
-  if (hello.sni === null) {
-    return target.host.kind === 'name'
-      ? { reason: 'sni_mismatch', detail: `the TLS ClientHello names no server (SNI) but the tunnel is for ${target.host.host}` }
-      : null;
-  }
-  const sni = canonicalHost(hello.sni);
-  if (!sni || sni.host !== target.host.host) {
-    return {
-      reason: 'sni_mismatch',
-      detail: `the TLS ClientHello names ${hello.sni.slice(0, 100)} but the tunnel was allowed for ${target.host.host}`,
-    };
-  }
+/** Under a new policy: null while the same tool may still open this passthrough tunnel, else why not. */
+function stillAllowed(runtime: PolicyRuntime, tunnel: TunnelScope, tool: string): string | null {
+  const auth = runtime.tokens.authenticate(tunnel.credentials);
+  if (!auth.ok || auth.tool !== tool) return `tool ${tool} no longer authenticates`;
+  const decision = decide(runtime.compiled, tool, {
+    phase: 'connect',
+    scheme: 'https',
+    host: tunnel.target.host.host,
+    port: tunnel.target.port,
+    method: 'CONNECT',
+  });
+  if (decision.verdict === 'deny') return decision.detail;
+  if (decision.intercept) return `a rule for ${tunnel.target.host.host} now needs sluice to read inside the tunnel`;
   return null;
 }
 
-/** Port 443 carries TLS: a tunnel there that starts with anything else is refused (plain or intercepted). */
-export function notTlsDetail(target: Target): string {
-  return `the tunnel to ${target.authority} did not start with a TLS ClientHello`;
+/**
+ * The I/O half of the ClientHello gate: holds the tunnel's first bytes until the gate can judge
+ * them, under the tunnel's header_timeout_ms. Null when the tunnel ended first (the life records
+ * how); otherwise the gate's verdict on them (not need_more, not refuse) and the bytes, with the
+ * client socket paused.
+ */
+export function readTunnelStart(
+  life: ConnectionLife,
+  head: Buffer,
+  target: Target,
+  timeoutMs: number,
+): Promise<{ result: Exclude<GateResult, { kind: 'need_more' | 'refuse' }>; bytes: Buffer } | null> {
+  const client = life.client;
+  const facts = { host: target.host.host, hostIsName: target.host.kind === 'name', port: target.port };
+  return new Promise((resolve) => {
+    let bytes = head;
+    const finish = (result: GateResult | null): void => {
+      client.off('data', onData);
+      client.off('end', onEnd);
+      client.off('close', onClose);
+      life.closeNote = null;
+      if (result === null) return resolve(null);
+      if (result.kind === 'refuse') {
+        life.end(result.reason, result.detail);
+        return resolve(null);
+      }
+      if (result.kind === 'need_more') return;
+      client.pause();
+      resolve({ result, bytes });
+    };
+    const judge = (): void => {
+      if (bytes.length === 0) return;
+      const result = gateTunnelStart(bytes, facts);
+      if (result.kind !== 'need_more') finish(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
+      judge();
+    };
+    // A half-close before the first bytes were judged: nothing more can come, so the tunnel ends now.
+    const onEnd = (): void => {
+      life.end(null, `the client closed the tunnel to ${target.authority} before its TLS ClientHello (or first request)`);
+      finish(null);
+    };
+    // Closed (reset) before the first bytes were judged: the life reports it with this sentence.
+    life.closeNote = `the tunnel to ${target.authority} closed before its TLS ClientHello (or first request)`;
+    const onClose = (): void => finish(null);
+    life.timer(timeoutMs, () => {
+      life.end('client_timeout', `no TLS ClientHello (or first request) on the tunnel within header_timeout_ms (${timeoutMs} ms)`);
+      finish(null);
+    });
+    client.on('data', onData);
+    client.on('end', onEnd);
+    client.on('close', onClose);
+    judge();
+  });
 }

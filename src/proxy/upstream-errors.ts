@@ -1,5 +1,6 @@
 // Upstream failures mapped once to the error codes a client sees in X-Sluice-Error.
-import type { UpstreamError } from '../policy/reasons.js';
+import type { Limits } from '../config/types.js';
+import type { ErrorCode } from '../policy/reasons.js';
 
 const TLS_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -15,9 +16,13 @@ const TLS_CODES = new Set([
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-export function classifyUpstreamError(err: unknown): { code: UpstreamError; detail: string } {
+/** The error code and sentence for a failure on the way upstream; `limits` names the limit that ran out. */
+export function classifyUpstreamError(err: unknown, limits?: Limits): { code: ErrorCode; detail: string } {
   const code = (err as { code?: string }).code ?? '';
-  if (TIMEOUT_CODES.has(code)) return { code: 'upstream_timeout', detail: `the upstream did not answer in time (${code})` };
+  if (TIMEOUT_CODES.has(code)) {
+    const limit = limits ? timeoutLimit(code, limits) : null;
+    return { code: 'upstream_timeout', detail: `the upstream did not answer in time${limit ? `: ${limit}` : ''} (${code})` };
+  }
   if (TLS_CODES.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_')) {
     return { code: 'upstream_tls', detail: `the upstream's TLS certificate could not be verified (${code})` };
   }
@@ -25,4 +30,18 @@ export function classifyUpstreamError(err: unknown): { code: UpstreamError; deta
     return { code: 'upstream_protocol', detail: `the upstream sent a malformed HTTP response (${code})` };
   }
   return { code: 'upstream_unreachable', detail: `the upstream could not be reached (${code || 'connection failed'})` };
+}
+
+function timeoutLimit(code: string, limits: Limits): string | null {
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return `no response headers within header_timeout_ms (${limits.header_timeout_ms} ms)`;
+    case 'UND_ERR_BODY_TIMEOUT':
+      return `the response body was silent for idle_timeout_ms (${limits.idle_timeout_ms} ms)`;
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      return `no connection within connect_timeout_ms (${limits.connect_timeout_ms} ms)`;
+    default:
+      return null;
+  }
 }

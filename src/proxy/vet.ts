@@ -1,17 +1,19 @@
-// Resolve-then-vet for every destination: the address returned here is the only one dialled.
+// Resolve-then-vet for every destination: the address returned here is the only one dialled. An
+// address of sluice itself is refused whatever its spelling (mapped IPv6, another name for it).
 import type { CanonicalHost } from '../net/host.js';
 import type { DenyReason } from '../policy/reasons.js';
-import type { PolicyRuntime, ProxyDeps } from './context.js';
+import type { PolicyRuntime, SelfCheck } from './context.js';
 
 export type Vetted = { ok: true; ip: string } | { ok: false; reason: DenyReason; detail: string };
 
 export async function vetDestination(
   runtime: PolicyRuntime,
-  self: ProxyDeps['self'],
+  self: SelfCheck,
   host: CanonicalHost,
   port: number,
+  dnsTimeoutMs: number,
 ): Promise<Vetted> {
-  const resolution = host.kind === 'ip' ? runtime.resolver.vetLiteral(host.host) : await runtime.resolver.resolve(host.host);
+  const resolution = host.kind === 'ip' ? runtime.resolver.vetLiteral(host.host) : await runtime.resolver.resolve(host.host, dnsTimeoutMs);
   if (!resolution.ok) {
     if (resolution.reason === 'dns_failure') return { ok: false, reason: 'dns_failure', detail: resolution.error };
     const ranges = [...new Set(resolution.verdicts.map((v) => v.range))].join(', ');
@@ -22,9 +24,10 @@ export async function vetDestination(
       detail: `${what} is a non-public address (${ranges}); sluice does not connect to internal networks`,
     };
   }
-  const ip = resolution.addresses[0]!;
-  if (self.some((s) => s.port === port && (s.host === ip || s.host === '0.0.0.0' || s.host === '::'))) {
-    return { ok: false, reason: 'private_ip', detail: `${ip}:${port} is sluice itself; a request may not loop through the proxy` };
+  // Every address the name resolved to is checked, not only the one dialled: a later retry could pick another.
+  const own = resolution.addresses.find((ip) => self.isSelf(ip, port));
+  if (own !== undefined) {
+    return { ok: false, reason: 'private_ip', detail: `${own}:${port} is sluice itself; a request may not loop through the proxy` };
   }
-  return { ok: true, ip };
+  return { ok: true, ip: resolution.addresses[0]! };
 }

@@ -25,7 +25,7 @@ export function placeholderIndex(secrets: Record<string, SecretDoc>): Placeholde
   let index = indexes.get(secrets);
   if (!index) {
     const entries = Object.entries(secrets)
-      .map(([alias, doc]) => ({ alias, placeholder: doc.placeholder || defaultPlaceholder(alias) }))
+      .map(([alias, doc]) => ({ alias, placeholder: doc.placeholder }))
       // longest first, so a placeholder that contains another is removed whole
       .sort((a, b) => b.placeholder.length - a.placeholder.length)
       .map((entry) => ({ ...entry, pattern: rawOrPercentEncoded(entry.placeholder) }));

@@ -5,7 +5,6 @@ import { readFileSync, statSync, watch, type FSWatcher, type Stats } from 'node:
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { SecretDoc } from '../config/types.js';
-import { defaultPlaceholder } from './placeholders.js';
 
 /** A secret could not be loaded at start. Names the alias and the source, never a value. */
 export class SecretLoadError extends Error {
@@ -106,7 +105,7 @@ export class SecretStore {
 
   async #load(alias: string, doc: SecretDoc | undefined, env: NodeJS.ProcessEnv): Promise<void> {
     if (!doc) throw new SecretLoadError(alias, 'policy', 'no such secret in the policy');
-    const placeholder = doc.placeholder || defaultPlaceholder(alias);
+    const placeholder = doc.placeholder;
     if ('env' in doc.from) {
       const source = `env:${doc.from.env}`;
       const value = env[doc.from.env];

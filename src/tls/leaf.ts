@@ -6,6 +6,7 @@ import * as x509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { canonicalHost } from '../net/host.js';
@@ -134,6 +135,9 @@ export class LeafCertificates {
     const context = createSecureContext({
       key: leafKey.privateKeyPem,
       cert: `${cert.toString('pem')}\n${this.#ca.certPem}`,
+      // A tool may not renegotiate (TLS 1.2): each renegotiation is a full handshake sluice pays
+      // for, and nothing a tool needs uses it. OpenSSL answers it with a no_renegotiation alert.
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     });
     this.#onIssued();
     return { context, notAfterMs: notAfter.getTime() };

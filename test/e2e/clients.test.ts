@@ -387,14 +387,18 @@ t.test('Node undici EnvHttpProxyAgent({ proxyTunnel: false }): plain http in abs
 });
 
 t.test('Node undici EnvHttpProxyAgent default: plain http goes through a CONNECT tunnel', async (t) => {
-  // undici 7's ProxyAgent tunnels http:// too (proxyTunnel defaults to true): sluice relays the
-  // plaintext unseen, so methods and paths cannot be checked; hence the recipe's proxyTunnel: false.
+  // undici 7's ProxyAgent tunnels http:// too (proxyTunnel defaults to true): sluice reads the
+  // plain HTTP in the tunnel and decides each request like one sent in absolute form.
   const r = await node(NODE_UNDICI_ENV, `http://undici.wild.test:${plain.port}/anything/plain/undici-tunnel`, proxyEnv('NODE_EXTRA_CA_CERTS', testCa));
   t.equal(r.code, 0, r.stderr);
   assertForwarded(t, echoOf(r), '/anything/plain/undici-tunnel');
-  const event = await waitForAudit(sluice, (e) => e.type === 'net.tunnel' && e.host === 'undici.wild.test' && e.port === plain.port && (e.bytes_down ?? 0) > 0);
-  t.equal(event.decision, 'allow');
-  t.equal(event.method, 'CONNECT');
+  const tunnel = await waitForAudit(sluice, (e) => e.type === 'net.tunnel' && e.host === 'undici.wild.test' && e.port === plain.port);
+  t.equal(tunnel.decision, 'allow');
+  t.equal(tunnel.method, 'CONNECT');
+  const request = await waitForAudit(sluice, (e) => e.type === 'net.req' && e.host === 'undici.wild.test' && e.path === '/anything/plain/undici-tunnel');
+  t.equal(request.scheme, 'http');
+  t.equal(request.decision, 'allow');
+  t.ok((request.bytes_down ?? 0) > 0, 'the request inside the tunnel carries the bytes');
 });
 
 t.test('Node https.request with a CONNECT agent: passthrough https', async (t) => {

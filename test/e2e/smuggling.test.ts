@@ -96,10 +96,11 @@ t.test('oversize request line and oversize headers are refused (431), audited, a
   for (const f of forms) {
     const r = await rawRequest(sluice.port, f.raw, { until: 'close' });
     t.equal(r.status, 431, f.what);
-    t.equal(r.headers['x-sluice-deny'], 'bad_request', f.what);
+    t.match(r.raw, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/, `${f.what}: status line`);
+    t.equal(r.headers['x-sluice-error'], 'headers_too_large', f.what);
     t.ok(r.closed, `${f.what}: closed`);
     const id = r.headers['x-request-id']!;
-    t.match(await waitForAudit(sluice, (a) => a.request_id === id), { reason: 'bad_request', status: 431 });
+    t.match(await waitForAudit(sluice, (a) => a.request_id === id), { type: 'limit.exceeded', reason: 'headers_too_large', status: 431 });
   }
   t.equal(upstream.requests.length, before);
 });

@@ -354,17 +354,21 @@ t.test('decide never throws on hostile hosts, ports, methods and paths', async (
   const host = fc.oneof(fc.string(), fc.string({ unit: hostChars }), fc.domain(), fc.ipV4(), fc.ipV6(), fc.ipV4Extended());
   const port = fc.oneof(fc.integer({ min: -10, max: 70000 }), fc.constantFrom(80, 443, 8080, Number.NaN, 1.5));
   const path = fc.oneof(fc.string(), fc.webPath(), fc.string({ unit: fc.constantFrom('/', '.', '%', '2', 'f', 'e', 'a', '?', '\\', '*') }));
+  const seen = { allow: 0, deny: 0 };
   fc.assert(
     fc.property(fc.constantFrom('tool', 'ghost'), host, port, fc.constantFrom('GET', 'POST', 'get', ''), path, fc.boolean(), (tool, h, pt, method, pa, isConnect) => {
       const req: DecisionRequest = isConnect
         ? { phase: 'connect', scheme: 'https', host: h, port: pt, method: 'CONNECT' }
         : { phase: 'request', scheme: 'http', host: h, port: pt, method, path: pa };
       const d = decide(p, tool, req);
+      if (d.verdict === 'allow' || d.verdict === 'deny') seen[d.verdict]++;
       const consistent = d.verdict === 'allow' ? d.reason === null && d.rule !== null : d.reason !== null && d.rule === null;
       return consistent && Object.isFrozen(d) && d.detail.length > 0 && !(d.path ?? '').includes('?');
     }),
     { numRuns: 3000 },
   );
+  t.pass('3000 random requests: every decision consistent, frozen, explained, and its path without a query');
+  t.ok(seen.allow > 0 && seen.deny > 0, `the generated requests reach both verdicts (allow ${seen.allow}, deny ${seen.deny})`);
 });
 
 function pick(d: { verdict: string; reason: string | null }) {

@@ -71,12 +71,12 @@ t.test('framingProblem', async (t) => {
     ['empty coding', '1.1', ['Transfer-Encoding', ', chunked'], true],
     ['chunked in HTTP/1.0', '1.0', ['Transfer-Encoding', 'chunked'], true],
   ];
-  for (const [what, version, raw, refused] of table) t.equal(framingProblem(version, raw) !== null, refused, what);
+  for (const [what, version, raw, refused] of table) t.equal(framingProblem({ kind: 'request', httpVersion: version, rawHeaders: raw }) !== null, refused, what);
   fc.assert(
     fc.property(fc.array(fc.tuple(fc.constantFrom('Transfer-Encoding', 'transfer-encoding', 'X-A'), fc.string())), (pairs) => {
       const raw = pairs.flat();
       const codings = pairs.filter(([n]) => n.toLowerCase() === 'transfer-encoding').flatMap(([, v]) => v.split(','));
-      const accepted = framingProblem('1.1', raw) === null;
+      const accepted = framingProblem({ kind: 'request', httpVersion: '1.1', rawHeaders: raw }) === null;
       // Accepted only with no Transfer-Encoding, or exactly one coding that is chunked.
       t.equal(accepted, codings.length === 0 || (codings.length === 1 && codings[0]!.trim().toLowerCase() === 'chunked'));
     }),
@@ -88,11 +88,10 @@ t.test('awaitTurn: a pipelined request waits for the one before it, and is dropp
   const { EventEmitter } = await import('node:events');
   const socket = { destroyed: false, writableEnded: false };
   const res1 = new EventEmitter();
-  const res2 = new EventEmitter();
-  const req = { socket } as never;
-  t.equal(await awaitTurn(req, res1 as never), true, 'the first goes at once');
+  const closed = (res: InstanceType<typeof EventEmitter>): Promise<void> => new Promise((resolve) => res.once('close', () => resolve()));
+  t.equal(await awaitTurn(socket as never, closed(res1)), true, 'the first goes at once');
   let second: boolean | null = null;
-  void awaitTurn(req, res2 as never).then((ok) => (second = ok));
+  void awaitTurn(socket as never, closed(new EventEmitter())).then((ok) => (second = ok));
   await new Promise((r) => setImmediate(r));
   t.equal(second, null, 'the second waits');
   socket.writableEnded = true;

@@ -9,7 +9,7 @@ import { SecretLoadError, SecretStore } from '../../src/secrets/store.js';
 const V1 = 'fake-file-value-one';
 const V2 = 'fake-file-value-two';
 
-const fromEnv = (name: string): SecretDoc => ({ from: { env: name }, hosts: ['h.example'], require: false, placeholder: '' });
+const fromEnv = (name: string): SecretDoc => ({ from: { env: name }, hosts: ['h.example'], require: false, placeholder: '__sluice_secret_gh__' });
 const fromFile = (file: string): SecretDoc => ({ from: { file }, hosts: ['h.example'], require: false, placeholder: '__p__' });
 
 function tempDir(t: Test): string {
@@ -38,7 +38,7 @@ async function loadError(promise: Promise<unknown>): Promise<SecretLoadError | n
   }
 }
 
-t.test('env: value, default placeholder, known values', async (t) => {
+t.test('env: value, placeholder, known values', async (t) => {
   const store = await SecretStore.open({ gh: fromEnv('GH_TOKEN'), unused: fromEnv('UNSET') }, ['gh'], { GH_TOKEN: V1 });
   t.teardown(() => store.close());
   t.ok(store.get('gh') === V1);

@@ -1,0 +1,139 @@
+// One lifecycle for every raw connection sluice holds open: a CONNECT tunnel (passthrough or
+// intercepted) and an upgraded request. It owns the connection's timer (the ClientHello or header
+// wait, then the idle timeout), the tool slot it holds, the upstream it is linked to, and the one
+// audit event it reports however it ends: completed, closed by either side, timed out, cut by a
+// limit, refused by the gate, closed by a reload or at shutdown, or aborted.
+import type { Duplex } from 'node:stream';
+import type { Outcome } from '../policy/reasons.js';
+import type { PolicyRuntime } from './context.js';
+import type { Exchange } from './exchange.js';
+
+const LIFE = Symbol('sluice.life');
+type Owned = Duplex & { [LIFE]?: ConnectionLife; setTimeout?: (ms: number) => unknown };
+
+/** Shared listeners (one function for every socket, not a closure each: idle tunnels keep them). */
+function onClientClose(this: Owned): void {
+  this[LIFE]?.closed();
+}
+function onTimeout(this: Owned): void {
+  this[LIFE]?.timedOut();
+}
+function destroySelf(this: Duplex): void {
+  this.destroy();
+}
+
+export class ConnectionLife {
+  readonly client: Owned;
+  readonly ex: Exchange;
+  readonly #kind: 'net.req' | 'net.tunnel';
+  readonly #open: OpenConnections;
+  #release: (() => void) | null = null;
+  #upstream: Duplex | null = null;
+  /** what the current timer means when it fires */
+  #onTimer: (() => void) | null = null;
+  #ended = false;
+  /** how the connection ended if it closes now with nothing else said (e.g. before its first bytes) */
+  closeNote: string | null = null;
+  /** re-decides the connection under a new policy: a sentence when it may no longer stay open */
+  recheck: ((runtime: PolicyRuntime) => string | null) | null = null;
+
+  constructor(open: OpenConnections, client: Duplex, ex: Exchange, kind: 'net.req' | 'net.tunnel') {
+    this.client = client as Owned;
+    this.ex = ex;
+    this.#kind = kind;
+    this.#open = open;
+    this.client[LIFE] = this;
+    client.on('error', destroySelf);
+    client.on('close', onClientClose);
+    open.add(this);
+    if (client.destroyed) this.closed();
+  }
+
+  /** The tool slot (and rule slot) this connection holds until it closes. */
+  hold(release: () => void): void {
+    if (this.#ended) release();
+    else this.#release = release;
+  }
+
+  /** Each side's close ends the other. */
+  link(upstream: Duplex): void {
+    this.#upstream = upstream;
+    upstream.on('error', destroySelf);
+    upstream.on('close', () => this.client.destroy());
+    if (this.#ended) upstream.destroy();
+  }
+
+  /** Arms the connection's one timer; it restarts on every byte either way on the client socket. */
+  timer(ms: number, onFire: () => void): void {
+    this.#onTimer = onFire;
+    if (typeof this.client.setTimeout !== 'function') return;
+    this.client.setTimeout(ms);
+    if (!this.client.listeners('timeout').includes(onTimeout)) this.client.on('timeout', onTimeout);
+  }
+
+  /** The idle timeout of an open connection. */
+  idle(ms: number): void {
+    this.timer(ms, () => this.end(null, `the connection was silent for idle_timeout_ms (${ms} ms); sluice closed it`));
+  }
+
+  timedOut(): void {
+    const fire = this.#onTimer;
+    if (fire) fire();
+    else this.client.destroy();
+  }
+
+  /** Ends the connection: with an outcome (a refusal, a limit, a timeout), or a sentence on why it closed. */
+  end(code: Outcome | null, detail: string): void {
+    if (code) this.ex.settle(code, detail);
+    else this.ex.note(detail);
+    this.client.destroy();
+    this.#upstream?.destroy();
+  }
+
+  /** Runs once, when the client socket closes: every way a connection ends passes here. */
+  closed(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#onTimer = null;
+    this.#release?.();
+    this.#release = null;
+    this.#upstream?.destroy();
+    this.#open.delete(this);
+    if (this.closeNote) this.ex.note(this.closeNote);
+    this.ex.report(this.#kind);
+  }
+}
+
+/** The raw connections open now: re-checked on every reload, ended at shutdown. */
+export class OpenConnections {
+  readonly #lives = new Set<ConnectionLife>();
+
+  add(life: ConnectionLife): void {
+    this.#lives.add(life);
+  }
+
+  delete(life: ConnectionLife): void {
+    this.#lives.delete(life);
+  }
+
+  get size(): number {
+    return this.#lives.size;
+  }
+
+  /** After a reload: every connection whose admission the new policy no longer gives is closed. */
+  recheck(runtime: PolicyRuntime): number {
+    let closed = 0;
+    for (const life of [...this.#lives]) {
+      const why = life.recheck?.(runtime) ?? null;
+      if (why === null) continue;
+      life.end(null, `closed by a policy reload: ${why}`);
+      closed++;
+    }
+    return closed;
+  }
+
+  /** At shutdown (or halt): ends every open connection with a sentence saying so. */
+  endAll(detail: string): void {
+    for (const life of [...this.#lives]) life.end(null, detail);
+  }
+}
