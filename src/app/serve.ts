@@ -16,6 +16,7 @@ import { createInterceptor } from '../proxy/intercept.js';
 import { OpenConnections } from '../proxy/lifecycle.js';
 import { ToolLimiter } from '../proxy/limits.js';
 import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
+import { SelfEndpoints } from '../net/self.js';
 import { loadCa } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
 import { buildRuntime, scrubSecrets } from './runtime.js';
@@ -116,11 +117,10 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   };
   announce('policy.load', runtime);
 
-  const selfEndpoints: Endpoint[] = [...(opts.alsoSelf ?? [])];
-  const self = {
-    isSelf: (ip: string, port: number): boolean =>
-      selfEndpoints.some((s) => s.port === port && (s.host === ip || s.host === '0.0.0.0' || s.host === '::')),
-  };
+  // sluice's own endpoints, compared as addresses (any spelling, any name for them), never dialled.
+  const self = await SelfEndpoints.create(opts.alsoSelf ?? []).catch((err: Error) => {
+    throw new StartupError(`cannot resolve sluice's own addresses: ${err.message}`);
+  });
   const deps: ProxyDeps = {
     current: () => runtime,
     halted: () => haltedDetail,
@@ -148,7 +148,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   });
   const proxy = await listen(server, opts.listen);
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.
-  selfEndpoints.push({ host: opts.listen.host, port: proxy.port });
+  await self.add({ host: opts.listen.host, port: proxy.port });
 
   const admin = opts.admin
     ? await startAdminServer({
@@ -170,7 +170,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         }),
       })
     : null;
-  if (admin) selfEndpoints.push({ host: opts.admin!.host, port: admin.address.port });
+  if (admin) await self.add({ host: opts.admin!.host, port: admin.address.port });
 
   const halt = (detail: string, newSha: string): void => {
     if (haltedDetail) return;

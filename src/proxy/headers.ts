@@ -7,6 +7,8 @@ const HOP_BY_HOP = new Set([
   'expect',
   'connection',
   'keep-alive',
+  // httpoxy: CGI-style servers turn a "Proxy" request header into HTTP_PROXY for their own clients.
+  'proxy',
   'proxy-authenticate',
   'proxy-authorization',
   'proxy-connection',
