@@ -9,6 +9,7 @@ import t, { type Test } from 'tap';
 import { parse as parseYaml } from 'yaml';
 import { basicAuth, connectTunnel, curl, rawRequest } from '../helpers/clients.js';
 import { startDns } from '../helpers/dns.js';
+import { scrapeMetrics, total, type Sample } from '../helpers/metrics.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
 import { startTestSluice, TOKEN, TOOL, waitForAudit, type AuditRecord, type TestSluice } from '../helpers/sluice.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -72,38 +73,7 @@ t.teardown(async () => {
   await dns.close();
 });
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parses the Prometheus text exposition format (comments skipped, label values unescaped). */
-function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return samples;
-}
-
-async function scrape(): Promise<Sample[]> {
-  const res = await fetch(`http://127.0.0.1:${sluice.adminPort}/metrics`);
-  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
-  return parseMetrics(await res.text());
-}
-
-/** The sum of a metric's samples whose labels include `where`. */
-function total(samples: Sample[], name: string, where: Record<string, string> = {}): number {
-  return samples
-    .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
+const scrape = (): Promise<Sample[]> => scrapeMetrics(sluice.adminPort);
 
 const via = (url: string, extra: string[] = [], tool = TOOL, token = TOKEN) => curl(['-x', sluice.proxyUrl(tool, token), ...extra, url]);
 

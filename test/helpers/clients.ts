@@ -3,6 +3,8 @@
 // explicit proxy is used and nothing leaves loopback by accident.
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { fetch, ProxyAgent } from 'undici';
 import { hasFinalResponse, parseHttpResponses, type ParsedResponse } from './http-response.js';
 
@@ -285,7 +287,8 @@ export async function rawRequest(port: number, bytes: string | Buffer, options: 
   return exchangeRaw(socket, bytes, options);
 }
 
-function openSocket(port: number, host: string): Promise<net.Socket> {
+/** A TCP connection to host:port, once connected. */
+export function openSocket(port: number, host = '127.0.0.1'): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host });
     socket.once('connect', () => {
@@ -356,5 +359,111 @@ export async function connectTunnel(
     socket.on('data', onData);
     socket.on('end', onClose);
     socket.on('error', onClose);
+  });
+}
+
+/** Completes a TLS handshake over an open tunnel (or any socket); rejects when the peer refuses or closes. */
+export function tlsOverSocket(socket: Duplex, options: { servername?: string; ca: string }): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ socket, ca: options.ca, ...(options.servername === undefined ? {} : { servername: options.servername }) }, () => {
+      s.off('close', onClose);
+      resolve(s);
+    });
+    const onClose = (): void => reject(new Error('closed before the TLS handshake finished'));
+    s.once('error', reject);
+    s.once('close', onClose);
+  });
+}
+
+/**
+ * CONNECT through the proxy, then TLS inside the tunnel with `ca` trusted (sluice's CA for an
+ * intercepted host, the upstream's for a passthrough one). Throws when the CONNECT is refused.
+ */
+export async function tlsTunnel(
+  proxyPort: number,
+  target: string,
+  authHeader: string,
+  options: { ca: string; servername?: string },
+): Promise<tls.TLSSocket> {
+  const tunnel = await connectTunnel(proxyPort, target, authHeader);
+  if (tunnel.status !== 200) {
+    tunnel.socket.destroy();
+    throw new Error(`CONNECT ${target} answered ${tunnel.status} (${tunnel.headers['x-sluice-deny'] ?? tunnel.headers['x-sluice-error'] ?? ''})`);
+  }
+  const servername = options.servername ?? (net.isIP(target.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')) ? undefined : target.replace(/:\d+$/, ''));
+  return tlsOverSocket(tunnel.socket, { ca: options.ca, ...(servername === undefined ? {} : { servername }) });
+}
+
+export interface OpenResponse extends ParsedResponse {
+  /** Bytes that came after the response (an upgraded protocol's first bytes). */
+  rest: Buffer;
+  /** The socket, still open, paused after the response; the caller destroys it. */
+  socket: net.Socket;
+}
+
+/**
+ * Writes `bytes` and reads exactly one final response (or a 101), leaving the socket open for what
+ * comes next: the next request on a keep-alive connection, the frames after an upgrade, or a check
+ * that the peer closes it.
+ */
+export function roundTrip(socket: net.Socket, bytes: string | Buffer, options: { timeoutMs?: number; requestMethod?: string } = {}): Promise<OpenResponse> {
+  const requestMethod = options.requestMethod ?? (typeof bytes === 'string' ? bytes : bytes.toString('latin1')).split(' ', 1)[0];
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('error', onClose);
+    };
+    const settle = (closed: boolean): boolean => {
+      const parsed = parseHttpResponses(buf, { closed, requestMethod });
+      const response = parsed.responses.find((r) => r.status >= 200 || r.status === 101);
+      if (!response) return false;
+      cleanup();
+      socket.pause();
+      resolve({ ...response, rest: Buffer.from(parsed.rest), socket });
+      return true;
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      settle(false);
+    };
+    const onClose = (): void => {
+      if (settle(true)) return;
+      cleanup();
+      reject(new Error(`the connection closed without a complete response: ${JSON.stringify(buf.toString('latin1').slice(0, 200))}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no response within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`));
+    }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.once('error', onClose);
+    socket.resume();
+    socket.write(bytes);
+  });
+}
+
+/**
+ * Resolves true once the peer has closed `socket` (destroying it), false when it is still open after
+ * `timeoutMs` (then it is destroyed anyway). What arrived meanwhile is returned too.
+ */
+export function closedBy(socket: net.Socket, timeoutMs = 3_000): Promise<{ closed: boolean; received: Buffer }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    if (socket.destroyed) return resolve({ closed: true, received: Buffer.alloc(0) });
+    const finish = (closed: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ closed, received: Buffer.concat(chunks) });
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('end', () => finish(true));
+    socket.once('close', () => finish(true));
+    socket.once('error', () => finish(true));
+    socket.resume();
   });
 }

@@ -9,7 +9,17 @@ import { gunzipSync } from 'node:zlib';
 import dnsPacket from 'dns-packet';
 import t from 'tap';
 import WebSocket from 'ws';
-import { basicAuth, connectTunnel, curl, nodeFetchViaProxy, proxyUrl, pythonUrllib, rawRequest } from './clients.js';
+import { readClientHello } from '../../src/tls/client-hello.js';
+import {
+  captureClientHello,
+  duplicateSniClientHello,
+  fragmentClientHello,
+  garbageClientHello,
+  handshakeBytes,
+  padClientHello,
+  retypedClientHello,
+} from './client-hello.js';
+import { basicAuth, closedBy, connectTunnel, curl, nodeFetchViaProxy, openSocket, proxyUrl, pythonUrllib, rawRequest, roundTrip } from './clients.js';
 import { startDns } from './dns.js';
 import {
   DOCUMENTATION_IPV6,
@@ -23,7 +33,7 @@ import {
   startCanary,
 } from './netns.js';
 import { issueLeaf, makeSelfSigned, makeTestPki, testCaFile } from './pki.js';
-import { patternBytes, startRawUpstream, startUpstream, type EchoReply } from './upstream.js';
+import { patternBytes, startRawUpstream, startScriptedUpstream, startUpstream, type EchoReply } from './upstream.js';
 import { waitFor } from './wait.js';
 
 const TOOL = 'web-fetch';
@@ -433,4 +443,68 @@ t.test('IPv6 documentation address in the namespace', { skip: hasNetnsIpv6() ? f
   await once(socket, 'connect');
   await waitFor(() => canary.connections() === 1, 'a connection on the IPv6 canary');
   t.equal(canary.connections(), 1);
+});
+
+/** What a real TLS server (OpenSSL) answers to `hello`: the first byte of its reply (22 = a handshake record, a ServerHello). */
+async function serverAnswerTo(hello: Buffer): Promise<number | null> {
+  const pki = await makeTestPki();
+  const server = tls.createServer({ cert: pki.server.certPem, key: pki.server.keyPem });
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(hello);
+    const first = await Promise.race([once(socket, 'data').then(([chunk]) => (chunk as Buffer)[0] ?? null), once(socket, 'close').then(() => null)]);
+    socket.destroy();
+    return first;
+  } finally {
+    server.close();
+  }
+}
+
+t.test('client hellos: captured from Node, re-framed, and still accepted by a real TLS server', async (t) => {
+  const hello = await captureClientHello('api.test');
+  t.same(readClientHello(hello), { state: 'tls', sni: 'api.test', alpn: [] }, 'one readable hello naming the server');
+  const fragmented = fragmentClientHello(hello, 40);
+  let records = 0;
+  for (let offset = 0; offset < fragmented.length; offset += 5 + fragmented.readUInt16BE(offset + 3)) records += 1;
+  t.equal(records, 40, 'split into 40 records');
+  t.same(handshakeBytes(fragmented), handshakeBytes(hello), 'carrying the same handshake message');
+  const padded = padClientHello(hello);
+  t.ok(handshakeBytes(padded).length >= 17 * 1024, 'padded past 16 KiB');
+  for (const [what, bytes] of [
+    ['the captured hello', hello],
+    ['the fragmented hello', fragmented],
+    ['the padded hello', padded],
+  ] as const) {
+    t.equal(await serverAnswerTo(bytes), 22, `${what}: the server answers with a handshake record`);
+  }
+  t.not(await serverAnswerTo(retypedClientHello(hello)), 22, 'a retyped hello gets no ServerHello');
+  t.not(await serverAnswerTo(garbageClientHello()), 22, 'a garbage hello gets no ServerHello');
+  t.same(readClientHello(duplicateSniClientHello(hello, 'api.test')), { state: 'not_tls' }, 'two server_name extensions are unreadable');
+});
+
+t.test('scripted upstream: answers each head, records every byte per connection, then only records after raw', async (t) => {
+  const up = await startScriptedUpstream((request, socket) => {
+    if (request.target === '/switch') {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n');
+      return 'raw';
+    }
+    socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${request.target.length}\r\n\r\n${request.target}`);
+  });
+  t.teardown(() => up.close());
+  const socket = await openSocket(up.port);
+  const first = await roundTrip(socket, 'POST /one HTTP/1.1\r\nHost: u\r\nContent-Length: 3\r\n\r\nabc');
+  t.equal(first.body, '/one');
+  const switched = await roundTrip(socket, 'GET /switch HTTP/1.1\r\nHost: u\r\n\r\n');
+  t.equal(switched.status, 101);
+  socket.write('GET /after HTTP/1.1\r\nHost: u\r\n\r\n');
+  await waitFor(() => up.received().includes('/after'), 'the bytes after the switch');
+  t.same(up.requests.map((r) => [r.method, r.target, r.connection]), [['POST', '/one', 0], ['GET', '/switch', 0]], 'no head parsed after raw');
+  t.equal(up.requests[0]!.headers['content-length'], '3');
+  t.equal(up.connectionLog()[0]!.closed, false);
+  t.equal((await closedBy(socket, 100)).closed, false, 'closedBy: still open after the bounded wait');
+  await waitFor(() => up.connectionLog()[0]!.closed, 'the upstream to see the close');
+  t.equal(up.openConnections(), 0);
 });

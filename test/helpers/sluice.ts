@@ -41,6 +41,10 @@ export interface TestSluiceOptions {
   onHalt?: (detail: string) => void;
   /** audit destination instead of DIR/audit.log (e.g. /dev/full to make every write fail) */
   audit?: string;
+  /** the proxy's listen host (default 127.0.0.1), e.g. 'localhost' or the wildcard '0.0.0.0' */
+  listenHost?: string;
+  /** the admin port's host (default 127.0.0.1) */
+  adminHost?: string;
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
@@ -51,8 +55,8 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
   const caDir = opts.caDir ?? path.join(dir, 'certs');
   const running = await startSluice({
     policyFile,
-    listen: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0 },
+    listen: { host: opts.listenHost ?? '127.0.0.1', port: 0 },
+    admin: { host: opts.adminHost ?? '127.0.0.1', port: 0 },
     caDir,
     audit: auditFile,
     auditFsync: 'never',
@@ -92,6 +96,32 @@ export async function waitForAudit(s: TestSluice, match: (r: AuditRecord) => boo
     const found = (await s.audit()).find(match);
     if (found) return found;
     if (Date.now() > until) throw new Error('no matching audit record');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Like waitForAudit, but resolves undefined when no record matched in time, so a test can assert on it. */
+export async function auditWithin(s: TestSluice, match: (r: AuditRecord) => boolean, timeoutMs = 3000): Promise<AuditRecord | undefined> {
+  return waitForAudit(s, match, timeoutMs).catch(() => undefined);
+}
+
+/** The event types that are the one record of an exchange (each moves sluice_requests_total once). */
+export const CANONICAL_TYPES: ReadonlySet<string> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+
+/** The highest seq written so far: take it before an exchange, then read what came after. */
+export async function auditMark(s: TestSluice): Promise<number> {
+  return (await s.audit()).reduce((max, r) => Math.max(max, r.seq), 0);
+}
+
+/**
+ * The canonical records written after `mark`, once there are at least `count` of them (or the bounded
+ * wait ran out: then whatever there is, so the test's count assertion fails rather than hangs).
+ */
+export async function canonicalSince(s: TestSluice, mark: number, count: number, timeoutMs = 3000): Promise<AuditRecord[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await s.audit()).filter((r) => r.seq > mark && CANONICAL_TYPES.has(r.type));
+    if (found.length >= count || Date.now() > until) return found;
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -1,9 +1,11 @@
 // Real upstream servers for e2e tests: an httpbin-like HTTP(S) server that records every request
-// and TCP connection it gets (so a test can prove what reached it, or that nothing did), and a raw
-// TCP peer for tests that need malformed or non-HTTP answers.
+// and TCP connection it gets (so a test can prove what reached it, or that nothing did), a raw TCP
+// or TLS peer for tests that need malformed or non-HTTP answers, and a scripted one on top of it that
+// answers each request head exactly as a case needs.
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { WebSocketServer } from 'ws';
 import { hostForUrl } from '../../src/net/host.js';
@@ -250,33 +252,56 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
 export interface RawUpstream {
   host: string;
   port: number;
-  /** TCP connections accepted so far. */
+  /** TCP (or, with `tls`, TLS) connections accepted so far. */
   connections(): number;
-  /** Every byte received on every connection, in arrival order, as latin1 (byte-exact). */
+  /** Connections accepted and not yet closed (by either side). */
+  openConnections(): number;
+  /** Every byte received on every connection, in arrival order, as latin1 (byte-exact; decrypted with `tls`). */
   received(): string;
+  /** Per connection, in the order accepted (the index is the handler's `id`): what it received, and whether it has closed. */
+  connectionLog(): Array<{ received: string; closed: boolean }>;
   close(): Promise<void>;
 }
 
+export interface RawUpstreamOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0 (a free port). */
+  port?: number;
+  /** Terminate TLS with this certificate (see pki.ts): the handler gets the decrypted socket. */
+  tls?: { certPem: string; keyPem: string };
+}
+
 /**
- * A raw TCP peer: `handler` owns each socket (answer with anything, or nothing). The helper also
- * listens to 'data' to record what arrived, so handlers should use events, not socket.read().
+ * A raw TCP (or TLS) peer: `handler` owns each socket (answer with anything, or nothing). The helper
+ * also listens to 'data' to record what arrived, so handlers should use events, not socket.read().
  */
-export async function startRawUpstream(
-  handler: (socket: net.Socket) => void,
-  options: { host?: string; port?: number } = {},
-): Promise<RawUpstream> {
+export async function startRawUpstream(handler: (socket: net.Socket, id: number) => void, options: RawUpstreamOptions = {}): Promise<RawUpstream> {
   const host = options.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   const received: Buffer[] = [];
+  const log: Array<{ chunks: Buffer[]; closed: boolean }> = [];
   let accepted = 0;
-  const server = net.createServer((socket) => {
+  const onSocket = (socket: net.Socket): void => {
+    const id = accepted;
+    const entry = { chunks: [] as Buffer[], closed: false };
+    log.push(entry);
     accepted += 1;
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      entry.closed = true;
+    });
     socket.on('error', () => {});
-    socket.on('data', (chunk: Buffer) => received.push(chunk));
-    handler(socket);
-  });
+    socket.on('data', (chunk: Buffer) => {
+      received.push(chunk);
+      entry.chunks.push(chunk);
+    });
+    handler(socket, id);
+  };
+  const server: net.Server = options.tls ? tls.createServer({ cert: options.tls.certPem, key: options.tls.keyPem }, onSocket) : net.createServer(onSocket);
+  // A peer that hangs up mid-handshake is part of the tests, not an error of the helper.
+  server.on('tlsClientError', () => {});
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port: options.port ?? 0, exclusive: true }, () => resolve());
@@ -285,11 +310,83 @@ export async function startRawUpstream(
     host,
     port: (server.address() as net.AddressInfo).port,
     connections: () => accepted,
+    openConnections: () => sockets.size,
     received: () => Buffer.concat(received).toString('latin1'),
+    connectionLog: () => log.map((entry) => ({ received: Buffer.concat(entry.chunks).toString('latin1'), closed: entry.closed })),
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
         server.close(() => resolve());
       }),
   };
+}
+
+/** One request head as a scripted upstream read it off the wire. */
+export interface UpstreamRequestHead {
+  method: string;
+  /** the request target exactly as sent (origin-form for what sluice forwards) */
+  target: string;
+  /** header names lower-cased; repeated headers joined with ", " */
+  headers: Record<string, string>;
+  /** which connection it came on (an index into connectionLog()) */
+  connection: number;
+}
+
+export interface ScriptedUpstream extends RawUpstream {
+  /** Every request head read, in order, on every connection. */
+  requests: UpstreamRequestHead[];
+}
+
+/**
+ * What a scripted upstream does with one request head: write any answer on the socket. Return 'raw'
+ * when the connection stops being HTTP (after a 101): later bytes are then only recorded.
+ */
+export type UpstreamScript = (request: UpstreamRequestHead, socket: net.Socket) => 'raw' | void;
+
+/**
+ * A raw upstream that reads HTTP/1.1 request heads (bodies framed by Content-Length are skipped)
+ * and lets `script` answer each one byte for byte: a 101 that echoes the wrong token, a 403 that
+ * keeps the connection open, a header echoing what it received. Everything received is recorded,
+ * so a test can prove which bytes, and which requests, never arrived.
+ */
+export async function startScriptedUpstream(script: UpstreamScript, options: RawUpstreamOptions = {}): Promise<ScriptedUpstream> {
+  const requests: UpstreamRequestHead[] = [];
+  const raw = await startRawUpstream((socket, connection) => {
+    let pending = Buffer.alloc(0);
+    let skip = 0;
+    let http = true;
+    socket.on('data', (chunk: Buffer) => {
+      if (!http) return;
+      pending = Buffer.concat([pending, chunk]);
+      for (;;) {
+        if (skip > 0) {
+          const n = Math.min(skip, pending.length);
+          pending = pending.subarray(n);
+          skip -= n;
+          if (skip > 0) return;
+        }
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const [line = '', ...lines] = pending.subarray(0, end).toString('latin1').split('\r\n');
+        pending = pending.subarray(end + 4);
+        const [method = '', target = ''] = line.split(' ');
+        const headers: Record<string, string> = {};
+        for (const l of lines) {
+          const colon = l.indexOf(':');
+          if (colon <= 0) continue;
+          const name = l.slice(0, colon).toLowerCase();
+          const value = l.slice(colon + 1).trim();
+          headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+        }
+        const request = { method, target, headers, connection };
+        requests.push(request);
+        skip = Number(headers['content-length'] ?? 0) || 0;
+        if (script(request, socket) === 'raw') {
+          http = false;
+          return;
+        }
+      }
+    });
+  }, options);
+  return { ...raw, requests };
 }

@@ -7,3 +7,11 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** Polls like waitFor, but resolves false when the wait runs out, for a test to assert on (t.ok). */
+export async function settles(condition: () => boolean, timeoutMs = 3_000): Promise<boolean> {
+  return waitFor(condition, 'a condition', timeoutMs).then(
+    () => true,
+    () => false,
+  );
+}
