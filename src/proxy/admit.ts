@@ -2,7 +2,7 @@
 // absolute-form request, a CONNECT, an Upgrade, and every request read inside a tunnel (intercepted
 // TLS, or plain HTTP in a tunnel), each against the policy and the identity in force at that moment.
 // The steps, in order (each refusal is settled on the exchange and answered by the caller):
-//   halted → framing → authenticate → parse target → Host → decide → size → slot and rate → vet address
+//   halted → authenticate → parse target → framing → Host → decide → size → slot and rate → vet address
 // Nothing is sent upstream until this says yes. No transport writes its own copy of these steps.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CanonicalHost } from '../net/host.js';
@@ -78,21 +78,22 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
   const halted = deps.halted();
   if (halted) return refuse('policy_halted', halted, true);
 
-  // 2. framing: what the next hop could read differently from sluice is refused before anything else.
-  if (head.kind !== 'connect') {
-    const framing = framingProblem(head);
-    if (framing) return refuse('bad_request', framing, true);
-  }
-
-  // 3. authenticate, against the tokens in force now (also for a tunnel opened under an older policy).
+  // 2. authenticate, against the tokens in force now (also for a tunnel opened under an older policy).
   const runtime = deps.current();
   const credentials = scope.tunnel ? scope.tunnel.credentials : head.headers['proxy-authorization'];
   const auth = runtime.tokens.authenticate(credentials);
-  if (!auth.ok) return refuse('unauthenticated', `proxy authentication failed: ${auth.why}`, scope.tunnel !== null);
+  // What the next hop could read differently from sluice: found now, refused once the record can name who sent it.
+  const framing = head.kind === 'connect' ? null : framingProblem(head);
+  if (!auth.ok) return refuse('unauthenticated', `proxy authentication failed: ${auth.why}`, scope.tunnel !== null || framing !== null);
   const tool = auth.tool;
   ex.tool = tool;
 
-  // 4. parse the target: authority-form for CONNECT, origin-form inside a tunnel, absolute-form otherwise.
+  if (scope.tunnel) {
+    ex.host = scope.tunnel.target.host.host;
+    ex.port = scope.tunnel.target.port;
+  }
+
+  // 3. parse the target: authority-form for CONNECT, origin-form inside a tunnel, absolute-form otherwise.
   const parsed =
     head.kind === 'connect'
       ? parseConnectTarget(head.url)
@@ -104,6 +105,9 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
   ex.host = target.host.host;
   ex.port = target.port;
   if (head.kind !== 'connect') ex.path = target.path;
+
+  // 4. framing: ambiguous framing, look-alike framing headers, h2c; the connection's later bytes are not trusted.
+  if (framing) return refuse('bad_request', framing, true);
 
   // 5. Host: a request must name the target it is decided on, so the upstream reads the same one.
   if (head.kind !== 'connect') {

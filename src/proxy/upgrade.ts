@@ -90,6 +90,8 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   outgoing.on('response', (res: IncomingMessage) => {
     // Not upgraded: an ordinary response, scrubbed like any other; then the connection closes.
     clearTimeout(headerTimer);
+    // Node hands a 101 without an Upgrade header here, as a final response: it upgrades to nothing.
+    if (res.statusCode === 101) return refuseAnswer('the upstream answered 101 without naming the protocol it switched to');
     ex.status = res.statusCode ?? 502;
     const scrub = responseScrubber(runtime, decision, endToEndHeaders(res.rawHeaders));
     if (scrub === 'undecodable') return refuseAnswer('the response uses a content coding sluice cannot decode to scrub secret values');
