@@ -4,7 +4,8 @@ import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { loadPolicy, pinnedDigest } from '../config/load.js';
+import { loadPolicy } from '../config/load.js';
+import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type FsyncMode } from '../observe/audit.js';
@@ -75,16 +76,17 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   } catch (err) {
     throw new StartupError((err as Error).message);
   }
-  // The base file's sha256, or the digest over it and its fragments (what `sluice check` prints).
-  let digest = pinnedDigest(loaded);
+  // The policy's one digest: what `sluice check` prints and audit events, metrics and /policy carry.
+  let digest = loaded.digest;
   if (opts.policySha256 && digest !== opts.policySha256.toLowerCase()) {
-    throw new StartupError(`${opts.policyFile}: sha256 ${digest} does not match the pinned --policy-sha256 ${opts.policySha256}`);
+    throw new StartupError(new PolicyPinMismatch(opts.policyFile, digest, opts.policySha256).message);
   }
   let runtime: PolicyRuntime;
   try {
     runtime = await buildRuntime(loaded, opts.env);
   } catch (err) {
-    throw new StartupError(`${opts.policyFile}: ${(err as Error).message}`);
+    // The upstream CA problem names its file; a secret that cannot load names its alias.
+    throw new StartupError(err instanceof PolicyError ? err.message : `${opts.policyFile}: ${(err as Error).message}`);
   }
   const ca = await loadCa(opts.caDir, { create: true }).catch((err: Error) => {
     throw new StartupError(err.message);
@@ -107,7 +109,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
   const announce = (kind: 'policy.load', rt: PolicyRuntime): void => {
     observer.setPolicy({
-      sha256: rt.loaded.sha256,
+      sha256: rt.loaded.digest,
       tools: [...rt.compiled.tools.keys()],
       secrets: [...rt.compiled.secrets.keys()],
     });
@@ -152,7 +154,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
           ready: haltedDetail === null,
           why: haltedDetail,
           policy: {
-            sha256: runtime.loaded.sha256,
+            sha256: runtime.loaded.digest,
             loadedAt: runtime.loaded.loadedAt,
             tools: [...runtime.compiled.tools.values()].map((t) => ({
               name: t.name,
@@ -192,7 +194,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     let next: LoadedPolicy;
     try {
       next = loadPolicy(opts.policyFile);
-      const nextDigest = pinnedDigest(next);
+      const nextDigest = next.digest;
       if (opts.policySha256 && nextDigest !== opts.policySha256.toLowerCase()) {
         halt(
           `the pinned policy ${opts.policyFile} changed at run time (sha256 ${nextDigest}, pinned ${opts.policySha256}); sluice halted`,
@@ -200,7 +202,6 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         );
         return false;
       }
-      // A fragment may change while the base file does not: compare the digest over all files.
       if (nextDigest === digest) return true;
       const nextRuntime = await buildRuntime(next, opts.env);
       const previous = runtime;
@@ -209,7 +210,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       announce('policy.load', nextRuntime);
       void previous.pools.close();
       previous.secrets.close();
-      opts.logger.info({ sha256: next.sha256 }, 'policy reloaded');
+      opts.logger.info({ sha256: next.digest }, 'policy reloaded');
       return true;
     } catch (err) {
       const detail = (err as Error).message;
