@@ -52,7 +52,7 @@ export function reportToPrimary(running: RunningSluice, registry: Registry): () 
       ready: halted === null,
       why: halted,
       policy: {
-        sha256: runtime.loaded.sha256,
+        sha256: runtime.loaded.digest,
         loadedAt: runtime.loaded.loadedAt.toISOString(),
         tools: [...runtime.compiled.tools.values()].map((t) => ({ name: t.name, rules: t.rules.length, secrets: [...t.secrets] })),
       },

@@ -2,6 +2,7 @@
 // upstream pools and trusted roots. A reload builds a new one; the old one drains.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { PolicyError } from '../config/errors.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { compileAddressPolicy } from '../net/address.js';
 import { UpstreamPools, upstreamRoots } from '../net/dial.js';
@@ -15,7 +16,7 @@ import { SecretStore } from '../secrets/store.js';
 /** Throws (naming the alias or file, never a value) when a granted secret or a token cannot be loaded. */
 export async function buildRuntime(loaded: LoadedPolicy, env: NodeJS.ProcessEnv = process.env): Promise<PolicyRuntime> {
   const doc = loaded.doc;
-  const compiled = compilePolicy(doc, loaded.sha256);
+  const compiled = compilePolicy(doc, loaded.digest);
   const tokens = new ToolTokens(doc, env);
   // Only secrets some tool is granted must load; a defined but ungranted one is never used.
   const granted = Object.values(doc.tools).flatMap((tool) => tool.secrets);
@@ -42,7 +43,11 @@ function readUpstreamCa(loaded: LoadedPolicy): string | null {
   try {
     return readFileSync(resolved, 'utf8');
   } catch (err) {
-    throw new Error(`tls.upstream_ca: cannot read ${resolved} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    const why = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new PolicyError(
+      [{ code: 'upstream_ca_unreadable', file: loaded.file, path: ['tls', 'upstream_ca'], message: `cannot read ${resolved} (${why})` }],
+      loaded.digest,
+    );
   }
 }
 

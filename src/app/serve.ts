@@ -1,11 +1,9 @@
-// `sluice serve`: wires the pieces together and owns their lifecycle (start, reload, halt, drain).
-import { watch, type FSWatcher } from 'node:fs';
+// `sluice serve`: wires the pieces together and owns their lifecycle (start, halt, drain). The
+// policy in force, its pin, reloads and file watching belong to the PolicyHolder; this asks it.
 import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { loadPolicy, pinnedDigest } from '../config/load.js';
-import type { LoadedPolicy } from '../config/types.js';
+import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type FsyncMode } from '../observe/audit.js';
 import type { Logger } from '../observe/log.js';
@@ -19,7 +17,8 @@ import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } fr
 import { SelfEndpoints } from '../net/self.js';
 import { loadCa } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
-import { buildRuntime, scrubSecrets } from './runtime.js';
+import { PolicyHolder } from './policy-holder.js';
+import { scrubSecrets } from './runtime.js';
 
 export interface Endpoint {
   host: string;
@@ -38,7 +37,7 @@ export interface ServeOptions {
   auditMaxBytes: number;
   /** pinned policy digest: a mismatch at start refuses, a drift at run time halts */
   policySha256: string | null;
-  /** reload when the policy file changes (SIGHUP always reloads) */
+  /** reload when a file the policy was read from (or a symlink to it) changes; SIGHUP always reloads */
   watchPolicy: boolean;
   /** how long a halted proxy lets open connections finish before closing them */
   haltDrainMs: number;
@@ -58,7 +57,9 @@ export interface RunningSluice {
   proxy: AddressInfo;
   admin: AddressInfo | null;
   current(): PolicyRuntime;
-  /** reloads the policy file; false when the new policy was rejected (the old one stays) */
+  /** the policy in force, its reloads and their subscribers */
+  policy: PolicyHolder;
+  /** reloads the policy file; false when the new policy was rejected (the old one stays) or sluice halted */
   reload(): Promise<boolean>;
   halted(): string | null;
   /** waits until every audit event so far is on disk */
@@ -71,24 +72,16 @@ export interface RunningSluice {
 export class StartupError extends Error {}
 
 export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
-  let loaded: LoadedPolicy;
+  let policy: PolicyHolder;
   try {
-    loaded = loadPolicy(opts.policyFile);
+    policy = await PolicyHolder.open({ file: opts.policyFile, pin: opts.policySha256, env: opts.env, logger: opts.logger });
   } catch (err) {
-    throw new StartupError((err as Error).message);
+    // Policy problems and a pin mismatch name their file; a secret that cannot load names its alias.
+    const named = err instanceof PolicyError || err instanceof PolicyPinMismatch;
+    throw new StartupError(named ? (err as Error).message : `${opts.policyFile}: ${(err as Error).message}`);
   }
-  // The base file's sha256, or the digest over it and its fragments (what `sluice check` prints).
-  let digest = pinnedDigest(loaded);
-  if (opts.policySha256 && digest !== opts.policySha256.toLowerCase()) {
-    throw new StartupError(`${opts.policyFile}: sha256 ${digest} does not match the pinned --policy-sha256 ${opts.policySha256}`);
-  }
-  let runtime: PolicyRuntime;
-  try {
-    runtime = await buildRuntime(loaded, opts.env);
-  } catch (err) {
-    throw new StartupError(`${opts.policyFile}: ${(err as Error).message}`);
-  }
-  const ca = await loadCa(opts.caDir, { create: true }).catch((err: Error) => {
+  const ca = await loadCa(opts.caDir, { create: true }).catch(async (err: Error) => {
+    await policy.close();
     throw new StartupError(err.message);
   });
 
@@ -103,37 +96,32 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     fsync: opts.auditFsync,
     maxBytes: opts.auditMaxBytes,
     onError: (err) => auditFailed(err),
-    scrub: (text) => scrubSecrets(runtime, text),
+    scrub: (text) => scrubSecrets(policy.current(), text),
   });
   // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
   const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
-  const announce = (kind: 'policy.load', rt: PolicyRuntime): void => {
-    observer.setPolicy({
-      sha256: rt.loaded.sha256,
-      tools: [...rt.compiled.tools.keys()],
-      secrets: [...rt.compiled.secrets.keys()],
-    });
-    observer.event({ type: kind, detail: `loaded ${rt.loaded.file}` });
-  };
-  announce('policy.load', runtime);
+  // Announces the policy (policy.load) and starts watching; a drift of a pinned policy halts.
+  policy.start({ observer, watch: opts.watchPolicy, halted: () => haltedDetail, onDrift: (detail) => halt(detail) });
 
   // sluice's own endpoints, compared as addresses (any spelling, any name for them), never dialled.
   const self = await SelfEndpoints.create(opts.alsoSelf ?? []).catch((err: Error) => {
     throw new StartupError(`cannot resolve sluice's own addresses: ${err.message}`);
   });
   const deps: ProxyDeps = {
-    current: () => runtime,
+    current: () => policy.current(),
     halted: () => haltedDetail,
     observer,
     self,
     limiter: new ToolLimiter(),
     open: new OpenConnections(),
   };
+  // Open passthrough tunnels the new policy no longer allows are closed at once.
+  policy.onReload((next) => deps.open.recheck(next));
   const leaves = new LeafCertificates(ca, { onIssued: () => observer.certIssued() });
   // http.Server options are fixed at creation: the header timeout is the one in the policy at start.
   const serverOpts: ProxyServerOptions = {
     ...DEFAULT_SERVER_OPTIONS,
-    headerTimeoutMs: loaded.doc.limits.header_timeout_ms,
+    headerTimeoutMs: policy.current().loaded.doc.limits.header_timeout_ms,
     maxConnections: opts.maxConnections ?? DEFAULT_SERVER_OPTIONS.maxConnections,
     maxHeaderBytes: opts.maxHeaderBytes ?? DEFAULT_SERVER_OPTIONS.maxHeaderBytes,
   };
@@ -155,30 +143,32 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         listen: opts.admin,
         registry: metrics.registry,
         caPem: () => ca.certPem,
-        status: () => ({
-          ready: haltedDetail === null,
-          why: haltedDetail,
-          policy: {
-            sha256: runtime.loaded.sha256,
-            loadedAt: runtime.loaded.loadedAt,
-            tools: [...runtime.compiled.tools.values()].map((t) => ({
-              name: t.name,
-              rules: t.rules.length,
-              secrets: [...t.secrets],
-            })),
-          },
-        }),
+        status: () => {
+          const runtime = policy.current();
+          return {
+            ready: haltedDetail === null,
+            why: haltedDetail,
+            policy: {
+              sha256: runtime.loaded.digest,
+              loadedAt: runtime.loaded.loadedAt,
+              tools: [...runtime.compiled.tools.values()].map((t) => ({
+                name: t.name,
+                rules: t.rules.length,
+                secrets: [...t.secrets],
+              })),
+            },
+          };
+        },
       })
     : null;
   if (admin) await self.add({ host: opts.admin!.host, port: admin.address.port });
 
-  const halt = (detail: string, newSha: string): void => {
+  // The holder has written policy.drift and logged it; this stops the traffic.
+  function halt(detail: string): void {
     if (haltedDetail) return;
     haltedDetail = detail;
-    observer.event({ type: 'policy.drift', detail, expected_sha256: opts.policySha256, reason: 'policy_halted' });
-    opts.logger.error({ expected: opts.policySha256, found: newSha }, 'pinned policy drifted; halting');
     drainThenHalt(detail);
-  };
+  }
 
   function auditFailed(err: Error): void {
     if (haltedDetail || closing) return;
@@ -194,55 +184,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     opts.onHalt?.(detail);
   }
 
-  const reload = async (): Promise<boolean> => {
-    if (haltedDetail) return false;
-    let next: LoadedPolicy;
-    try {
-      next = loadPolicy(opts.policyFile);
-      const nextDigest = pinnedDigest(next);
-      if (opts.policySha256 && nextDigest !== opts.policySha256.toLowerCase()) {
-        halt(
-          `the pinned policy ${opts.policyFile} changed at run time (sha256 ${nextDigest}, pinned ${opts.policySha256}); sluice halted`,
-          nextDigest,
-        );
-        return false;
-      }
-      // A fragment may change while the base file does not: compare the digest over all files.
-      if (nextDigest === digest) return true;
-      const nextRuntime = await buildRuntime(next, opts.env);
-      const previous = runtime;
-      runtime = nextRuntime;
-      digest = nextDigest;
-      announce('policy.load', nextRuntime);
-      // Open passthrough tunnels the new policy no longer allows are closed now.
-      deps.open.recheck(nextRuntime);
-      void previous.pools.close();
-      previous.secrets.close();
-      opts.logger.info({ sha256: next.sha256 }, 'policy reloaded');
-      return true;
-    } catch (err) {
-      const detail = (err as Error).message;
-      observer.event({ type: 'policy.reload_failed', detail });
-      opts.logger.warn({ error: detail }, 'policy reload rejected; the previous policy stays in force');
-      return false;
-    }
-  };
-
-  let watcher: FSWatcher | null = null;
-  if (opts.watchPolicy) {
-    // Watch the directory: editors and Kubernetes replace files rather than write them in place.
-    const base = path.basename(opts.policyFile);
-    let timer: NodeJS.Timeout | null = null;
-    watcher = watch(path.dirname(path.resolve(opts.policyFile)), (_event, name) => {
-      if (name !== null && name !== base && !name.startsWith('..')) return;
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => void reload(), 50);
-    });
-    watcher.unref();
-  }
-
   const close = async (): Promise<void> => {
-    watcher?.close();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
@@ -251,8 +193,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       }, 2_000).unref();
     });
     await admin?.close();
-    await runtime.pools.close();
-    runtime.secrets.close();
+    await policy.close();
     closing = true;
     await sink.close();
   };
@@ -260,8 +201,9 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   return {
     proxy,
     admin: admin?.address ?? null,
-    current: () => runtime,
-    reload,
+    current: () => policy.current(),
+    policy,
+    reload: async () => ['reloaded', 'unchanged'].includes(await policy.reload()),
     halted: () => haltedDetail,
     flushAudit: () => sink.flush(),
     registry: metrics.registry,

@@ -28,12 +28,12 @@ export async function runExplain(args: string[]): Promise<number> {
     loaded = loadPolicy(file);
   } catch (err) {
     if (err instanceof PolicyError) {
-      process.stderr.write(err.message + '\n');
+      process.stderr.write(err.report() + '\n');
       return 2;
     }
     throw err;
   }
-  const compiled = compilePolicy(loaded.doc, loaded.sha256);
+  const compiled = compilePolicy(loaded.doc, loaded.digest);
   const https = /^https:\/\//i.test(url);
   const target = https ? httpsTarget(url) : parseAbsoluteTarget(url);
   if (!target.ok) throw new UsageError(target.why);

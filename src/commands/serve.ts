@@ -29,7 +29,7 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
   --workers N            worker processes sharing the listen socket (default 1); the admin port
                          sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN
                                                                            [SLUICE_WORKERS]
-  --no-watch             reload only on SIGHUP, not when the policy file changes
+  --no-watch             reload only on SIGHUP, not when a policy file or fragment changes
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
 Exit codes: 2 when sluice refuses to start (reason on stderr), 3 after a pinned-policy halt.

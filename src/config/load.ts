@@ -1,12 +1,13 @@
 // Loads a policy: read the exact bytes, parse (YAML or JSON), validate against the schema (which
-// fills defaults), run the semantic checks, then add the fragments named by include. Synchronous,
-// because `sluice check`, serve and hot reload all want the verdict before doing anything else.
-// Any problem anywhere makes the whole policy unusable: PolicyError lists them all.
+// fills defaults), run the semantic checks, then add the fragments named by include, and digest the
+// bytes read. Synchronous, because `sluice check`, serve and hot reload all want the verdict before
+// doing anything else. Any problem anywhere makes the whole policy unusable: PolicyError lists them
+// all (and still carries the digest, which a pinned policy compares).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { globSync } from 'tinyglobby';
-import { PolicyError, type FieldPath, type Problem } from './errors.js';
+import { PolicyError, type FieldPath, type Problem, type ProblemCode } from './errors.js';
 import { schemaProblems } from './schema.js';
 import { checkSecrets, checkSettings, checkTools } from './semantic.js';
 import { lineOf, parseSource, type PolicySource } from './source.js';
@@ -25,10 +26,11 @@ export function loadPolicy(file: string): LoadedPolicy {
   const base = checkFile(file, absolute, bytes, 'policy', true);
   const parts = [base];
   if (base.source && base.problems.length === 0) parts.push(...readFragments(base as GoodPart));
-  return finish(parts, (doc) => ({
+  const digest = policyDigest(parts);
+  return finish(parts, digest, (doc) => ({
     doc,
     file: absolute,
-    sha256: sha256Hex(bytes),
+    digest: digest!,
     files: parts.map((part) => part.absolute),
     loadedAt: new Date(),
   }));
@@ -42,31 +44,25 @@ export function parsePolicy(text: string, fileName: string): PolicyDoc {
   const base = checkFile(fileName, resolve(fileName), new TextEncoder().encode(text), 'policy', true);
   const doc = base.source?.value as PolicyDoc | undefined;
   if (base.problems.length === 0 && doc?.include !== undefined) {
-    base.problems.push(problemAt(base.source!, ['include'], 'fragments can only be included when the policy is loaded from a file'));
+    base.problems.push(problemAt('include_needs_file', base.source!, ['include'], 'fragments can only be included when the policy is loaded from a file'));
   }
-  return finish([base], (checked) => checked);
+  return finish([base], null, (checked) => checked);
 }
 
 /**
- * One digest over the base file and its fragments, in load order (LoadedPolicy.files), for
- * drift detection: a byte changed in any listed file, or a file dropped from or reordered in
- * the list, changes it. Throws when a file cannot be read (which is drift too). A new file that
- * matches include is not in the list; only a reload sees it.
+ * The policy's one digest (LoadedPolicy.digest), over the very bytes that were parsed, so what it
+ * names is what is in force. A lone file: its sha256, as sha256sum prints it. With fragments: the
+ * sha256 of one "<sha256 of the file>  <name relative to the base file's directory>" line per file,
+ * in load order, so a byte changed in any file, or a file added, dropped or renamed, changes it,
+ * while moving the whole tree elsewhere does not. Null when a file could not be read.
  */
-export function policyFilesSha256(files: readonly string[]): string {
+function policyDigest(parts: readonly Part[]): string | null {
+  if (parts.some((part) => part.bytes === null)) return null;
+  if (parts.length === 1) return sha256Hex(parts[0]!.bytes!);
   const combined = createHash('sha256');
-  // Names relative to the base file's directory, so the digest is the same wherever the files live.
-  const base = dirname(files[0] ?? '.');
-  for (const file of files) combined.update(`${sha256Hex(readFileSync(file))}  ${relative(base, file)}\n`);
+  const base = dirname(parts[0]!.absolute);
+  for (const part of parts) combined.update(`${sha256Hex(part.bytes!)}  ${relative(base, part.absolute)}\n`);
   return combined.digest('hex');
-}
-
-/**
- * What --policy-sha256 pins: the base file's sha256, or, when it includes fragments, the combined
- * digest of the base and every fragment (`sluice check` prints it), so no file can drift unseen.
- */
-export function pinnedDigest(loaded: LoadedPolicy): string {
-  return loaded.files.length > 1 ? policyFilesSha256(loaded.files) : loaded.sha256;
 }
 
 function sha256Hex(bytes: Uint8Array): string {
@@ -77,6 +73,8 @@ function sha256Hex(bytes: Uint8Array): string {
 interface Part {
   name: string;
   absolute: string;
+  /** what was read; null when the file could not be */
+  bytes: Uint8Array | null;
   source: PolicySource | null;
   problems: Problem[];
 }
@@ -88,13 +86,13 @@ type Tools = Record<string, ToolDoc>;
 type Secrets = Record<string, SecretDoc>;
 
 /** Merges the parts when each is fine on its own, then checks them together; throws on any problem. */
-function finish<T>(parts: Part[], build: (doc: PolicyDoc) => T): T {
+function finish<T>(parts: Part[], digest: string | null, build: (doc: PolicyDoc) => T): T {
   const problems = parts.flatMap((part) => part.problems);
-  if (problems.length > 0) throw new PolicyError(problems);
+  if (problems.length > 0) throw new PolicyError(problems, digest);
   const good = parts as GoodPart[];
   const doc = good[0]!.source.value as PolicyDoc;
   const combined = combine(doc, good);
-  if (combined.length > 0) throw new PolicyError(combined);
+  if (combined.length > 0) throw new PolicyError(combined, digest);
   // Tool names arrive in requests: "constructor" must not find Object.prototype's.
   doc.tools = Object.assign(Object.create(null) as Tools, doc.tools);
   doc.secrets = Object.assign(Object.create(null) as Secrets, doc.secrets);
@@ -105,7 +103,7 @@ function readBytes(name: string, absolute: string): Uint8Array | Problem {
   try {
     return readFileSync(absolute);
   } catch (error) {
-    return { file: name, message: `cannot read the file: ${readFailure(error)}` };
+    return { code: 'unreadable', file: name, message: `cannot read the file: ${readFailure(error)}` };
   }
 }
 
@@ -120,16 +118,16 @@ function readFailure(error: unknown): string {
 /** Parses and checks one file on its own; one that fails to parse or fails the schema stops there. */
 function checkFile(name: string, absolute: string, bytes: Uint8Array, kind: 'policy' | 'fragment', baseStrict: boolean): Part {
   const parsed = parseSource(name, bytes);
-  if (!parsed.ok) return { name, absolute, source: null, problems: parsed.problems };
+  if (!parsed.ok) return { name, absolute, bytes, source: null, problems: parsed.problems };
   const source = parsed.source;
   const problems = schemaProblems(source, kind);
-  if (problems.length > 0) return { name, absolute, source, problems: byLine(problems) };
+  if (problems.length > 0) return { name, absolute, bytes, source, problems: byLine(problems) };
   const value = source.value as { tools: Tools; secrets: Secrets } & PolicyDoc;
   const strict = kind === 'policy' ? value.strict : baseStrict;
   if (kind === 'policy') problems.push(...checkSettings(source, value));
   problems.push(...checkTools(source, value.tools, strict), ...checkSecrets(source, value.secrets));
   fillDerivedDefaults(value, dirname(absolute));
-  return { name, absolute, source, problems: byLine(problems) };
+  return { name, absolute, bytes, source, problems: byLine(problems) };
 }
 
 function byLine(problems: Problem[]): Problem[] {
@@ -149,13 +147,13 @@ function readFragments(base: GoodPart): Part[] {
   return files.map((file) => {
     const name = join(dirname(base.name), relative(directory, file));
     const bytes = readBytes(name, file);
-    if (!(bytes instanceof Uint8Array)) return { name, absolute: file, source: null, problems: [bytes] };
+    if (!(bytes instanceof Uint8Array)) return { name, absolute: file, bytes: null, source: null, problems: [bytes] };
     return checkFile(name, file, bytes, 'fragment', doc.strict);
   });
 }
 
-function problemAt(source: PolicySource, path: FieldPath, message: string): Problem {
-  return { file: source.name, line: lineOf(source, path), path, message };
+function problemAt(code: ProblemCode, source: PolicySource, path: FieldPath, message: string): Problem {
+  return { code, file: source.name, line: lineOf(source, path), path, message };
 }
 
 interface Owner {
@@ -183,13 +181,13 @@ function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
         const field = [`${kind}s`, name];
         if (kind === 'secret' && index > 0) {
           // A fragment's secret would let it send the proxy's environment or files to hosts of its choosing.
-          problems.push(problemAt(part.source, field, 'fragments may not declare secrets; declare it in the base policy, whose tools and fragments\' tools may then be granted it'));
+          problems.push(problemAt('fragment_secret', part.source, field, 'fragments may not declare secrets; declare it in the base policy, whose tools and fragments\' tools may then be granted it'));
           continue;
         }
         if (owner) {
           const where = `${owner.part.name}:${lineOf(owner.part.source, field)}`;
           const what = owner.protected ? `the protected ${kind}` : `a ${kind}`;
-          problems.push(problemAt(part.source, field, `redefines ${what} declared in ${where}; fragments may only add new ${kind}s`));
+          problems.push(problemAt('redefined', part.source, field, `redefines ${what} declared in ${where}; fragments may only add new ${kind}s`));
           continue;
         }
         owners.set(name, { part, protected: kind === 'tool' && (entry as ToolDoc).protected === true });
@@ -200,7 +198,7 @@ function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
   for (const [name, { part }] of toolOwners) {
     doc.tools[name]!.secrets.forEach((alias, i) => {
       if (!secretOwners.has(alias)) {
-        problems.push(problemAt(part.source, ['tools', name, 'secrets', i], `secret "${alias}" is not defined under secrets`));
+        problems.push(problemAt('undefined_secret', part.source, ['tools', name, 'secrets', i], `secret "${alias}" is not defined under secrets`));
       }
     });
   }
@@ -220,7 +218,7 @@ function placeholderClashes(doc: PolicyDoc, owners: ReadonlyMap<string, Owner>):
     const other = owners.get(clash.alias)!.part;
     const where = `${other.name}:${lineOf(other.source, ['secrets', clash.alias])}`;
     const how = clash.placeholder === placeholder ? 'the same placeholder as' : 'a placeholder overlapping that of';
-    problems.push(problemAt(part.source, ['secrets', alias], `has ${how} secret "${clash.alias}" (${where}); each secret needs its own`));
+    problems.push(problemAt('placeholder_clash', part.source, ['secrets', alias], `has ${how} secret "${clash.alias}" (${where}); each secret needs its own`));
   }
   return problems;
 }

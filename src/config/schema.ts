@@ -3,7 +3,7 @@
 // errors because a misplaced token is exactly the kind of mistake this step catches.
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
-import type { FieldPath, Problem } from './errors.js';
+import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
 
 /** The schema document; also what a README generator reads descriptions from. */
@@ -40,8 +40,8 @@ export function schemaProblems(source: PolicySource, kind: 'policy' | 'fragment'
   for (const error of errors) {
     if (error.keyword === 'propertyNames') continue;
     if (oneOfPaths.some((prefix) => `${error.instancePath}|${error.schemaPath}`.startsWith(prefix))) continue;
-    const { path, message } = describe(error, toFieldPath(source.value, error.instancePath));
-    problems.push({ file: source.name, line: lineOf(source, path), path, message });
+    const { code, path, message } = describe(error, toFieldPath(source.value, error.instancePath));
+    problems.push({ code, file: source.name, line: lineOf(source, path), path, message });
   }
   return problems;
 }
@@ -59,48 +59,48 @@ function toFieldPath(root: unknown, pointer: string): (string | number)[] {
   return path;
 }
 
-function describe(error: ErrorObject, path: FieldPath): { path: FieldPath; message: string } {
+function describe(error: ErrorObject, path: FieldPath): { code: ProblemCode; path: FieldPath; message: string } {
   const params = error.params as Record<string, unknown>;
   const parent = (error.parentSchema ?? {}) as Record<string, unknown>;
   switch (error.keyword) {
     case 'additionalProperties': {
       const field = String(params.additionalProperty);
       const known = Object.keys((parent.properties as object | undefined) ?? {});
-      return { path: [...path, field], message: `unknown field "${field}"${suggest(field, known)}` };
+      return { code: 'unknown_field', path: [...path, field], message: `unknown field "${field}"${suggest(field, known)}` };
     }
     case 'required':
-      return { path, message: `missing required field "${String(params.missingProperty)}"` };
+      return { code: 'missing_field', path, message: `missing required field "${String(params.missingProperty)}"` };
     case 'type':
-      return { path, message: `must be ${typeWords(String(params.type))}, not ${jsonType(error.data)}` };
+      return { code: 'wrong_type', path, message: `must be ${typeWords(String(params.type))}, not ${jsonType(error.data)}` };
     case 'enum':
-      return { path, message: `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+      return { code: 'invalid_choice', path, message: `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
     case 'const':
-      return { path, message: `must be ${JSON.stringify(params.allowedValue)}` };
+      return { code: 'invalid_choice', path, message: `must be ${JSON.stringify(params.allowedValue)}` };
     case 'pattern': {
       const expected = String(parent['x-expected'] ?? `text matching ${String(params.pattern)}`);
       if (error.propertyName !== undefined) {
-        return { path: [...path, error.propertyName], message: `name "${error.propertyName}" is not valid: expected ${expected}` };
+        return { code: 'bad_format', path: [...path, error.propertyName], message: `name "${error.propertyName}" is not valid: expected ${expected}` };
       }
-      return { path, message: `expected ${expected}` };
+      return { code: 'bad_format', path, message: `expected ${expected}` };
     }
     case 'minimum':
-      return { path, message: `must be at least ${String(params.limit)}` };
+      return { code: 'out_of_range', path, message: `must be at least ${String(params.limit)}` };
     case 'maximum':
-      return { path, message: `must be at most ${String(params.limit)}` };
+      return { code: 'out_of_range', path, message: `must be at most ${String(params.limit)}` };
     case 'minItems':
-      return { path, message: `must list at least ${String(params.limit)} ${params.limit === 1 ? 'entry' : 'entries'}` };
+      return { code: 'too_few_entries', path, message: `must list at least ${String(params.limit)} ${params.limit === 1 ? 'entry' : 'entries'}` };
     case 'minLength':
-      return { path, message: 'must not be empty' };
+      return { code: 'empty_value', path, message: 'must not be empty' };
     case 'uniqueItems': {
       const [first, again] = [Number(params.j), Number(params.i)].sort((a, b) => a - b) as [number, number];
-      return { path: [...path, again], message: `repeats entry [${first}]; list each value once` };
+      return { code: 'repeated_entry', path: [...path, again], message: `repeats entry [${first}]; list each value once` };
     }
     case 'oneOf': {
       const fields = ((parent.oneOf as { required?: string[] }[] | undefined) ?? []).flatMap((branch) => branch.required ?? []);
-      return { path, message: `set exactly one of ${fields.map((f) => `"${f}"`).join(' or ')}` };
+      return { code: 'exactly_one', path, message: `set exactly one of ${fields.map((f) => `"${f}"`).join(' or ')}` };
     }
     default:
-      return { path, message: error.message ?? `fails the schema keyword ${error.keyword}` };
+      return { code: 'schema', path, message: error.message ?? `fails the schema keyword ${error.keyword}` };
   }
 }
 

@@ -7,14 +7,14 @@ import { getPublicSuffix } from 'tldts';
 import { splitHostPort } from '../net/host.js';
 import { compileHostPattern } from '../policy/host-match.js';
 import { compilePathGlob } from '../policy/path.js';
-import type { FieldPath, Problem } from './errors.js';
+import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
 import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
 
-type Report = (path: FieldPath, message: string) => void;
+type Report = (code: ProblemCode, path: FieldPath, message: string) => void;
 
 function reporter(source: PolicySource, problems: Problem[]): Report {
-  return (path, message) => problems.push({ file: source.name, line: lineOf(source, path), path, message });
+  return (code, path, message) => problems.push({ code, file: source.name, line: lineOf(source, path), path, message });
 }
 
 /** Problems with the top-level settings of a base policy (its tools and secrets are checked separately). */
@@ -22,18 +22,18 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
   const problems: Problem[] = [];
   const report = reporter(source, problems);
   if (doc.strict && doc.on_violation === 'review') {
-    report(['on_violation'], '"review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)');
+    report('strict_review', ['on_violation'], '"review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)');
   }
   if (doc.strict && doc.network.private_ip === 'allow') {
-    report(['network', 'private_ip'], '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)');
+    report('strict_private_ip', ['network', 'private_ip'], '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)');
   }
   doc.network.allow_private_cidrs.forEach((cidr, i) => {
     const problem = cidrProblem(cidr, doc.strict);
-    if (problem) report(['network', 'allow_private_cidrs', i], problem);
+    if (problem) report(problem.code, ['network', 'allow_private_cidrs', i], problem.message);
   });
   doc.network.dns_servers.forEach((server, i) => {
     if (!isResolverAddress(server)) {
-      report(['network', 'dns_servers', i], `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`);
+      report('bad_dns_server', ['network', 'dns_servers', i], `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`);
     }
   });
   return problems;
@@ -46,16 +46,16 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
     tool.allow.forEach((rule, i) => {
       const at = ['tools', name, 'allow', i];
       const hostProblem = ruleHostProblem(rule.host, strict);
-      if (hostProblem) report([...at, 'host'], hostProblem);
+      if (hostProblem) report(hostProblem.code, [...at, 'host'], hostProblem.message);
       const namedPort = splitHostPort(rule.host)?.port ?? null;
       if (namedPort !== null && rule.ports) {
-        report([...at, 'ports'], `host "${rule.host}" already names port ${namedPort}; drop ports or the port in host`);
+        report('port_twice', [...at, 'ports'], `host "${rule.host}" already names port ${namedPort}; drop ports or the port in host`);
       }
       rule.paths?.forEach((pattern, j) => {
         try {
           compilePathGlob(pattern);
         } catch (error) {
-          report([...at, 'paths', j], (error as Error).message);
+          report('bad_path', [...at, 'paths', j], (error as Error).message);
         }
       });
     });
@@ -69,10 +69,10 @@ export function checkSecrets(source: PolicySource, secrets: Record<string, Secre
   for (const [alias, secret] of Object.entries(secrets)) {
     secret.hosts.forEach((host, i) => {
       const problem = secretHostProblem(host);
-      if (problem) report(['secrets', alias, 'hosts', i], problem);
+      if (problem) report(problem.code, ['secrets', alias, 'hosts', i], problem.message);
     });
     if (secret.inject && RESERVED_HEADERS.has(secret.inject.header.toLowerCase())) {
-      report(['secrets', alias, 'inject', 'header'], `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`);
+      report('reserved_header', ['secrets', alias, 'inject', 'header'], `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`);
     }
   }
   return problems;
@@ -95,27 +95,33 @@ const RESERVED_HEADERS = new Set([
 const HOST_FORMS =
   'expected a name ("api.github.com"), a wildcard "*.example.com", an IPv4 literal or a bracketed IPv6 literal ("[2001:db8::1]"), optionally with ":port"';
 
-function ruleHostProblem(host: string, strict: boolean): string | null {
+/** A problem found by one of the value checks below, before it is placed at a field. */
+interface Finding {
+  code: ProblemCode;
+  message: string;
+}
+
+function ruleHostProblem(host: string, strict: boolean): Finding | null {
   if (splitHostPort(host)?.host === '*') {
-    if (strict) return `"${host}" matches every host; strict mode forbids allow-all`;
-    if (host !== '*') return `"${host}" is not supported; write host "*" with ports: [${host.slice(2)}]`;
+    if (strict) return { code: 'allow_all', message: `"${host}" matches every host; strict mode forbids allow-all` };
+    if (host !== '*') return { code: 'bad_host', message: `"${host}" is not supported; write host "*" with ports: [${host.slice(2)}]` };
     return null;
   }
   const pattern = compileHostPattern(host);
-  if (!pattern) return `"${host}" is not a valid host: ${HOST_FORMS}`;
+  if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
   if (strict && pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
-    return `"${host}" matches every name under the public suffix "${pattern.suffix}"; strict mode forbids allow-all`;
+    return { code: 'allow_all', message: `"${host}" matches every name under the public suffix "${pattern.suffix}"; strict mode forbids allow-all` };
   }
   return null;
 }
 
 /** Secret hosts are never allow-all, strict or not: that would hand the credential to anyone. */
-function secretHostProblem(host: string): string | null {
-  if (splitHostPort(host)?.host === '*') return `"${host}" would send the secret to every host`;
+function secretHostProblem(host: string): Finding | null {
+  if (splitHostPort(host)?.host === '*') return { code: 'secret_host_too_wide', message: `"${host}" would send the secret to every host` };
   const pattern = compileHostPattern(host);
-  if (!pattern) return `"${host}" is not a valid host: ${HOST_FORMS}`;
+  if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
   if (pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
-    return `"${host}" would send the secret to every name under the public suffix "${pattern.suffix}"`;
+    return { code: 'secret_host_too_wide', message: `"${host}" would send the secret to every name under the public suffix "${pattern.suffix}"` };
   }
   return null;
 }
@@ -131,8 +137,8 @@ function isPublicSuffix(name: string): boolean {
 /** Shorter prefixes than these span beyond any private range: the same as private_ip: allow. */
 const NARROWEST_WIDE_PREFIX = { ipv4: 8, ipv6: 7 } as const;
 
-function cidrProblem(cidr: string, strict: boolean): string | null {
-  const invalid = `"${cidr}" is not a CIDR such as "10.1.2.3/32" or "fd00:1::/64"`;
+function cidrProblem(cidr: string, strict: boolean): Finding | null {
+  const invalid: Finding = { code: 'bad_cidr', message: `"${cidr}" is not a CIDR such as "10.1.2.3/32" or "fd00:1::/64"` };
   const [address = '', prefix, ...rest] = cidr.split('/');
   if (rest.length > 0 || prefix === undefined || !/^\d{1,3}$/.test(prefix) || isIP(address) === 0 || address.includes('%')) {
     return invalid;
@@ -147,10 +153,10 @@ function cidrProblem(cidr: string, strict: boolean): string | null {
   const network =
     ip.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr);
   if (network.toString() !== ip.toString()) {
-    return `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?`;
+    return { code: 'bad_cidr', message: `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?` };
   }
   if (strict && length < NARROWEST_WIDE_PREFIX[ip.kind()]) {
-    return `"${cidr}" is wider than any private range, the same as private_ip: allow; strict mode forbids it`;
+    return { code: 'cidr_too_wide', message: `"${cidr}" is wider than any private range, the same as private_ip: allow; strict mode forbids it` };
   }
   return null;
 }

@@ -65,8 +65,12 @@ export interface LoadedPolicy {
   doc: PolicyDoc;
   /** absolute path of the base policy file */
   file: string;
-  /** sha256 hex over the base file's bytes */
-  sha256: string;
+  /**
+   * The policy's one identity (sha256 hex): over the base file alone when it includes nothing,
+   * else over it and every fragment. --policy-sha256 pins it, `sluice check` prints it, and audit
+   * events (policy_sha256), sluice_policy_info{sha256} and admin /policy carry it.
+   */
+  digest: string;
   /** absolute paths of every file read: the base, then its include fragments in load order */
   files: string[];
   loadedAt: Date;

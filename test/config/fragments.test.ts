@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PolicyError } from '../../src/config/errors.js';
-import { loadPolicy, policyFilesSha256 } from '../../src/config/load.js';
+import { loadPolicy } from '../../src/config/load.js';
 
 const HASH = createHash('sha256').update('web-fetch-token').digest('hex');
 
@@ -60,7 +60,7 @@ t.test('a fragment adds a tool, which may be granted a base secret', async (t) =
     join(process.cwd(), 'policy.d/a-wiki.yaml'),
     join(process.cwd(), 'policy.d/b-notes.yaml'),
   ]);
-  t.equal(loaded.sha256, createHash('sha256').update(BASE).digest('hex'), 'sha256 stays over the base file');
+  t.not(loaded.digest, createHash('sha256').update(BASE).digest('hex'), 'with fragments the digest is not the base file\'s hash');
 });
 
 t.test('a fragment may not declare secrets (it could ship the proxy environment anywhere)', async (t) => {
@@ -79,19 +79,38 @@ t.test('a fragment may not declare secrets (it could ship the proxy environment 
   );
 });
 
-t.test('the combined digest changes with any file', async (t) => {
+t.test('the digest covers every file: an edit, an added or a dropped fragment changes it; moving the tree does not', async (t) => {
+  const { cpSync, renameSync, rmSync, writeFileSync } = await import('node:fs');
   const dir = t.testdir({ 'policy.yaml': BASE, 'policy.d': { 'wiki.yaml': tool('wiki', 'en.wikipedia.org') } });
-  t.chdir(dir);
-  const loaded = loadPolicy('policy.yaml');
-  const before = policyFilesSha256(loaded.files);
+  const digest = (): string => loadPolicy(join(dir, 'policy.yaml')).digest;
+  const before = digest();
   t.match(before, /^[0-9a-f]{64}$/);
-  t.not(before, loaded.sha256);
-  t.equal(policyFilesSha256(loaded.files), before, 'stable while nothing changes');
-  const { writeFileSync } = await import('node:fs');
+  t.equal(digest(), before, 'stable while nothing changes');
+  const moved = `${dir}-moved`;
+  cpSync(dir, moved, { recursive: true });
+  t.teardown(() => rmSync(moved, { recursive: true, force: true }));
+  t.equal(loadPolicy(join(moved, 'policy.yaml')).digest, before, 'names are relative to the base file');
+
   writeFileSync(join(dir, 'policy.d/wiki.yaml'), tool('wiki', 'de.wikipedia.org'));
-  t.not(policyFilesSha256(loaded.files), before, 'a fragment edit changes it');
-  t.not(policyFilesSha256(loaded.files.slice(0, 1)), before, 'a dropped fragment changes it');
-  t.throws(() => policyFilesSha256([join(dir, 'gone.yaml')]), { code: 'ENOENT' });
+  const edited = digest();
+  t.not(edited, before, 'a fragment edit changes it');
+  writeFileSync(join(dir, 'policy.d/notes.yaml'), tool('notes', 'notes.example.com'));
+  const added = digest();
+  t.not(added, edited, 'an added fragment changes it');
+  renameSync(join(dir, 'policy.d/notes.yaml'), join(dir, 'policy.d/zz-notes.yaml'));
+  t.not(digest(), added, 'a renamed fragment changes it');
+  rmSync(join(dir, 'policy.d/zz-notes.yaml'));
+  t.equal(digest(), edited, 'dropping it again gives the digest of the same files');
+});
+
+t.test('an invalid policy still carries the digest of what was read, so a pin can compare it', async (t) => {
+  const dir = t.testdir({ 'policy.yaml': BASE, 'policy.d': { 'wiki.yaml': 'tools: [' } });
+  const error = t.throws(() => loadPolicy(join(dir, 'policy.yaml'))) as PolicyError;
+  t.ok(error instanceof PolicyError);
+  t.match(error.digest, /^[0-9a-f]{64}$/);
+  t.same(error.codes, ['yaml_syntax']);
+  const missing = t.throws(() => loadPolicy(join(dir, 'nope.yaml'))) as PolicyError;
+  t.equal(missing.digest, null, 'nothing read, nothing to compare');
 });
 
 t.test('a fragment may not redefine a base tool', async (t) => {

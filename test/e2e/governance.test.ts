@@ -78,11 +78,11 @@ t.test('admin endpoints: /healthz, /readyz, /policy, /ca.pem', async (t) => {
 t.test('hot reload on file change: new requests get the new policy, an in-flight one finishes under the old', async (t) => {
   const sluice = await startTestSluice({ policy: policyFor(['/anything/**', '/slow']), watchPolicy: true });
   t.teardown(() => sluice.close());
-  const oldSha = sluice.running.current().loaded.sha256;
+  const oldSha = sluice.running.current().loaded.digest;
   const inFlight = viaProxy(sluice.port, `http://127.0.0.2:${upstream.port}/slow?ms=600`);
   await waitFor(() => upstream.requests.some((r) => r.url.startsWith('/slow')), 'the slow request upstream');
   writeFileSync(sluice.policyFile, policyFor(['/other/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
-  await waitFor(() => sluice.running.current().loaded.sha256 !== oldSha, 'the reload', 3000);
+  await waitFor(() => sluice.running.current().loaded.digest !== oldSha, 'the reload', 3000);
   const denied = await viaProxy(sluice.port, `http://127.0.0.2:${upstream.port}/anything/after`);
   t.equal(denied.status, 403);
   t.equal(denied.headers['x-sluice-deny'], 'path_not_allowed');
@@ -90,18 +90,18 @@ t.test('hot reload on file change: new requests get the new policy, an in-flight
   t.equal(slow.status, 200, 'the request that started under the old policy finished');
   t.equal(slow.body, 'slow\n');
   const loads = (await sluice.audit()).filter((r) => r.type === 'policy.load');
-  t.same(loads.map((r) => r.policy_sha256), [oldSha, sluice.running.current().loaded.sha256]);
+  t.same(loads.map((r) => r.policy_sha256), [oldSha, sluice.running.current().loaded.digest]);
 });
 
 t.test('an invalid new policy is rejected: the old stays, policy.reload_failed audited and counted', async (t) => {
   const sluice = await startTestSluice({ policy: policyFor(['/anything/**']), watchPolicy: true });
   t.teardown(() => sluice.close());
-  const sha = sluice.running.current().loaded.sha256;
+  const sha = sluice.running.current().loaded.digest;
   writeFileSync(sluice.policyFile, 'version: 1\ntools:\n  x:\n    token_env: X\n    allow:\n      - host: "*"\n');
   const failed = await waitForAudit(sluice, (r) => r.type === 'policy.reload_failed');
   t.match(failed.detail, /policy\.yaml:6: .*allow-all/);
   t.equal(failed.policy_sha256, sha, 'recorded under the policy still in force');
-  t.equal(sluice.running.current().loaded.sha256, sha);
+  t.equal(sluice.running.current().loaded.digest, sha);
   const still = await viaProxy(sluice.port, `http://127.0.0.2:${upstream.port}/anything/still`);
   t.equal(still.status, 200, 'the old policy still allows');
   const metrics = (await admin(sluice.adminPort, '/metrics')).body;

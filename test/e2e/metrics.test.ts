@@ -116,7 +116,7 @@ async function outcome(t: Test, expected: Expected, act: () => Promise<unknown>,
   t.equal(total(after, 'sluice_open_connections'), 0, 'no client connection left open');
   t.same(
     after.filter((s) => s.name === 'sluice_policy_info').map((s) => [s.labels.sha256, s.value]),
-    [[sluice.running.current().loaded.sha256, 1]],
+    [[sluice.running.current().loaded.digest, 1]],
     'sluice_policy_info names the policy in force only',
   );
   // Every tool label is one of the policy's tools or "unknown", never a name from the request.

@@ -1,7 +1,8 @@
 // sluice started in-process for e2e tests: a policy written to a temp dir, listen and admin on
-// 127.0.0.1 port 0, the audit in a file the test can read back.
+// 127.0.0.1 port 0, the audit in a file the test can read back. Fragments and symlinks can be laid
+// out around it (files, setup, serve) for the tests of what the policy was read from.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startSluice, type RunningSluice } from '../../src/app/serve.js';
@@ -34,6 +35,14 @@ export const TOKEN = 'test-token-web-fetch';
 export interface TestSluiceOptions {
   /** policy YAML; `${TOKEN_SHA}` is replaced by the sha256 of TOKEN */
   policy: string;
+  /** where the policy is written, relative to DIR (default policy.yaml) */
+  policyFile?: string;
+  /** more files written under DIR before start (include fragments, symlink targets), `${TOKEN_SHA}` replaced too */
+  files?: Record<string, string>;
+  /** runs after the files are written and before start, e.g. to make symlinks */
+  setup?: (dir: string) => void;
+  /** the path sluice is started with, relative to DIR (default the policy file; e.g. a symlink made by setup) */
+  serve?: string;
   env?: NodeJS.ProcessEnv;
   caDir?: string;
   policySha256?: string | null;
@@ -49,12 +58,18 @@ export interface TestSluiceOptions {
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-e2e-'));
-  const policyFile = path.join(dir, 'policy.yaml');
-  writeFileSync(policyFile, opts.policy.replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
+  const write = (file: string, text: string): void => {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, text.replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
+  };
+  const policyFile = path.join(dir, opts.policyFile ?? 'policy.yaml');
+  write(policyFile, opts.policy);
+  for (const [name, text] of Object.entries(opts.files ?? {})) write(path.join(dir, name), text);
+  opts.setup?.(dir);
   const auditFile = opts.audit ?? path.join(dir, 'audit.log');
   const caDir = opts.caDir ?? path.join(dir, 'certs');
   const running = await startSluice({
-    policyFile,
+    policyFile: opts.serve ? path.join(dir, opts.serve) : policyFile,
     listen: { host: opts.listenHost ?? '127.0.0.1', port: 0 },
     admin: { host: opts.adminHost ?? '127.0.0.1', port: 0 },
     caDir,
