@@ -149,7 +149,12 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
     everyoneReady = true;
     if (opts.admin) {
       try {
-        admin = await startAdminServer({ listen: opts.admin, registry, caPem: () => caPem, status: () => clusterStatus(statuses, opts.workers) });
+        admin = await startAdminServer({
+          listen: opts.admin,
+          registry,
+          caPem: () => caPem,
+          status: () => clusterStatus(statuses, opts.workers),
+        });
       } catch (err) {
         process.stderr.write(`sluice serve: refusing to start: admin ${(err as Error).message}\n`);
         everyoneReady = false;

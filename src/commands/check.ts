@@ -18,7 +18,10 @@ export async function runCheck(args: string[]): Promise<number> {
     const loaded = loadPolicy(file);
     const compiled = compilePolicy(loaded.doc, loaded.sha256);
     const fragments = loaded.files.length - 1;
-    const pin = fragments > 0 ? [`pin with --policy-sha256 ${pinnedDigest(loaded)} (this file and its ${fragments} fragment${fragments === 1 ? '' : 's'})`] : [];
+    const pin =
+      fragments > 0
+        ? [`pin with --policy-sha256 ${pinnedDigest(loaded)} (this file and its ${fragments} fragment${fragments === 1 ? '' : 's'})`]
+        : [];
     const out = [`${file}: ok`, `sha256 ${loaded.sha256}`, ...pin, `strict ${loaded.doc.strict}, on_violation ${loaded.doc.on_violation}`];
     for (const tool of compiled.tools.values()) {
       const secrets = tool.secrets.length > 0 ? `, secrets: ${tool.secrets.join(', ')}` : '';

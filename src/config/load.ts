@@ -183,7 +183,13 @@ function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
         const field = [`${kind}s`, name];
         if (kind === 'secret' && index > 0) {
           // A fragment's secret would let it send the proxy's environment or files to hosts of its choosing.
-          problems.push(problemAt(part.source, field, 'fragments may not declare secrets; declare it in the base policy, whose tools and fragments\' tools may then be granted it'));
+          problems.push(
+            problemAt(
+              part.source,
+              field,
+              "fragments may not declare secrets; declare it in the base policy, whose tools and fragments' tools may then be granted it",
+            ),
+          );
           continue;
         }
         if (owner) {

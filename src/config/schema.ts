@@ -7,9 +7,9 @@ import type { FieldPath, Problem } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
 
 /** The schema document; also what a README generator reads descriptions from. */
-export const policySchema = JSON.parse(
-  readFileSync(new URL('../../config/network-egress.schema.json', import.meta.url), 'utf8'),
-) as { $id: string };
+export const policySchema = JSON.parse(readFileSync(new URL('../../config/network-egress.schema.json', import.meta.url), 'utf8')) as {
+  $id: string;
+};
 
 const ajv = new Ajv2020({
   strict: true,
@@ -115,7 +115,10 @@ const TYPE_WORDS: Record<string, string> = {
 };
 
 function typeWords(types: string): string {
-  return types.split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ');
+  return types
+    .split(',')
+    .map((t) => TYPE_WORDS[t] ?? t)
+    .join(' or ');
 }
 
 function jsonType(value: unknown): string {

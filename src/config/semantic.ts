@@ -25,7 +25,10 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
     report(['on_violation'], '"review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)');
   }
   if (doc.strict && doc.network.private_ip === 'allow') {
-    report(['network', 'private_ip'], '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)');
+    report(
+      ['network', 'private_ip'],
+      '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)',
+    );
   }
   doc.network.allow_private_cidrs.forEach((cidr, i) => {
     const problem = cidrProblem(cidr, doc.strict);
@@ -33,7 +36,10 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
   });
   doc.network.dns_servers.forEach((server, i) => {
     if (!isResolverAddress(server)) {
-      report(['network', 'dns_servers', i], `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`);
+      report(
+        ['network', 'dns_servers', i],
+        `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`,
+      );
     }
   });
   return problems;
@@ -72,7 +78,10 @@ export function checkSecrets(source: PolicySource, secrets: Record<string, Secre
       if (problem) report(['secrets', alias, 'hosts', i], problem);
     });
     if (secret.inject && RESERVED_HEADERS.has(secret.inject.header.toLowerCase())) {
-      report(['secrets', alias, 'inject', 'header'], `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`);
+      report(
+        ['secrets', alias, 'inject', 'header'],
+        `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`,
+      );
     }
   }
   return problems;
@@ -144,8 +153,7 @@ function cidrProblem(cidr: string, strict: boolean): string | null {
     return invalid;
   }
   const [ip, length] = parsed;
-  const network =
-    ip.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr);
+  const network = ip.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr);
   if (network.toString() !== ip.toString()) {
     return `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?`;
   }

@@ -28,13 +28,11 @@ export function parseSource(name: string, bytes: Uint8Array): Parsed {
   }
   const lines = new LineCounter();
   const tree = parseDocument(text, { lineCounter: lines, uniqueKeys: true, strict: true, prettyErrors: false });
-  const syntax = [...tree.errors, ...tree.warnings].map(
-    (error): Problem => ({
-      file: name,
-      line: lines.linePos(error.pos[0]).line,
-      message: yamlMessage(error.code, error.message, text, error.pos[0]),
-    }),
-  );
+  const syntax = [...tree.errors, ...tree.warnings].map((error): Problem => ({
+    file: name,
+    line: lines.linePos(error.pos[0]).line,
+    message: yamlMessage(error.code, error.message, text, error.pos[0]),
+  }));
   if (syntax.length > 0) return { ok: false, problems: syntax };
   if (tree.contents === null) {
     return { ok: false, problems: [{ file: name, line: 1, message: 'the file is empty; a policy needs at least "version: 1"' }] };

@@ -123,9 +123,7 @@ export class CompiledTool {
     const byHost = Object.freeze(this.rulesForHost(host));
     const byPort = Object.freeze(byHost.filter((rule) => rule.ports.includes(port)));
     const secrets = Object.freeze(
-      this.#secretPatterns
-        .filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port)))
-        .map(([alias]) => alias),
+      this.#secretPatterns.filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port))).map(([alias]) => alias),
     );
     return Object.freeze({ host, byHost, byPort, secrets });
   }
@@ -156,9 +154,7 @@ export class CompiledPolicy {
         }),
       );
     }
-    this.tools = new Map(
-      Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]),
-    );
+    this.tools = new Map(Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]));
   }
 
   /**
@@ -184,7 +180,11 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
   const id = `${tool}.allow[${index}]`;
   const where = `tools.${tool}.allow[${index}]`;
   const host = compileHostPattern(doc.host);
-  if (!host) throw new PolicyCompileError(`${where}.host`, `"${doc.host}" is not a host name, "*.domain", IP literal or "[IPv6]", with an optional ":port"`);
+  if (!host)
+    throw new PolicyCompileError(
+      `${where}.host`,
+      `"${doc.host}" is not a host name, "*.domain", IP literal or "[IPv6]", with an optional ":port"`,
+    );
   const ports = host.port !== null ? [host.port] : (doc.ports ?? policy.network.allow_ports);
   for (const port of ports) {
     if (!isPort(port)) throw new PolicyCompileError(`${where}.ports`, `${port} is not a TCP port`);

@@ -44,11 +44,7 @@ export function decide(policy: CompiledPolicy, tool: string, req: DecisionReques
 }
 
 /** The decision plus, for each rule of the tool in file order, whether it matched and why not. */
-export function explain(
-  policy: CompiledPolicy,
-  tool: string,
-  req: DecisionRequest,
-): { decision: Decision; considered: ConsideredRule[] } {
+export function explain(policy: CompiledPolicy, tool: string, req: DecisionRequest): { decision: Decision; considered: ConsideredRule[] } {
   const decision = decide(policy, tool, req);
   const compiled = policy.tools.get(tool);
   const host = canonicalHostOnly(req.host);
@@ -93,15 +89,7 @@ function decideForRoute(policy: CompiledPolicy, tool: CompiledTool, route: Valid
       : detail.pathUncheckable(tool.name, host, port, path.why);
     return refuse('path_not_allowed', sentence, matchedPath);
   }
-  return allow(
-    tool,
-    route,
-    req,
-    rule,
-    matchedPath,
-    false,
-    detail.requestAllowed(tool.name, host, port, req.method, matchedPath, rule.id),
-  );
+  return allow(tool, route, req, rule, matchedPath, false, detail.requestAllowed(tool.name, host, port, req.method, matchedPath, rule.id));
 }
 
 function methodAllowed(rule: CompiledRule, method: string): boolean {

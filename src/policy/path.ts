@@ -13,9 +13,7 @@
 //   path invalid: servers disagree about them, and guessing would let a path slip past a rule.
 // The proxy should forward the normalized path, so the upstream sees what was checked.
 
-export type NormalizedPath =
-  | { ok: true; path: string; query: string | null }
-  | { ok: false; why: string };
+export type NormalizedPath = { ok: true; path: string; query: string | null } | { ok: false; why: string };
 
 type Escaped = { ok: true; text: string } | { ok: false; why: string };
 

@@ -23,13 +23,7 @@ export const DENY_REASONS = [
 export type DenyReason = (typeof DENY_REASONS)[number];
 
 /** Failures on the way upstream (not policy decisions): sent as X-Sluice-Error. */
-export const UPSTREAM_ERRORS = [
-  'upstream_unreachable',
-  'upstream_timeout',
-  'upstream_tls',
-  'upstream_protocol',
-  'secret_unavailable',
-] as const;
+export const UPSTREAM_ERRORS = ['upstream_unreachable', 'upstream_timeout', 'upstream_tls', 'upstream_protocol', 'secret_unavailable'] as const;
 export type UpstreamError = (typeof UPSTREAM_ERRORS)[number];
 
 /** HTTP status a client receives for each deny reason. */

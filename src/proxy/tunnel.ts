@@ -27,7 +27,13 @@ const NO_BYTES = Buffer.alloc(0);
 /** A ClientHello larger than this is not one sluice will wait for. */
 const MAX_HELLO_BYTES = 16 * 1024;
 
-export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor | null, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+export async function handleConnect(
+  deps: ProxyDeps,
+  interceptor: Interceptor | null,
+  req: IncomingMessage,
+  client: Socket,
+  head: Buffer,
+): Promise<void> {
   const runtime = deps.current();
   const ex = new Exchange(deps.observer, 'https');
   ex.method = 'CONNECT';
@@ -133,7 +139,14 @@ export async function holdSlotWhileOpen(
  * CONNECT host, then relays the client's bytes upstream. Upstream bytes already flow to the client
  * through the ReadRelay (server-first protocols). Returns how to close the tunnel for its size cap.
  */
-function relayAfterHello(client: Socket, upstream: Socket, head: Buffer, target: Target, limits: Limits, ex: Exchange): (detail: string) => void {
+function relayAfterHello(
+  client: Socket,
+  upstream: Socket,
+  head: Buffer,
+  target: Target,
+  limits: Limits,
+  ex: Exchange,
+): (detail: string) => void {
   upstream.on('error', destroySocket);
   let helloBuf = head;
   const close = (reason: DenyReason, detail: string): void => {

@@ -5,12 +5,7 @@ import type { PolicyRuntime, ProxyDeps } from './context.js';
 
 export type Vetted = { ok: true; ip: string } | { ok: false; reason: DenyReason; detail: string };
 
-export async function vetDestination(
-  runtime: PolicyRuntime,
-  self: ProxyDeps['self'],
-  host: CanonicalHost,
-  port: number,
-): Promise<Vetted> {
+export async function vetDestination(runtime: PolicyRuntime, self: ProxyDeps['self'], host: CanonicalHost, port: number): Promise<Vetted> {
   const resolution = host.kind === 'ip' ? runtime.resolver.vetLiteral(host.host) : await runtime.resolver.resolve(host.host);
   if (!resolution.ok) {
     if (resolution.reason === 'dns_failure') return { ok: false, reason: 'dns_failure', detail: resolution.error };

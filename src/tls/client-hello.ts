@@ -4,10 +4,7 @@
 // there and anything malformed, ambiguous or oversized is `not_tls`; nothing here throws.
 // Layout: RFC 8446 §5.1 (records), §4.1.2 (ClientHello), RFC 6066 §3 (server_name), RFC 7301 (ALPN).
 
-export type ClientHelloResult =
-  | { state: 'need_more' }
-  | { state: 'not_tls' }
-  | { state: 'tls'; sni: string | null; alpn: string[] };
+export type ClientHelloResult = { state: 'need_more' } | { state: 'not_tls' } | { state: 'tls'; sni: string | null; alpn: string[] };
 
 const CONTENT_TYPE_HANDSHAKE = 22;
 const HANDSHAKE_CLIENT_HELLO = 1;

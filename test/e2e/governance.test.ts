@@ -90,7 +90,10 @@ t.test('hot reload on file change: new requests get the new policy, an in-flight
   t.equal(slow.status, 200, 'the request that started under the old policy finished');
   t.equal(slow.body, 'slow\n');
   const loads = (await sluice.audit()).filter((r) => r.type === 'policy.load');
-  t.same(loads.map((r) => r.policy_sha256), [oldSha, sluice.running.current().loaded.sha256]);
+  t.same(
+    loads.map((r) => r.policy_sha256),
+    [oldSha, sluice.running.current().loaded.sha256],
+  );
 });
 
 t.test('an invalid new policy is rejected: the old stays, policy.reload_failed audited and counted', async (t) => {
@@ -194,7 +197,23 @@ async function serveCli(policy: string, extra: string[] = []): Promise<Served> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const child = spawn(
     process.execPath,
-    [CLI, 'serve', '--policy', policyFile, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, '--ca-dir', path.join(dir, 'certs'), '--audit', auditFile, '--log-level', 'warn', ...extra],
+    [
+      CLI,
+      'serve',
+      '--policy',
+      policyFile,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--ca-dir',
+      path.join(dir, 'certs'),
+      '--audit',
+      auditFile,
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
     { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -202,7 +221,10 @@ async function serveCli(policy: string, extra: string[] = []): Promise<Served> {
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const up = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status === 200, () => false);
+    const up = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`sluice serve did not come up: ${stderr}`);
     await new Promise((r) => setTimeout(r, 50));

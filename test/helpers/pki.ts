@@ -60,9 +60,7 @@ async function privateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
 }
 
 function subjectAltNames(names: readonly string[]): x509.SubjectAlternativeNameExtension {
-  return new x509.SubjectAlternativeNameExtension(
-    names.map((name) => ({ type: isIP(name) ? 'ip' : 'dns', value: name }) as const),
-  );
+  return new x509.SubjectAlternativeNameExtension(names.map((name) => ({ type: isIP(name) ? 'ip' : 'dns', value: name }) as const));
 }
 
 function leafExtensions(names: readonly string[]): x509.Extension[] {

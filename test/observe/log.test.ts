@@ -15,7 +15,12 @@ function capture(): { stream: Writable; records: () => Array<Record<string, unkn
   return {
     stream,
     raw: () => chunks.join(''),
-    records: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+    records: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
   };
 }
 
@@ -86,6 +91,9 @@ t.test('level filters and unknown levels are refused', async (t) => {
   const log = createLogger({ level: 'warn', destination: out.stream });
   log.info('hidden');
   log.warn('shown');
-  t.same(out.records().map((r) => r.msg), ['shown']);
+  t.same(
+    out.records().map((r) => r.msg),
+    ['shown'],
+  );
   t.throws(() => createLogger({ level: 'loud', destination: out.stream }), /unknown log level "loud"/);
 });

@@ -33,8 +33,7 @@ const vec16 = (b: Buffer): Buffer => Buffer.concat([u16(b.length), b]);
 const ext = (type: number, data: Buffer): Buffer => Buffer.concat([u16(type), vec16(data)]);
 const sniExt = (...names: string[]): Buffer =>
   ext(0, vec16(Buffer.concat(names.map((n) => Buffer.concat([Buffer.from([0]), vec16(Buffer.from(n, 'latin1'))])))));
-const alpnExt = (...protocols: string[]): Buffer =>
-  ext(16, vec16(Buffer.concat(protocols.map((p) => vec8(Buffer.from(p, 'latin1'))))));
+const alpnExt = (...protocols: string[]): Buffer => ext(16, vec16(Buffer.concat(protocols.map((p) => vec8(Buffer.from(p, 'latin1'))))));
 
 interface HelloParts {
   version?: number;
@@ -86,7 +85,11 @@ t.test('reads SNI and ALPN from real Node ClientHellos', async (t) => {
 });
 
 t.test('needs more until the last byte, at every split point', async (t) => {
-  for (const [name, hello] of [['sni+alpn', withSni], ['sni', sniOnly], ['bare', bare]] as const) {
+  for (const [name, hello] of [
+    ['sni+alpn', withSni],
+    ['sni', sniOnly],
+    ['bare', bare],
+  ] as const) {
     let early = 0;
     for (let cut = 0; cut < hello.length; cut++) {
       if (readClientHello(hello.subarray(0, cut)).state !== 'need_more') early++;
@@ -181,7 +184,10 @@ t.test('synthetic ClientHellos: malformed is not TLS', async (t) => {
     ['host_name with a space', synthetic({ extensions: sniExt('a .test') })],
     ['host_name with a high byte', synthetic({ extensions: sniExt('caf\xe9.test') })],
     ['empty server_name extension', synthetic({ extensions: ext(0, Buffer.alloc(0)) })],
-    ['server_name list shorter than its extension', synthetic({ extensions: ext(0, Buffer.concat([vec16(Buffer.alloc(0)), Buffer.from([1])])) })],
+    [
+      'server_name list shorter than its extension',
+      synthetic({ extensions: ext(0, Buffer.concat([vec16(Buffer.alloc(0)), Buffer.from([1])])) }),
+    ],
     ['server_name entry past its list', synthetic({ extensions: ext(0, vec16(Buffer.from([0, 0, 9, 97]))) })],
     ['empty ALPN list', synthetic({ extensions: ext(16, vec16(Buffer.alloc(0))) })],
     ['empty ALPN protocol', synthetic({ extensions: alpnExt('h2', '') })],
@@ -190,7 +196,10 @@ t.test('synthetic ClientHellos: malformed is not TLS', async (t) => {
     ['hello longer than 16 KiB', records(handshake(hugeBody))],
     ['zero-length record', Buffer.from([22, 3, 1, 0, 0])],
     ['record longer than 18 KiB', Buffer.from([22, 3, 1, 0x48, 0x01])],
-    ['handshake declares more than the records carry, then HTTP', Buffer.concat([records(handshake(helloBody()).subarray(0, 20)), Buffer.from('GET /')])],
+    [
+      'handshake declares more than the records carry, then HTTP',
+      Buffer.concat([records(handshake(helloBody()).subarray(0, 20)), Buffer.from('GET /')]),
+    ],
     ['hello body shorter than the random', records(handshake(Buffer.from([3, 3, 1, 2])))],
   ];
   for (const [name, bytes] of cases) t.same(readClientHello(bytes), { state: 'not_tls' }, name);
