@@ -171,6 +171,7 @@ t.test('fragment names in problems follow the base file name as given', async (t
   const dir = t.testdir({ conf: { 'policy.yaml': BASE, 'policy.d': { 'evil.yaml': tool('web-fetch', 'x.example') } } });
   t.chdir(dir);
   t.throws(() => loadPolicy('conf/policy.yaml'), {
+    name: 'PolicyError',
     problems: ['conf/policy.d/evil.yaml:2: tools.web-fetch: redefines a tool declared in conf/policy.yaml:8; fragments may only add new tools'],
   });
 });

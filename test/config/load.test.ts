@@ -464,9 +464,11 @@ t.test('parsePolicy validates text without a file', async (t) => {
   const doc = parsePolicy(withRules(''), 'inline.yaml');
   t.equal(doc.tools['web-fetch']!.token_sha256, HASH);
   t.throws(() => parsePolicy('version: 1\ninclude: ["policy.d/*.yaml"]\n', 'inline.yaml'), {
+    name: 'PolicyError',
     problems: ['inline.yaml:2: include: fragments can only be included when the policy is loaded from a file'],
   });
   t.throws(() => parsePolicy(withRules('      - host: "*"\n'), 'inline.yaml'), {
+    name: 'PolicyError',
     problems: ['inline.yaml:7: tools.web-fetch.allow[1].host: "*" matches every host; strict mode forbids allow-all'],
   });
 });

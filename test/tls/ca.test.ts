@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate, webcrypto } from 'node:crypto';
@@ -67,7 +67,7 @@ function writeCa(dir: string, ca: CustomCa): void {
   writeFileSync(join(dir, 'ca-key.pem'), ca.keyPem, { mode: 0o600 });
 }
 
-async function rejectsWith(t: Tap.Test, promise: Promise<unknown>, code: CaErrorCode, file: string): Promise<void> {
+async function rejectsWith(t: Test, promise: Promise<unknown>, code: CaErrorCode, file: string): Promise<void> {
   const err = await promise.then(
     () => null,
     (e: unknown) => e,

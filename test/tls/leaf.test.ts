@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ interface Handshake {
 }
 
 /** A TLS client trusting only the CA, against a loopback server presenting `context`. */
-async function handshake(t: Tap.Test, server: { port: number; host: string }, servername: string | undefined): Promise<Handshake> {
+async function handshake(t: Test, server: { port: number; host: string }, servername: string | undefined): Promise<Handshake> {
   let identityChecked: Handshake['identityChecked'] = null;
   const socket = connect({
     host: server.host,
@@ -52,7 +52,7 @@ async function handshake(t: Tap.Test, server: { port: number; host: string }, se
 }
 
 /** A TLS server that picks its leaf by SNI, as the proxy does for a tunnel's ClientHello. */
-async function sniServer(t: Tap.Test, leaves: LeafCertificates): Promise<{ port: number; host: string }> {
+async function sniServer(t: Test, leaves: LeafCertificates): Promise<{ port: number; host: string }> {
   const server = createServer(
     {
       SNICallback: (name, done) => {
@@ -68,7 +68,7 @@ async function sniServer(t: Tap.Test, leaves: LeafCertificates): Promise<{ port:
 }
 
 /** A TCP server that terminates TLS itself with the leaf for a known host (CONNECT to an IP literal). */
-async function fixedHostServer(t: Tap.Test, context: SecureContext, host: '127.0.0.1' | '::1'): Promise<{ port: number; host: string }> {
+async function fixedHostServer(t: Test, context: SecureContext, host: '127.0.0.1' | '::1'): Promise<{ port: number; host: string }> {
   const server = createTcpServer((raw) => {
     const tls = new TLSSocket(raw, { isServer: true, secureContext: context });
     tls.on('secure', () => tls.end());
