@@ -115,6 +115,9 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
     for (const worker of workers.values()) worker.process.kill('SIGTERM');
     const finish = (): void => {
       void (admin?.close() ?? Promise.resolve()).then(() => {
+        // Once serving, runPrimary has already returned (-1, "keep running"), so this code can no
+        // longer go back to src/cli.ts: the primary exits with it itself.
+        // eslint-disable-next-line no-restricted-properties
         if (everyoneReady) process.exit(code);
         else settle(code);
       });

@@ -77,7 +77,7 @@ function describe(error: ErrorObject, path: FieldPath): { path: FieldPath; messa
     case 'const':
       return { path, message: `must be ${JSON.stringify(params.allowedValue)}` };
     case 'pattern': {
-      const expected = String(parent['x-expected'] ?? `text matching ${String(params.pattern)}`);
+      const expected = String((parent['x-expected'] as string | undefined) ?? `text matching ${String(params.pattern)}`);
       if (error.propertyName !== undefined) {
         return { path: [...path, error.propertyName], message: `name "${error.propertyName}" is not valid: expected ${expected}` };
       }

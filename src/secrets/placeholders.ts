@@ -278,7 +278,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
 
   const injects = input.inScope.flatMap((alias) => {
     const inject = input.secrets[alias]?.inject;
-    return inject ? [{ alias, header: inject.header, value: inject.format.split('{value}').join(values.get(alias)!) }] : [];
+    return inject ? [{ alias, header: inject.header, value: inject.format.split('{value}').join(values.get(alias)) }] : [];
   });
   const injected = new Set(injects.map((i) => i.header.toLowerCase()));
 

@@ -65,7 +65,7 @@ export async function initCa(dir: string): Promise<{ created: boolean; certPath:
   await mkdir(dir, { recursive: true });
   if ((await exists(certPath)) || (await exists(keyPath))) return { created: false, certPath };
 
-  const keys = (await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify']);
   const now = Date.now();
   const notAfter = new Date(now);
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_VALIDITY_YEARS);

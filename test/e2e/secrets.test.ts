@@ -10,7 +10,7 @@ import t from 'tap';
 import { curl } from '../helpers/clients.js';
 import { startDns } from '../helpers/dns.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
-import { startTestSluice, TOKEN, TOOL, waitForAudit, type TestSluice } from '../helpers/sluice.js';
+import { startTestSluice, TOOL, waitForAudit, type TestSluice } from '../helpers/sluice.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 // Obviously fake values; the test greps everything sluice wrote for them.

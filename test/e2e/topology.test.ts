@@ -146,8 +146,8 @@ async function serve(env: Record<string, string>): Promise<Serving> {
   let log = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start: ${log}`)), 15_000);
-    child.stdout!.resume();
-    child.stderr!.on('data', (chunk: Buffer) => {
+    child.stdout.resume();
+    child.stderr.on('data', (chunk: Buffer) => {
       log += chunk.toString('utf8');
       for (const line of log.split('\n')) {
         if (!line.includes('"sluice serving"')) continue;

@@ -161,7 +161,7 @@ t.test('--workers refuses the stdout audit and a count below 1', async (t) => {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     t.not(code, 0, `${args.join(' ')} exits non-zero`);
     t.match(stderr, expected);

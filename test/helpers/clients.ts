@@ -240,6 +240,8 @@ function describeErrorChain(error: unknown): string {
     current = current.cause as typeof current
   ) {
     const code = typeof current.code === 'string' ? `${current.code} ` : '';
+    // A thrown non-Error (a string, say) has no message: print the value itself.
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
     parts.push(`${code}${current.message ?? String(current)}`);
     if (parts.length > 5) break;
   }

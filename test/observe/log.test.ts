@@ -42,6 +42,7 @@ t.test('credential headers and fields are redacted', async (t) => {
     },
     'request',
   );
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read several levels deep
   const [record] = out.records() as Array<any>;
   t.same(record.req.headers, { authorization: '[REDACTED]', 'proxy-authorization': '[REDACTED]', cookie: '[REDACTED]', host: 'x.example' });
   t.same(record.headers, { authorization: '[REDACTED]', 'proxy-authorization': '[REDACTED]', cookie: '[REDACTED]', accept: '*/*' });
@@ -69,6 +70,7 @@ t.test('scrub replaces secret values in messages, arguments, fields, errors and 
   log.info({ circular }, 'cycle');
   const raw = out.raw();
   t.notOk(raw.includes(SECRET), 'no secret value anywhere in the output');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read several levels deep
   const records = out.records() as Array<any>;
   t.equal(records.length, 7);
   t.equal(records[0].msg, 'saw __sluice_secret_github__ in a header');
