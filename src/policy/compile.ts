@@ -5,8 +5,8 @@
 import { LRUCache } from 'lru-cache';
 import type { CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
-import { canonicalHostOnly, compileHostPattern, patternCovers, type HostPattern } from './host-match.js';
-import { compilePathGlob, type PathGlob } from './path.js';
+import { canonicalHostOnly, compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
+import { compilePathGlob, type PathGlob } from '../match/path.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {

@@ -10,8 +10,8 @@ import type { DenyReason } from './reasons.js';
 import type { Decision, DecisionRequest } from './types.js';
 import { isPort, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
 import { detail } from './detail.js';
-import { canonicalHostOnly, patternMatchesHost } from './host-match.js';
-import { normalizePath, type NormalizedPath } from './path.js';
+import { canonicalHostOnly, patternMatchesHost } from '../match/host-match.js';
+import { normalizePath, type NormalizedPath } from '../match/path.js';
 
 /** Reasons that on_violation: review turns into an allowed, recorded violation. */
 const REVIEWABLE: ReadonlySet<DenyReason> = new Set(['no_rule', 'port_not_allowed', 'method_not_allowed', 'path_not_allowed']);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { canonicalHostOnly, compileHostPattern, hostMatches } from '../../src/policy/host-match.js';
+import { canonicalHostOnly, compileHostPattern, hostMatches } from '../../src/match/host-match.js';
 
 // [pattern, request host, request port (undefined = not given), matches]
 const rows: Array<[string, string, number | undefined, boolean]> = [

@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { compilePathGlob, normalizePath } from '../../src/policy/path.js';
+import { compilePathGlob, normalizePath } from '../../src/match/path.js';
 
 // [raw request target, normalized path | invalid-reason fragment, query]
 type Row = [raw: string, expected: { path: string; query?: string | null } | { invalid: string }];
