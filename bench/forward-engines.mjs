@@ -58,10 +58,13 @@ async function serve(engine) {
     handler = (req, res) => {
       const { host: _host, connection: _connection, ...headers } = req.headers;
       pool
-        .stream({ path: originPath(req.url), method: req.method, headers, body: req.method === 'GET' ? null : req }, ({ statusCode, headers: answer }) => {
-          res.writeHead(statusCode, answer);
-          return res;
-        })
+        .stream(
+          { path: originPath(req.url), method: req.method, headers, body: req.method === 'GET' ? null : req },
+          ({ statusCode, headers: answer }) => {
+            res.writeHead(statusCode, answer);
+            return res;
+          },
+        )
         .catch(() => res.destroy());
     };
   } else {
@@ -90,14 +93,23 @@ function start(cmd, args, readyText) {
 
 function wrk(seconds) {
   const url = `http://127.0.0.1:${UPSTREAM_PORT}/small`;
-  const out = execFileSync('wrk', ['-t1', '-c50', `-d${seconds}s`, '--timeout', '5s', '-s', path.join(BENCH, 'abs.lua'), `http://127.0.0.1:${PROXY_PORT}/`], {
-    encoding: 'utf8',
-    env: { ...process.env, TARGET: url, AUTH_B64: '' },
-  });
+  const out = execFileSync(
+    'wrk',
+    ['-t1', '-c50', `-d${seconds}s`, '--timeout', '5s', '-s', path.join(BENCH, 'abs.lua'), `http://127.0.0.1:${PROXY_PORT}/`],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, TARGET: url, AUTH_B64: '' },
+    },
+  );
   const line = out.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   const r = JSON.parse(line.slice('BENCH_JSON '.length));
   const good = r.requests - r.errors.status;
-  return { requests: good, rps: good / (r.duration_us / 1e6), p99_ms: r.p99_us / 1000, errors: r.errors.status + r.errors.connect + r.errors.timeout };
+  return {
+    requests: good,
+    rps: good / (r.duration_us / 1e6),
+    p99_ms: r.p99_us / 1000,
+    errors: r.errors.status + r.errors.connect + r.errors.timeout,
+  };
 }
 
 async function measure(engine) {
@@ -122,7 +134,9 @@ async function main() {
       for (const engine of ENGINES) {
         const r = await measure(engine);
         results[engine].push(r);
-        console.log(`${engine.padEnd(11)} ${r.rps.toFixed(0).padStart(6)} req/s  p99 ${r.p99_ms.toFixed(2)} ms  ${r.cpu_ms_per_1k.toFixed(1)} CPU ms/1000  errors ${r.errors}`);
+        console.log(
+          `${engine.padEnd(11)} ${r.rps.toFixed(0).padStart(6)} req/s  p99 ${r.p99_ms.toFixed(2)} ms  ${r.cpu_ms_per_1k.toFixed(1)} CPU ms/1000  errors ${r.errors}`,
+        );
       }
     }
     const best = (list, key) => Math.max(...list.map((r) => r[key]));
@@ -135,7 +149,10 @@ async function main() {
       '',
       '| engine | requests/s ↑ | p99 ms ↓ | CPU ms / 1000 req ↓ |',
       '|---|---:|---:|---:|',
-      ...ENGINES.map((e) => `| ${e} | ${best(results[e], 'rps').toFixed(0)} | ${least(results[e], 'p99_ms').toFixed(2)} | ${least(results[e], 'cpu_ms_per_1k').toFixed(1)} |`),
+      ...ENGINES.map(
+        (e) =>
+          `| ${e} | ${best(results[e], 'rps').toFixed(0)} | ${least(results[e], 'p99_ms').toFixed(2)} | ${least(results[e], 'cpu_ms_per_1k').toFixed(1)} |`,
+      ),
       '',
     ];
     fs.mkdirSync(path.join(BENCH, 'results'), { recursive: true });

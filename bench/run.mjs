@@ -88,7 +88,14 @@ function portOffsetFromEnv() {
 
 function envList(name) {
   const raw = process.env[name];
-  return raw ? new Set(raw.split(',').map((s) => s.trim()).filter(Boolean)) : null;
+  return raw
+    ? new Set(
+        raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      )
+    : null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,11 +386,16 @@ async function startSluice(secretValue) {
       ...sluiceNodeFlags,
       cli,
       'serve',
-      '--policy', policy,
-      '--listen', `127.0.0.1:${PORTS.sluice}`,
-      '--admin', `127.0.0.1:${PORTS.sluiceAdmin}`,
-      '--ca-dir', path.join(tmp, 'sluice-ca'),
-      '--audit', path.join(tmp, 'audit.log'),
+      '--policy',
+      policy,
+      '--listen',
+      `127.0.0.1:${PORTS.sluice}`,
+      '--admin',
+      `127.0.0.1:${PORTS.sluiceAdmin}`,
+      '--ca-dir',
+      path.join(tmp, 'sluice-ca'),
+      '--audit',
+      path.join(tmp, 'audit.log'),
     ],
     { port: PORTS.sluice, env: { BENCH_SECRET: secretValue } },
   );
@@ -432,10 +444,10 @@ async function probe({ proxyPort, auth, url, ca }) {
   }
   const sluiceSays = /^x-sluice-(?:deny|error): *(.+)$/im.exec(seen)?.[1]?.trim();
   const statusLine = seen.split('\r\n').find((l) => /^HTTP\/\S+ [1-9]/.test(l) && !/ 200 /.test(l));
-  return [statusLine, sluiceSays && `X-Sluice: ${sluiceSays}`, stderr.trim().split('\n').at(-1)]
-    .filter(Boolean)
-    .join('; ')
-    .slice(0, 300) || `probe answered ${status}`;
+  return (
+    [statusLine, sluiceSays && `X-Sluice: ${sluiceSays}`, stderr.trim().split('\n').at(-1)].filter(Boolean).join('; ').slice(0, 300) ||
+    `probe answered ${status}`
+  );
 }
 
 async function wrkSmallGet({ proxyPort, auth, target, seconds }) {
@@ -467,11 +479,16 @@ async function wrkSmallGet({ proxyPort, auth, target, seconds }) {
 async function tlsLoad({ proxyPort, auth, ca, reuse, seconds }) {
   const args = [
     path.join(BENCH, 'hsload.mjs'),
-    '--host', 'localhost',
-    '--port', String(PORTS.upstreamHttps),
-    '--ca', ca,
-    '--seconds', String(seconds),
-    '--conc', String(settings.tlsConcurrency),
+    '--host',
+    'localhost',
+    '--port',
+    String(PORTS.upstreamHttps),
+    '--ca',
+    ca,
+    '--seconds',
+    String(seconds),
+    '--conc',
+    String(settings.tlsConcurrency),
   ];
   if (proxyPort) args.push('--proxy', String(proxyPort));
   if (auth) args.push('--auth', auth);
@@ -509,10 +526,14 @@ async function idleTunnels({ proxyPort, auth, rootPid }) {
   const baseline = rssKib(rootPid);
   const args = [
     path.join(BENCH, 'idle.mjs'),
-    '--proxy', String(proxyPort),
-    '--count', String(count),
-    '--ca', UPSTREAM_CA,
-    '--port', String(PORTS.upstreamHttps),
+    '--proxy',
+    String(proxyPort),
+    '--count',
+    String(count),
+    '--ca',
+    UPSTREAM_CA,
+    '--port',
+    String(PORTS.upstreamHttps),
   ];
   if (auth) args.push('--auth', auth);
   const [command, argv] = withFdLimit(process.execPath, args);
@@ -732,7 +753,11 @@ function versionOf(cmd, args) {
     return out.trim().split('\n')[0];
   } catch (err) {
     // wrk -v exits 1 after printing its version
-    return String(err.stdout ?? '').trim().split('\n')[0] || 'unknown';
+    return (
+      String(err.stdout ?? '')
+        .trim()
+        .split('\n')[0] || 'unknown'
+    );
   }
 }
 
@@ -904,7 +929,12 @@ async function main() {
         console.log(`n/a (${cell.na})`);
       } else {
         result.cells[column] = cell.values;
-        console.log(row.metrics.map((m) => `${m}=${format(cell.values[m], m)}`).filter((s) => !s.endsWith('=')).join(' '));
+        console.log(
+          row.metrics
+            .map((m) => `${m}=${format(cell.values[m], m)}`)
+            .filter((s) => !s.endsWith('='))
+            .join(' '),
+        );
       }
     }
     result.metrics = row.metrics.map((metric) => {
@@ -938,7 +968,9 @@ async function main() {
             port: p.port,
             status: p.reason ? 'n/a' : 'ok',
             reason: p.reason,
-            lifetime_peak_rss_mib: p.pid ? +(processTree(p.pid).reduce((s, pid) => s + readStatusKib(pid, 'VmHWM'), 0) / 1024).toFixed(1) : undefined,
+            lifetime_peak_rss_mib: p.pid
+              ? +(processTree(p.pid).reduce((s, pid) => s + readStatusKib(pid, 'VmHWM'), 0) / 1024).toFixed(1)
+              : undefined,
           },
         ]),
     ),

@@ -23,7 +23,8 @@ function typeOf(node) {
   const n = resolve(node);
   if (n.const !== undefined) return JSON.stringify(n.const);
   if (n.enum) return n.enum.map((v) => JSON.stringify(v)).join(' \\| ');
-  if (n.oneOf || n.anyOf) return (n.oneOf ?? n.anyOf).map((alt) => (resolve(alt).required ? `{${resolve(alt).required.join(', ')}}` : typeOf(alt))).join(' \\| ');
+  if (n.oneOf || n.anyOf)
+    return (n.oneOf ?? n.anyOf).map((alt) => (resolve(alt).required ? `{${resolve(alt).required.join(', ')}}` : typeOf(alt))).join(' \\| ');
   if (Array.isArray(n.type)) return n.type.join(' \\| ');
   if (n.type === 'array') return `${typeOf(n.items ?? {})}[]`;
   if (n.type === 'object' && n.additionalProperties && typeof n.additionalProperties === 'object') return 'map';
@@ -32,7 +33,9 @@ function typeOf(node) {
 
 function rows(node, path, out) {
   if (node.$ref === '#/$defs/limitOverrides') {
-    out.push(`| \`${path}\` | object |  | Overrides of any field of \`limits\` for this ${path.endsWith('allow[].limits') ? 'rule' : 'tool'}; fields left out keep the value from the level above. |`);
+    out.push(
+      `| \`${path}\` | object |  | Overrides of any field of \`limits\` for this ${path.endsWith('allow[].limits') ? 'rule' : 'tool'}; fields left out keep the value from the level above. |`,
+    );
     return out;
   }
   const n = resolve(node);

@@ -115,6 +115,9 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
     for (const worker of workers.values()) worker.process.kill('SIGTERM');
     const finish = (): void => {
       void (admin?.close() ?? Promise.resolve()).then(() => {
+        // Once serving, runPrimary has already returned (-1, "keep running"), so this code can no
+        // longer go back to src/cli.ts: the primary exits with it itself.
+        // eslint-disable-next-line no-restricted-properties
         if (everyoneReady) process.exit(code);
         else settle(code);
       });
@@ -149,7 +152,12 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
     everyoneReady = true;
     if (opts.admin) {
       try {
-        admin = await startAdminServer({ listen: opts.admin, registry, caPem: () => caPem, status: () => clusterStatus(statuses, opts.workers) });
+        admin = await startAdminServer({
+          listen: opts.admin,
+          registry,
+          caPem: () => caPem,
+          status: () => clusterStatus(statuses, opts.workers),
+        });
       } catch (err) {
         process.stderr.write(`sluice serve: refusing to start: admin ${(err as Error).message}\n`);
         everyoneReady = false;

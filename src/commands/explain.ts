@@ -48,11 +48,7 @@ export async function runExplain(args: string[]): Promise<number> {
     ...(method === 'CONNECT' ? {} : { path }),
   });
   const d = result.decision;
-  const out = [
-    `decision: ${d.verdict}${d.reason ? ` (${d.reason})` : ''}`,
-    `detail: ${d.detail}`,
-    `rule: ${d.rule ?? 'none'}`,
-  ];
+  const out = [`decision: ${d.verdict}${d.reason ? ` (${d.reason})` : ''}`, `detail: ${d.detail}`, `rule: ${d.rule ?? 'none'}`];
   if (https) out.push(`tls: ${d.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
   if (d.rule === null && result.considered.length > 0) {
     out.push('rules considered:');
@@ -63,7 +59,11 @@ export async function runExplain(args: string[]): Promise<number> {
     const v = classifyAddress(host.host, addressPolicy);
     out.push(`address: ${v.ip} ${v.allowed ? 'allowed' : 'denied'} (${v.range}${v.allowed && v.exception ? `, exception ${v.exception}` : ''})`);
   } else if (resolve) {
-    const resolver = new VettingResolver({ policy: addressPolicy, servers: loaded.doc.network.dns_servers, timeoutMs: loaded.doc.limits.dns_timeout_ms });
+    const resolver = new VettingResolver({
+      policy: addressPolicy,
+      servers: loaded.doc.network.dns_servers,
+      timeoutMs: loaded.doc.limits.dns_timeout_ms,
+    });
     const r = await resolver.resolve(host.host);
     if (!r.ok && r.reason === 'dns_failure') out.push(`address: ${r.error}`);
     else for (const v of r.verdicts) out.push(`address: ${v.ip} ${v.allowed ? 'allowed' : 'denied'} (${v.range})`);
@@ -71,7 +71,9 @@ export async function runExplain(args: string[]): Promise<number> {
   for (const alias of d.secrets) {
     const secret = compiled.secrets.get(alias);
     if (!secret) continue;
-    const inject = secret.inject ? `injects ${secret.inject.header}: ${secret.inject.format.replace('{value}', `<${alias}>`)}` : 'swaps its placeholder';
+    const inject = secret.inject
+      ? `injects ${secret.inject.header}: ${secret.inject.format.replace('{value}', `<${alias}>`)}`
+      : 'swaps its placeholder';
     out.push(`secret ${alias}: ${inject}${secret.require ? ' (required)' : ''}`);
   }
   process.stdout.write(out.join('\n') + '\n');

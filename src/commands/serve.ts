@@ -118,7 +118,11 @@ export async function runServe(args: string[]): Promise<number> {
   scrub = (text) => scrubSecrets(started.current(), text);
   const { proxy, admin: adminAddress } = started;
   logger.info(
-    { listen: `${proxy.address}:${proxy.port}`, admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : null, ...(index !== null ? { worker: index } : {}) },
+    {
+      listen: `${proxy.address}:${proxy.port}`,
+      admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : null,
+      ...(index !== null ? { worker: index } : {}),
+    },
     'sluice serving',
   );
   const reportStatus = index !== null ? reportToPrimary(started, started.registry) : () => {};

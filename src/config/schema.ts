@@ -7,9 +7,9 @@ import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
 
 /** The schema document; also what a README generator reads descriptions from. */
-export const policySchema = JSON.parse(
-  readFileSync(new URL('../../config/network-egress.schema.json', import.meta.url), 'utf8'),
-) as { $id: string };
+export const policySchema = JSON.parse(readFileSync(new URL('../../config/network-egress.schema.json', import.meta.url), 'utf8')) as {
+  $id: string;
+};
 
 const ajv = new Ajv2020({
   strict: true,
@@ -77,7 +77,7 @@ function describe(error: ErrorObject, path: FieldPath): { code: ProblemCode; pat
     case 'const':
       return { code: 'invalid_choice', path, message: `must be ${JSON.stringify(params.allowedValue)}` };
     case 'pattern': {
-      const expected = String(parent['x-expected'] ?? `text matching ${String(params.pattern)}`);
+      const expected = String((parent['x-expected'] as string | undefined) ?? `text matching ${String(params.pattern)}`);
       if (error.propertyName !== undefined) {
         return { code: 'bad_format', path: [...path, error.propertyName], message: `name "${error.propertyName}" is not valid: expected ${expected}` };
       }
@@ -115,7 +115,10 @@ const TYPE_WORDS: Record<string, string> = {
 };
 
 function typeWords(types: string): string {
-  return types.split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ');
+  return types
+    .split(',')
+    .map((t) => TYPE_WORDS[t] ?? t)
+    .join(' or ');
 }
 
 function jsonType(value: unknown): string {

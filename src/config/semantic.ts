@@ -150,8 +150,7 @@ function cidrProblem(cidr: string, strict: boolean): Finding | null {
     return invalid;
   }
   const [ip, length] = parsed;
-  const network =
-    ip.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr);
+  const network = ip.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr);
   if (network.toString() !== ip.toString()) {
     return { code: 'bad_cidr', message: `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?` };
   }

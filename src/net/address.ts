@@ -52,8 +52,7 @@ type IPv4 = ipaddr.IPv4;
 type IPv6 = ipaddr.IPv6;
 
 export type AddressVerdict =
-  | { allowed: true; ip: string; range: string; exception: string | null }
-  | { allowed: false; ip: string; range: string };
+  { allowed: true; ip: string; range: string; exception: string | null } | { allowed: false; ip: string; range: string };
 
 /** An `allow_private_cidrs` entry, parsed once. */
 export interface CidrException {
@@ -125,8 +124,7 @@ const IPV4_RANGES: NamedRange<IPv4>[] = [
 ];
 
 type Ipv6Rule =
-  | { kind: 'named'; range: NamedRange<IPv6> }
-  | { kind: 'embedded'; cidr: [IPv6, number]; classify: (address: IPv6) => Classification };
+  { kind: 'named'; range: NamedRange<IPv6> } | { kind: 'embedded'; cidr: [IPv6, number]; classify: (address: IPv6) => Classification };
 
 function named(name: string, reach: Reach, ...cidrs: string[]): Ipv6Rule {
   return { kind: 'named', range: { name, reach, cidrs: cidrs.map(v6) } };
@@ -225,8 +223,10 @@ function parseLiteral(text: string): IPv4 | IPv6 | null {
   if (family === 4) return ipaddr.IPv4.parse(text);
   // ipaddr.js 2.5 reads "::8.8.8.8" as ::ffff:8.8.8.8 (mapped) rather than ::808:808 (compatible),
   // so a dotted-quad tail is rewritten as two hex groups first.
-  const hexOnly = text.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_match, a: string, b: string, c: string, d: string) =>
-    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
+  const hexOnly = text.replace(
+    /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+    (_match, a: string, b: string, c: string, d: string) =>
+      `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
   );
   return ipaddr.IPv6.parse(hexOnly);
 }
@@ -245,9 +245,7 @@ function compileException(entry: string, index: number): CidrException {
   if (!(prefix >= 0 && prefix <= maxPrefix)) throw new Error(`${where}: prefix length must be 0-${maxPrefix}`);
   // "10.1.2.3/8" means all of 10/8: almost always a typo for /32, so it must be written out.
   const canonical = `${network.toString()}/${prefix}`;
-  const base = network instanceof ipaddr.IPv4
-    ? ipaddr.IPv4.networkAddressFromCIDR(canonical)
-    : ipaddr.IPv6.networkAddressFromCIDR(canonical);
+  const base = network instanceof ipaddr.IPv4 ? ipaddr.IPv4.networkAddressFromCIDR(canonical) : ipaddr.IPv6.networkAddressFromCIDR(canonical);
   if (base.toString() !== network.toString()) {
     throw new Error(`${where}: has bits set past the prefix; did you mean "${base.toString()}/${prefix}"?`);
   }
@@ -259,10 +257,7 @@ function compileException(entry: string, index: number): CidrException {
 }
 
 /** Compiles the policy's network section; throws with the entry and a fix on a bad CIDR. */
-export function compileAddressPolicy(network: {
-  private_ip: 'deny' | 'allow';
-  allow_private_cidrs: readonly string[];
-}): AddressPolicy {
+export function compileAddressPolicy(network: { private_ip: 'deny' | 'allow'; allow_private_cidrs: readonly string[] }): AddressPolicy {
   const exceptions = network.allow_private_cidrs.map(compileException);
   return {
     privateIp: network.private_ip,

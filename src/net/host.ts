@@ -4,9 +4,7 @@
 import { isIP } from 'node:net';
 import { LRUCache } from 'lru-cache';
 
-export type CanonicalHost =
-  | { kind: 'ip'; host: string; family: 4 | 6 }
-  | { kind: 'name'; host: string };
+export type CanonicalHost = { kind: 'ip'; host: string; family: 4 | 6 } | { kind: 'name'; host: string };
 
 const INVALID = Symbol('invalid host');
 /** Hosts repeat from request to request; the URL parser need not run for each. Results are frozen. */

@@ -85,8 +85,7 @@ export class VettingResolver {
     if (answers.length === 0) return { ok: false, reason: 'dns_failure', error: `${name} has no A or AAAA record` };
     const verdicts = answers.map((a) => classifyAddress(a.address, this.#policy));
     const allowed = verdicts.filter((v) => v.allowed).map((v) => v.ip);
-    const result: Resolution =
-      allowed.length > 0 ? { ok: true, addresses: allowed, verdicts } : { ok: false, reason: 'private_ip', verdicts };
+    const result: Resolution = allowed.length > 0 ? { ok: true, addresses: allowed, verdicts } : { ok: false, reason: 'private_ip', verdicts };
     const ttl = Math.min(MAX_TTL_SECONDS, ...answers.map((a) => a.ttl));
     if (ttl > 0) this.#cache.set(name, { result, expires: Date.now() + ttl * 1000 });
     return result;
@@ -98,10 +97,7 @@ export class VettingResolver {
       return found.map((f) => ({ address: f.address, ttl: SYSTEM_TTL_SECONDS }));
     }
     const resolver = this.#resolver;
-    const settled = await Promise.allSettled([
-      resolver.resolve4(name, { ttl: true }),
-      resolver.resolve6(name, { ttl: true }),
-    ]);
+    const settled = await Promise.allSettled([resolver.resolve4(name, { ttl: true }), resolver.resolve6(name, { ttl: true })]);
     const answers = settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
     if (answers.length === 0) {
       const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');

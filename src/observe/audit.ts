@@ -180,7 +180,10 @@ function readLastLine(file: string): string | null {
       if (!sawFinalNewline) {
         if (chunk[chunk.length - 1] !== 0x0a) {
           // A crash mid-write: continuing would chain onto a record nobody can verify.
-          throw new AuditError('AUDIT_TORN_TAIL', `${file}: last record is incomplete (no newline); run "sluice audit verify" and move the file aside`);
+          throw new AuditError(
+            'AUDIT_TORN_TAIL',
+            `${file}: last record is incomplete (no newline); run "sluice audit verify" and move the file aside`,
+          );
         }
         sawFinalNewline = true;
       }
@@ -444,7 +447,10 @@ export class AuditSink {
     // The old descriptor follows the renamed inode, so its queued records still land in .1.
     const old = this.#fileDest!;
     this.#retiring.add(old);
-    void old.drained().then(() => old.close()).then(() => this.#retiring.delete(old));
+    void old
+      .drained()
+      .then(() => old.close())
+      .then(() => this.#retiring.delete(old));
     this.#fileDest = this.#destination(openAppend(file), true);
     this.#fileBytes = 0;
   }
@@ -456,8 +462,7 @@ export class AuditSink {
 }
 
 export type VerifyResult =
-  | { ok: true; records: number; firstSeq: number | null; lastSeq: number | null }
-  | { ok: false; file: string; line: number; why: string };
+  { ok: true; records: number; firstSeq: number | null; lastSeq: number | null } | { ok: false; file: string; line: number; why: string };
 
 /** Lines of a file, read in chunks so a large audit file is never held in memory whole. */
 function* fileLines(fd: number): Generator<{ text: string; terminated: boolean }> {

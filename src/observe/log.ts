@@ -63,7 +63,7 @@ export function createLogger(config: LoggerConfig): Logger {
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
     hooks: {
       logMethod(args, method) {
-        const scrubbed = scrubArgs(args as unknown[], scrub);
+        const scrubbed = scrubArgs(args, scrub);
         return method.apply(this, scrubbed as Parameters<typeof method>);
       },
       streamWrite: (line) => scrub(line),
@@ -100,7 +100,7 @@ function scrubValue(value: unknown, scrub: (s: string) => string, depth: number,
     seen.add(value);
     return value.map((item) => scrubValue(item, scrub, depth + 1, seen));
   }
-  const proto = Object.getPrototypeOf(value);
+  const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return value;
   seen.add(value);
   const copy: Record<string, unknown> = {};

@@ -5,8 +5,8 @@
 import { LRUCache } from 'lru-cache';
 import type { CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
-import { canonicalHostOnly, compileHostPattern, patternCovers, type HostPattern } from './host-match.js';
-import { compilePathGlob, type PathGlob } from './path.js';
+import { canonicalHostOnly, compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
+import { compilePathGlob, type PathGlob } from '../match/path.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -131,9 +131,7 @@ export class CompiledTool {
     const byHost = Object.freeze(this.rulesForHost(host));
     const byPort = Object.freeze(byHost.filter((rule) => rule.ports.includes(port)));
     const secrets = Object.freeze(
-      this.#secretPatterns
-        .filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port)))
-        .map(([alias]) => alias),
+      this.#secretPatterns.filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port))).map(([alias]) => alias),
     );
     return Object.freeze({ host, byHost, byPort, secrets });
   }
@@ -164,9 +162,7 @@ export class CompiledPolicy {
         }),
       );
     }
-    this.tools = new Map(
-      Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]),
-    );
+    this.tools = new Map(Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]));
   }
 
   /**
@@ -192,7 +188,11 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
   const id = `${tool}.allow[${index}]`;
   const where = `tools.${tool}.allow[${index}]`;
   const host = compileHostPattern(doc.host);
-  if (!host) throw new PolicyCompileError(`${where}.host`, `"${doc.host}" is not a host name, "*.domain", IP literal or "[IPv6]", with an optional ":port"`);
+  if (!host)
+    throw new PolicyCompileError(
+      `${where}.host`,
+      `"${doc.host}" is not a host name, "*.domain", IP literal or "[IPv6]", with an optional ":port"`,
+    );
   const ports = host.port !== null ? [host.port] : (doc.ports ?? policy.network.allow_ports);
   for (const port of ports) {
     if (!isPort(port)) throw new PolicyCompileError(`${where}.ports`, `${port} is not a TCP port`);

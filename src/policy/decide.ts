@@ -10,8 +10,8 @@ import { OUTCOME, type DenyReason } from './reasons.js';
 import type { Decision, DecisionRequest } from './types.js';
 import { isPort, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
 import { detail } from './detail.js';
-import { canonicalHostOnly, patternMatchesHost } from './host-match.js';
-import { normalizePath, type NormalizedPath } from './path.js';
+import { canonicalHostOnly, patternMatchesHost } from '../match/host-match.js';
+import { normalizePath, type NormalizedPath } from '../match/path.js';
 
 const NO_SECRETS: readonly string[] = Object.freeze([]);
 
@@ -42,11 +42,7 @@ export function decide(policy: CompiledPolicy, tool: string, req: DecisionReques
 }
 
 /** The decision plus, for each rule of the tool in file order, whether it matched and why not. */
-export function explain(
-  policy: CompiledPolicy,
-  tool: string,
-  req: DecisionRequest,
-): { decision: Decision; considered: ConsideredRule[] } {
+export function explain(policy: CompiledPolicy, tool: string, req: DecisionRequest): { decision: Decision; considered: ConsideredRule[] } {
   const decision = decide(policy, tool, req);
   const compiled = policy.tools.get(tool);
   const host = canonicalHostOnly(req.host);
@@ -91,15 +87,7 @@ function decideForRoute(policy: CompiledPolicy, tool: CompiledTool, route: Valid
       : detail.pathUncheckable(tool.name, host, port, path.why);
     return refuse('path_not_allowed', sentence, matchedPath);
   }
-  return allow(
-    tool,
-    route,
-    req,
-    rule,
-    matchedPath,
-    false,
-    detail.requestAllowed(tool.name, host, port, req.method, matchedPath, rule.id),
-  );
+  return allow(tool, route, req, rule, matchedPath, false, detail.requestAllowed(tool.name, host, port, req.method, matchedPath, rule.id));
 }
 
 function methodAllowed(rule: CompiledRule, method: string): boolean {

@@ -24,8 +24,7 @@ function method(raw: string): string {
 }
 
 export const detail = {
-  unknownTool: (tool: string) =>
-    `No tool named ${quote(tool)} is defined in the policy, so it may not reach anything.`,
+  unknownTool: (tool: string) => `No tool named ${quote(tool)} is defined in the policy, so it may not reach anything.`,
   badPort: (port: number) => `Port ${quote(String(port))} is not a valid TCP port (1-65535).`,
   badHost: (host: string) => `The request host ${quote(host)} is not a valid host name or IP address.`,
   noRule: (tool: string, host: string) =>

@@ -224,7 +224,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       let decoded = 0;
       scrub.body.on('data', (chunk: Buffer) => {
         decoded += chunk.length;
-        if (decoded > this.#maxResponseBytes) this.#cut(`the decoded response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
+        if (decoded > this.#maxResponseBytes)
+          this.#cut(`the decoded response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
       });
       scrub.body.pipe(this.res);
     }

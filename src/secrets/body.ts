@@ -45,7 +45,12 @@ export function createBodySwapper(options: BodySwapOptions): Transform {
     for (const form of writtenForms(placeholder)) {
       let action: NeedleAction;
       if (!options.granted.includes(alias)) {
-        action = { kind: 'refuse', reason: 'secret_not_granted', alias, detail: `tool "${options.tool}" is not granted secret "${alias}" (placeholder in body)` };
+        action = {
+          kind: 'refuse',
+          reason: 'secret_not_granted',
+          alias,
+          detail: `tool "${options.tool}" is not granted secret "${alias}" (placeholder in body)`,
+        };
       } else if (!inScope) {
         action = {
           kind: 'refuse',
@@ -54,7 +59,12 @@ export function createBodySwapper(options: BodySwapOptions): Transform {
           detail: `secret "${alias}" may only be sent to its own hosts, and this host is not one of them (placeholder in body)`,
         };
       } else if (!value) {
-        action = { kind: 'refuse', reason: 'secret_unavailable', alias, detail: `secret "${alias}" has no value right now (its source is missing or empty)` };
+        action = {
+          kind: 'refuse',
+          reason: 'secret_unavailable',
+          alias,
+          detail: `secret "${alias}" has no value right now (its source is missing or empty)`,
+        };
       } else {
         action = { kind: 'replace', with: Buffer.from(form.encoded ? encodeURIComponent(value) : value, 'utf8'), use: alias };
       }

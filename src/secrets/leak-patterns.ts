@@ -126,12 +126,7 @@ function globalRegex(pattern: LeakPattern): RegExp {
  * With `complete` false the text may continue: a match that touches the end of the text is not
  * decided yet (the next bytes may extend or cancel it) and is left for the next call.
  */
-export function findLeakIn(
-  text: string,
-  from: number,
-  complete: boolean,
-  patterns: readonly LeakPattern[] = LEAK_PATTERNS,
-): LeakPattern | null {
+export function findLeakIn(text: string, from: number, complete: boolean, patterns: readonly LeakPattern[] = LEAK_PATTERNS): LeakPattern | null {
   for (const pattern of patterns) {
     const regex = globalRegex(pattern);
     regex.lastIndex = from;

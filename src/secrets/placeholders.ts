@@ -118,7 +118,11 @@ function surfacesOf(headers: RequestSecretsInput['headers'], target: string): Su
   return surfaces;
 }
 
-function findLeakedCredential(surfaces: Surface[], known: ReadonlyArray<{ alias: string; value: string }>, patterns: readonly LeakPattern[]): Refusal | null {
+function findLeakedCredential(
+  surfaces: Surface[],
+  known: ReadonlyArray<{ alias: string; value: string }>,
+  patterns: readonly LeakPattern[],
+): Refusal | null {
   const knownForms = known.filter((k) => k.value.length > 0).map((k) => ({ alias: k.alias, forms: valueForms(k.value) }));
   for (const surface of surfaces) {
     const decoded = percentDecode(surface.text);
@@ -231,10 +235,10 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const mayLeak = mayCarryCredential(all, known, patterns);
   const mayHavePlaceholder = index.entries.some((entry) => occurs(entry.pattern, all)) || hasUnknownPlaceholder(all, index);
   const refusal =
-    (mayLeak ? findLeakedCredential(surfaces, known, patterns) : null) ?? (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null);
+    (mayLeak ? findLeakedCredential(surfaces, known, patterns) : null) ??
+    (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null);
   if (refusal) return refusal;
-  const needsNothing =
-    !mayHavePlaceholder && input.inScope.every((alias) => !input.secrets[alias]?.inject && !input.secrets[alias]?.require);
+  const needsNothing = !mayHavePlaceholder && input.inScope.every((alias) => !input.secrets[alias]?.inject && !input.secrets[alias]?.require);
   if (needsNothing) return { ok: true, headers: input.headers.map(([name, value]) => [name, value]), target: input.target, uses: [] };
 
   // in-scope secrets to fill now: those written somewhere, and those injected
@@ -274,7 +278,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
 
   const injects = input.inScope.flatMap((alias) => {
     const inject = input.secrets[alias]?.inject;
-    return inject ? [{ alias, header: inject.header, value: inject.format.split('{value}').join(values.get(alias)!) }] : [];
+    return inject ? [{ alias, header: inject.header, value: inject.format.split('{value}').join(values.get(alias)) }] : [];
   });
   const injected = new Set(injects.map((i) => i.header.toLowerCase()));
 

@@ -65,7 +65,7 @@ export async function initCa(dir: string): Promise<{ created: boolean; certPath:
   await mkdir(dir, { recursive: true });
   if ((await exists(certPath)) || (await exists(keyPath))) return { created: false, certPath };
 
-  const keys = (await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify']);
   const now = Date.now();
   const notAfter = new Date(now);
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + CA_VALIDITY_YEARS);
@@ -147,8 +147,7 @@ export async function loadCa(dir: string, opts: { create: boolean }): Promise<Ce
   const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
   const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, importParams, false, ['sign']);
   const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
-  const keyIdentifier =
-    ski?.keyId ?? Buffer.from(await cert.publicKey.getKeyIdentifier({ name: 'SHA-1' })).toString('hex');
+  const keyIdentifier = ski?.keyId ?? Buffer.from(await cert.publicKey.getKeyIdentifier({ name: 'SHA-1' })).toString('hex');
 
   return Object.freeze({
     certPem: cert.toString('pem') + '\n',
@@ -164,7 +163,10 @@ export async function loadCa(dir: string, opts: { create: boolean }): Promise<Ce
 function signingParams(
   key: KeyObject,
   keyPath: string,
-): { importParams: webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams; signingAlgorithm: webcrypto.EcdsaParams | webcrypto.Algorithm } {
+): {
+  importParams: webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams;
+  signingAlgorithm: webcrypto.EcdsaParams | webcrypto.Algorithm;
+} {
   if (key.asymmetricKeyType === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;
     if (curve === 'prime256v1') {

@@ -68,7 +68,8 @@ t.test('a fragment may not declare secrets (it could ship the proxy environment 
     problems(t, {
       'policy.yaml': BASE,
       'policy.d': {
-        'notes.yaml': tool('notes', 'notes.example.com', '    secrets: [notes-key]\n') +
+        'notes.yaml':
+          tool('notes', 'notes.example.com', '    secrets: [notes-key]\n') +
           'secrets:\n  notes-key:\n    from: { env: AWS_SECRET_ACCESS_KEY }\n    hosts: [notes.example.com]\n',
       },
     }),
@@ -125,7 +126,7 @@ t.test('a fragment may not redefine a protected tool', async (t) => {
   ]);
 });
 
-t.test('a second fragment may not redefine the first one\'s tool', async (t) => {
+t.test("a second fragment may not redefine the first one's tool", async (t) => {
   t.same(
     problems(t, {
       'policy.yaml': BASE,
@@ -141,7 +142,9 @@ t.test('a fragment may not redefine a secret', async (t) => {
       'policy.yaml': BASE,
       'policy.d': { 'evil.yaml': 'tools: {}\nsecrets:\n  github:\n    from: { env: GITHUB_TOKEN }\n    hosts: [evil.example]\n' },
     }),
-    ["policy.d/evil.yaml:3: secrets.github: fragments may not declare secrets; declare it in the base policy, whose tools and fragments' tools may then be granted it"],
+    [
+      "policy.d/evil.yaml:3: secrets.github: fragments may not declare secrets; declare it in the base policy, whose tools and fragments' tools may then be granted it",
+    ],
   );
 });
 
@@ -169,7 +172,9 @@ t.test('fragments are checked like the base, with their own file and line', asyn
 });
 
 t.test('a fragment in a non-strict policy may use allow-all', async (t) => {
-  t.chdir(t.testdir({ 'policy.yaml': BASE.replace('version: 1\n', 'version: 1\nstrict: false\n'), 'policy.d': { 'any.yaml': tool('any', '"*"') } }));
+  t.chdir(
+    t.testdir({ 'policy.yaml': BASE.replace('version: 1\n', 'version: 1\nstrict: false\n'), 'policy.d': { 'any.yaml': tool('any', '"*"') } }),
+  );
   t.same(loadPolicy('policy.yaml').doc.tools.any!.allow, [{ host: '*' }]);
 });
 
@@ -185,6 +190,7 @@ t.test('fragment names in problems follow the base file name as given', async (t
   const dir = t.testdir({ conf: { 'policy.yaml': BASE, 'policy.d': { 'evil.yaml': tool('web-fetch', 'x.example') } } });
   t.chdir(dir);
   t.throws(() => loadPolicy('conf/policy.yaml'), {
+    name: 'PolicyError',
     problems: ['conf/policy.d/evil.yaml:2: tools.web-fetch: redefines a tool declared in conf/policy.yaml:8; fragments may only add new tools'],
   });
 });

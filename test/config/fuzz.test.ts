@@ -22,16 +22,22 @@ function outcome(text: string): 'ok' | 'invalid' {
 }
 
 t.test('arbitrary text', async (t) => {
-  fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (text) => {
-    outcome(text);
-  }), { numRuns: 500 });
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (text) => {
+      outcome(text);
+    }),
+    { numRuns: 500 },
+  );
   t.pass('only PolicyError');
 });
 
 t.test('arbitrary JSON values', async (t) => {
-  fc.assert(fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
-    outcome(JSON.stringify(value));
-  }), { numRuns: 500 });
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
+      outcome(JSON.stringify(value));
+    }),
+    { numRuns: 500 },
+  );
   t.pass('only PolicyError');
 });
 
@@ -59,7 +65,10 @@ t.test('policies with hostile fields', async (t) => {
       network: fc.record(
         {
           private_ip: fc.constantFrom('deny', 'allow'),
-          allow_private_cidrs: fc.array(fc.oneof(fc.constantFrom('10.0.0.0/8', '0.0.0.0/0', '::/0', 'fe80::%1/64', '1.2.3.4/33'), fc.string({ maxLength: 20 })), { maxLength: 3 }),
+          allow_private_cidrs: fc.array(
+            fc.oneof(fc.constantFrom('10.0.0.0/8', '0.0.0.0/0', '::/0', 'fe80::%1/64', '1.2.3.4/33'), fc.string({ maxLength: 20 })),
+            { maxLength: 3 },
+          ),
           dns_servers: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 20 })), { maxLength: 3 }),
         },
         { requiredKeys: [] },
@@ -82,8 +91,11 @@ t.test('policies with hostile fields', async (t) => {
     { requiredKeys: [] },
   );
   const seen = new Set<string>();
-  fc.assert(fc.property(policy, (doc) => {
-    seen.add(outcome(JSON.stringify({ version: 1, ...doc }, null, 2)));
-  }), { numRuns: 1000 });
+  fc.assert(
+    fc.property(policy, (doc) => {
+      seen.add(outcome(JSON.stringify({ version: 1, ...doc }, null, 2)));
+    }),
+    { numRuns: 1000 },
+  );
   t.same([...seen].sort(), ['invalid', 'ok'], 'both outcomes were exercised');
 });

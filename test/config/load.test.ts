@@ -226,7 +226,9 @@ t.test('semantic problems', async (t) => {
     {
       name: 'port in host and ports',
       text: withRules('      - host: "example.com:8443"\n        ports: [443]\n'),
-      expected: ['policy.yaml:8: tools.web-fetch.allow[1].ports: host "example.com:8443" already names port 8443; drop ports or the port in host'],
+      expected: [
+        'policy.yaml:8: tools.web-fetch.allow[1].ports: host "example.com:8443" already names port 8443; drop ports or the port in host',
+      ],
     },
     {
       name: 'path glob the matcher refuses',
@@ -243,7 +245,9 @@ t.test('semantic problems', async (t) => {
     {
       name: 'on_violation: review in strict mode',
       text: 'version: 1\non_violation: review\n',
-      expected: ['policy.yaml:2: on_violation: "review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)'],
+      expected: [
+        'policy.yaml:2: on_violation: "review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)',
+      ],
     },
     {
       name: 'undefined secret',
@@ -285,7 +289,9 @@ t.test('semantic problems', async (t) => {
     {
       name: 'secret injected into a framing header',
       text: 'version: 1\nsecrets:\n  github:\n    from: { env: GITHUB_TOKEN }\n    hosts: [api.github.com]\n    inject: { header: Content-Length, format: "{value}" }\n',
-      expected: ['policy.yaml:6: secrets.github.inject.header: sluice manages the "Content-Length" header itself; inject the secret into another header'],
+      expected: [
+        'policy.yaml:6: secrets.github.inject.header: sluice manages the "Content-Length" header itself; inject the secret into another header',
+      ],
     },
     {
       name: 'two secrets with one placeholder',
@@ -307,7 +313,10 @@ t.test('semantic problems', async (t) => {
 
 t.test('strict: false permits allow-all, review and private_ip: allow', async (t) => {
   const loaded = load(t, {
-    'policy.yaml': withRules('      - host: "*"\n      - host: "*.com"\n', 'strict: false\non_violation: review\nnetwork:\n  private_ip: allow\n'),
+    'policy.yaml': withRules(
+      '      - host: "*"\n      - host: "*.com"\n',
+      'strict: false\non_violation: review\nnetwork:\n  private_ip: allow\n',
+    ),
   });
   t.equal(loaded.doc.strict, false);
   t.equal(loaded.doc.on_violation, 'review');
@@ -324,15 +333,10 @@ t.test('strict: false permits allow-all, review and private_ip: allow', async (t
 t.test('accepted host forms', async (t) => {
   const hosts = ['"*.example.com"', 'example.com:8443', '192.0.2.10', '"[2001:db8::1]"', '"[2001:db8::1]:8443"', 'bücher.example'];
   const loaded = load(t, { 'policy.yaml': withRules(hosts.map((h) => `      - host: ${h}\n`).join('')) });
-  t.same(loaded.doc.tools['web-fetch']!.allow.map((r) => r.host), [
-    'api.github.com',
-    '*.example.com',
-    'example.com:8443',
-    '192.0.2.10',
-    '[2001:db8::1]',
-    '[2001:db8::1]:8443',
-    'bücher.example',
-  ]);
+  t.same(
+    loaded.doc.tools['web-fetch']!.allow.map((r) => r.host),
+    ['api.github.com', '*.example.com', 'example.com:8443', '192.0.2.10', '[2001:db8::1]', '[2001:db8::1]:8443', 'bücher.example'],
+  );
 });
 
 t.test('defaults are applied', async (t) => {
@@ -433,7 +437,12 @@ t.test('YAML syntax errors carry their line', async (t) => {
 
 t.test('alias bombs are refused', async (t) => {
   const lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
-  for (let i = 1; i < 8; i++) lines.push(`a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]`);
+  for (let i = 1; i < 8; i++)
+    lines.push(
+      `a${i}: &a${i} [${Array(10)
+        .fill(`*a${i - 1}`)
+        .join(', ')}]`,
+    );
   const found = problems(t, { 'policy.yaml': `version: 1\n${lines.join('\n')}\n` });
   t.match(found[0], /^policy\.yaml:1: cannot expand the document: /);
 });
@@ -455,9 +464,11 @@ t.test('parsePolicy validates text without a file', async (t) => {
   const doc = parsePolicy(withRules(''), 'inline.yaml');
   t.equal(doc.tools['web-fetch']!.token_sha256, HASH);
   t.throws(() => parsePolicy('version: 1\ninclude: ["policy.d/*.yaml"]\n', 'inline.yaml'), {
+    name: 'PolicyError',
     problems: ['inline.yaml:2: include: fragments can only be included when the policy is loaded from a file'],
   });
   t.throws(() => parsePolicy(withRules('      - host: "*"\n'), 'inline.yaml'), {
+    name: 'PolicyError',
     problems: ['inline.yaml:7: tools.web-fetch.allow[1].host: "*" matches every host; strict mode forbids allow-all'],
   });
 });

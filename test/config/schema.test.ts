@@ -53,9 +53,13 @@ t.test('every object forbids unknown fields', async (t) => {
 t.test('the schema defaults are the code defaults', async (t) => {
   const limits = (schema.properties as Record<string, SchemaNode>).limits!.properties as Record<string, SchemaNode>;
   t.same(Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, v.default])), DEFAULT_LIMITS);
-  const overrides = ((schema.$defs as Record<string, SchemaNode>).limitOverrides!.properties as Record<string, SchemaNode>);
+  const overrides = (schema.$defs as Record<string, SchemaNode>).limitOverrides!.properties as Record<string, SchemaNode>;
   t.same(Object.keys(overrides), Object.keys(DEFAULT_LIMITS), 'tools and rules may override every limit');
-  t.same(Object.values(overrides).filter((v) => 'default' in v), [], 'overrides stay partial');
+  t.same(
+    Object.values(overrides).filter((v) => 'default' in v),
+    [],
+    'overrides stay partial',
+  );
 });
 
 t.test('the example policy is valid', async (t) => {

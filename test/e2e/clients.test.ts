@@ -43,13 +43,20 @@ async function makeBareRepository(root: string): Promise<string> {
   mkdirSync(work);
   writeFileSync(path.join(work, 'README.md'), 'cloned through sluice\n');
   const git = (...args: string[]) => run('git', args, { cwd: work, env: gitEnv(root) });
-  for (const args of [['init', '-q', '-b', 'main'], ['add', 'README.md'], ['-c', 'user.name=t', '-c', 'user.email=t@example.test', 'commit', '-qm', 'first']]) {
+  for (const args of [
+    ['init', '-q', '-b', 'main'],
+    ['add', 'README.md'],
+    ['-c', 'user.name=t', '-c', 'user.email=t@example.test', 'commit', '-qm', 'first'],
+  ]) {
     const r = await git(...args);
     if (r.code !== 0) throw new Error(`git ${args[0]} failed: ${r.stderr}`);
   }
   const bare = path.join(root, 'srv', 'repo.git');
   mkdirSync(path.dirname(bare));
-  for (const args of [['clone', '-q', '--bare', work, bare], ['-C', bare, 'update-server-info']]) {
+  for (const args of [
+    ['clone', '-q', '--bare', work, bare],
+    ['-C', bare, 'update-server-info'],
+  ]) {
     const r = await git(...args);
     if (r.code !== 0) throw new Error(`git ${args[0]} failed: ${r.stderr}`);
   }
@@ -89,13 +96,18 @@ interface Run {
 /** Runs a client with a proxy-free environment plus `env` (the recipe's variables). */
 function run(command: string, args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    execFile(command, args, { env: cleanEnv(options.env), cwd: options.cwd ?? REPO_ROOT, timeout: CLIENT_TIMEOUT_MS, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
-        reject(new Error(`${command} is required by the client recipe tests but is not installed (.ci/run installs it)`));
-        return;
-      }
-      resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
+    execFile(
+      command,
+      args,
+      { env: cleanEnv(options.env), cwd: options.cwd ?? REPO_ROOT, timeout: CLIENT_TIMEOUT_MS, maxBuffer: 16 << 20 },
+      (error, stdout, stderr) => {
+        if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
+          reject(new Error(`${command} is required by the client recipe tests but is not installed (.ci/run installs it)`));
+          return;
+        }
+        resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -253,7 +265,18 @@ t.test('curl: an intercepted path outside the rule is a readable 403 inside TLS'
 // ---- wget ----
 
 const wgetArgs = (caFile: string, url: string) => [
-  '--no-config', '-q', '-O', '-', '-e', 'use_proxy=yes', '-e', `https_proxy=${proxy}`, '-e', `http_proxy=${proxy}`, `--ca-certificate=${caFile}`, url,
+  '--no-config',
+  '-q',
+  '-O',
+  '-',
+  '-e',
+  'use_proxy=yes',
+  '-e',
+  `https_proxy=${proxy}`,
+  '-e',
+  `http_proxy=${proxy}`,
+  `--ca-certificate=${caFile}`,
+  url,
 ];
 
 t.test('wget: passthrough https', async (t) => {
@@ -380,7 +403,11 @@ t.test('Node undici EnvHttpProxyAgent: intercepted https (NODE_EXTRA_CA_CERTS=ce
 });
 
 t.test('Node undici EnvHttpProxyAgent({ proxyTunnel: false }): plain http in absolute form', async (t) => {
-  const r = await node(NODE_UNDICI_ENV.replace('new EnvHttpProxyAgent()', 'new EnvHttpProxyAgent({ proxyTunnel: false })'), plainUrl('undici'), proxyEnv('NODE_EXTRA_CA_CERTS', testCa));
+  const r = await node(
+    NODE_UNDICI_ENV.replace('new EnvHttpProxyAgent()', 'new EnvHttpProxyAgent({ proxyTunnel: false })'),
+    plainUrl('undici'),
+    proxyEnv('NODE_EXTRA_CA_CERTS', testCa),
+  );
   t.equal(r.code, 0, r.stderr);
   assertForwarded(t, echoOf(r), '/anything/plain/undici');
   await assertRequest(t, 'http', '/anything/plain/undici');
@@ -466,7 +493,8 @@ const PYTHON_RECIPES: PythonRecipe[] = [
 ];
 
 for (const recipe of PYTHON_RECIPES) {
-  const python = (url: string, caFile: string) => run(recipe.interpreter, ['-c', recipe.script], { env: { ...proxyEnv(recipe.caVariable, caFile), TARGET_URL: url } });
+  const python = (url: string, caFile: string) =>
+    run(recipe.interpreter, ['-c', recipe.script], { env: { ...proxyEnv(recipe.caVariable, caFile), TARGET_URL: url } });
 
   t.test(`Python ${recipe.client}: passthrough https (${recipe.caVariable})`, async (t) => {
     const r = await python(passthroughUrl(recipe.client), testCa);

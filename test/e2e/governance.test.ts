@@ -194,15 +194,34 @@ async function serveCli(policy: string, extra: string[] = []): Promise<Served> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const child = spawn(
     process.execPath,
-    [CLI, 'serve', '--policy', policyFile, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, '--ca-dir', path.join(dir, 'certs'), '--audit', auditFile, '--log-level', 'warn', ...extra],
+    [
+      CLI,
+      'serve',
+      '--policy',
+      policyFile,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--ca-dir',
+      path.join(dir, 'certs'),
+      '--audit',
+      auditFile,
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
     { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const up = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status === 200, () => false);
+    const up = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`sluice serve did not come up: ${stderr}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -120,7 +120,13 @@ t.test('keep-alive: many requests share one client and one upstream connection',
   for (let i = 0; i < 5; i++) {
     const status = await new Promise<number>((resolve, reject) => {
       const req = http.request(
-        { host: '127.0.0.1', port: sluice.port, path: `http://127.0.0.2:${upstream.port}/small`, agent, headers: { 'Proxy-Authorization': auth, Host: `127.0.0.2:${upstream.port}` } },
+        {
+          host: '127.0.0.1',
+          port: sluice.port,
+          path: `http://127.0.0.2:${upstream.port}/small`,
+          agent,
+          headers: { 'Proxy-Authorization': auth, Host: `127.0.0.2:${upstream.port}` },
+        },
         (res) => {
           clientSockets.add(req.socket);
           res.resume();
@@ -154,15 +160,56 @@ t.test('407 without or with wrong credentials', async (t) => {
 });
 
 const denyCases: Array<{ name: string; url: () => string; tool?: string; method?: string; reason: string; status: number; detail: RegExp }> = [
-  { name: 'host not in the allowlist', url: () => `http://not-listed.test/`, reason: 'no_rule', status: 403, detail: /not-listed\.test is not in the allowlist of tool web-fetch/ },
+  {
+    name: 'host not in the allowlist',
+    url: () => `http://not-listed.test/`,
+    reason: 'no_rule',
+    status: 403,
+    detail: /not-listed\.test is not in the allowlist of tool web-fetch/,
+  },
   { name: 'wildcard never matches the apex', url: () => `http://wild.test/`, reason: 'no_rule', status: 403, detail: /wild\.test/ },
   { name: 'port not allowed', url: () => `http://127.0.0.2:8081/`, reason: 'port_not_allowed', status: 403, detail: /8081/ },
-  { name: 'method not allowed', url: () => `http://127.0.0.2:${upstream.port}/anything/public/x`, tool: 'reader', method: 'DELETE', reason: 'method_not_allowed', status: 403, detail: /DELETE/ },
-  { name: 'path not allowed', url: () => `http://127.0.0.2:${upstream.port}/anything/private`, tool: 'reader', reason: 'path_not_allowed', status: 403, detail: /\/anything\/private/ },
-  { name: 'dot segments resolved before matching', url: () => `http://127.0.0.2:${upstream.port}/anything/public/%2e%2e/%2e%2e/private`, tool: 'reader', reason: 'path_not_allowed', status: 403, detail: /private/ },
-  { name: 'encoded slash denied, not guessed', url: () => `http://127.0.0.2:${upstream.port}/anything/public%2F..%2Fprivate`, tool: 'reader', reason: 'path_not_allowed', status: 403, detail: /encoded/ },
+  {
+    name: 'method not allowed',
+    url: () => `http://127.0.0.2:${upstream.port}/anything/public/x`,
+    tool: 'reader',
+    method: 'DELETE',
+    reason: 'method_not_allowed',
+    status: 403,
+    detail: /DELETE/,
+  },
+  {
+    name: 'path not allowed',
+    url: () => `http://127.0.0.2:${upstream.port}/anything/private`,
+    tool: 'reader',
+    reason: 'path_not_allowed',
+    status: 403,
+    detail: /\/anything\/private/,
+  },
+  {
+    name: 'dot segments resolved before matching',
+    url: () => `http://127.0.0.2:${upstream.port}/anything/public/%2e%2e/%2e%2e/private`,
+    tool: 'reader',
+    reason: 'path_not_allowed',
+    status: 403,
+    detail: /private/,
+  },
+  {
+    name: 'encoded slash denied, not guessed',
+    url: () => `http://127.0.0.2:${upstream.port}/anything/public%2F..%2Fprivate`,
+    tool: 'reader',
+    reason: 'path_not_allowed',
+    status: 403,
+    detail: /encoded/,
+  },
   { name: 'loopback literal', url: () => `http://127.0.0.3:${upstream.port}/`, reason: 'private_ip', status: 403, detail: /127\.0\.0\.3/ },
-  { name: 'name resolving to a private address', url: () => `http://internal.test:${upstream.port}/`, reason: 'private_ip', status: 403, detail: /internal\.test resolves to 127\.0\.0\.3/ },
+  {
+    name: 'name resolving to a private address',
+    url: () => `http://internal.test:${upstream.port}/`,
+    reason: 'private_ip',
+    status: 403,
+    detail: /internal\.test resolves to 127\.0\.0\.3/,
+  },
   { name: 'name that does not resolve', url: () => `http://nxdomain.test/`, reason: 'dns_failure', status: 502, detail: /nxdomain\.test/ },
 ];
 
@@ -237,8 +284,14 @@ t.test('a public address is reached without any exception (network namespace onl
 t.test('bad_request: ambiguous targets are refused and the connection closed', async (t) => {
   const auth = 'Basic ' + Buffer.from(`${TOOL}:${TOKEN}`).toString('base64');
   const cases = [
-    { what: 'Host header disagrees with the target', raw: `GET http://127.0.0.2:${upstream.port}/ HTTP/1.1\r\nHost: evil.test\r\nProxy-Authorization: ${auth}\r\n\r\n` },
-    { what: 'userinfo in the target', raw: `GET http://user:pw@127.0.0.2:${upstream.port}/ HTTP/1.1\r\nHost: 127.0.0.2:${upstream.port}\r\nProxy-Authorization: ${auth}\r\n\r\n` },
+    {
+      what: 'Host header disagrees with the target',
+      raw: `GET http://127.0.0.2:${upstream.port}/ HTTP/1.1\r\nHost: evil.test\r\nProxy-Authorization: ${auth}\r\n\r\n`,
+    },
+    {
+      what: 'userinfo in the target',
+      raw: `GET http://user:pw@127.0.0.2:${upstream.port}/ HTTP/1.1\r\nHost: 127.0.0.2:${upstream.port}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
+    },
     { what: 'origin-form to the proxy', raw: `GET / HTTP/1.1\r\nHost: 127.0.0.2\r\nProxy-Authorization: ${auth}\r\n\r\n` },
     { what: 'https in absolute form', raw: `GET https://127.0.0.2/ HTTP/1.1\r\nHost: 127.0.0.2\r\nProxy-Authorization: ${auth}\r\n\r\n` },
   ];

@@ -76,13 +76,24 @@ t.teardown(async () => {
 });
 
 const authLine = (tool = TOOL): string => `Proxy-Authorization: ${basicAuth(tool, TOKEN)}\r\n`;
-const get = (path: string, tool = TOOL, host = authority): string => `GET http://${host}${path} HTTP/1.1\r\nHost: ${host}\r\n${authLine(tool)}\r\n`;
+const get = (path: string, tool = TOOL, host = authority): string =>
+  `GET http://${host}${path} HTTP/1.1\r\nHost: ${host}\r\n${authLine(tool)}\r\n`;
 
 /** A request through sluice with Node's http client; status 0 when there was no response, error set when it broke. */
-function viaProxy(path: string, tool: string, host = authority): Promise<{ status: number; headers: http.IncomingHttpHeaders; bytes: number; error: string | null }> {
+function viaProxy(
+  path: string,
+  tool: string,
+  host = authority,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; bytes: number; error: string | null }> {
   return new Promise((resolve) => {
     const req = http.request(
-      { host: '127.0.0.1', port: sluice.port, path: `http://${host}${path}`, agent: false, headers: { Host: host, 'Proxy-Authorization': basicAuth(tool, TOKEN) } },
+      {
+        host: '127.0.0.1',
+        port: sluice.port,
+        path: `http://${host}${path}`,
+        agent: false,
+        headers: { Host: host, 'Proxy-Authorization': basicAuth(tool, TOKEN) },
+      },
       (res) => {
         let bytes = 0;
         res.on('data', (c: Buffer) => (bytes += c.length));
@@ -155,14 +166,20 @@ t.test('response size cap', async (t) => {
     t.ok(giant.closedEarly, 'the upstream connection was closed before the body ended');
     t.ok(giant.written < 64 * MiB, `the upstream wrote only ${(giant.written / MiB).toFixed(1)} MiB of 1024`);
     t.ok(after - before < 200 * MiB, `RSS grew by ${((after - before) / MiB).toFixed(1)} MiB`);
-    t.comment(`RSS before ${(before / MiB).toFixed(1)} MiB, after ${(after / MiB).toFixed(1)} MiB; upstream wrote ${(giant.written / MiB).toFixed(1)} MiB`);
+    t.comment(
+      `RSS before ${(before / MiB).toFixed(1)} MiB, after ${(after / MiB).toFixed(1)} MiB; upstream wrote ${(giant.written / MiB).toFixed(1)} MiB`,
+    );
   });
 });
 
 t.test('request size cap', async (t) => {
   t.test('Content-Length over the cap: 413 request_too_large, nothing sent upstream', async (t) => {
     const before = upstream.requests.length;
-    const r = await rawRequest(sluice.port, `POST http://${authority}/anything/up HTTP/1.1\r\nHost: ${authority}\r\n${authLine()}Content-Length: ${128 * 1024}\r\n\r\n`, { until: 'close' });
+    const r = await rawRequest(
+      sluice.port,
+      `POST http://${authority}/anything/up HTTP/1.1\r\nHost: ${authority}\r\n${authLine()}Content-Length: ${128 * 1024}\r\n\r\n`,
+      { until: 'close' },
+    );
     t.equal(r.status, 413);
     t.equal(r.headers['x-sluice-deny'], 'request_too_large');
     t.ok(r.closed, 'connection closed: the body that follows is not read as requests');
@@ -181,7 +198,8 @@ t.test('request size cap', async (t) => {
     socket.write(chunk);
     // Streaming, not buffering: the upstream sees the first bytes while the client still holds the rest.
     const until = Date.now() + 3000;
-    while ((upstream.requests.length === before || upstream.requests.at(-1)!.bodyBytes === 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    while ((upstream.requests.length === before || upstream.requests.at(-1)!.bodyBytes === 0) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 10));
     t.ok(upstream.requests.at(-1)!.bodyBytes > 0, 'the upstream received body bytes before the upload finished');
     const r = await exchangeRaw(socket, Buffer.concat(Array.from({ length: 5 }, () => chunk)), { until: 'close' });
     t.equal(r.status, 413);

@@ -120,29 +120,48 @@ async function outcome(t: Test, expected: Expected, act: () => Promise<unknown>,
     'sluice_policy_info names the policy in force only',
   );
   // Every tool label is one of the policy's tools or "unknown", never a name from the request.
-  for (const s of after.filter((s) => s.name.startsWith('sluice_') && 'tool' in s.labels)) t.ok([TOOL, 'unknown'].includes(s.labels.tool!), `bounded label ${s.labels.tool}`);
+  for (const s of after.filter((s) => s.name.startsWith('sluice_') && 'tool' in s.labels))
+    t.ok([TOOL, 'unknown'].includes(s.labels.tool!), `bounded label ${s.labels.tool}`);
 }
 
 const auth = basicAuth(TOOL, TOKEN);
 
 t.test('allow', (t) =>
-  outcome(t, { tool: TOOL, decision: 'allow', reason: '', type: 'net.req' }, async () => {
-    const r = await via(`http://127.0.0.2:${upstream.port}/anything/metrics-allow`);
-    t.equal(r.status, 200);
-  }, (r) => r.path === '/anything/metrics-allow'));
+  outcome(
+    t,
+    { tool: TOOL, decision: 'allow', reason: '', type: 'net.req' },
+    async () => {
+      const r = await via(`http://127.0.0.2:${upstream.port}/anything/metrics-allow`);
+      t.equal(r.status, 200);
+    },
+    (r) => r.path === '/anything/metrics-allow',
+  ),
+);
 
 t.test('secret use: one request event and one secret.use', (t) =>
-  outcome(t, { tool: TOOL, decision: 'allow', reason: '', type: 'net.req', secretUses: 1 }, async () => {
-    const r = await via(`http://127.0.0.2:${upstream.port}/anything/metrics-secret`, ['-H', 'Authorization: Bearer __sluice_secret_gh__']);
-    t.equal(r.status, 200);
-    t.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${SECRET_VALUE}`);
-  }, (r) => r.path === '/anything/metrics-secret'));
+  outcome(
+    t,
+    { tool: TOOL, decision: 'allow', reason: '', type: 'net.req', secretUses: 1 },
+    async () => {
+      const r = await via(`http://127.0.0.2:${upstream.port}/anything/metrics-secret`, ['-H', 'Authorization: Bearer __sluice_secret_gh__']);
+      t.equal(r.status, 200);
+      t.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${SECRET_VALUE}`);
+    },
+    (r) => r.path === '/anything/metrics-secret',
+  ),
+);
 
 t.test('unauthenticated, naming a tool the policy does not have: label "unknown"', (t) =>
-  outcome(t, { tool: 'unknown', decision: 'deny', reason: 'unauthenticated', type: 'policy.violation' }, async () => {
-    const r = await via(`http://127.0.0.2:${upstream.port}/anything/ghost`, [], 'ghost-tool', 'nope');
-    t.equal(r.status, 407);
-  }, (r) => r.reason === 'unauthenticated'));
+  outcome(
+    t,
+    { tool: 'unknown', decision: 'deny', reason: 'unauthenticated', type: 'policy.violation' },
+    async () => {
+      const r = await via(`http://127.0.0.2:${upstream.port}/anything/ghost`, [], 'ghost-tool', 'nope');
+      t.equal(r.status, 407);
+    },
+    (r) => r.reason === 'unauthenticated',
+  ),
+);
 
 const denials: Array<[string, string, string[]?]> = [
   ['no_rule', 'http://nowhere.test/'],
@@ -157,47 +176,80 @@ const denials: Array<[string, string, string[]?]> = [
 for (const [reason, url, extra] of denials) {
   const type = reason.endsWith('_too_large') ? 'limit.exceeded' : 'policy.violation';
   t.test(reason, (t) =>
-    outcome(t, { tool: TOOL, decision: 'deny', reason, type }, async () => {
-      const r = await via(url.replace('PORT', String(upstream.port)), extra ?? []);
-      t.ok(r.status >= 400 || r.code !== 0, `refused (${r.status})`);
-    }, (r) => r.reason === reason));
+    outcome(
+      t,
+      { tool: TOOL, decision: 'deny', reason, type },
+      async () => {
+        const r = await via(url.replace('PORT', String(upstream.port)), extra ?? []);
+        t.ok(r.status >= 400 || r.code !== 0, `refused (${r.status})`);
+      },
+      (r) => r.reason === reason,
+    ),
+  );
 }
 
 t.test('bad_request (CONNECT target without a port)', (t) =>
-  outcome(t, { tool: TOOL, decision: 'deny', reason: 'bad_request', type: 'policy.violation' }, async () => {
-    const tunnel = await connectTunnel(sluice.port, 'upstream.test', auth);
-    tunnel.socket.destroy();
-    t.equal(tunnel.status, 400);
-  }, (r) => r.reason === 'bad_request'));
+  outcome(
+    t,
+    { tool: TOOL, decision: 'deny', reason: 'bad_request', type: 'policy.violation' },
+    async () => {
+      const tunnel = await connectTunnel(sluice.port, 'upstream.test', auth);
+      tunnel.socket.destroy();
+      t.equal(tunnel.status, 400);
+    },
+    (r) => r.reason === 'bad_request',
+  ),
+);
 
 t.test('bad_request (origin-form request line to the proxy)', (t) =>
-  outcome(t, { tool: TOOL, decision: 'deny', reason: 'bad_request', type: 'policy.violation' }, async () => {
-    const r = await rawRequest(sluice.port, `GET /relative HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${auth}\r\n\r\n`);
-    t.equal(r.status, 400);
-  }, (r) => r.reason === 'bad_request'));
+  outcome(
+    t,
+    { tool: TOOL, decision: 'deny', reason: 'bad_request', type: 'policy.violation' },
+    async () => {
+      const r = await rawRequest(sluice.port, `GET /relative HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${auth}\r\n\r\n`);
+      t.equal(r.status, 400);
+    },
+    (r) => r.reason === 'bad_request',
+  ),
+);
 
 t.test('sni_mismatch', (t) =>
-  outcome(t, { tool: TOOL, decision: 'deny', reason: 'sni_mismatch', type: 'policy.violation' }, async () => {
-    const tunnel = await connectTunnel(sluice.port, `upstream.test:${tlsUpstream.port}`, auth);
-    t.equal(tunnel.status, 200);
-    await new Promise<void>((resolve) => {
-      const s = tls.connect({ socket: tunnel.socket, servername: 'other.test', ca: readFileSync(testCa, 'utf8') });
-      s.on('error', () => resolve());
-      s.on('close', () => resolve());
-      s.on('secureConnect', () => s.destroy());
-    });
-  }, (r) => r.reason === 'sni_mismatch'));
+  outcome(
+    t,
+    { tool: TOOL, decision: 'deny', reason: 'sni_mismatch', type: 'policy.violation' },
+    async () => {
+      const tunnel = await connectTunnel(sluice.port, `upstream.test:${tlsUpstream.port}`, auth);
+      t.equal(tunnel.status, 200);
+      await new Promise<void>((resolve) => {
+        const s = tls.connect({ socket: tunnel.socket, servername: 'other.test', ca: readFileSync(testCa, 'utf8') });
+        s.on('error', () => resolve());
+        s.on('close', () => resolve());
+        s.on('secureConnect', () => s.destroy());
+      });
+    },
+    (r) => r.reason === 'sni_mismatch',
+  ),
+);
 
 t.test('passthrough tunnel allowed', (t) =>
-  outcome(t, { tool: TOOL, decision: 'allow', reason: '', type: 'net.tunnel' }, async () => {
-    const r = await via(`https://upstream.test:${tlsUpstream.port}/anything/tunnelled`, ['--cacert', testCa]);
-    t.equal(r.status, 200);
-  }, (r) => r.type === 'net.tunnel' && r.host === 'upstream.test' && r.decision === 'allow'));
+  outcome(
+    t,
+    { tool: TOOL, decision: 'allow', reason: '', type: 'net.tunnel' },
+    async () => {
+      const r = await via(`https://upstream.test:${tlsUpstream.port}/anything/tunnelled`, ['--cacert', testCa]);
+      t.equal(r.status, 200);
+    },
+    (r) => r.type === 'net.tunnel' && r.host === 'upstream.test' && r.decision === 'allow',
+  ),
+);
 
 t.test('intercepted request: first one mints a leaf certificate, the second reuses it', async (t) => {
   const ca = path.join(sluice.caDir, 'ca.pem');
   // The tunnel and the request inside it each get their canonical event: count the request's here.
-  for (const [i, certs] of [[1, 1], [2, 0]] as const) {
+  for (const [i, certs] of [
+    [1, 1],
+    [2, 0],
+  ] as const) {
     const before = await scrape();
     const r = await via(`https://api.test:${tlsUpstream.port}/anything/in-${i}`, ['--cacert', ca]);
     t.equal(r.status, 200, r.stderr);
@@ -206,7 +258,11 @@ t.test('intercepted request: first one mints a leaf certificate, the second reus
     await new Promise((r) => setTimeout(r, 100));
     const after = await scrape();
     t.equal(total(after, 'sluice_tls_certs_issued_total') - total(before, 'sluice_tls_certs_issued_total'), certs, `request ${i}: certs`);
-    t.equal(total(after, 'sluice_requests_total', { decision: 'allow' }) - total(before, 'sluice_requests_total', { decision: 'allow' }), 2, 'the request and its tunnel');
+    t.equal(
+      total(after, 'sluice_requests_total', { decision: 'allow' }) - total(before, 'sluice_requests_total', { decision: 'allow' }),
+      2,
+      'the request and its tunnel',
+    );
     t.equal(total(after, 'sluice_open_connections'), 0);
   }
 });
@@ -229,15 +285,23 @@ t.test('an open connection is counted while it is open', async (t) => {
 t.test('deploy: the alert rules and the dashboard only name metrics sluice exports', async (t) => {
   const exported = new Set((await scrape()).map((s) => s.name.replace(/_(bucket|sum|count)$/, '')));
   const named = (text: string) => [...new Set(text.match(/sluice_[a-z_]+/g) ?? [])].map((n) => n.replace(/_(bucket|sum|count)$/, ''));
-  const rules = parseYaml(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as { groups: Array<{ name: string; rules: Array<Record<string, unknown>> }> };
+  const rules = parseYaml(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as {
+    groups: Array<{ name: string; rules: Array<Record<string, unknown>> }>;
+  };
   const alerts = rules.groups.flatMap((g) => g.rules);
-  t.same(alerts.map((r) => r.alert), ['SluiceViolationBurst', 'SluicePolicyReloadFailed', 'SluiceHalted', 'SluiceUpstreamErrors']);
+  t.same(
+    alerts.map((r) => r.alert),
+    ['SluiceViolationBurst', 'SluicePolicyReloadFailed', 'SluiceHalted', 'SluiceUpstreamErrors'],
+  );
   for (const rule of alerts) {
     t.type(rule.expr, 'string');
     t.ok((rule.annotations as { summary?: string }).summary, `${String(rule.alert)} has a summary`);
     for (const n of named(String(rule.expr))) t.ok(exported.has(n), `${String(rule.alert)}: ${n} is exported`);
   }
-  const dashboard = JSON.parse(readFileSync('deploy/grafana/sluice.json', 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/sluice.json', 'utf8')) as {
+    panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+  };
   t.ok(dashboard.panels.length >= 10);
-  for (const panel of dashboard.panels) for (const target of panel.targets) for (const n of named(target.expr)) t.ok(exported.has(n), `${panel.title}: ${n} is exported`);
+  for (const panel of dashboard.panels)
+    for (const target of panel.targets) for (const n of named(target.expr)) t.ok(exported.has(n), `${panel.title}: ${n} is exported`);
 });

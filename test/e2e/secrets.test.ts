@@ -10,7 +10,7 @@ import t from 'tap';
 import { curl } from '../helpers/clients.js';
 import { startDns } from '../helpers/dns.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
-import { startTestSluice, TOKEN, TOOL, waitForAudit, type TestSluice } from '../helpers/sluice.js';
+import { startTestSluice, TOOL, waitForAudit, type TestSluice } from '../helpers/sluice.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 // Obviously fake values; the test greps everything sluice wrote for them.
@@ -102,7 +102,12 @@ const echoHeader = (body: string, name: string): string | undefined =>
   (JSON.parse(body).headers as Array<[string, string]>).find(([n]) => n.toLowerCase() === name)?.[1];
 
 t.test('header placeholder: the upstream gets the value, the tool gets the placeholder back', async (t) => {
-  const r = await via(`http://localhost:${upstream.port}/anything/h`, ['-H', 'Authorization: Bearer __sluice_secret_gh__', '-H', 'X-Filed: __sluice_secret_filed__']);
+  const r = await via(`http://localhost:${upstream.port}/anything/h`, [
+    '-H',
+    'Authorization: Bearer __sluice_secret_gh__',
+    '-H',
+    'X-Filed: __sluice_secret_filed__',
+  ]);
   t.equal(r.status, 200);
   const received = upstream.requests.at(-1)!;
   t.equal(received.headers.authorization, `Bearer ${GH_VALUE}`, 'upstream received the real value');
@@ -117,10 +122,14 @@ t.test('header placeholder: the upstream gets the value, the tool gets the place
 t.test('inside Basic auth, in the query (also percent-encoded) and in a chunked body', async (t) => {
   const basic = Buffer.from('user:__sluice_secret_gh__').toString('base64');
   const r = await via(`http://localhost:${upstream.port}/anything/q?token=__sluice_secret_gh__&enc=%5F%5Fsluice%5Fsecret%5Fgh%5F%5F`, [
-    '-H', `Authorization: Basic ${basic}`,
-    '-H', 'X-Filed: __sluice_secret_filed__',
-    '-H', 'Transfer-Encoding: chunked',
-    '--data-binary', 'before __sluice_secret_gh__ after',
+    '-H',
+    `Authorization: Basic ${basic}`,
+    '-H',
+    'X-Filed: __sluice_secret_filed__',
+    '-H',
+    'Transfer-Encoding: chunked',
+    '--data-binary',
+    'before __sluice_secret_gh__ after',
   ]);
   t.equal(r.status, 200, r.body);
   const got = upstream.requests.at(-1)!;
@@ -133,14 +142,24 @@ t.test('inside Basic auth, in the query (also percent-encoded) and in a chunked 
 });
 
 t.test('intercepted HTTPS: swapped inside TLS, scrubbed on the way back', async (t) => {
-  const r = await via(`https://api.test:${httpsUpstream.port}/anything/tls`, ['--cacert', path.join(sluice.caDir, 'ca.pem'), '-H', 'Authorization: Bearer __sluice_secret_gh__']);
+  const r = await via(`https://api.test:${httpsUpstream.port}/anything/tls`, [
+    '--cacert',
+    path.join(sluice.caDir, 'ca.pem'),
+    '-H',
+    'Authorization: Bearer __sluice_secret_gh__',
+  ]);
   t.equal(r.status, 200, r.stderr);
   t.equal(httpsUpstream.requests.at(-1)!.headers.authorization, `Bearer ${GH_VALUE}`);
   t.equal(echoHeader(r.body, 'authorization'), 'Bearer __sluice_secret_gh__');
 });
 
 t.test('a gzip response carrying the value (and its base64) is decoded and scrubbed', async (t) => {
-  const res = await via(`http://localhost:${reflectorPort}/`, ['-H', 'Authorization: Bearer __sluice_secret_gh__', '-H', 'X-Filed: __sluice_secret_filed__']);
+  const res = await via(`http://localhost:${reflectorPort}/`, [
+    '-H',
+    'Authorization: Bearer __sluice_secret_gh__',
+    '-H',
+    'X-Filed: __sluice_secret_filed__',
+  ]);
   t.equal(res.status, 200);
   t.equal(res.headers['x-echo-auth'], 'Bearer __sluice_secret_gh__');
   t.notOk(res.headers['content-encoding'], 'sent uncompressed');
@@ -163,7 +182,12 @@ t.test('the same placeholder toward another allowed host: secret_out_of_scope, n
 });
 
 t.test('a placeholder of a secret the tool is not granted: secret_not_granted', async (t) => {
-  const r = await via(`http://localhost:${upstream.port}/anything`, ['-H', 'X-Key: __sluice_secret_ungranted__', '-H', 'X-Filed: __sluice_secret_filed__']);
+  const r = await via(`http://localhost:${upstream.port}/anything`, [
+    '-H',
+    'X-Key: __sluice_secret_ungranted__',
+    '-H',
+    'X-Filed: __sluice_secret_filed__',
+  ]);
   t.equal(r.headers['x-sluice-deny'], 'secret_not_granted');
 });
 

@@ -20,7 +20,10 @@ tools:
   });
   t.teardown(() => sluice.close());
   // The ports are only known once sluice listens: allow both, then reload.
-  writeFileSync(sluice.policyFile, readFileSync(sluice.policyFile, 'utf8').replace('ports: [80]', `ports: [${sluice.port}, ${sluice.adminPort}]`));
+  writeFileSync(
+    sluice.policyFile,
+    readFileSync(sluice.policyFile, 'utf8').replace('ports: [80]', `ports: [${sluice.port}, ${sluice.adminPort}]`),
+  );
   t.ok(await sluice.running.reload(), "a policy allowing sluice's own ports loaded");
   for (const port of [sluice.port, sluice.adminPort]) {
     const r = await curl(['-x', sluice.proxyUrl(), `http://127.0.0.1:${port}/metrics`]);

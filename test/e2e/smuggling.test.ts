@@ -33,7 +33,8 @@ t.teardown(async () => {
   await upstream.close();
 });
 
-const head = (path = '/anything/front', method = 'POST'): string => `${method} http://${authority}${path} HTTP/1.1\r\nHost: ${authority}\r\n${auth}`;
+const head = (path = '/anything/front', method = 'POST'): string =>
+  `${method} http://${authority}${path} HTTP/1.1\r\nHost: ${authority}\r\n${auth}`;
 const hidden = (): string => `GET http://${authority}/anything/hidden HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`;
 
 interface Case {
@@ -44,31 +45,80 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { what: 'CL.TE: Content-Length then Transfer-Encoding', by: 'llhttp', raw: () => `${head()}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}` },
-  { what: 'TE.CL: Transfer-Encoding then Content-Length', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n${hidden()}` },
-  { what: 'duplicate Content-Length, same value', by: 'llhttp', raw: () => `${head()}Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd${hidden()}` },
-  { what: 'duplicate Content-Length, different values', by: 'llhttp', raw: () => `${head()}Content-Length: 0\r\nContent-Length: ${hidden().length}\r\n\r\n${hidden()}` },
+  {
+    what: 'CL.TE: Content-Length then Transfer-Encoding',
+    by: 'llhttp',
+    raw: () => `${head()}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}`,
+  },
+  {
+    what: 'TE.CL: Transfer-Encoding then Content-Length',
+    by: 'llhttp',
+    raw: () => `${head()}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n${hidden()}`,
+  },
+  {
+    what: 'duplicate Content-Length, same value',
+    by: 'llhttp',
+    raw: () => `${head()}Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd${hidden()}`,
+  },
+  {
+    what: 'duplicate Content-Length, different values',
+    by: 'llhttp',
+    raw: () => `${head()}Content-Length: 0\r\nContent-Length: ${hidden().length}\r\n\r\n${hidden()}`,
+  },
   { what: 'Content-Length list "4, 4"', by: 'llhttp', raw: () => `${head()}Content-Length: 4, 4\r\n\r\nabcd${hidden()}` },
   { what: 'Content-Length with a sign', by: 'llhttp', raw: () => `${head()}Content-Length: +4\r\n\r\nabcd${hidden()}` },
-  { what: 'TE.TE: chunked then a second Transfer-encoding: x', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n${hidden()}` },
-  { what: 'TE.TE: Transfer-encoding: x then chunked', by: 'sluice', raw: () => `${head()}Transfer-encoding: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}` },
-  { what: 'TE.TE: chunked twice', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}` },
-  { what: 'unknown coding before chunked (gzip, chunked)', by: 'sluice', raw: () => `${head()}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n${hidden()}` },
+  {
+    what: 'TE.TE: chunked then a second Transfer-encoding: x',
+    by: 'llhttp',
+    raw: () => `${head()}Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n${hidden()}`,
+  },
+  {
+    what: 'TE.TE: Transfer-encoding: x then chunked',
+    by: 'sluice',
+    raw: () => `${head()}Transfer-encoding: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}`,
+  },
+  {
+    what: 'TE.TE: chunked twice',
+    by: 'llhttp',
+    raw: () => `${head()}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}`,
+  },
+  {
+    what: 'unknown coding before chunked (gzip, chunked)',
+    by: 'sluice',
+    raw: () => `${head()}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n${hidden()}`,
+  },
   { what: 'chunked, identity', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${hidden()}` },
   { what: 'xchunked', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n${hidden()}` },
   { what: 'chunked with a trailing tab', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n${hidden()}` },
   { what: 'space before the colon', by: 'llhttp', raw: () => `${head()}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n${hidden()}` },
   { what: 'obs-folded Transfer-Encoding', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: x\r\n chunked\r\n\r\n0\r\n\r\n${hidden()}` },
   { what: 'obs-folded ordinary header', by: 'llhttp', raw: () => `${head()}X-A: 1\r\n  folded\r\nContent-Length: 0\r\n\r\n${hidden()}` },
-  { what: 'Transfer-Encoding in HTTP/1.0', by: 'sluice', raw: () => `POST http://${authority}/anything/front HTTP/1.0\r\nHost: ${authority}\r\n${auth}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}` },
+  {
+    what: 'Transfer-Encoding in HTTP/1.0',
+    by: 'sluice',
+    raw: () =>
+      `POST http://${authority}/anything/front HTTP/1.0\r\nHost: ${authority}\r\n${auth}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden()}`,
+  },
   { what: 'bare LF line ends', by: 'llhttp', raw: () => `GET http://${authority}/anything/front HTTP/1.1\nHost: ${authority}\n\n${hidden()}` },
   { what: 'bare LF inside the headers', by: 'llhttp', raw: () => `${head()}X-A: 1\nContent-Length: 0\r\n\r\n${hidden()}` },
   { what: 'NUL in a header value', by: 'llhttp', raw: () => `${head()}X-A: a\0b\r\nContent-Length: 0\r\n\r\n${hidden()}` },
   { what: 'CR in a header value', by: 'llhttp', raw: () => `${head()}X-A: a\rb\r\nContent-Length: 0\r\n\r\n${hidden()}` },
-  { what: 'bare LF after a chunk extension', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked\r\n\r\n3;x\nabc\r\n0\r\n\r\n${hidden()}` },
+  {
+    what: 'bare LF after a chunk extension',
+    by: 'llhttp',
+    raw: () => `${head()}Transfer-Encoding: chunked\r\n\r\n3;x\nabc\r\n0\r\n\r\n${hidden()}`,
+  },
   { what: 'malformed chunk size', by: 'llhttp', raw: () => `${head()}Transfer-Encoding: chunked\r\n\r\n3 x\r\nabc\r\n0\r\n\r\n${hidden()}` },
-  { what: 'absolute-form target with userinfo', by: 'sluice', raw: () => `GET http://user:pw@${authority}/anything/front HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n${hidden()}` },
-  { what: 'Host header naming another authority', by: 'sluice', raw: () => `GET http://${authority}/anything/front HTTP/1.1\r\nHost: 127.0.0.9\r\n${auth}\r\n${hidden()}` },
+  {
+    what: 'absolute-form target with userinfo',
+    by: 'sluice',
+    raw: () => `GET http://user:pw@${authority}/anything/front HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n${hidden()}`,
+  },
+  {
+    what: 'Host header naming another authority',
+    by: 'sluice',
+    raw: () => `GET http://${authority}/anything/front HTTP/1.1\r\nHost: 127.0.0.9\r\n${auth}\r\n${hidden()}`,
+  },
 ];
 
 t.test('each ambiguous or malformed request is 400 bad_request, audited, closed, and nothing reaches the upstream', async (t) => {
@@ -84,7 +134,10 @@ t.test('each ambiguous or malformed request is 400 bad_request, audited, closed,
     t.match(record, { type: 'policy.violation', reason: 'bad_request', status: 400 }, `${c.what}: audit`);
     t.equal(upstream.requests.length, before, `${c.what}: the upstream received nothing (${c.by} refused it)`);
   }
-  t.notOk(upstream.requests.some((r) => r.url.includes('hidden')), 'no hidden request ever reached the upstream');
+  t.notOk(
+    upstream.requests.some((r) => r.url.includes('hidden')),
+    'no hidden request ever reached the upstream',
+  );
 });
 
 t.test('oversize request line and oversize headers are refused (431), audited, and closed', async (t) => {
@@ -108,7 +161,11 @@ t.test('oversize request line and oversize headers are refused (431), audited, a
 t.test('a request pipelined after a refused one is never read', async (t) => {
   const before = upstream.requests.length;
   // The first request is refused (closing); the second is well formed and allowed on its own.
-  const r = await rawRequest(sluice.port, `GET http://user:pw@${authority}/anything/front HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n${hidden()}`, { until: 'close' });
+  const r = await rawRequest(
+    sluice.port,
+    `GET http://user:pw@${authority}/anything/front HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n${hidden()}`,
+    { until: 'close' },
+  );
   t.equal(r.responses.length, 1);
   t.equal(r.status, 400);
   t.equal(upstream.requests.length, before);
@@ -140,8 +197,14 @@ t.test('what goes upstream is normalized: one framing, hop-by-hop removed, Via a
   const names = echo.headers.map(([n]) => n.toLowerCase());
   for (const hop of ['x-hop', 'keep-alive', 'proxy-connection', 'te', 'proxy-authorization']) t.notOk(names.includes(hop), `${hop} removed`);
   t.equal(names.filter((n) => n === 'transfer-encoding' || n === 'content-length').length, 1, 'exactly one framing header');
-  t.ok(echo.headers.some(([n, v]) => n.toLowerCase() === 'x-end' && v === 'kept'), 'end-to-end header kept');
-  t.ok(echo.headers.some(([n, v]) => n.toLowerCase() === 'via' && v.endsWith('1.1 sluice')), 'Via added');
+  t.ok(
+    echo.headers.some(([n, v]) => n.toLowerCase() === 'x-end' && v === 'kept'),
+    'end-to-end header kept',
+  );
+  t.ok(
+    echo.headers.some(([n, v]) => n.toLowerCase() === 'via' && v.endsWith('1.1 sluice')),
+    'Via added',
+  );
   t.equal(echo.headers.filter(([n]) => n.toLowerCase() === 'host').length, 1, 'one Host');
 });
 

@@ -72,8 +72,13 @@ t.test('docker-compose config accepts docker-compose.yml', async (t) => {
   for (const name of ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy']) t.equal(env[name], proxy, name);
   t.equal(env.NO_PROXY, 'localhost,127.0.0.1', 'no external name bypasses sluice');
   t.equal(env.NODE_EXTRA_CA_CERTS, '/etc/sluice-ca/ca.pem');
-  for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO']) t.equal(env[name], '/etc/sluice-ca/ca-bundle.pem', name);
-  t.same(compose.services.tool!.volumes, ['sluice-ca-public:/etc/sluice-ca:ro'], 'the tool mounts the published CA read-only, never the key volume');
+  for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'])
+    t.equal(env[name], '/etc/sluice-ca/ca-bundle.pem', name);
+  t.same(
+    compose.services.tool!.volumes,
+    ['sluice-ca-public:/etc/sluice-ca:ro'],
+    'the tool mounts the published CA read-only, never the key volume',
+  );
   t.ok(compose.services.prometheus!.volumes!.includes(`${path.join(ROOT, 'deploy/prometheus/alerts.yml')}:/etc/prometheus/alerts.yml:ro`));
   const prometheus = parse(read('deploy/compose/prometheus.yml')) as {
     rule_files: string[];
@@ -98,8 +103,13 @@ t.test('the Dockerfile configures serve through the variables it reads', async (
   t.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/dist\/cli\.js"\]$/m);
   t.match(dockerfile, /^CMD \["serve"\]$/m);
   // Every build-context COPY source is let through by .dockerignore (which ignores everything else).
-  const allowed = read('.dockerignore').split('\n').filter((line) => line.startsWith('!')).map((line) => line.slice(1).replace(/\/$/, ''));
-  const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/)).map((s) => s.replace(/^\.\/|\/$/g, ''));
+  const allowed = read('.dockerignore')
+    .split('\n')
+    .filter((line) => line.startsWith('!'))
+    .map((line) => line.slice(1).replace(/\/$/, ''));
+  const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)]
+    .flatMap((m) => m[1]!.split(/\s+/))
+    .map((s) => s.replace(/^\.\/|\/$/g, ''));
   t.ok(copied.length >= 4);
   for (const source of copied) t.ok(allowed.includes(source), `.dockerignore lets ${source} into the build context`);
 });
@@ -136,8 +146,8 @@ async function serve(env: Record<string, string>): Promise<Serving> {
   let log = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start: ${log}`)), 15_000);
-    child.stdout!.resume();
-    child.stderr!.on('data', (chunk: Buffer) => {
+    child.stdout.resume();
+    child.stderr.on('data', (chunk: Buffer) => {
       log += chunk.toString('utf8');
       for (const line of log.split('\n')) {
         if (!line.includes('"sluice serving"')) continue;
@@ -272,7 +282,10 @@ t.test('the compose topology as processes on loopback', async (t) => {
   // Intercepted CONNECTs count too (a tunnel event each), so compare with the audit below.
   t.ok(allowedCount >= 2);
   const pathDenials = [...requests].filter(([labels]) => labels.includes('decision="deny"') && labels.includes('reason="path_not_allowed"'));
-  t.same(pathDenials.map(([, value]) => value), [1]);
+  t.same(
+    pathDenials.map(([, value]) => value),
+    [1],
+  );
   t.same([...samples(exposition, 'sluice_policy_info').values()], [1]);
   t.ok(samples(exposition, 'process_cpu_seconds_total').size > 0, "prom-client's default metrics");
 
@@ -284,7 +297,10 @@ t.test('the compose topology as processes on loopback', async (t) => {
   // docker stop: SIGTERM drains and flushes the audit, then exit 0.
   serving.child.kill('SIGTERM');
   t.equal(await serving.exited, 0);
-  const audit = readFileSync(auditFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { type: string; decision: string | null; host: string | null });
+  const audit = readFileSync(auditFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { type: string; decision: string | null; host: string | null });
   t.ok(audit.some((e) => e.type === 'net.tunnel' && e.host === 'en.wikipedia.org' && e.decision === 'allow'));
   t.ok(audit.some((e) => e.type === 'net.req' && e.host === 'api.github.com' && e.decision === 'allow'));
   t.ok(audit.some((e) => e.type === 'policy.violation' && e.host === 'api.github.com' && e.decision === 'deny'));
@@ -307,7 +323,12 @@ interface Container {
   args?: string[];
   restartPolicy?: string;
   env?: Array<{ name: string; value?: string }>;
-  securityContext?: { runAsUser?: number; runAsNonRoot?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
+  securityContext?: {
+    runAsUser?: number;
+    runAsNonRoot?: boolean;
+    readOnlyRootFilesystem?: boolean;
+    capabilities?: { drop?: string[]; add?: string[] };
+  };
   volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
 }
 
@@ -342,11 +363,16 @@ t.test('deploy/k8s: the policy in the ConfigMap is valid', async (t) => {
   const secretFile = policy.secrets.github?.from.file ?? '';
   const pod = k8s().get('Pod') as K8sObject & { spec: { initContainers: Container[] } };
   const sluice = pod.spec.initContainers.find((c) => c.name === 'sluice')!;
-  t.ok(sluice.volumeMounts!.some((m) => secretFile.startsWith(`${m.mountPath}/`) && m.name === 'secrets'), 'the secret file is mounted where the policy reads it');
+  t.ok(
+    sluice.volumeMounts!.some((m) => secretFile.startsWith(`${m.mountPath}/`) && m.name === 'secrets'),
+    'the secret file is mounted where the policy reads it',
+  );
 });
 
 t.test('deploy/k8s: the pod confines the tool to sluice', async (t) => {
-  const pod = k8s().get('Pod') as K8sObject & { spec: { initContainers: Container[]; containers: Container[]; volumes: Array<Record<string, unknown>> } };
+  const pod = k8s().get('Pod') as K8sObject & {
+    spec: { initContainers: Container[]; containers: Container[]; volumes: Array<Record<string, unknown>> };
+  };
   const [lockdown, sluice] = pod.spec.initContainers;
   t.equal(lockdown?.name, 'egress-lockdown', 'iptables runs before anything else starts');
   t.equal(sluice?.name, 'sluice');
@@ -366,7 +392,11 @@ t.test('deploy/k8s: the pod confines the tool to sluice', async (t) => {
   const env = Object.fromEntries(tool.env!.map((e) => [e.name, e.value]));
   t.equal(env.HTTPS_PROXY, 'http://web-fetch:$(SLUICE_TOKEN_WEB_FETCH)@127.0.0.1:3128');
   t.equal(env.NO_PROXY, 'localhost,127.0.0.1');
-  t.same(tool.volumeMounts, [{ name: 'ca-public', mountPath: '/etc/sluice-ca', readOnly: true }], 'the tool sees the CA certificate, not its key or the secrets');
+  t.same(
+    tool.volumeMounts,
+    [{ name: 'ca-public', mountPath: '/etc/sluice-ca', readOnly: true }],
+    'the tool sees the CA certificate, not its key or the secrets',
+  );
   const caVolume = pod.spec.volumes.find((v) => v.name === 'ca');
   t.match(caVolume, { secret: { secretName: 'sluice-ca' } }, 'the CA persists across restarts as a Secret');
 });
@@ -384,8 +414,14 @@ t.test('deploy/k8s: the ServiceMonitor scrapes the Service port that targets the
   const objects = k8s();
   const service = objects.get('Service') as K8sObject & { spec: { ports: Array<{ name: string; port: number; targetPort: string }> } };
   const monitor = objects.get('ServiceMonitor') as K8sObject & { spec: { endpoints: Array<{ port: string; path: string }> } };
-  t.same(service.spec.ports.map((p) => [p.name, p.port, p.targetPort]), [['metrics', 9090, 'admin']]);
-  t.same(monitor.spec.endpoints.map((e) => [e.port, e.path]), [['metrics', '/metrics']]);
+  t.same(
+    service.spec.ports.map((p) => [p.name, p.port, p.targetPort]),
+    [['metrics', 9090, 'admin']],
+  );
+  t.same(
+    monitor.spec.endpoints.map((e) => [e.port, e.path]),
+    [['metrics', '/metrics']],
+  );
 });
 
 t.test('the compose example policy is valid', async (t) => {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { EnvHttpProxyAgent, fetch } from 'undici';
 import { startTestSluice, TOKEN, TOOL, waitForAudit } from '../helpers/sluice.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { startUpstream, type EchoReply } from '../helpers/upstream.js';
 
 t.test('plain HTTP in a tunnel to an intercepted host', async (t) => {
   const upstream = await startUpstream({ host: '127.0.0.2' });
@@ -30,7 +30,7 @@ tools:
   t.teardown(() => dispatcher.close());
   const ok = await fetch(`http://127.0.0.2:${upstream.port}/anything/ok/1`, { dispatcher });
   t.equal(ok.status, 200);
-  t.equal((await ok.json()).url, '/anything/ok/1');
+  t.equal(((await ok.json()) as EchoReply).url, '/anything/ok/1');
   const denied = await fetch(`http://127.0.0.2:${upstream.port}/anything/no`, { dispatcher });
   t.equal(denied.status, 403);
   t.equal(denied.headers.get('x-sluice-deny'), 'path_not_allowed');

@@ -234,7 +234,8 @@ function wsEcho(socket: tls.TLSSocket, url: string): Promise<string> {
     const ws = new WebSocket(url, { createConnection: () => socket });
     ws.once('open', () => ws.send('ping through sluice'));
     ws.once('message', (data) => {
-      resolve(String(data));
+      // A text message arrives as one Buffer (ws's default binaryType, no fragments option).
+      resolve((data as Buffer).toString('utf8'));
       ws.close();
     });
     ws.once('error', reject);

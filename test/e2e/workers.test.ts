@@ -90,7 +90,23 @@ t.test('two workers share the port, keep one audit chain each, and the admin por
   const [listenPort, adminPort] = [await freePort(), await freePort()];
   const child: ChildProcess = spawn(
     process.execPath,
-    [CLI, 'serve', '--workers', '2', '--policy', policyFile, '--listen', `127.0.0.1:${listenPort}`, '--admin', `127.0.0.1:${adminPort}`, '--ca-dir', path.join(dir, 'certs'), '--audit', audit, '--no-watch'],
+    [
+      CLI,
+      'serve',
+      '--workers',
+      '2',
+      '--policy',
+      policyFile,
+      '--listen',
+      `127.0.0.1:${listenPort}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--ca-dir',
+      path.join(dir, 'certs'),
+      '--audit',
+      audit,
+      '--no-watch',
+    ],
     { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -140,9 +156,12 @@ t.test('--workers refuses the stdout audit and a count below 1', async (t) => {
     [['--workers', '2', '--audit', '-'], /cannot be used with --workers/],
     [['--workers', '0'], /at least 1/],
   ] as const) {
-    const child = spawn(process.execPath, [CLI, 'serve', '--policy', 'none.yaml', ...args], { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--policy', 'none.yaml', ...args], {
+      env: cleanEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     t.not(code, 0, `${args.join(' ')} exits non-zero`);
     t.match(stderr, expected);

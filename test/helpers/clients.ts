@@ -50,7 +50,11 @@ interface ProcessResult {
   stderr: string;
 }
 
-function runProcess(command: string, args: string[], options: { env: NodeJS.ProcessEnv; input?: string; timeoutMs: number }): Promise<ProcessResult> {
+function runProcess(
+  command: string,
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; input?: string; timeoutMs: number },
+): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const stdout: Buffer[] = [];
@@ -120,7 +124,10 @@ function splitCurlOutput(stdout: Buffer): { blocks: CurlHeaderBlock[]; body: Buf
  * Runs curl with `-q -sS -D - --noproxy ''` before `args` (so ~/.curlrc and NO_PROXY play no part;
  * a proxy is used only when args say `-x`). Don't pass -i or -o: the headers and body are read from stdout.
  */
-export async function curl(args: string[], options: { timeoutMs?: number; env?: Record<string, string>; input?: string } = {}): Promise<CurlResult> {
+export async function curl(
+  args: string[],
+  options: { timeoutMs?: number; env?: Record<string, string>; input?: string } = {},
+): Promise<CurlResult> {
   requireTool('curl');
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const fullArgs = ['-q', '-sS', '-D', '-', '--noproxy', '', '--max-time', String(timeoutMs / 1000), ...args];
@@ -189,7 +196,12 @@ export async function pythonUrllib(request: ClientRequest & { caFile?: string })
   const env = cleanEnv(request.caFile ? { SSL_CERT_FILE: request.caFile } : {});
   const run = await runProcess('python3', ['-c', PYTHON_URLLIB], { env, input: JSON.stringify(spec), timeoutMs: timeoutMs + 5_000 });
   if (run.code !== 0) throw new Error(`python3 urllib client failed (exit ${run.code}): ${run.stderr.trim()}`);
-  const parsed = JSON.parse(run.stdout.toString('utf8')) as { status: number | null; headers: Array<[string, string]>; body: string; error: string | null };
+  const parsed = JSON.parse(run.stdout.toString('utf8')) as {
+    status: number | null;
+    headers: Array<[string, string]>;
+    body: string;
+    error: string | null;
+  };
   return { status: parsed.status, headers: headerRecord(parsed.headers), body: parsed.body, error: parsed.error };
 }
 
@@ -224,8 +236,14 @@ export async function nodeFetchViaProxy(request: ClientRequest & { proxy: string
 /** "fetch failed: Request was cancelled.: UND_ERR_ABORTED Proxy response (407) ..." from the cause chain. */
 function describeErrorChain(error: unknown): string {
   const parts: string[] = [];
-  for (let current = error as { message?: string; code?: unknown; cause?: unknown } | undefined; current; current = current.cause as typeof current) {
+  for (
+    let current = error as { message?: string; code?: unknown; cause?: unknown } | undefined;
+    current;
+    current = current.cause as typeof current
+  ) {
     const code = typeof current.code === 'string' ? `${current.code} ` : '';
+    // A thrown non-Error (a string, say) has no message: print the value itself.
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
     parts.push(`${code}${current.message ?? String(current)}`);
     if (parts.length > 5) break;
   }
@@ -251,7 +269,15 @@ export interface RawOptions {
   requestMethod?: string;
 }
 
-const NO_RESPONSE: ParsedResponse = { statusLine: '', status: 0, headers: {}, rawHeaders: [], body: '', bodyBuffer: Buffer.alloc(0), framing: 'none' };
+const NO_RESPONSE: ParsedResponse = {
+  statusLine: '',
+  status: 0,
+  headers: {},
+  rawHeaders: [],
+  body: '',
+  bodyBuffer: Buffer.alloc(0),
+  framing: 'none',
+};
 
 /** Writes exact bytes on an open socket and reads the answer. The socket is destroyed afterwards. */
 export function exchangeRaw(socket: net.Socket, bytes: string | Buffer, options: RawOptions = {}): Promise<RawResponse> {
@@ -267,7 +293,13 @@ export function exchangeRaw(socket: net.Socket, bytes: string | Buffer, options:
       socket.destroy();
       const buf = Buffer.concat(chunks);
       const parsed = parseHttpResponses(buf, { closed, requestMethod });
-      resolve({ ...(parsed.responses[0] ?? NO_RESPONSE), raw: buf.toString('latin1'), responses: parsed.responses, malformed: parsed.malformed, closed });
+      resolve({
+        ...(parsed.responses[0] ?? NO_RESPONSE),
+        raw: buf.toString('latin1'),
+        responses: parsed.responses,
+        malformed: parsed.malformed,
+        closed,
+      });
     };
     const timer = setTimeout(() => finish(false), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     socket.on('data', (chunk: Buffer) => {
@@ -342,14 +374,22 @@ export async function connectTunnel(
       done(false);
     };
     const onClose = (): void => {
-      if (!done(true)) fail(new Error(`proxy closed the connection without a complete CONNECT answer: ${JSON.stringify(Buffer.concat(chunks).toString('latin1').slice(0, 200))}`));
+      if (!done(true))
+        fail(
+          new Error(
+            `proxy closed the connection without a complete CONNECT answer: ${JSON.stringify(Buffer.concat(chunks).toString('latin1').slice(0, 200))}`,
+          ),
+        );
     };
     const fail = (error: Error): void => {
       cleanup();
       socket.destroy();
       reject(error);
     };
-    const timer = setTimeout(() => fail(new Error(`no CONNECT answer within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => fail(new Error(`no CONNECT answer within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)),
+      options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    );
     const cleanup = (): void => {
       clearTimeout(timer);
       socket.removeListener('data', onData);

@@ -49,8 +49,7 @@ function answer(zone: Map<string, DnsZoneEntry>, log: Array<{ name: string; type
   const reply = {
     id: packet.id,
     type: 'response' as const,
-    flags:
-      dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_AVAILABLE | ((packet.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
+    flags: dnsPacket.AUTHORITATIVE_ANSWER | dnsPacket.RECURSION_AVAILABLE | ((packet.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
     questions: packet.questions ?? [],
     answers: [] as dnsPacket.Answer[],
   };
@@ -103,17 +102,18 @@ export async function startDns(zoneRecords: DnsZone): Promise<DnsServer> {
       }
     });
   };
-  const onUdpMessage = (udp: dgram.Socket) => (message: Buffer, remote: dgram.RemoteInfo): void => {
-    const response = answer(zone, log, message);
-    if (response) udp.send(response, remote.port, remote.address);
-  };
+  const onUdpMessage =
+    (udp: dgram.Socket) =>
+    (message: Buffer, remote: dgram.RemoteInfo): void => {
+      const response = answer(zone, log, message);
+      if (response) udp.send(response, remote.port, remote.address);
+    };
 
   const { tcp, udp, port } = await bindSamePort(onTcpConnection, onUdpMessage);
   return {
     address: `127.0.0.1:${port}`,
     port,
-    queries: (name?: string) =>
-      name === undefined ? log.length : log.filter((entry) => entry.name === normalizeName(name)).length,
+    queries: (name?: string) => (name === undefined ? log.length : log.filter((entry) => entry.name === normalizeName(name)).length),
     close: async () => {
       for (const socket of tcpSockets) socket.destroy();
       await Promise.all([

@@ -43,7 +43,11 @@ const TOKEN = 'tok-123';
  * A minimal forward proxy, only here to prove the clients speak proxy correctly: it demands
  * Basic TOOL:TOKEN, forwards absolute-form requests and opens CONNECT tunnels.
  */
-async function startMiniProxy(): Promise<{ port: number; seen: Array<{ method: string; target: string; auth: string | undefined }>; close(): Promise<void> }> {
+async function startMiniProxy(): Promise<{
+  port: number;
+  seen: Array<{ method: string; target: string; auth: string | undefined }>;
+  close(): Promise<void>;
+}> {
   const seen: Array<{ method: string; target: string; auth: string | undefined }> = [];
   const sockets = new Set<net.Socket>();
   const expected = basicAuth(TOOL, TOKEN);
@@ -57,10 +61,13 @@ async function startMiniProxy(): Promise<{ port: number; seen: Array<{ method: s
     const headers = { ...req.headers };
     delete headers['proxy-authorization'];
     delete headers['proxy-connection'];
-    const upstream = http.request({ host: target.hostname, port: target.port, path: `${target.pathname}${target.search}`, method: req.method, headers }, (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-      upstreamRes.pipe(res);
-    });
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, path: `${target.pathname}${target.search}`, method: req.method, headers },
+      (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        upstreamRes.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
@@ -72,7 +79,9 @@ async function startMiniProxy(): Promise<{ port: number; seen: Array<{ method: s
     seen.push({ method: 'CONNECT', target: req.url ?? '', auth: req.headers['proxy-authorization'] });
     client.on('error', () => {});
     if (req.headers['proxy-authorization'] !== expected) {
-      return void client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="mini"\r\nContent-Length: 4\r\n\r\nnope');
+      return void client.end(
+        'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="mini"\r\nContent-Length: 4\r\n\r\nnope',
+      );
     }
     const [host = '', port = ''] = (req.url ?? '').split(/:(?=\d+$)/);
     const upstream = net.connect({ host, port: Number(port) }, () => {
@@ -118,7 +127,10 @@ t.test('upstream echoes what a client sent (curl, no proxy)', async (t) => {
   t.equal(echo.url, '/anything/path?q=1');
   t.equal(echo.body, 'hello body');
   t.equal(echo.bodyBytes, 10);
-  t.ok(echo.headers.some(([name, value]) => name === 'X-Test' && value === 'one'), 'raw header pair echoed');
+  t.ok(
+    echo.headers.some(([name, value]) => name === 'X-Test' && value === 'one'),
+    'raw header pair echoed',
+  );
   t.equal(upstream.requests.length, 1);
   t.match(upstream.requests[0], { method: 'POST', url: '/anything/path?q=1', body: 'hello body', bodyBytes: 10, complete: true });
   t.equal(upstream.requests[0]?.headers['x-test'], 'one');
@@ -128,8 +140,7 @@ t.test('upstream echoes what a client sent (curl, no proxy)', async (t) => {
 t.test('upstream routes, framed as asked, read with rawRequest', async (t) => {
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
-  const get = (path: string, method = 'GET') =>
-    rawRequest(upstream.port, `${method} ${path} HTTP/1.1\r\nHost: upstream.test\r\n\r\n`);
+  const get = (path: string, method = 'GET') => rawRequest(upstream.port, `${method} ${path} HTTP/1.1\r\nHost: upstream.test\r\n\r\n`);
 
   const small = await get('/small');
   t.equal(small.status, 200);
@@ -192,9 +203,15 @@ t.test('upstream keeps connections alive and records pipelined requests', async 
     { until: 'close' },
   );
   t.equal(result.closed, true);
-  t.same(result.responses.map((response) => response.status), [201, 200]);
+  t.same(
+    result.responses.map((response) => response.status),
+    [201, 200],
+  );
   t.equal((JSON.parse(result.responses[1]!.body) as EchoReply).body, 'abc');
-  t.same(upstream.requests.map((request) => request.url), ['/status/201', '/anything']);
+  t.same(
+    upstream.requests.map((request) => request.url),
+    ['/status/201', '/anything'],
+  );
   t.equal(upstream.connections(), 1);
 });
 
@@ -245,19 +262,35 @@ t.test('test PKI: server certificate verifies for its names, others fail', async
     t.same(await tlsHandshake(upstream.port, { servername, ca: pki.caPem }), { authorized: true, error: null }, servername);
   }
   t.same(await tlsHandshake(upstream.port, { ca: pki.caPem }), { authorized: true, error: null }, 'IP SAN 127.0.0.1');
-  t.same(await tlsHandshake(upstream.port, { servername: 'evil.test', ca: pki.caPem }), { authorized: false, error: 'ERR_TLS_CERT_ALTNAME_INVALID' });
-  t.same(await tlsHandshake(upstream.port, { servername: 'api.test' }), { authorized: false, error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }, 'not trusted without the test CA');
+  t.same(await tlsHandshake(upstream.port, { servername: 'evil.test', ca: pki.caPem }), {
+    authorized: false,
+    error: 'ERR_TLS_CERT_ALTNAME_INVALID',
+  });
+  t.same(
+    await tlsHandshake(upstream.port, { servername: 'api.test' }),
+    { authorized: false, error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+    'not trusted without the test CA',
+  );
 
   const caFile = await testCaFile();
   const viaCurl = await curl(['--cacert', caFile, `https://127.0.0.1:${upstream.port}/small`]);
   t.equal(viaCurl.status, 200, viaCurl.stderr);
   t.equal(viaCurl.body, patternBytes(1024).toString());
-  const byName = await curl(['--cacert', caFile, '--resolve', `api.test:${upstream.port}:127.0.0.1`, `https://api.test:${upstream.port}/status/201`]);
+  const byName = await curl([
+    '--cacert',
+    caFile,
+    '--resolve',
+    `api.test:${upstream.port}:127.0.0.1`,
+    `https://api.test:${upstream.port}/status/201`,
+  ]);
   t.equal(byName.status, 201, byName.stderr);
 
   const selfSigned = await startUpstream({ tls: await makeSelfSigned(['untrusted.test']) });
   t.teardown(() => selfSigned.close());
-  t.same(await tlsHandshake(selfSigned.port, { servername: 'untrusted.test', ca: pki.caPem }), { authorized: false, error: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+  t.same(await tlsHandshake(selfSigned.port, { servername: 'untrusted.test', ca: pki.caPem }), {
+    authorized: false,
+    error: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  });
   const rejected = await curl(['--cacert', caFile, `https://127.0.0.1:${selfSigned.port}/small`]);
   t.equal(rejected.code, 60, 'curl: peer certificate cannot be authenticated');
 
@@ -308,7 +341,10 @@ t.test('DNS server: answers, NXDOMAIN, NODATA, rebinding, TCP', async (t) => {
   const [framed] = (await once(socket, 'data')) as [Buffer];
   const reply = dnsPacket.streamDecode(framed);
   t.equal(reply.id, 7);
-  t.same(reply.answers?.map((answer) => (answer as { data: string }).data), [PUBLIC_UPSTREAM_IP]);
+  t.same(
+    reply.answers?.map((answer) => (answer as { data: string }).data),
+    [PUBLIC_UPSTREAM_IP],
+  );
   t.equal(dns.queries('upstream.test'), 4);
 });
 
@@ -350,7 +386,11 @@ t.test('clients speak proxy: curl, python urllib, undici, raw CONNECT', async (t
 
   const tunnelled = await curl(['-p', '-x', withCredentials, `${upstream.origin}/status/202`]);
   t.equal(tunnelled.status, 202);
-  t.same(tunnelled.blocks.map((block) => block.status), [200, 202], 'CONNECT answer then the response');
+  t.same(
+    tunnelled.blocks.map((block) => block.status),
+    [200, 202],
+    'CONNECT answer then the response',
+  );
   t.match(proxy.seen.at(-1), { method: 'CONNECT', target: `127.0.0.1:${upstream.port}`, auth });
 
   const overTls = await curl(['-x', withCredentials, '--cacert', caFile, `${secure.origin}/anything/tls`]);
@@ -361,7 +401,13 @@ t.test('clients speak proxy: curl, python urllib, undici, raw CONNECT', async (t
   t.equal(tunnelRefused.status, 407);
   t.equal(tunnelRefused.code, 56, 'curl: CONNECT refused');
 
-  const python = await pythonUrllib({ proxy: withCredentials, url: `${upstream.origin}/anything/py`, method: 'PUT', headers: { 'X-Py': '1' }, body: 'from python' });
+  const python = await pythonUrllib({
+    proxy: withCredentials,
+    url: `${upstream.origin}/anything/py`,
+    method: 'PUT',
+    headers: { 'X-Py': '1' },
+    body: 'from python',
+  });
   t.equal(python.status, 200, python.error ?? '');
   t.match(JSON.parse(python.body), { method: 'PUT', url: '/anything/py', body: 'from python' });
   t.match(proxy.seen.at(-1), { method: 'PUT', auth });

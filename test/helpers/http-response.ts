@@ -64,10 +64,7 @@ function parseHead(text: string): Head | string {
   return { statusLine, status: Number(match[1]), headers, rawHeaders };
 }
 
-type BodyParse =
-  | { kind: 'done'; body: Buffer; end: number }
-  | { kind: 'incomplete' }
-  | { kind: 'malformed'; reason: string };
+type BodyParse = { kind: 'done'; body: Buffer; end: number } | { kind: 'incomplete' } | { kind: 'malformed'; reason: string };
 
 function parseChunked(buf: Buffer, start: number): BodyParse {
   const parts: Buffer[] = [];
@@ -106,7 +103,8 @@ function framingOf(head: Head, options: ParseOptions): Framing | { malformed: st
   const contentLength = head.headers['content-length'];
   if (contentLength !== undefined) {
     const values = new Set(contentLength.split(',').map((value) => value.trim()));
-    if (values.size !== 1 || !/^\d{1,15}$/.test([...values][0]!)) return { malformed: `bad content-length ${JSON.stringify(contentLength.slice(0, 40))}` };
+    if (values.size !== 1 || !/^\d{1,15}$/.test([...values][0]!))
+      return { malformed: `bad content-length ${JSON.stringify(contentLength.slice(0, 40))}` };
     return 'content-length';
   }
   return 'close';
@@ -136,9 +134,10 @@ export function parseHttpResponses(buf: Buffer, options: ParseOptions = {}): Par
       body = { kind: 'done', body: Buffer.alloc(0), end: bodyStart };
     } else if (framing === 'content-length') {
       const length = Number(head.headers['content-length']!.split(',')[0]!.trim());
-      body = buf.length >= bodyStart + length
-        ? { kind: 'done', body: buf.subarray(bodyStart, bodyStart + length), end: bodyStart + length }
-        : { kind: 'incomplete' };
+      body =
+        buf.length >= bodyStart + length
+          ? { kind: 'done', body: buf.subarray(bodyStart, bodyStart + length), end: bodyStart + length }
+          : { kind: 'incomplete' };
     } else if (framing === 'chunked') {
       body = parseChunked(buf, bodyStart);
     } else {

@@ -13,8 +13,7 @@ export const METADATA_CANARY_IP = '169.254.169.254';
 /** RFC 3849 documentation prefix; added only when the namespace has IPv6 (see hasNetnsIpv6). */
 export const DOCUMENTATION_IPV6 = '2001:db8::1';
 
-export const NETNS_SKIP_REASON =
-  'needs the private network namespace of `npm test` (SLUICE_TEST_NETNS=1, root and unshare -n)';
+export const NETNS_SKIP_REASON = 'needs the private network namespace of `npm test` (SLUICE_TEST_NETNS=1, root and unshare -n)';
 
 /** True when running inside the namespace made by scripts/test-netns.mjs. */
 export function inNetns(): boolean {

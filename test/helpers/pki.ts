@@ -51,7 +51,7 @@ interface CaState {
 }
 
 async function generateKeys(): Promise<webcrypto.CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  return await webcrypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify']);
 }
 
 async function privateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
@@ -60,9 +60,7 @@ async function privateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
 }
 
 function subjectAltNames(names: readonly string[]): x509.SubjectAlternativeNameExtension {
-  return new x509.SubjectAlternativeNameExtension(
-    names.map((name) => ({ type: isIP(name) ? 'ip' : 'dns', value: name }) as const),
-  );
+  return new x509.SubjectAlternativeNameExtension(names.map((name) => ({ type: isIP(name) ? 'ip' : 'dns', value: name }) as const));
 }
 
 function leafExtensions(names: readonly string[]): x509.Extension[] {

@@ -229,14 +229,7 @@ t.test('private_ip: allow allows non-global ranges and still names them', async 
 t.test('allow_private_cidrs allows addresses inside an entry and names it', async (t) => {
   const policy = compileAddressPolicy({
     private_ip: 'deny',
-    allow_private_cidrs: [
-      '10.1.2.3/32',
-      '172.20.0.0/16',
-      'fd00:1::/32',
-      '::ffff:192.168.7.0/120',
-      '::a00:0/104',
-      '0.0.0.0/0',
-    ],
+    allow_private_cidrs: ['10.1.2.3/32', '172.20.0.0/16', 'fd00:1::/32', '::ffff:192.168.7.0/120', '::a00:0/104', '0.0.0.0/0'],
   });
   const table: [string, string | null, string][] = [
     ['10.1.2.3', '10.1.2.3/32', 'private'],
@@ -318,10 +311,7 @@ t.test('compileAddressPolicy rejects a bad CIDR with the entry and a fix', async
   for (const [entry, message] of table) {
     t.throws(() => compileAddressPolicy({ private_ip: 'deny', allow_private_cidrs: [entry] }), message, entry);
   }
-  t.throws(
-    () => compileAddressPolicy({ private_ip: 'deny', allow_private_cidrs: ['10.0.0.0/8', 'nope'] }),
-    /allow_private_cidrs\[1\] "nope"/,
-  );
+  t.throws(() => compileAddressPolicy({ private_ip: 'deny', allow_private_cidrs: ['10.0.0.0/8', 'nope'] }), /allow_private_cidrs\[1\] "nope"/);
 });
 
 t.test('anything that is not a strict IP literal is invalid', async (t) => {
@@ -346,9 +336,7 @@ t.test('anything that is not a strict IP literal is invalid', async (t) => {
   }
 });
 
-const ipv4 = fc
-  .tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255))
-  .map((octets) => octets.join('.'));
+const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((octets) => octets.join('.'));
 
 const policies = [
   denyPrivate,
@@ -400,8 +388,25 @@ t.test('property: every range ipaddr.js calls special is denied by default', asy
   );
   // Random IPv6 hardly ever lands in a small range, so start from each special prefix.
   const prefixes = [
-    '::', '::1', '::ffff:0:0:0', '64:ff9b:1::', '100::', '2001::', '2001:2::', '2001:3::', '2001:4:112::',
-    '2001:10::', '2001:20::', '2001:30::', '2001:db8::', '3fff::', '5f00::', 'fc00::', 'fe80::', 'fec0::', 'ff00::',
+    '::',
+    '::1',
+    '::ffff:0:0:0',
+    '64:ff9b:1::',
+    '100::',
+    '2001::',
+    '2001:2::',
+    '2001:3::',
+    '2001:4:112::',
+    '2001:10::',
+    '2001:20::',
+    '2001:30::',
+    '2001:db8::',
+    '3fff::',
+    '5f00::',
+    'fc00::',
+    'fe80::',
+    'fec0::',
+    'ff00::',
   ];
   // A special prefix with its lowest `randomBits` bits replaced: lands inside the range or just past it.
   const ipv6Near = fc

@@ -28,15 +28,26 @@ function parseMetrics(text: string): Sample[] {
 }
 
 function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value;
+  return samples.find(
+    (s) =>
+      s.name === name &&
+      Object.entries(labels).every(([k, v]) => s.labels[k] === v) &&
+      Object.keys(s.labels).length === Object.keys(labels).length,
+  )?.value;
 }
 
-function get(port: number, urlPath: string, method = 'GET'): Promise<{ status: number; type: string | undefined; headers: http.IncomingHttpHeaders; body: string }> {
+function get(
+  port: number,
+  urlPath: string,
+  method = 'GET',
+): Promise<{ status: number; type: string | undefined; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: urlPath, method, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, type: res.headers['content-type'], headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -52,7 +63,12 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
   const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => failures.push(err) });
   let status: AdminStatus = { ready: false, why: 'loading policy', policy: null };
   let caPem: string | null = CA_PEM;
-  const admin = await startAdminServer({ listen: { host: '127.0.0.1', port: 0 }, registry: metrics.registry, status: () => status, caPem: () => caPem });
+  const admin = await startAdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    registry: metrics.registry,
+    status: () => status,
+    caPem: () => caPem,
+  });
   t.teardown(() => admin.close());
   const port = admin.address.port;
   t.equal(admin.address.address, '127.0.0.1');
@@ -74,7 +90,14 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     status = {
       ready: true,
       why: null,
-      policy: { sha256: SHA_A, loadedAt, tools: [{ name: 'web-fetch', rules: 2, secrets: ['github'] }, { name: 'ci', rules: 1, secrets: [] }] },
+      policy: {
+        sha256: SHA_A,
+        loadedAt,
+        tools: [
+          { name: 'web-fetch', rules: 2, secrets: ['github'] },
+          { name: 'ci', rules: 1, secrets: [] },
+        ],
+      },
     };
     const ready = await get(port, '/readyz');
     t.equal(ready.status, 200);
@@ -85,7 +108,10 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     t.same(JSON.parse(policy.body), {
       sha256: SHA_A,
       loaded_at: '2025-01-02T03:04:05.000Z',
-      tools: [{ name: 'web-fetch', rules: 2, secrets: ['github'] }, { name: 'ci', rules: 1, secrets: [] }],
+      tools: [
+        { name: 'web-fetch', rules: 2, secrets: ['github'] },
+        { name: 'ci', rules: 1, secrets: [] },
+      ],
     });
     t.equal(policy.headers['cache-control'], 'no-store');
   });
@@ -153,7 +179,10 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     t.equal(value(samples, vio, { tool: 'ci', reason: 'path_not_allowed' }), 1);
     t.equal(value(samples, vio, { tool: 'ci', reason: 'response_too_large' }), 1, 'a limit hit counts as a violation');
     t.equal(value(samples, vio, { tool: 'unknown', reason: 'unauthenticated' }), 2);
-    t.equal(samples.filter((s) => s.name === vio).reduce((n, s) => n + s.value, 0), 5);
+    t.equal(
+      samples.filter((s) => s.name === vio).reduce((n, s) => n + s.value, 0),
+      5,
+    );
 
     t.equal(value(samples, 'sluice_secret_uses_total', { tool: 'web-fetch', secret: 'github' }), 1);
     t.equal(value(samples, 'sluice_secret_uses_total', { tool: 'web-fetch', secret: 'unknown' }), 1);
@@ -168,7 +197,10 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     t.equal(value(samples, 'sluice_upstream_duration_seconds_bucket', { le: '+Inf' }), 2);
     t.equal(value(samples, 'sluice_policy_info', { sha256: SHA_A }), 1);
     t.equal(value(samples, 'sluice_policy_reload_failures_total'), 1);
-    t.ok(samples.some((s) => s.name === 'process_cpu_user_seconds_total'), 'default process metrics');
+    t.ok(
+      samples.some((s) => s.name === 'process_cpu_user_seconds_total'),
+      'default process metrics',
+    );
 
     const toolValues = new Set(samples.filter((s) => 'tool' in s.labels).map((s) => s.labels.tool));
     t.same([...toolValues].sort(), ['ci', 'unknown', 'web-fetch'], 'tool label bounded by the policy');
@@ -182,12 +214,20 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     const samples = parseMetrics((await get(port, '/metrics')).body);
     t.equal(value(samples, 'sluice_policy_info', { sha256: SHA_B }), 1);
     t.equal(value(samples, 'sluice_policy_info', { sha256: SHA_A }), undefined, 'old hash gone');
-    t.equal(value(samples, 'sluice_requests_total', { tool: 'unknown', decision: 'allow', reason: '' }), 1, 'a tool dropped from the policy is unknown');
+    t.equal(
+      value(samples, 'sluice_requests_total', { tool: 'unknown', decision: 'allow', reason: '' }),
+      1,
+      'a tool dropped from the policy is unknown',
+    );
   });
 
   t.test('audit records carry the policy hash in force and the reported names', async (t) => {
     await sink.flush();
-    const records = fs.readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const records = fs
+      .readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     t.equal(records.length, 14);
     t.equal(records[0].type, 'policy.load');
     t.equal(records[0].policy_sha256, SHA_A);
@@ -211,7 +251,10 @@ t.test('listening on a taken port rejects', async (t) => {
   const status = (): AdminStatus => ({ ready: true, why: null, policy: null });
   const first = await startAdminServer({ listen: { host: '127.0.0.1', port: 0 }, registry: metrics.registry, status, caPem: () => null });
   t.teardown(() => first.close());
-  await t.rejects(startAdminServer({ listen: { host: '127.0.0.1', port: first.address.port }, registry: metrics.registry, status, caPem: () => null }), { code: 'EADDRINUSE' });
+  await t.rejects(
+    startAdminServer({ listen: { host: '127.0.0.1', port: first.address.port }, registry: metrics.registry, status, caPem: () => null }),
+    { code: 'EADDRINUSE' },
+  );
 });
 
 t.test('a failing status callback answers 500 without details', async (t) => {

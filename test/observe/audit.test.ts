@@ -3,20 +3,31 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import fc from 'fast-check';
-import {
-  AuditSink,
-  GENESIS_HASH,
-  formatVerifyResult,
-  redactQuery,
-  verifyAuditFiles,
-  type AuditSinkOptions,
-} from '../../src/observe/audit.js';
+import { AuditSink, GENESIS_HASH, formatVerifyResult, redactQuery, verifyAuditFiles, type AuditSinkOptions } from '../../src/observe/audit.js';
 import type { AuditInput } from '../../src/observe/events.js';
 
 const POLICY = 'a'.repeat(64);
 const FIELD_ORDER = [
-  'ts', 'seq', 'type', 'request_id', 'tool', 'decision', 'reason', 'method', 'scheme', 'host', 'port',
-  'path', 'ip', 'status', 'bytes_up', 'bytes_down', 'duration_ms', 'rule', 'secret', 'policy_sha256',
+  'ts',
+  'seq',
+  'type',
+  'request_id',
+  'tool',
+  'decision',
+  'reason',
+  'method',
+  'scheme',
+  'host',
+  'port',
+  'path',
+  'ip',
+  'status',
+  'bytes_up',
+  'bytes_down',
+  'duration_ms',
+  'rule',
+  'secret',
+  'policy_sha256',
 ];
 
 function requestEvent(i: number): AuditInput {
@@ -46,7 +57,10 @@ async function writeEvents(opts: AuditSinkOptions, count: number, from = 0): Pro
 }
 
 function lines(file: string): string[] {
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
 }
 
 function writeLines(file: string, content: string[]): void {
@@ -92,7 +106,12 @@ t.test('100 chained events verify; fields complete and in order', async (t) => {
   t.match(first.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   // The documented canonical form, recomputed independently.
   const { hash, ...withoutHash } = first;
-  t.equal(hash, createHash('sha256').update(GENESIS_HASH + JSON.stringify(withoutHash)).digest('hex'));
+  t.equal(
+    hash,
+    createHash('sha256')
+      .update(GENESIS_HASH + JSON.stringify(withoutHash))
+      .digest('hex'),
+  );
   const second = JSON.parse(all[1]!);
   t.equal(second.seq, 2);
   t.equal(second.prev, first.hash);
@@ -124,7 +143,10 @@ t.test('tampering is reported at the exact line', async (t) => {
 
   t.test('deleting line 37 fails at line 37 (where record 38 now sits)', async (t) => {
     const edited = path.join(dir, 'deleted.log');
-    writeLines(edited, original.filter((_, i) => i !== 36));
+    writeLines(
+      edited,
+      original.filter((_, i) => i !== 36),
+    );
     const result = verifyAuditFiles([edited]);
     t.same(result, { ok: false, file: edited, line: 37, why: 'seq 38 follows seq 36 (a record is missing, added or out of order)' });
     t.equal(formatVerifyResult(result), `${edited}:37: seq 38 follows seq 36 (a record is missing, added or out of order)`);
@@ -132,7 +154,10 @@ t.test('tampering is reported at the exact line', async (t) => {
 
   t.test('editing a field fails at that line', async (t) => {
     const edited = path.join(dir, 'edited.log');
-    writeLines(edited, original.map((l, i) => (i === 49 ? l.replace('"status":200', '"status":403') : l)));
+    writeLines(
+      edited,
+      original.map((l, i) => (i === 49 ? l.replace('"status":200', '"status":403') : l)),
+    );
     t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 50, why: 'hash mismatch (record altered)' });
   });
 
@@ -142,9 +167,14 @@ t.test('tampering is reported at the exact line', async (t) => {
     const { hash: _old, ...rest } = record;
     rest.host = 'evil.example';
     const canonical = JSON.stringify(rest);
-    const hash = createHash('sha256').update(rest.prev + canonical).digest('hex');
+    const hash = createHash('sha256')
+      .update(rest.prev + canonical)
+      .digest('hex');
     const forged = `${canonical.slice(0, -1)},"hash":"${hash}"}`;
-    writeLines(edited, original.map((l, i) => (i === 19 ? forged : l)));
+    writeLines(
+      edited,
+      original.map((l, i) => (i === 19 ? forged : l)),
+    );
     t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 21, why: "prev does not match the previous record's hash" });
   });
 
@@ -153,7 +183,12 @@ t.test('tampering is reported at the exact line', async (t) => {
     const swapped = [...original];
     [swapped[9], swapped[10]] = [swapped[10]!, swapped[9]!];
     writeLines(edited, swapped);
-    t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 10, why: 'seq 11 follows seq 9 (a record is missing, added or out of order)' });
+    t.same(verifyAuditFiles([edited]), {
+      ok: false,
+      file: edited,
+      line: 10,
+      why: 'seq 11 follows seq 9 (a record is missing, added or out of order)',
+    });
   });
 
   t.test('garbage, blank and torn lines', async (t) => {
@@ -173,7 +208,12 @@ t.test('tampering is reported at the exact line', async (t) => {
     const firstRecord = JSON.parse(original[0]!);
     writeLines(badStart, [original[0]!.replace(firstRecord.prev, 'f'.repeat(64))]);
     t.same(verifyAuditFiles([badStart]), { ok: false, file: badStart, line: 1, why: 'first record (seq 1) must have prev of 64 zeros' });
-    t.same(verifyAuditFiles([path.join(dir, 'missing.log')]), { ok: false, file: path.join(dir, 'missing.log'), line: 0, why: 'cannot read (ENOENT)' });
+    t.same(verifyAuditFiles([path.join(dir, 'missing.log')]), {
+      ok: false,
+      file: path.join(dir, 'missing.log'),
+      line: 0,
+      why: 'cannot read (ENOENT)',
+    });
   });
 });
 
@@ -224,7 +264,10 @@ t.test('rotation keeps one chain across files', async (t) => {
   const dir = t.testdir();
   const file = path.join(dir, 'audit.log');
   await writeEvents({ file, maxBytes: 4096 }, 60);
-  const rotated = fs.readdirSync(dir).filter((f) => f.startsWith('audit.log.')).sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
+  const rotated = fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith('audit.log.'))
+    .sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
   t.ok(rotated.length >= 3, `several rotated files (${rotated.length})`);
   const ordered = [...rotated.map((f) => path.join(dir, f)), file];
   for (const f of ordered) t.ok(fs.statSync(f).size <= 4096, `${path.basename(f)} within maxBytes`);
@@ -247,7 +290,10 @@ t.test('rotation keeps one chain across files', async (t) => {
 
   // Restart after rotation continues the same chain.
   await writeEvents({ file, maxBytes: 4096 }, 5, 60);
-  const after = fs.readdirSync(dir).filter((f) => f.startsWith('audit.log.')).sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
+  const after = fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith('audit.log.'))
+    .sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
   t.same(verifyAuditFiles([...after.map((f) => path.join(dir, f)), file]), { ok: true, records: 65, firstSeq: 1, lastSeq: 65 });
 });
 

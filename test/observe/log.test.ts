@@ -15,7 +15,12 @@ function capture(): { stream: Writable; records: () => Array<Record<string, unkn
   return {
     stream,
     raw: () => chunks.join(''),
-    records: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+    records: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
   };
 }
 
@@ -37,6 +42,7 @@ t.test('credential headers and fields are redacted', async (t) => {
     },
     'request',
   );
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read several levels deep
   const [record] = out.records() as Array<any>;
   t.same(record.req.headers, { authorization: '[REDACTED]', 'proxy-authorization': '[REDACTED]', cookie: '[REDACTED]', host: 'x.example' });
   t.same(record.headers, { authorization: '[REDACTED]', 'proxy-authorization': '[REDACTED]', cookie: '[REDACTED]', accept: '*/*' });
@@ -64,6 +70,7 @@ t.test('scrub replaces secret values in messages, arguments, fields, errors and 
   log.info({ circular }, 'cycle');
   const raw = out.raw();
   t.notOk(raw.includes(SECRET), 'no secret value anywhere in the output');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read several levels deep
   const records = out.records() as Array<any>;
   t.equal(records.length, 7);
   t.equal(records[0].msg, 'saw __sluice_secret_github__ in a header');
@@ -86,6 +93,9 @@ t.test('level filters and unknown levels are refused', async (t) => {
   const log = createLogger({ level: 'warn', destination: out.stream });
   log.info('hidden');
   log.warn('shown');
-  t.same(out.records().map((r) => r.msg), ['shown']);
+  t.same(
+    out.records().map((r) => r.msg),
+    ['shown'],
+  );
   t.throws(() => createLogger({ level: 'loud', destination: out.stream }), /unknown log level "loud"/);
 });

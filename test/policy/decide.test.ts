@@ -59,11 +59,32 @@ const rows: Row[] = [
   ['no rule allows the method', 'web-fetch', request('PUT', 'api.github.com', '/repos/a'), 'deny', 'method_not_allowed', null],
   ['path outside the globs', 'web-fetch', request('GET', 'api.github.com', '/admin'), 'deny', 'path_not_allowed', null],
   ['dot segments resolved before matching', 'web-fetch', request('GET', 'api.github.com', '/repos/../admin'), 'deny', 'path_not_allowed', null],
-  ['encoded dots resolved before matching', 'web-fetch', request('GET', 'api.github.com', '/repos/%2e%2e/admin'), 'deny', 'path_not_allowed', null],
+  [
+    'encoded dots resolved before matching',
+    'web-fetch',
+    request('GET', 'api.github.com', '/repos/%2e%2e/admin'),
+    'deny',
+    'path_not_allowed',
+    null,
+  ],
   ['dot segments inside the glob', 'web-fetch', request('GET', 'api.github.com', '/a/../repos/x'), 'allow', null, 'web-fetch.allow[0]'],
   ['query ignored', 'web-fetch', request('GET', 'api.github.com', '/user?next=/admin'), 'allow', null, 'web-fetch.allow[0]'],
-  ['encoded slash refused where paths are restricted', 'web-fetch', request('GET', 'api.github.com', '/repos%2F..%2Fadmin'), 'deny', 'path_not_allowed', null],
-  ['encoded slash fine where paths are not', 'web-fetch', request('GET', 'en.wikipedia.org', '/wiki/AC%2FDC'), 'allow', null, 'web-fetch.allow[1]'],
+  [
+    'encoded slash refused where paths are restricted',
+    'web-fetch',
+    request('GET', 'api.github.com', '/repos%2F..%2Fadmin'),
+    'deny',
+    'path_not_allowed',
+    null,
+  ],
+  [
+    'encoded slash fine where paths are not',
+    'web-fetch',
+    request('GET', 'en.wikipedia.org', '/wiki/AC%2FDC'),
+    'allow',
+    null,
+    'web-fetch.allow[1]',
+  ],
   ['unrestricted rule allows an invalid path', 'web-fetch', request('DELETE', 'api.github.com', '/a%2Fb'), 'allow', null, 'web-fetch.allow[6]'],
   ['any method where none is listed', 'web-fetch', request('PATCH', 'en.wikipedia.org', '/x', 80, 'http'), 'allow', null, 'web-fetch.allow[1]'],
   ['request phase checks the port too', 'web-fetch', request('GET', 'api.github.com', '/user', 8443), 'deny', 'port_not_allowed', null],
@@ -107,7 +128,10 @@ t.test('detail sentences name what to act on and never the query', async (t) => 
     detail('web-fetch', connect('api.evil.com')),
     'api.evil.com is not in the allowlist of tool web-fetch; add a rule for it under tools.web-fetch.allow to allow it.',
   );
-  t.equal(detail('web-fetch', connect('ports.example', 443)), 'Tool web-fetch may reach ports.example only on ports 8080, 9090; port 443 is not allowed.');
+  t.equal(
+    detail('web-fetch', connect('ports.example', 443)),
+    'Tool web-fetch may reach ports.example only on ports 8080, 9090; port 443 is not allowed.',
+  );
   t.equal(detail('web-fetch', connect('example.com', 443)), 'Tool web-fetch may reach example.com only on port 8443; port 443 is not allowed.');
   t.equal(
     detail('web-fetch', request('PUT', 'api.github.com', '/repos/a?x=secret')),
@@ -214,7 +238,12 @@ t.test('limits: policy, overridden by tool, overridden by the matching rule', as
   const toolLimits = { ...DEFAULT_LIMITS, max_response_bytes: 100, connect_timeout_ms: 333, idle_timeout_ms: 222, max_request_bytes: 444 };
   t.same(decide(p, 'tool', connect('plain.example')).limits, toolLimits);
   t.same(decide(p, 'tool', connect('denied.example')).limits, toolLimits, 'denied: policy + tool');
-  t.same(decide(p, 'ghost', connect('plain.example')).limits, { ...DEFAULT_LIMITS, max_response_bytes: 100, connect_timeout_ms: 111, idle_timeout_ms: 222 });
+  t.same(decide(p, 'ghost', connect('plain.example')).limits, {
+    ...DEFAULT_LIMITS,
+    max_response_bytes: 100,
+    connect_timeout_ms: 111,
+    idle_timeout_ms: 222,
+  });
   t.same(p.tools.get('tool')?.limits, toolLimits);
 });
 
@@ -250,7 +279,11 @@ t.test('intercept: only a CONNECT whose rules look inside or whose host has a se
   t.equal(decide(p, 'tool', connect('paths.example', 80, 'http')).intercept, true, 'a tunnel is opaque whatever the claimed scheme');
   t.equal(decide(p, 'tool', request('GET', 'paths.example', '/a')).intercept, false, 'requests are already inside');
   t.equal(decide(p, 'tool', connect('nothing.example')).intercept, false, 'denied');
-  const review = makePolicy({ on_violation: 'review', secrets: { gh: { hosts: ['*.gh.example'] } }, tools: { tool: { secrets: ['gh'], allow: [] } } });
+  const review = makePolicy({
+    on_violation: 'review',
+    secrets: { gh: { hosts: ['*.gh.example'] } },
+    tools: { tool: { secrets: ['gh'], allow: [] } },
+  });
   t.same(pick(decide(review, 'tool', connect('api.gh.example'))), { verdict: 'review', reason: 'no_rule' });
   t.equal(decide(review, 'tool', connect('api.gh.example')).intercept, true, 'a reviewed tunnel with a secret is opened up');
   t.equal(decide(review, 'tool', connect('other.example')).intercept, false);
@@ -304,11 +337,16 @@ t.test('compiled tools expose what the proxy needs', async (t) => {
   t.equal(p.sha256, 'e'.repeat(64));
   t.equal(p.doc.version, 1);
   const withHash = p.tools.get('withHash')!;
-  t.same({ name: withHash.name, token_sha256: withHash.token_sha256, token_env: withHash.token_env, secrets: withHash.secrets },
-    { name: 'withHash', token_sha256: 'd'.repeat(64), token_env: null, secrets: ['s'] });
+  t.same(
+    { name: withHash.name, token_sha256: withHash.token_sha256, token_env: withHash.token_env, secrets: withHash.secrets },
+    { name: 'withHash', token_sha256: 'd'.repeat(64), token_env: null, secrets: ['s'] },
+  );
   const withEnv = p.tools.get('withEnv')!;
   t.same({ token_sha256: withEnv.token_sha256, token_env: withEnv.token_env }, { token_sha256: null, token_env: 'TOOL_TOKEN' });
-  t.same(withHash.rules.map((r) => [r.id, r.ports, r.inspects]), [['withHash.allow[0]', [80, 443], false]]);
+  t.same(
+    withHash.rules.map((r) => [r.id, r.ports, r.inspects]),
+    [['withHash.allow[0]', [80, 443], false]],
+  );
 });
 
 t.test('a policy that cannot be compiled says where', async (t) => {
@@ -348,7 +386,11 @@ t.test('the route memo gives the same answer as a fresh policy, whatever the spe
 t.test('decide never throws on hostile hosts, ports, methods and paths', async () => {
   const p = makePolicy({
     on_violation: 'block',
-    tools: { tool: { allow: [{ host: '*.example.com', methods: ['GET'], paths: ['/a/**', '/b/*.json'] }, { host: '[::1]' }, { host: '*', ports: [8080] }] } },
+    tools: {
+      tool: {
+        allow: [{ host: '*.example.com', methods: ['GET'], paths: ['/a/**', '/b/*.json'] }, { host: '[::1]' }, { host: '*', ports: [8080] }],
+      },
+    },
   });
   const hostChars = fc.constantFrom('a', 'b', '.', '-', ':', '[', ']', '%', '0', '1', 'x', 'é', '*', '/', '@', ' ', '_');
   const host = fc.oneof(fc.string(), fc.string({ unit: hostChars }), fc.domain(), fc.ipV4(), fc.ipV6(), fc.ipV4Extended());

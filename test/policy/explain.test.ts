@@ -34,14 +34,25 @@ t.test('explain lists every rule of the tool with why it did or did not match', 
 
   const tunnel = explain(policy, 'web-fetch', connect('api.github.com'));
   t.equal(tunnel.decision.verdict, 'allow');
-  t.same(tunnel.considered.slice(1).map((c) => [c.matched, c.why]), [
-    [true, 'host and port match; methods, paths and digest are checked on each request after TLS interception'],
-    [true, 'host and port match; methods, paths and digest are checked on each request after TLS interception'],
-  ]);
-  t.same(explain(policy, 'web-fetch', connect('a.example.com')).considered[0], { rule: 'web-fetch.allow[0]', matched: true, why: 'host and port match' });
+  t.same(
+    tunnel.considered.slice(1).map((c) => [c.matched, c.why]),
+    [
+      [true, 'host and port match; methods, paths and digest are checked on each request after TLS interception'],
+      [true, 'host and port match; methods, paths and digest are checked on each request after TLS interception'],
+    ],
+  );
+  t.same(explain(policy, 'web-fetch', connect('a.example.com')).considered[0], {
+    rule: 'web-fetch.allow[0]',
+    matched: true,
+    why: 'host and port match',
+  });
 
   const invalid = explain(policy, 'web-fetch', request('GET', 'api.github.com', '/a%2Fb'));
-  t.same(invalid.considered[1], { rule: 'web-fetch.allow[1]', matched: false, why: 'the path cannot be checked: it contains an encoded slash (%2F)' });
+  t.same(invalid.considered[1], {
+    rule: 'web-fetch.allow[1]',
+    matched: false,
+    why: 'the path cannot be checked: it contains an encoded slash (%2F)',
+  });
 });
 
 t.test('explain has nothing to consider without a tool, a valid host or a valid port', async (t) => {

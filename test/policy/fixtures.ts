@@ -29,9 +29,7 @@ export function makeDoc(spec: PolicySpec): PolicyDoc {
         { from: { env: `SECRET_${alias.toUpperCase()}` }, require: false, placeholder: `__sluice_secret_${alias}__`, ...s },
       ]),
     ),
-    tools: Object.fromEntries(
-      Object.entries(spec.tools).map(([name, t]) => [name, { token_sha256: 'a'.repeat(64), secrets: [], ...t }]),
-    ),
+    tools: Object.fromEntries(Object.entries(spec.tools).map(([name, t]) => [name, { token_sha256: 'a'.repeat(64), secrets: [], ...t }])),
   };
 }
 

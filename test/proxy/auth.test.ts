@@ -5,7 +5,9 @@ import { ToolTokens } from '../../src/proxy/auth.js';
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 const basic = (s: string): string => `Basic ${Buffer.from(s).toString('base64')}`;
-const doc = { tools: { web: { token_sha256: sha('right-token'), allow: [] }, ci: { token_env: 'CI_TOKEN', allow: [] } } } as unknown as PolicyDoc;
+const doc = {
+  tools: { web: { token_sha256: sha('right-token'), allow: [] }, ci: { token_env: 'CI_TOKEN', allow: [] } },
+} as unknown as PolicyDoc;
 
 t.test('remembered successes never let a wrong token through', async (t) => {
   const tokens = new ToolTokens(doc, { CI_TOKEN: 'ci-token' });

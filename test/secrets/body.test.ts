@@ -45,7 +45,12 @@ t.test('fully percent-encoded placeholders (form bodies) get the percent-encoded
 
 const VIOLATIONS: Array<{ name: string; needle: string; reason: string; alias: string | null; options?: Partial<BodySwapOptions> }> = [
   { name: 'not granted', needle: '__sluice_secret_other__', reason: 'secret_not_granted', alias: 'other' },
-  { name: 'not granted, encoded', needle: '%5F%5F%73%6C%75%69%63%65%5F%73%65%63%72%65%74%5F%6F%74%68%65%72%5F%5F', reason: 'secret_not_granted', alias: 'other' },
+  {
+    name: 'not granted, encoded',
+    needle: '%5F%5F%73%6C%75%69%63%65%5F%73%65%63%72%65%74%5F%6F%74%68%65%72%5F%5F',
+    reason: 'secret_not_granted',
+    alias: 'other',
+  },
   { name: 'out of scope', needle: '__sluice_secret_stripe__', reason: 'secret_out_of_scope', alias: 'stripe' },
   { name: 'raw value', needle: FAKE.other, reason: 'secret_leak', alias: 'other' },
   { name: 'base64 value', needle: Buffer.from(FAKE.stripe).toString('base64'), reason: 'secret_leak', alias: 'stripe' },

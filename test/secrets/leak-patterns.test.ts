@@ -23,7 +23,11 @@ const TABLE: Array<{ name: string; positive: string[]; negative: string[]; longe
   {
     name: 'github_fine_grained_pat',
     positive: ['github_pat_' + rep('A', 22) + '_' + rep('b', 59)],
-    negative: ['github_pat_' + rep('A', 10) + '_' + rep('b', 59), 'github_pat_' + rep('A', 22), 'github_pat_' + rep('A', 22) + '_' + rep('b', 20)],
+    negative: [
+      'github_pat_' + rep('A', 10) + '_' + rep('b', 59),
+      'github_pat_' + rep('A', 22),
+      'github_pat_' + rep('A', 22) + '_' + rep('b', 20),
+    ],
     longest: 'github_pat_' + rep('a', 40) + '_' + rep('b', 100),
   },
   {
@@ -35,7 +39,12 @@ const TABLE: Array<{ name: string; positive: string[]; negative: string[]; longe
   {
     name: 'openai_api_key',
     positive: ['sk-' + rep('a', 20) + 'T3BlbkFJ' + rep('b', 20), 'Bearer sk-proj-' + rep('X_', 37) + 'T3BlbkFJ' + rep('y-', 37)],
-    negative: ['sk-' + rep('a', 48), 'sk-learn-compatible-wrapper-module-for-testing-things', 'task-' + rep('a', 20) + 'T3BlbkFJ' + rep('b', 20), 'sk-' + rep('a', 5) + 'T3BlbkFJ' + rep('b', 20)],
+    negative: [
+      'sk-' + rep('a', 48),
+      'sk-learn-compatible-wrapper-module-for-testing-things',
+      'task-' + rep('a', 20) + 'T3BlbkFJ' + rep('b', 20),
+      'sk-' + rep('a', 5) + 'T3BlbkFJ' + rep('b', 20),
+    ],
     longest: 'sk-svcacct-' + rep('a', 120) + 'T3BlbkFJ' + rep('b', 120),
   },
   {
@@ -59,7 +68,11 @@ const TABLE: Array<{ name: string; positive: string[]; negative: string[]; longe
   {
     name: 'slack_webhook',
     positive: ['https://hooks.slack.com/services/T00000000/B00000000/' + rep('X', 24)],
-    negative: ['https://hooks.slack.com/services/', 'hooks.slack.com/services/T000/B000/xyz', 'hooks.slack.com/services/T00000000/C00000000/' + rep('X', 24)],
+    negative: [
+      'https://hooks.slack.com/services/',
+      'hooks.slack.com/services/T000/B000/xyz',
+      'hooks.slack.com/services/T00000000/C00000000/' + rep('X', 24),
+    ],
     longest: 'hooks.slack.com/services/T' + rep('A', 12) + '/B' + rep('B', 12) + '/' + rep('c', 48),
   },
   {
@@ -70,14 +83,25 @@ const TABLE: Array<{ name: string; positive: string[]; negative: string[]; longe
   },
   {
     name: 'private_key_pem',
-    positive: ['-----BEGIN PRIVATE KEY-----', '-----BEGIN RSA PRIVATE KEY-----\nMII', '-----BEGIN OPENSSH PRIVATE KEY-----', '-----BEGIN PGP PRIVATE KEY BLOCK-----'],
+    positive: [
+      '-----BEGIN PRIVATE KEY-----',
+      '-----BEGIN RSA PRIVATE KEY-----\nMII',
+      '-----BEGIN OPENSSH PRIVATE KEY-----',
+      '-----BEGIN PGP PRIVATE KEY BLOCK-----',
+    ],
     negative: ['-----BEGIN PUBLIC KEY-----', '-----BEGIN CERTIFICATE-----', 'BEGIN PRIVATE KEY', '-----BEGIN private key-----'],
     longest: '-----BEGIN ' + rep('ABCDEFGHIJKLMNOPQRST ', 3) + 'PRIVATE KEY BLOCK-----',
   },
   {
     name: 'jwt',
     positive: [`${jwtHeader}.${jwtPayload}.c2lnbmF0dXJl`, `Bearer ${jwtHeader}.${jwtPayload}.`],
-    negative: [`${b64url('{"typ":"JWT"}')}.${jwtPayload}.sig`, `eyJ${rep('%', 1)}notjson.${jwtPayload}`, 'eyJ' + rep('x', 20) + '.' + rep('y', 20), jwtHeader, `${jwtHeader}.abc`],
+    negative: [
+      `${b64url('{"typ":"JWT"}')}.${jwtPayload}.sig`,
+      `eyJ${rep('%', 1)}notjson.${jwtPayload}`,
+      'eyJ' + rep('x', 20) + '.' + rep('y', 20),
+      jwtHeader,
+      `${jwtHeader}.abc`,
+    ],
     // header of 603 characters: 452 bytes of JSON
     longest: `${b64url('{"alg":"HS256","x":"' + rep('a', 430) + '"}')}.eyJzdWIi`,
   },

@@ -61,7 +61,16 @@ t.test('findPlaceholders: raw and percent-encoded in any hex case, and no near m
 });
 
 t.test('swaps a placeholder in a header value', async (t) => {
-  const result = ok(t, plan({ inScope: ['github'], headers: [['X-Token', 'token __sluice_secret_github__'], ['Accept', '*/*']] }));
+  const result = ok(
+    t,
+    plan({
+      inScope: ['github'],
+      headers: [
+        ['X-Token', 'token __sluice_secret_github__'],
+        ['Accept', '*/*'],
+      ],
+    }),
+  );
   t.ok(header(result.headers, 'X-Token')[0] === `token ${FAKE.github}`, 'value swapped in');
   t.same(header(result.headers, 'Accept'), ['*/*'], 'other headers untouched');
   t.same(result.uses, [{ alias: 'github', where: 'header:X-Token' }]);
@@ -95,7 +104,17 @@ t.test('swaps in the path too (tokens in paths, e.g. /bot<token>/)', async (t) =
 });
 
 t.test('inject replaces whatever the tool sent, in any case, and satisfies require', async (t) => {
-  const result = ok(t, plan({ inScope: ['stripe'], headers: [['authorization', 'Bearer mine'], ['Accept', '*/*'], ['AUTHORIZATION', 'x']] }));
+  const result = ok(
+    t,
+    plan({
+      inScope: ['stripe'],
+      headers: [
+        ['authorization', 'Bearer mine'],
+        ['Accept', '*/*'],
+        ['AUTHORIZATION', 'x'],
+      ],
+    }),
+  );
   const values = header(result.headers, 'Authorization');
   t.equal(values.length, 1, 'one Authorization header');
   t.ok(values[0] === `Bearer ${FAKE.stripe}`, 'formatted with the value');
@@ -113,7 +132,12 @@ t.test('a placeholder of a secret the tool is not granted is refused', async (t)
   for (const where of ['header', 'query', 'basic'] as const) {
     const result = plan({
       inScope: ['github'],
-      headers: where === 'header' ? [['X', '__sluice_secret_other__']] : where === 'basic' ? [['Authorization', `Basic ${b64('u:__sluice_secret_other__')}`]] : [],
+      headers:
+        where === 'header'
+          ? [['X', '__sluice_secret_other__']]
+          : where === 'basic'
+            ? [['Authorization', `Basic ${b64('u:__sluice_secret_other__')}`]]
+            : [],
       target: where === 'query' ? '/?k=%5F%5Fsluice_secret_other__' : '/',
     });
     t.same(result.ok ? null : [result.reason, result.alias], ['secret_not_granted', 'other'], where);
@@ -173,7 +197,10 @@ t.test('a credential shape in the original request is a leak, named by pattern',
 });
 
 t.test('a request without placeholders passes unchanged', async (t) => {
-  const headers: Array<[string, string]> = [['Accept', 'application/json'], ['User-Agent', 'tool/1.0']];
+  const headers: Array<[string, string]> = [
+    ['Accept', 'application/json'],
+    ['User-Agent', 'tool/1.0'],
+  ];
   const result = ok(t, plan({ inScope: ['github'], headers, target: '/repos/a/b?x=%20y' }));
   t.same(result.headers, headers);
   t.equal(result.target, '/repos/a/b?x=%20y');
@@ -190,14 +217,19 @@ t.test('fuzz: percentDecode never throws; any mix of escapes still reads as the 
   const placeholder = '__sluice_secret_github__';
   const pattern = rawOrPercentEncoded(placeholder);
   fc.assert(
-    fc.property(fc.array(fc.constantFrom('raw', 'upper', 'lower'), { minLength: placeholder.length, maxLength: placeholder.length }), fc.string(), fc.string(), (choices, before, after) => {
-      const written = Array.from(placeholder, (char, i) => {
-        const hex = char.charCodeAt(0).toString(16);
-        return choices[i] === 'raw' ? char : `%${choices[i] === 'upper' ? hex.toUpperCase() : hex}`;
-      }).join('');
-      pattern.lastIndex = 0;
-      return pattern.test(before + written + after) && percentDecode(written) === placeholder;
-    }),
+    fc.property(
+      fc.array(fc.constantFrom('raw', 'upper', 'lower'), { minLength: placeholder.length, maxLength: placeholder.length }),
+      fc.string(),
+      fc.string(),
+      (choices, before, after) => {
+        const written = Array.from(placeholder, (char, i) => {
+          const hex = char.charCodeAt(0).toString(16);
+          return choices[i] === 'raw' ? char : `%${choices[i] === 'upper' ? hex.toUpperCase() : hex}`;
+        }).join('');
+        pattern.lastIndex = 0;
+        return pattern.test(before + written + after) && percentDecode(written) === placeholder;
+      },
+    ),
   );
   t.pass('properties hold');
 });
@@ -208,7 +240,10 @@ t.test('valueForms: raw, encoded, base64 at every offset; no short forms', async
   t.ok(forms.includes(encodeURIComponent(FAKE.custom)));
   for (const prefix of ['', 'a', 'ab', 'abc']) {
     const blob = Buffer.from(prefix + FAKE.custom + 'tail').toString('base64');
-    t.ok(forms.some((form) => blob.includes(form)), `base64 with ${prefix.length} bytes before`);
+    t.ok(
+      forms.some((form) => blob.includes(form)),
+      `base64 with ${prefix.length} bytes before`,
+    );
   }
   t.same(valueForms('abc'), ['abc'], 'base64 forms under 8 characters are dropped');
 });

@@ -27,7 +27,12 @@ t.test('scrubText replaces every form of a value', async (t) => {
     const scrubbed = scrubText(text, VALUES);
     t.ok(scrubbed !== text, `${name}: changed`);
     t.ok(noValue(scrubbed), `${name}: no value left`);
-    t.notOk(valueForms(FAKE.github).concat(valueForms(FAKE.custom)).some((form) => scrubbed.includes(form)), `${name}: no form left`);
+    t.notOk(
+      valueForms(FAKE.github)
+        .concat(valueForms(FAKE.custom))
+        .some((form) => scrubbed.includes(form)),
+      `${name}: no form left`,
+    );
   }
   t.ok(scrubText(`a ${FAKE.github} b`, VALUES) === 'a __sluice_secret_github__ b', 'the placeholder takes its place');
   t.equal(scrubText('nothing to see', VALUES), 'nothing to see');
@@ -44,7 +49,10 @@ t.test('scrubHeaders replaces values in header values and names', async (t) => {
   ];
   const scrubbed = scrubHeaders(headers, VALUES);
   t.equal(scrubbed.length, headers.length);
-  t.ok(scrubbed.every(([name, value]) => noValue(name) && noValue(value)), 'no value anywhere');
+  t.ok(
+    scrubbed.every(([name, value]) => noValue(name) && noValue(value)),
+    'no value anywhere',
+  );
   t.ok(scrubbed[0]![1] === 'Bearer __sluice_secret_github__');
   t.ok(scrubbed[1]![1] === 't=CUSTOM-PLACEHOLDER-1; Path=/');
   t.ok(scrubbed[3]![0] === 'X-__sluice_secret_github__');

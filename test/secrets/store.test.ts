@@ -102,7 +102,10 @@ t.test('file: a rotated value is picked up by the watcher', async (t) => {
 
 t.test('file: a Kubernetes-style symlink swap is picked up', async (t) => {
   const dir = tempDir(t);
-  for (const [version, value] of [['..v1', V1], ['..v2', V2]] as const) {
+  for (const [version, value] of [
+    ['..v1', V1],
+    ['..v2', V2],
+  ] as const) {
     mkdirSync(join(dir, version));
     writeFileSync(join(dir, version, 'token'), value);
   }

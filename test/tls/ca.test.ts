@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate, webcrypto } from 'node:crypto';
@@ -25,7 +25,7 @@ async function makeCert(opts: {
   const algorithm = opts.rsa
     ? { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }
     : { name: 'ECDSA', namedCurve: opts.p384 ? 'P-384' : 'P-256' };
-  const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     name: 'CN=custom test CA',
     notBefore: opts.notBefore ?? new Date(Date.now() - HOUR_MS),
@@ -67,7 +67,7 @@ function writeCa(dir: string, ca: CustomCa): void {
   writeFileSync(join(dir, 'ca-key.pem'), ca.keyPem, { mode: 0o600 });
 }
 
-async function rejectsWith(t: Tap.Test, promise: Promise<unknown>, code: CaErrorCode, file: string): Promise<void> {
+async function rejectsWith(t: Test, promise: Promise<unknown>, code: CaErrorCode, file: string): Promise<void> {
   const err = await promise.then(
     () => null,
     (e: unknown) => e,

@@ -29,7 +29,11 @@ t.test('reads SNI and ALPN from real Node ClientHellos', async (t) => {
 });
 
 t.test('needs more until the last byte, at every split point', async (t) => {
-  for (const [name, hello] of [['sni+alpn', withSni], ['sni', sniOnly], ['bare', bare]] as const) {
+  for (const [name, hello] of [
+    ['sni+alpn', withSni],
+    ['sni', sniOnly],
+    ['bare', bare],
+  ] as const) {
     let early = 0;
     for (let cut = 0; cut < hello.length; cut++) {
       if (scanClientHello(hello.subarray(0, cut)).state !== 'need_more') early++;

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,11 +24,7 @@ interface Handshake {
 }
 
 /** A TLS client trusting only the CA, against a loopback server presenting `context`. */
-async function handshake(
-  t: Tap.Test,
-  server: { port: number; host: string },
-  servername: string | undefined,
-): Promise<Handshake> {
+async function handshake(t: Test, server: { port: number; host: string }, servername: string | undefined): Promise<Handshake> {
   let identityChecked: Handshake['identityChecked'] = null;
   const socket = connect({
     host: server.host,
@@ -56,7 +52,7 @@ async function handshake(
 }
 
 /** A TLS server that picks its leaf by SNI, as the proxy does for a tunnel's ClientHello. */
-async function sniServer(t: Tap.Test, leaves: LeafCertificates): Promise<{ port: number; host: string }> {
+async function sniServer(t: Test, leaves: LeafCertificates): Promise<{ port: number; host: string }> {
   const server = createServer(
     {
       SNICallback: (name, done) => {
@@ -72,11 +68,7 @@ async function sniServer(t: Tap.Test, leaves: LeafCertificates): Promise<{ port:
 }
 
 /** A TCP server that terminates TLS itself with the leaf for a known host (CONNECT to an IP literal). */
-async function fixedHostServer(
-  t: Tap.Test,
-  context: SecureContext,
-  host: '127.0.0.1' | '::1',
-): Promise<{ port: number; host: string }> {
+async function fixedHostServer(t: Test, context: SecureContext, host: '127.0.0.1' | '::1'): Promise<{ port: number; host: string }> {
   const server = createTcpServer((raw) => {
     const tls = new TLSSocket(raw, { isServer: true, secureContext: context });
     tls.on('secure', () => tls.end());
@@ -107,8 +99,11 @@ t.test('a DNS leaf verifies against the CA over a real TLS handshake', async (t)
   t.same(cert.keyUsage, [SERVER_AUTH], 'EKU is serverAuth only');
   t.equal(cert.checkHost('example.test'), 'example.test');
   t.equal(cert.checkHost('other.test'), undefined);
-  t.not(cert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'),
-    caCert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'), 'leaf key is not the CA key');
+  t.not(
+    cert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'),
+    caCert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'),
+    'leaf key is not the CA key',
+  );
   t.equal(cert.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
 
   const validFrom = Date.parse(cert.validFrom);
@@ -164,7 +159,7 @@ t.test('an operator RSA or P-384 CA issues leaves that verify', async (t) => {
     p384: { key: { name: 'ECDSA', namedCurve: 'P-384' }, signing: { name: 'ECDSA', hash: 'SHA-384' } },
   };
   for (const [name, algorithm] of Object.entries(algorithms)) {
-    const keys = (await webcrypto.subtle.generateKey(algorithm.key, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const keys = await webcrypto.subtle.generateKey(algorithm.key, true, ['sign', 'verify']);
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       name: `CN=operator ${name} CA`,
       keys,
@@ -215,7 +210,10 @@ t.test('concurrent first requests for one host share one issue', async (t) => {
   const leaves = new LeafCertificates(ca, { onIssued: () => issued++ });
   const contexts = await Promise.all(Array.from({ length: 25 }, () => leaves.secureContextFor('busy.test')));
   t.equal(issued, 1);
-  t.ok(contexts.every((context) => context === contexts[0]), 'all callers get the same context');
+  t.ok(
+    contexts.every((context) => context === contexts[0]),
+    'all callers get the same context',
+  );
   t.equal(await leaves.secureContextFor('busy.test'), contexts[0], 'later calls hit the cache');
   t.equal(await leaves.secureContextFor('BUSY.test.'), contexts[0], 'the cache key is the canonical host');
   t.equal(issued, 1);
@@ -267,7 +265,7 @@ t.test('short validity renews a quarter before expiry', async (t) => {
 });
 
 t.test('a failed issue is not cached', async (t) => {
-  const publicOnly = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const publicOnly = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
   let attempts = 0;
   // The first issue signs with a public key (WebCrypto refuses); later ones with the real CA key.
   const flakyCa: CertificateAuthority = {
@@ -279,7 +277,11 @@ t.test('a failed issue is not cached', async (t) => {
   let issued = 0;
   const leaves = new LeafCertificates(flakyCa, { onIssued: () => issued++ });
   const failures = await Promise.allSettled([leaves.secureContextFor('flaky.test'), leaves.secureContextFor('flaky.test')]);
-  t.same(failures.map((f) => f.status), ['rejected', 'rejected'], 'both waiters see the one failure');
+  t.same(
+    failures.map((f) => f.status),
+    ['rejected', 'rejected'],
+    'both waiters see the one failure',
+  );
   t.equal(leaves.size, 0, 'nothing cached');
   t.equal(issued, 0);
   t.ok(await leaves.secureContextFor('flaky.test'), 'the next call issues afresh');

@@ -1,6 +1,7 @@
 // Host patterns of the policy file ("api.github.com", "*.example.com", "example.com:8443",
 // "1.2.3.4", "[2001:db8::1]:443", and "*" when strict is off), compiled once to canonical form
-// so that matching a request is a string comparison, never a re-parse.
+// so that matching a request is a string comparison, never a re-parse. Pure, and shared by the
+// policy checks in src/config/ and the decisions in src/policy/, so it belongs to neither.
 import { isIP } from 'node:net';
 import { canonicalHost, splitHostPort, type CanonicalHost } from '../net/host.js';
 

@@ -12,10 +12,10 @@
 //   fragment, and a dot segment with parameters ("..;x", which Tomcat treats as "..") make the
 //   path invalid: servers disagree about them, and guessing would let a path slip past a rule.
 // The proxy should forward the normalized path, so the upstream sees what was checked.
+// Pure, and shared by the policy checks in src/config/ and the decisions in src/policy/, so it
+// belongs to neither.
 
-export type NormalizedPath =
-  | { ok: true; path: string; query: string | null }
-  | { ok: false; why: string };
+export type NormalizedPath = { ok: true; path: string; query: string | null } | { ok: false; why: string };
 
 type Escaped = { ok: true; text: string } | { ok: false; why: string };
 

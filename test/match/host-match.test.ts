@@ -1,5 +1,5 @@
 import t from 'tap';
-import { canonicalHostOnly, compileHostPattern, hostMatches } from '../../src/policy/host-match.js';
+import { canonicalHostOnly, compileHostPattern, hostMatches } from '../../src/match/host-match.js';
 
 // [pattern, request host, request port (undefined = not given), matches]
 const rows: Array<[string, string, number | undefined, boolean]> = [
@@ -81,8 +81,22 @@ t.test('compileHostPattern canonicalizes and refuses what is not a pattern', asy
   t.same(compileHostPattern('[2001:DB8::1]:443'), { kind: 'exact', text: '[2001:DB8::1]:443', host: '2001:db8::1', port: 443 });
   t.same(compileHostPattern('*'), { kind: 'any', text: '*', port: null });
   const invalid = [
-    '', '*.', '*.*.example.com', 'a.*.example.com', 'example.*', '*example.com', 'example.com:0', 'example.com:65536',
-    'example.com:http', '[example.com]', '[2001:db8::1', 'exa mple.com', 'a/b', 'user@example.com', '*:443', '*.1.2.3.4',
+    '',
+    '*.',
+    '*.*.example.com',
+    'a.*.example.com',
+    'example.*',
+    '*example.com',
+    'example.com:0',
+    'example.com:65536',
+    'example.com:http',
+    '[example.com]',
+    '[2001:db8::1',
+    'exa mple.com',
+    'a/b',
+    'user@example.com',
+    '*:443',
+    '*.1.2.3.4',
   ];
   for (const pattern of invalid) t.equal(compileHostPattern(pattern), null, `refuses ${JSON.stringify(pattern)}`);
 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { compilePathGlob, normalizePath } from '../../src/policy/path.js';
+import { compilePathGlob, normalizePath } from '../../src/match/path.js';
 
 // [raw request target, normalized path | invalid-reason fragment, query]
 type Row = [raw: string, expected: { path: string; query?: string | null } | { invalid: string }];
@@ -140,7 +140,11 @@ t.test('compilePathGlob refuses patterns that could never match a normalized pat
 
 t.test('normalizePath never throws and leaves no dot or empty segment', async () => {
   const pathChars = fc.constantFrom('/', '.', '%', '2', 'e', 'E', 'f', 'F', '5', 'c', 'a', '?', ';', '\\', '#', '~', '0', ' ', 'é');
-  const hostile = fc.oneof(fc.string(), fc.string({ unit: pathChars }), fc.string({ unit: pathChars }).map((s) => `/${s}`));
+  const hostile = fc.oneof(
+    fc.string(),
+    fc.string({ unit: pathChars }),
+    fc.string({ unit: pathChars }).map((s) => `/${s}`),
+  );
   fc.assert(
     fc.property(hostile, (raw) => {
       const got = normalizePath(raw);
