@@ -154,7 +154,8 @@ export class PolicyHolder {
       next = loadPolicy(file);
     } catch (err) {
       // Pinned, the bytes decide first: an edit that breaks the policy changed it all the same.
-      if (this.#pin !== null && (err as Partial<PolicyError>).digest !== this.#pin) return this.#drift((err as Partial<PolicyError>).digest ?? null);
+      if (this.#pin !== null && (err as Partial<PolicyError>).digest !== this.#pin)
+        return this.#drift((err as Partial<PolicyError>).digest ?? null);
       return this.#reject(err as Error);
     }
     if (this.#pin !== null && next.digest !== this.#pin) return this.#drift(next.digest);

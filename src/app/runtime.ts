@@ -25,7 +25,10 @@ export async function buildRuntime(loaded: LoadedPolicy, env: NodeJS.ProcessEnv 
     policy: compileAddressPolicy(doc.network),
     servers: doc.network.dns_servers,
     timeoutMs: doc.limits.dns_timeout_ms,
-    maxTimeoutMs: Math.max(...[...compiled.tools.values()].flatMap((t) => [t.limits.dns_timeout_ms, ...t.rules.map((r) => r.limits.dns_timeout_ms)]), 0),
+    maxTimeoutMs: Math.max(
+      ...[...compiled.tools.values()].flatMap((t) => [t.limits.dns_timeout_ms, ...t.rules.map((r) => r.limits.dns_timeout_ms)]),
+      0,
+    ),
   });
   const upstreamCa = upstreamRoots(readUpstreamCa(loaded));
   const pools = new UpstreamPools({

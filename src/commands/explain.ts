@@ -41,7 +41,6 @@ export async function runExplain(args: string[]): Promise<number> {
 
   const result = explain(compiled, tool, {
     phase: method === 'CONNECT' ? 'connect' : 'request',
-    scheme: https ? 'https' : 'http',
     host: host.host,
     port,
     method,

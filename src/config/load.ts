@@ -44,7 +44,9 @@ export function parsePolicy(text: string, fileName: string): PolicyDoc {
   const base = checkFile(fileName, resolve(fileName), new TextEncoder().encode(text), 'policy', true);
   const doc = base.source?.value as PolicyDoc | undefined;
   if (base.problems.length === 0 && doc?.include !== undefined) {
-    base.problems.push(problemAt('include_needs_file', base.source!, ['include'], 'fragments can only be included when the policy is loaded from a file'));
+    base.problems.push(
+      problemAt('include_needs_file', base.source!, ['include'], 'fragments can only be included when the policy is loaded from a file'),
+    );
   }
   return finish([base], null, (checked) => checked);
 }
@@ -181,13 +183,22 @@ function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
         const field = [`${kind}s`, name];
         if (kind === 'secret' && index > 0) {
           // A fragment's secret would let it send the proxy's environment or files to hosts of its choosing.
-          problems.push(problemAt('fragment_secret', part.source, field, 'fragments may not declare secrets; declare it in the base policy, whose tools and fragments\' tools may then be granted it'));
+          problems.push(
+            problemAt(
+              'fragment_secret',
+              part.source,
+              field,
+              "fragments may not declare secrets; declare it in the base policy, whose tools and fragments' tools may then be granted it",
+            ),
+          );
           continue;
         }
         if (owner) {
           const where = `${owner.part.name}:${lineOf(owner.part.source, field)}`;
           const what = owner.protected ? `the protected ${kind}` : `a ${kind}`;
-          problems.push(problemAt('redefined', part.source, field, `redefines ${what} declared in ${where}; fragments may only add new ${kind}s`));
+          problems.push(
+            problemAt('redefined', part.source, field, `redefines ${what} declared in ${where}; fragments may only add new ${kind}s`),
+          );
           continue;
         }
         owners.set(name, { part, protected: kind === 'tool' && (entry as ToolDoc).protected === true });
@@ -198,7 +209,9 @@ function combine(doc: PolicyDoc, parts: readonly GoodPart[]): Problem[] {
   for (const [name, { part }] of toolOwners) {
     doc.tools[name]!.secrets.forEach((alias, i) => {
       if (!secretOwners.has(alias)) {
-        problems.push(problemAt('undefined_secret', part.source, ['tools', name, 'secrets', i], `secret "${alias}" is not defined under secrets`));
+        problems.push(
+          problemAt('undefined_secret', part.source, ['tools', name, 'secrets', i], `secret "${alias}" is not defined under secrets`),
+        );
       }
     });
   }
@@ -218,7 +231,14 @@ function placeholderClashes(doc: PolicyDoc, owners: ReadonlyMap<string, Owner>):
     const other = owners.get(clash.alias)!.part;
     const where = `${other.name}:${lineOf(other.source, ['secrets', clash.alias])}`;
     const how = clash.placeholder === placeholder ? 'the same placeholder as' : 'a placeholder overlapping that of';
-    problems.push(problemAt('placeholder_clash', part.source, ['secrets', alias], `has ${how} secret "${clash.alias}" (${where}); each secret needs its own`));
+    problems.push(
+      problemAt(
+        'placeholder_clash',
+        part.source,
+        ['secrets', alias],
+        `has ${how} secret "${clash.alias}" (${where}); each secret needs its own`,
+      ),
+    );
   }
   return problems;
 }

@@ -73,13 +73,21 @@ function describe(error: ErrorObject, path: FieldPath): { code: ProblemCode; pat
     case 'type':
       return { code: 'wrong_type', path, message: `must be ${typeWords(String(params.type))}, not ${jsonType(error.data)}` };
     case 'enum':
-      return { code: 'invalid_choice', path, message: `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+      return {
+        code: 'invalid_choice',
+        path,
+        message: `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`,
+      };
     case 'const':
       return { code: 'invalid_choice', path, message: `must be ${JSON.stringify(params.allowedValue)}` };
     case 'pattern': {
       const expected = String((parent['x-expected'] as string | undefined) ?? `text matching ${String(params.pattern)}`);
       if (error.propertyName !== undefined) {
-        return { code: 'bad_format', path: [...path, error.propertyName], message: `name "${error.propertyName}" is not valid: expected ${expected}` };
+        return {
+          code: 'bad_format',
+          path: [...path, error.propertyName],
+          message: `name "${error.propertyName}" is not valid: expected ${expected}`,
+        };
       }
       return { code: 'bad_format', path, message: `expected ${expected}` };
     }
@@ -88,7 +96,11 @@ function describe(error: ErrorObject, path: FieldPath): { code: ProblemCode; pat
     case 'maximum':
       return { code: 'out_of_range', path, message: `must be at most ${String(params.limit)}` };
     case 'minItems':
-      return { code: 'too_few_entries', path, message: `must list at least ${String(params.limit)} ${params.limit === 1 ? 'entry' : 'entries'}` };
+      return {
+        code: 'too_few_entries',
+        path,
+        message: `must list at least ${String(params.limit)} ${params.limit === 1 ? 'entry' : 'entries'}`,
+      };
     case 'minLength':
       return { code: 'empty_value', path, message: 'must not be empty' };
     case 'uniqueItems': {

@@ -5,8 +5,8 @@ import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { getPublicSuffix } from 'tldts';
 import { splitHostPort } from '../net/host.js';
-import { compileHostPattern } from '../policy/host-match.js';
-import { compilePathGlob } from '../policy/path.js';
+import { compileHostPattern } from '../match/host-match.js';
+import { compilePathGlob } from '../match/path.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
 import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
@@ -22,10 +22,18 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
   const problems: Problem[] = [];
   const report = reporter(source, problems);
   if (doc.strict && doc.on_violation === 'review') {
-    report('strict_review', ['on_violation'], '"review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)');
+    report(
+      'strict_review',
+      ['on_violation'],
+      '"review" lets denied requests through; strict mode forbids it (set strict: false while rolling out)',
+    );
   }
   if (doc.strict && doc.network.private_ip === 'allow') {
-    report('strict_private_ip', ['network', 'private_ip'], '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)');
+    report(
+      'strict_private_ip',
+      ['network', 'private_ip'],
+      '"allow" lets tools reach private addresses; strict mode forbids it (list narrow allow_private_cidrs instead)',
+    );
   }
   doc.network.allow_private_cidrs.forEach((cidr, i) => {
     const problem = cidrProblem(cidr, doc.strict);
@@ -33,7 +41,11 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
   });
   doc.network.dns_servers.forEach((server, i) => {
     if (!isResolverAddress(server)) {
-      report('bad_dns_server', ['network', 'dns_servers', i], `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`);
+      report(
+        'bad_dns_server',
+        ['network', 'dns_servers', i],
+        `"${server}" is not "ip" or "ip:port" (an IPv6 server with a port goes in brackets: "[2001:db8::53]:53")`,
+      );
     }
   });
   return problems;
@@ -72,7 +84,11 @@ export function checkSecrets(source: PolicySource, secrets: Record<string, Secre
       if (problem) report(problem.code, ['secrets', alias, 'hosts', i], problem.message);
     });
     if (secret.inject && RESERVED_HEADERS.has(secret.inject.header.toLowerCase())) {
-      report('reserved_header', ['secrets', alias, 'inject', 'header'], `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`);
+      report(
+        'reserved_header',
+        ['secrets', alias, 'inject', 'header'],
+        `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`,
+      );
     }
   }
   return problems;
@@ -110,7 +126,10 @@ function ruleHostProblem(host: string, strict: boolean): Finding | null {
   const pattern = compileHostPattern(host);
   if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
   if (strict && pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
-    return { code: 'allow_all', message: `"${host}" matches every name under the public suffix "${pattern.suffix}"; strict mode forbids allow-all` };
+    return {
+      code: 'allow_all',
+      message: `"${host}" matches every name under the public suffix "${pattern.suffix}"; strict mode forbids allow-all`,
+    };
   }
   return null;
 }
@@ -121,7 +140,10 @@ function secretHostProblem(host: string): Finding | null {
   const pattern = compileHostPattern(host);
   if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
   if (pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
-    return { code: 'secret_host_too_wide', message: `"${host}" would send the secret to every name under the public suffix "${pattern.suffix}"` };
+    return {
+      code: 'secret_host_too_wide',
+      message: `"${host}" would send the secret to every name under the public suffix "${pattern.suffix}"`,
+    };
   }
   return null;
 }
@@ -155,7 +177,10 @@ function cidrProblem(cidr: string, strict: boolean): Finding | null {
     return { code: 'bad_cidr', message: `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?` };
   }
   if (strict && length < NARROWEST_WIDE_PREFIX[ip.kind()]) {
-    return { code: 'cidr_too_wide', message: `"${cidr}" is wider than any private range, the same as private_ip: allow; strict mode forbids it` };
+    return {
+      code: 'cidr_too_wide',
+      message: `"${cidr}" is wider than any private range, the same as private_ip: allow; strict mode forbids it`,
+    };
   }
   return null;
 }

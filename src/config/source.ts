@@ -28,23 +28,27 @@ export function parseSource(name: string, bytes: Uint8Array): Parsed {
   }
   const lines = new LineCounter();
   const tree = parseDocument(text, { lineCounter: lines, uniqueKeys: true, strict: true, prettyErrors: false });
-  const syntax = [...tree.errors, ...tree.warnings].map(
-    (error): Problem => ({
-      code: error.code === 'DUPLICATE_KEY' ? 'duplicate_key' : error.code === 'MULTIPLE_DOCS' ? 'multiple_documents' : 'yaml_syntax',
-      file: name,
-      line: lines.linePos(error.pos[0]).line,
-      message: yamlMessage(error.code, error.message, text, error.pos[0]),
-    }),
-  );
+  const syntax = [...tree.errors, ...tree.warnings].map((error): Problem => ({
+    code: error.code === 'DUPLICATE_KEY' ? 'duplicate_key' : error.code === 'MULTIPLE_DOCS' ? 'multiple_documents' : 'yaml_syntax',
+    file: name,
+    line: lines.linePos(error.pos[0]).line,
+    message: yamlMessage(error.code, error.message, text, error.pos[0]),
+  }));
   if (syntax.length > 0) return { ok: false, problems: syntax };
   if (tree.contents === null) {
-    return { ok: false, problems: [{ code: 'empty_file', file: name, line: 1, message: 'the file is empty; a policy needs at least "version: 1"' }] };
+    return {
+      ok: false,
+      problems: [{ code: 'empty_file', file: name, line: 1, message: 'the file is empty; a policy needs at least "version: 1"' }],
+    };
   }
   let value: unknown;
   try {
     value = tree.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (error) {
-    return { ok: false, problems: [{ code: 'alias_expansion', file: name, line: 1, message: `cannot expand the document: ${(error as Error).message}` }] };
+    return {
+      ok: false,
+      problems: [{ code: 'alias_expansion', file: name, line: 1, message: `cannot expand the document: ${(error as Error).message}` }],
+    };
   }
   return { ok: true, source: { name, tree, lines, value } };
 }

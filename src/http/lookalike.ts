@@ -54,6 +54,7 @@ function normalise(name: string): string {
   return name
     .toLowerCase()
     .replace(/_/g, '-')
+    // eslint-disable-next-line no-control-regex -- control bytes are what is removed here
     .replace(/[\x00-\x20\x7f]/g, '')
     .replace(/-{2,}/g, '-')
     .replace(/^-|-$/g, '');

@@ -56,20 +56,6 @@ export function patternCovers(pattern: HostPattern, host: CanonicalHost, port: n
  */
 export function hostMatches(pattern: string, host: string, port?: number): boolean {
   const compiled = compileHostPattern(pattern);
-  const canonical = canonicalHostOnly(host);
+  const canonical = canonicalHost(host);
   return compiled !== null && canonical !== null && patternCovers(compiled, canonical, port);
-}
-
-/**
- * canonicalHost for a host that must not carry a port. The URL parser behind canonicalHost
- * silently drops ":port" ("a.com:8443" would read as "a.com"), so a port is refused here:
- * hosts and ports reach the decision separately.
- */
-export function canonicalHostOnly(raw: string): CanonicalHost | null {
-  if (raw.startsWith('[')) {
-    if (!raw.endsWith(']')) return null;
-  } else if (raw.includes(':') && isIP(raw) !== 6) {
-    return null;
-  }
-  return canonicalHost(raw);
 }

@@ -1,5 +1,6 @@
-// Hash-chained audit log: one JSON object per line, appended through an async SonicBoom so the data
-// path never waits on the disk.
+// Hash-chained audit log: one JSON object per line. Records of one event-loop turn are batched; the
+// file is written synchronously once per turn (pino's default; the thread pool's wake-ups cost more
+// than the write), stdout (a pipe that may stall) asynchronously.
 //
 // Conventions (fixed by the team; other modules report through Observer in events.ts):
 // - Each request or tunnel gets exactly ONE canonical event: `net.req` (a plain HTTP request, or a

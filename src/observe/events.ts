@@ -46,8 +46,9 @@ export interface AuditInput {
 
 export interface Observer {
   event(e: AuditInput): void;
-  connectionOpened(tool: string | null): void;
-  connectionClosed(tool: string | null): void;
+  /** a client connection to the proxy port opened / closed (sluice_open_connections) */
+  connectionOpened(): void;
+  connectionClosed(): void;
   upstreamDuration(tool: string, seconds: number): void;
   certIssued(): void;
 }

@@ -63,11 +63,11 @@ export class AuditingObserver implements Observer {
     }
   }
 
-  connectionOpened(_tool: string | null): void {
+  connectionOpened(): void {
     this.#metrics.connectionOpened();
   }
 
-  connectionClosed(_tool: string | null): void {
+  connectionClosed(): void {
     this.#metrics.connectionClosed();
   }
 

@@ -3,9 +3,9 @@
 // path globs as RegExp, merged limits. A CompiledPolicy is immutable and replaced on reload; its
 // only mutable part is the per-tool route memo, which dies with it.
 import { LRUCache } from 'lru-cache';
-import type { CanonicalHost } from '../net/host.js';
+import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
-import { canonicalHostOnly, compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
+import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
@@ -126,7 +126,7 @@ export class CompiledTool {
   }
 
   #computeRoute(rawHost: string, port: number): Route {
-    const host = canonicalHostOnly(rawHost);
+    const host = canonicalHost(rawHost);
     if (!host) return INVALID_ROUTE;
     const byHost = Object.freeze(this.rulesForHost(host));
     const byPort = Object.freeze(byHost.filter((rule) => rule.ports.includes(port)));

@@ -5,12 +5,12 @@
 // stops there. A request then filters by method (method_not_allowed) and by path
 // (path_not_allowed). The first rule in file order that satisfies every constraint is the rule.
 import type { Limits } from '../config/types.js';
-import { hostForUrl, type CanonicalHost } from '../net/host.js';
+import { canonicalHost, hostForUrl, type CanonicalHost } from '../net/host.js';
 import { OUTCOME, type DenyReason } from './reasons.js';
 import type { Decision, DecisionRequest } from './types.js';
 import { isPort, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
 import { detail } from './detail.js';
-import { canonicalHostOnly, patternMatchesHost } from '../match/host-match.js';
+import { patternMatchesHost } from '../match/host-match.js';
 import { normalizePath, type NormalizedPath } from '../match/path.js';
 
 const NO_SECRETS: readonly string[] = Object.freeze([]);
@@ -45,7 +45,7 @@ export function decide(policy: CompiledPolicy, tool: string, req: DecisionReques
 export function explain(policy: CompiledPolicy, tool: string, req: DecisionRequest): { decision: Decision; considered: ConsideredRule[] } {
   const decision = decide(policy, tool, req);
   const compiled = policy.tools.get(tool);
-  const host = canonicalHostOnly(req.host);
+  const host = canonicalHost(req.host);
   if (!compiled || !host || !isPort(req.port)) return { decision, considered: [] };
   const path = req.phase === 'request' ? normalizePath(req.path ?? '/') : null;
   const considered = compiled.rules.map((rule) => ({ rule: rule.id, ...consider(rule, host, req, path) }));
@@ -174,7 +174,7 @@ function refusedBase(req: DecisionRequest, tool: string, limits: Readonly<Limits
     tool,
     rule: null,
     // Canonical when possible; otherwise what the client sent, bounded, for the audit record.
-    host: canonicalHostOnly(req.host)?.host ?? req.host.slice(0, 255),
+    host: canonicalHost(req.host)?.host ?? req.host.slice(0, 255),
     port: req.port,
     intercept: false,
     limits,

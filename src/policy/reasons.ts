@@ -80,12 +80,13 @@ const upstream = (status: number): OutcomeEntry => ({
   reviewable: false,
   retryAfterSeconds: null,
 });
+/** The client failed (too slow, too large a head): not a policy decision, recorded as the exchange itself. */
 const client = (status: number): OutcomeEntry => ({
   status,
   header: 'X-Sluice-Error',
   body: 'client',
-  audit: 'limit.exceeded',
-  denies: true,
+  audit: null,
+  denies: false,
   reviewable: false,
   retryAfterSeconds: null,
 });

@@ -6,7 +6,6 @@ import type { DenyReason } from './reasons.js';
 export interface DecisionRequest {
   /** 'connect' = a CONNECT line (host and port only); 'request' = a full HTTP request */
   phase: 'connect' | 'request';
-  scheme: 'http' | 'https';
   /** as the client wrote it (any case, maybe a trailing dot, maybe IDN, IPv6 in brackets or not) */
   host: string;
   port: number;

@@ -122,7 +122,6 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
   // 6. decide.
   const decision = decide(runtime.compiled, tool, {
     phase: head.kind === 'connect' ? 'connect' : 'request',
-    scheme: scope.scheme,
     host: target.host.host,
     port: target.port,
     method: head.kind === 'connect' ? 'CONNECT' : head.method.toUpperCase(),

@@ -59,7 +59,11 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     if (decision.secrets.length > 0) headers = withoutHeader(headers, 'content-length');
   }
 
-  const { pool, origin } = runtime.pools.get(scope.scheme, { ip, port: target.port, servername: servernameOf(target.host) }, limits.connect_timeout_ms);
+  const { pool, origin } = runtime.pools.get(
+    scope.scheme,
+    { ip, port: target.port, servername: servernameOf(target.host) },
+    limits.connect_timeout_ms,
+  );
   const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
   pool.dispatch(
     {

@@ -31,7 +31,8 @@ export function framingProblem(head: FramedHead): string | null {
     if (name === 'upgrade') for (const token of rawHeaders[i + 1]!.split(',')) upgrades.push(token.trim().toLowerCase());
   }
   if (head.kind === 'upgrade') {
-    if (upgrades.some((u) => u.startsWith('h2c') || u.startsWith('http/2'))) return 'an Upgrade to HTTP/2 (h2c) is not relayed: sluice reads HTTP/1.1 only';
+    if (upgrades.some((u) => u.startsWith('h2c') || u.startsWith('http/2')))
+      return 'an Upgrade to HTTP/2 (h2c) is not relayed: sluice reads HTTP/1.1 only';
     if (upgrades.length !== 1) return 'an Upgrade request must name exactly one protocol';
   }
   if (codings.length === 0) return null;

@@ -38,7 +38,7 @@ export class ConnectionLife {
   recheck: ((runtime: PolicyRuntime) => string | null) | null = null;
 
   constructor(open: OpenConnections, client: Duplex, ex: Exchange, kind: 'net.req' | 'net.tunnel') {
-    this.client = client as Owned;
+    this.client = client;
     this.ex = ex;
     this.#kind = kind;
     this.#open = open;

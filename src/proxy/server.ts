@@ -52,7 +52,10 @@ export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor, opt
     // like every other refusal (decision deny, reason rate_limited).
     server.on('drop', () => {
       const ex = new Exchange(deps.observer, 'http');
-      ex.settle('rate_limited', `a client connection was refused: sluice holds its cap of ${opts.maxConnections} connections (--max-connections)`);
+      ex.settle(
+        'rate_limited',
+        `a client connection was refused: sluice holds its cap of ${opts.maxConnections} connections (--max-connections)`,
+      );
       ex.report('net.req');
     });
   }
@@ -67,10 +70,10 @@ export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor, opt
   });
   // One function for every socket, and on() rather than once() ('close' fires once anyway): once()
   // costs a bound wrapper and its state per socket, which 10,000 idle tunnels hold for their lifetime.
-  const connectionClosed = (): void => deps.observer.connectionClosed(null);
+  const connectionClosed = (): void => deps.observer.connectionClosed();
   server.on('connection', (socket: Socket) => {
     socket.setNoDelay(true);
-    deps.observer.connectionOpened(null);
+    deps.observer.connectionOpened();
     socket.on('close', connectionClosed);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(deps, err, socket, null));

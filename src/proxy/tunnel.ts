@@ -28,7 +28,13 @@ export interface Interceptor {
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';
 
-export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+export async function handleConnect(
+  deps: ProxyDeps,
+  interceptor: Interceptor,
+  req: IncomingMessage,
+  client: Socket,
+  head: Buffer,
+): Promise<void> {
   const admission = await admit(deps, { scheme: 'https', tunnel: null }, headOf('connect', req));
   const life = new ConnectionLife(deps.open, client, admission.ex, 'net.tunnel');
   if (!admission.ok) return sendRawAnswer(client, admission.answer);
@@ -45,7 +51,10 @@ export async function handleConnect(deps: ProxyDeps, interceptor: Interceptor, r
     life.idle(decision.limits.idle_timeout_ms);
     if (start.result.kind === 'tls') return interceptor.tls(life, start.bytes, tunnel);
     if (start.result.kind === 'http') return interceptor.http(life, start.bytes, tunnel);
-    return life.end('bad_request', `the tunnel to ${target.authority} carries neither TLS nor HTTP, and rule ${decision.rule} needs sluice to read it`);
+    return life.end(
+      'bad_request',
+      `the tunnel to ${target.authority} carries neither TLS nor HTTP, and rule ${decision.rule} needs sluice to read it`,
+    );
   }
   return passthrough(deps, interceptor, life, admission, tunnel, head);
 }
@@ -114,7 +123,6 @@ function stillAllowed(runtime: PolicyRuntime, tunnel: TunnelScope, tool: string)
   if (!auth.ok || auth.tool !== tool) return `tool ${tool} no longer authenticates`;
   const decision = decide(runtime.compiled, tool, {
     phase: 'connect',
-    scheme: 'https',
     host: tunnel.target.host.host,
     port: tunnel.target.port,
     method: 'CONNECT',

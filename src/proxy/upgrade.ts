@@ -37,7 +37,10 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
   if (decision.sha256 !== null) {
-    return sendRawAnswer(client, ex.answer('bad_request', `rule ${decision.rule} pins a sha256 digest, which an upgraded connection cannot be checked against`));
+    return sendRawAnswer(
+      client,
+      ex.answer('bad_request', `rule ${decision.rule} pins a sha256 digest, which an upgraded connection cannot be checked against`),
+    );
   }
 
   const handshake = withVia(endToEndHeaders(req.rawHeaders, true).filter(([name]) => name.toLowerCase() !== 'host'));
@@ -61,7 +64,7 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
 
   const headers: Array<[string, string]> = [['Host', target.authority], ['Connection', 'Upgrade'], ...credentials.headers];
   const outgoing = http.request({
-    createConnection: () => upstream as never,
+    createConnection: () => upstream,
     method: req.method ?? 'GET',
     path: credentials.target,
     headers: flatten(headers),
@@ -95,7 +98,9 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     ex.status = res.statusCode ?? 502;
     const scrub = responseScrubber(runtime, decision, endToEndHeaders(res.rawHeaders));
     if (scrub === 'undecodable') return refuseAnswer('the response uses a content coding sluice cannot decode to scrub secret values');
-    const kept = (scrub ? scrub.headers : endToEndHeaders(res.rawHeaders)).filter(([n]) => !['content-length', 'transfer-encoding'].includes(n.toLowerCase()));
+    const kept = (scrub ? scrub.headers : endToEndHeaders(res.rawHeaders)).filter(
+      ([n]) => !['content-length', 'transfer-encoding'].includes(n.toLowerCase()),
+    );
     const lines = [statusLine(ex.status, scrubStatusText(runtime, res.statusMessage ?? ''))];
     for (const [name, value] of withVia(kept)) lines.push(`${name}: ${value}`);
     lines.push('Connection: close', '', '');
@@ -121,7 +126,9 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     clearTimeout(headerTimer);
     const protocol = (res.headers.upgrade ?? '').trim().toLowerCase();
     if (protocol !== requested) {
-      return refuseAnswer(`the upstream switched to ${JSON.stringify(protocol.slice(0, 40))}, not the requested ${JSON.stringify(requested.slice(0, 40))}`);
+      return refuseAnswer(
+        `the upstream switched to ${JSON.stringify(protocol.slice(0, 40))}, not the requested ${JSON.stringify(requested.slice(0, 40))}`,
+      );
     }
     ex.status = 101;
     const scrub = responseScrubber(runtime, decision, endToEndHeaders(res.rawHeaders, true));

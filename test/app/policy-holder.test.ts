@@ -57,7 +57,10 @@ t.test('reloads: unchanged, reloaded (subscribers told, previous disposed), reje
   const rec = recorder();
   holder.start(rec.hooks());
   t.same(rec.types(), ['policy.load']);
-  t.same(rec.labels.map((l) => l.sha256), [loadPolicy(file).digest]);
+  t.same(
+    rec.labels.map((l) => l.sha256),
+    [loadPolicy(file).digest],
+  );
 
   const seen: Array<[PolicyRuntime, PolicyRuntime]> = [];
   const unsubscribe = holder.onReload((next, previous) => seen.push([next, previous]));
@@ -188,13 +191,20 @@ t.test('watchPoints: a plain file, a ConfigMap chain, an absolute link, a loop, 
 });
 
 t.test('watched(): every file and link target, re-resolved after a reload that changes the includes', async (t) => {
-  const dir = t.testdir({ 'policy.yaml': policy('one.example'), 'policy.d': { 'a.yaml': fragment('a', 'a.example') }, store: { 'b.yaml': fragment('b', 'b.example') } });
+  const dir = t.testdir({
+    'policy.yaml': policy('one.example'),
+    'policy.d': { 'a.yaml': fragment('a', 'a.example') },
+    store: { 'b.yaml': fragment('b', 'b.example') },
+  });
   mkdirSync(path.join(dir, 'teams'));
   symlinkSync('../store/b.yaml', path.join(dir, 'teams/b.yaml'));
   const file = path.join(dir, 'policy.yaml');
   const holder = await open(t, file);
   holder.start(recorder().hooks({ watch: true }));
-  t.same([...holder.watched()].map(([d, names]) => [d, [...names]]), [[dir, ['policy.yaml']]]);
+  t.same(
+    [...holder.watched()].map(([d, names]) => [d, [...names]]),
+    [[dir, ['policy.yaml']]],
+  );
 
   writeFileSync(file, policy('one.example', '{policy.d,teams}/*.yaml'));
   t.equal(await holder.reload(), 'reloaded');

@@ -60,7 +60,7 @@ t.test('a fragment adds a tool, which may be granted a base secret', async (t) =
     join(process.cwd(), 'policy.d/a-wiki.yaml'),
     join(process.cwd(), 'policy.d/b-notes.yaml'),
   ]);
-  t.not(loaded.digest, createHash('sha256').update(BASE).digest('hex'), 'with fragments the digest is not the base file\'s hash');
+  t.not(loaded.digest, createHash('sha256').update(BASE).digest('hex'), "with fragments the digest is not the base file's hash");
 });
 
 t.test('a fragment may not declare secrets (it could ship the proxy environment anywhere)', async (t) => {

@@ -416,13 +416,20 @@ t.test('Node undici EnvHttpProxyAgent({ proxyTunnel: false }): plain http in abs
 t.test('Node undici EnvHttpProxyAgent default: plain http goes through a CONNECT tunnel', async (t) => {
   // undici 7's ProxyAgent tunnels http:// too (proxyTunnel defaults to true): sluice reads the
   // plain HTTP in the tunnel and decides each request like one sent in absolute form.
-  const r = await node(NODE_UNDICI_ENV, `http://undici.wild.test:${plain.port}/anything/plain/undici-tunnel`, proxyEnv('NODE_EXTRA_CA_CERTS', testCa));
+  const r = await node(
+    NODE_UNDICI_ENV,
+    `http://undici.wild.test:${plain.port}/anything/plain/undici-tunnel`,
+    proxyEnv('NODE_EXTRA_CA_CERTS', testCa),
+  );
   t.equal(r.code, 0, r.stderr);
   assertForwarded(t, echoOf(r), '/anything/plain/undici-tunnel');
   const tunnel = await waitForAudit(sluice, (e) => e.type === 'net.tunnel' && e.host === 'undici.wild.test' && e.port === plain.port);
   t.equal(tunnel.decision, 'allow');
   t.equal(tunnel.method, 'CONNECT');
-  const request = await waitForAudit(sluice, (e) => e.type === 'net.req' && e.host === 'undici.wild.test' && e.path === '/anything/plain/undici-tunnel');
+  const request = await waitForAudit(
+    sluice,
+    (e) => e.type === 'net.req' && e.host === 'undici.wild.test' && e.path === '/anything/plain/undici-tunnel',
+  );
   t.equal(request.scheme, 'http');
   t.equal(request.decision, 'allow');
   t.ok((request.bytes_down ?? 0) > 0, 'the request inside the tunnel carries the bytes');

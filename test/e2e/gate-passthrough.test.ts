@@ -79,7 +79,15 @@ const NOT_TLS: Array<{ name: string; what: string; bytes: Buffer }> = [
 ];
 
 const HIGH_HOSTS = [
-  'control-high', ...MALFORMED_HELLOS.map((c) => `${c.name}-high`), 'http-ok', 'http-foreign-0', 'http-foreign-1', 'http-foreign-2', 'ssh', 'binary', 'first',
+  'control-high',
+  ...MALFORMED_HELLOS.map((c) => `${c.name}-high`),
+  'http-ok',
+  'http-foreign-0',
+  'http-foreign-1',
+  'http-foreign-2',
+  'ssh',
+  'binary',
+  'first',
 ];
 const HOSTS_443 = ['control-443', ...MALFORMED_HELLOS.map((c) => `${c.name}-443`), ...NOT_TLS.map((c) => `${c.name}-443`)];
 const name = (label: string): string => `${label}.pass.test`;
@@ -96,7 +104,9 @@ t.before(async () => {
   // Port 443 needs root (the netns run and CI are root); without it the 443 subtests fail loudly.
   up443 = await startRawUpstream(peer, { host: UPSTREAM_IP, port: 443 }).catch(() => null);
   serverFirst = await startRawUpstream(serverFirstPeer, { host: UPSTREAM_IP });
-  dns = await startDns(Object.fromEntries([...HIGH_HOSTS, ...HOSTS_443].map((label) => [name(label), [{ type: 'A' as const, address: UPSTREAM_IP }]])));
+  dns = await startDns(
+    Object.fromEntries([...HIGH_HOSTS, ...HOSTS_443].map((label) => [name(label), [{ type: 'A' as const, address: UPSTREAM_IP }]])),
+  );
   sluice = await startTestSluice({
     policy: `
 version: 1
@@ -122,8 +132,17 @@ t.teardown(async () => {
 
 /** What the upstream received on the connections it accepted since `from`, once they have closed (bounded wait). */
 async function receivedSince(upstream: RawUpstream, from: number): Promise<string> {
-  await settles(() => upstream.connectionLog().slice(from).every((c) => c.closed));
-  return upstream.connectionLog().slice(from).map((c) => c.received).join('');
+  await settles(() =>
+    upstream
+      .connectionLog()
+      .slice(from)
+      .every((c) => c.closed),
+  );
+  return upstream
+    .connectionLog()
+    .slice(from)
+    .map((c) => c.received)
+    .join('');
 }
 
 const ports = [
@@ -146,7 +165,15 @@ for (const port of ports) {
     const tunnel = await connectTunnel(sluice.port, `${host}:${upstream.port}`, auth);
     t.equal(tunnel.status, 200);
     tunnel.socket.write(hello);
-    t.ok(await settles(() => upstream.connectionLog().slice(from).some((c) => c.received.length >= hello.length)), 'the hello arrived');
+    t.ok(
+      await settles(() =>
+        upstream
+          .connectionLog()
+          .slice(from)
+          .some((c) => c.received.length >= hello.length),
+      ),
+      'the hello arrived',
+    );
     tunnel.socket.destroy();
     t.equal(await receivedSince(upstream, from), hello.toString('latin1'), 'exactly the client hello, nothing else');
   });
@@ -195,8 +222,20 @@ t.test('plain HTTP in a passthrough tunnel to another port: a request naming the
   t.equal(first.status, 200);
   t.equal(first.body, 'served /served');
   const record = await auditWithin(sluice, (r) => r.type === 'net.req' && r.host === host && r.path === '/served');
-  t.match(record, { type: 'net.req', decision: 'allow', scheme: 'http', tool: TOOL, host, port: up.port, status: 200 }, 'audit: one net.req for the request');
-  t.match(up.connectionLog().slice(from).map((c) => c.received).join(''), /^via: .*1\.1 sluice/im, 'the upstream got the request as sluice forwards one (Via added)');
+  t.match(
+    record,
+    { type: 'net.req', decision: 'allow', scheme: 'http', tool: TOOL, host, port: up.port, status: 200 },
+    'audit: one net.req for the request',
+  );
+  t.match(
+    up
+      .connectionLog()
+      .slice(from)
+      .map((c) => c.received)
+      .join(''),
+    /^via: .*1\.1 sluice/im,
+    'the upstream got the request as sluice forwards one (Via added)',
+  );
 
   // Each request is decided on its own: the next one on the same tunnel names another host.
   const second = await roundTrip(socket, `GET /second HTTP/1.1\r\nHost: elsewhere.pass.test:${up.port}\r\n\r\n`, { timeoutMs: 5000 });
@@ -207,27 +246,36 @@ t.test('plain HTTP in a passthrough tunnel to another port: a request naming the
 
 const FOREIGN = [
   { what: 'a Host naming another host', request: (port: number) => `GET /x HTTP/1.1\r\nHost: elsewhere.pass.test:${port}\r\n\r\n` },
-  { what: 'a Host naming the CONNECT host on another port', request: (port: number) => `GET /x HTTP/1.1\r\nHost: ${name('http-foreign-1')}:${port + 1}\r\n\r\n` },
-  { what: 'an absolute-form target naming another host', request: (port: number) => `GET http://elsewhere.pass.test:${port}/x HTTP/1.1\r\nHost: ${name('http-foreign-2')}:${port}\r\n\r\n` },
+  {
+    what: 'a Host naming the CONNECT host on another port',
+    request: (port: number) => `GET /x HTTP/1.1\r\nHost: ${name('http-foreign-1')}:${port + 1}\r\n\r\n`,
+  },
+  {
+    what: 'an absolute-form target naming another host',
+    request: (port: number) => `GET http://elsewhere.pass.test:${port}/x HTTP/1.1\r\nHost: ${name('http-foreign-2')}:${port}\r\n\r\n`,
+  },
 ];
 
 for (const [i, c] of FOREIGN.entries()) {
-  t.test(`plain HTTP in a passthrough tunnel to another port: ${c.what} is 400 bad_request inside the tunnel; the upstream gets nothing`, async (t) => {
-    const host = name(`http-foreign-${i}`);
-    const from = up.connectionLog().length;
-    const tunnel = await connectTunnel(sluice.port, `${host}:${up.port}`, auth);
-    t.equal(tunnel.status, 200);
-    const r = await roundTrip(tunnel.socket, c.request(up.port), { timeoutMs: 5000 }).catch((err: Error) => err);
-    tunnel.socket.destroy();
-    t.notOk(r instanceof Error, 'an answer came back inside the tunnel');
-    if (r instanceof Error) return;
-    t.equal(r.status, 400);
-    t.equal(r.headers['x-sluice-deny'], 'bad_request');
-    const id = r.headers['x-request-id'];
-    const record = id === undefined ? undefined : await auditWithin(sluice, (a) => a.request_id === id);
-    t.match(record, { type: 'policy.violation', decision: 'deny', reason: 'bad_request', tool: TOOL, host }, 'audit');
-    t.equal((await receivedSince(up, from)).length, 0, 'the upstream received zero bytes');
-  });
+  t.test(
+    `plain HTTP in a passthrough tunnel to another port: ${c.what} is 400 bad_request inside the tunnel; the upstream gets nothing`,
+    async (t) => {
+      const host = name(`http-foreign-${i}`);
+      const from = up.connectionLog().length;
+      const tunnel = await connectTunnel(sluice.port, `${host}:${up.port}`, auth);
+      t.equal(tunnel.status, 200);
+      const r = await roundTrip(tunnel.socket, c.request(up.port), { timeoutMs: 5000 }).catch((err: Error) => err);
+      tunnel.socket.destroy();
+      t.notOk(r instanceof Error, 'an answer came back inside the tunnel');
+      if (r instanceof Error) return;
+      t.equal(r.status, 400);
+      t.equal(r.headers['x-sluice-deny'], 'bad_request');
+      const id = r.headers['x-request-id'];
+      const record = id === undefined ? undefined : await auditWithin(sluice, (a) => a.request_id === id);
+      t.match(record, { type: 'policy.violation', decision: 'deny', reason: 'bad_request', tool: TOOL, host }, 'audit');
+      t.equal((await receivedSince(up, from)).length, 0, 'the upstream received zero bytes');
+    },
+  );
 }
 
 t.test('an SSH banner (client speaks first) is relayed both ways', async (t) => {

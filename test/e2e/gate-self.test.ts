@@ -54,7 +54,10 @@ async function selfSluice(listenHost?: string, adminHost?: string): Promise<Test
     ...(listenHost === undefined ? {} : { listenHost }),
     ...(adminHost === undefined ? {} : { adminHost }),
   });
-  writeFileSync(sluice.policyFile, readFileSync(sluice.policyFile, 'utf8').replace('allow_ports: [80]', `allow_ports: [${sluice.port}, ${sluice.adminPort}]`));
+  writeFileSync(
+    sluice.policyFile,
+    readFileSync(sluice.policyFile, 'utf8').replace('allow_ports: [80]', `allow_ports: [${sluice.port}, ${sluice.adminPort}]`),
+  );
   if (!(await sluice.running.reload())) throw new Error("the policy allowing sluice's own ports did not load");
   return sluice;
 }
@@ -65,7 +68,11 @@ async function selfSluice(listenHost?: string, adminHost?: string): Promise<Test
  */
 async function refusedBoth(t: Test, sluice: TestSluice, host: string, port: number, label: string): Promise<void> {
   const authority = `${host}:${port}`;
-  const r = await rawRequest(sluice.port, `GET http://${authority}/metrics HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${auth}\r\n\r\n`, { timeoutMs: 5000 });
+  const r = await rawRequest(
+    sluice.port,
+    `GET http://${authority}/metrics HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
+    { timeoutMs: 5000 },
+  );
   t.equal(r.status, 403, `absolute-form ${authority} (${label}): 403`);
   t.equal(r.headers['x-sluice-deny'], 'private_ip', `absolute-form ${authority} (${label}): private_ip`);
   t.match(detailOf(r.body), /sluice itself/, `absolute-form ${authority} (${label}): the detail says it is sluice itself`);
@@ -79,7 +86,7 @@ async function refusedBoth(t: Test, sluice: TestSluice, host: string, port: numb
 
 function detailOf(body: string): string {
   try {
-    return String((JSON.parse(body) as { detail?: unknown }).detail ?? '');
+    return (JSON.parse(body) as { detail?: string }).detail ?? '';
   } catch {
     return '';
   }

@@ -34,14 +34,18 @@ let tlsUp: ScriptedUpstream;
 let sluice: TestSluice;
 let dns: DnsServer;
 let sluiceCa: string;
-const auth = basicAuth(TOOL, TOKEN);
 
 function answer(socket: net.Socket, status: string, headers: string[], body?: string): void {
   const framing = body === undefined ? [] : [`Content-Length: ${Buffer.byteLength(body)}`];
   socket.write(`HTTP/1.1 ${status}\r\n${[...headers, ...framing].map((h) => `${h}\r\n`).join('')}\r\n${body ?? ''}`);
 }
 
-const websocket101 = (extra: string[] = [], token = 'websocket'): string[] => [`Upgrade: ${token}`, 'Connection: Upgrade', `Sec-WebSocket-Accept: ${wsAccept()}`, ...extra];
+const websocket101 = (extra: string[] = [], token = 'websocket'): string[] => [
+  `Upgrade: ${token}`,
+  'Connection: Upgrade',
+  `Sec-WebSocket-Accept: ${wsAccept()}`,
+  ...extra,
+];
 
 /**
  * The upstream's behaviour is chosen by the first path segment; the rest of the path names the case,
@@ -82,7 +86,11 @@ function script(request: UpstreamRequestHead, socket: net.Socket): 'raw' | void 
       answer(
         socket,
         '101 Switching Protocols',
-        websocket101([`X-Echo: ${request.headers['x-ws-token'] ?? ''}`, `X-Echo-Key: ${request.headers['x-api-key'] ?? ''}`, `X-Known: ${SECRET}`]),
+        websocket101([
+          `X-Echo: ${request.headers['x-ws-token'] ?? ''}`,
+          `X-Echo-Key: ${request.headers['x-api-key'] ?? ''}`,
+          `X-Known: ${SECRET}`,
+        ]),
       );
       return echoRaw();
     case 'h2c':
@@ -163,7 +171,11 @@ const transports: Transport[] = [
     name: 'ws',
     upstream: () => plainUp,
     open: () => openSocket(sluice.port),
-    target: (host, p, tool = TOOL) => ({ target: `http://${host}:${plainUp.port}${p}`, host: `${host}:${plainUp.port}`, proxyAuthorization: basicAuth(tool, TOKEN) }),
+    target: (host, p, tool = TOOL) => ({
+      target: `http://${host}:${plainUp.port}${p}`,
+      host: `${host}:${plainUp.port}`,
+      proxyAuthorization: basicAuth(tool, TOKEN),
+    }),
   },
   {
     name: 'wss',
@@ -185,7 +197,8 @@ const upgrade = (tr: Transport, host: string, p: string, options: { upgrade?: st
   upgradeRequest({ ...tr.target(host, p), ...options });
 
 /** The bytes a hostile client pipelines after its handshake, as the upstream would read a request. */
-const smuggled = (tr: Transport, marker = SMUGGLED): string => `${marker} HTTP/1.1\r\nHost: ${tr.target(HOST, '/').host}\r\nContent-Length: 0\r\n\r\n`;
+const smuggled = (tr: Transport, marker = SMUGGLED): string =>
+  `${marker} HTTP/1.1\r\nHost: ${tr.target(HOST, '/').host}\r\nContent-Length: 0\r\n\r\n`;
 
 /** The upstream connection that carried the request for `target` (by its path), or undefined if none did. */
 function upstreamConnectionOf(up: ScriptedUpstream, target: string): number | undefined {
@@ -207,24 +220,27 @@ async function recordsFor(p: string): Promise<AuditRecord[]> {
 }
 
 for (const tr of transports) {
-  t.test(`${tr.name}: a non-101 answer goes to the client as it is, with Connection: close; the bytes pipelined after the handshake never reach the upstream`, async (t) => {
-    const p = `/no/pipelined-${tr.name}`;
-    const up = tr.upstream();
-    const socket = await tr.open(HOST);
-    const r = await exchangeRaw(socket, upgrade(tr, HOST, p) + smuggled(tr), { until: 'close', timeoutMs: 3000 });
-    t.equal(r.status, 403, "the upstream's status");
-    t.equal(r.headers['x-upstream'], 'said-no', "the upstream's headers");
-    t.equal(r.body, 'upstream says no', "the upstream's body");
-    t.match(r.headers['connection'] ?? '', /^close$/i, 'Connection: close');
-    t.equal(r.responses.length, 1, 'one answer on the connection');
-    t.ok(r.closed, 'sluice closed the client connection');
-    t.ok(await upstreamClosed(up, p), 'sluice closed the upstream connection');
-    t.equal(up.requests.filter((q) => q.target === p).length, 1, 'the handshake reached the upstream once');
-    t.notOk(up.received().includes(SMUGGLED), 'the pipelined request never reached the upstream');
-    const records = await recordsFor(p);
-    t.equal(records.length, 1, 'exactly one audit event');
-    t.match(records[0], { type: 'net.req', status: 403, tool: TOOL, host: HOST });
-  });
+  t.test(
+    `${tr.name}: a non-101 answer goes to the client as it is, with Connection: close; the bytes pipelined after the handshake never reach the upstream`,
+    async (t) => {
+      const p = `/no/pipelined-${tr.name}`;
+      const up = tr.upstream();
+      const socket = await tr.open(HOST);
+      const r = await exchangeRaw(socket, upgrade(tr, HOST, p) + smuggled(tr), { until: 'close', timeoutMs: 3000 });
+      t.equal(r.status, 403, "the upstream's status");
+      t.equal(r.headers['x-upstream'], 'said-no', "the upstream's headers");
+      t.equal(r.body, 'upstream says no', "the upstream's body");
+      t.match(r.headers['connection'] ?? '', /^close$/i, 'Connection: close');
+      t.equal(r.responses.length, 1, 'one answer on the connection');
+      t.ok(r.closed, 'sluice closed the client connection');
+      t.ok(await upstreamClosed(up, p), 'sluice closed the upstream connection');
+      t.equal(up.requests.filter((q) => q.target === p).length, 1, 'the handshake reached the upstream once');
+      t.notOk(up.received().includes(SMUGGLED), 'the pipelined request never reached the upstream');
+      const records = await recordsFor(p);
+      t.equal(records.length, 1, 'exactly one audit event');
+      t.match(records[0], { type: 'net.req', status: 403, tool: TOOL, host: HOST });
+    },
+  );
 
   t.test(`${tr.name}: bytes the client sends after a non-101 answer arrived never reach the upstream`, async (t) => {
     const p = `/fine/late-${tr.name}`;
@@ -334,7 +350,10 @@ for (const tr of transports) {
     const i = await roundTrip(injected, upgrade(tr, INJECT_HOST, injectPath), { timeoutMs: 5000 });
     t.equal(i.status, 101);
     t.ok(up.requests.find((q) => q.target === injectPath)?.headers['x-api-key'] === INJECTED, 'the upstream received the injected value');
-    t.notOk(i.rawHeaders.some(([, v]) => v.includes(INJECTED)), 'no injected value in the 101 head');
+    t.notOk(
+      i.rawHeaders.some(([, v]) => v.includes(INJECTED)),
+      'no injected value in the 101 head',
+    );
     t.ok(i.headers['x-echo-key'] === INJECTED_PLACEHOLDER, 'the injected value echoed back is its placeholder');
   });
 
@@ -363,8 +382,20 @@ for (const tr of transports) {
     // with a 400 (HPE_CLOSED_CONNECTION), so that first status is not pinned; sluice's own closing
     // refusal (a Host naming another authority) is the case that was acted on.
     const cases = [
-      { what: 'the client asked to close', firstPath: `/plain/first-${tr.name}`, extra: ['Connection: close'], hostHeader: undefined, status: null },
-      { what: 'sluice refused the first request (closing)', firstPath: `/plain/refused-${tr.name}`, extra: [], hostHeader: 'elsewhere.wild.test', status: 400 },
+      {
+        what: 'the client asked to close',
+        firstPath: `/plain/first-${tr.name}`,
+        extra: ['Connection: close'],
+        hostHeader: undefined,
+        status: null,
+      },
+      {
+        what: 'sluice refused the first request (closing)',
+        firstPath: `/plain/refused-${tr.name}`,
+        extra: [],
+        hostHeader: 'elsewhere.wild.test',
+        status: 400,
+      },
     ];
     for (const [i, c] of cases.entries()) {
       const p = `/ok/after-close-${tr.name}-${i}`;
@@ -373,7 +404,10 @@ for (const tr of transports) {
       const r = await exchangeRaw(socket, first + upgrade(tr, HOST, p), { until: 'close', timeoutMs: 3000 });
       t.equal(r.responses.length, 1, `${c.what}: one answer, for the first request`);
       if (c.status !== null) t.equal(r.status, c.status, `${c.what}: its status`);
-      t.notOk(r.responses.some((x) => x.status === 101), `${c.what}: no 101`);
+      t.notOk(
+        r.responses.some((x) => x.status === 101),
+        `${c.what}: no 101`,
+      );
       t.ok(r.closed, `${c.what}: the connection closed`);
       // The first request's record is written when its exchange ends: by then an Upgrade acted on would have been sent.
       await waitForAudit(sluice, (a) => CANONICAL_TYPES.has(a.type) && a.path === c.firstPath).catch(() => undefined);

@@ -90,7 +90,10 @@ t.test('hot reload on file change: new requests get the new policy, an in-flight
   t.equal(slow.status, 200, 'the request that started under the old policy finished');
   t.equal(slow.body, 'slow\n');
   const loads = (await sluice.audit()).filter((r) => r.type === 'policy.load');
-  t.same(loads.map((r) => r.policy_sha256), [oldSha, sluice.running.current().loaded.digest]);
+  t.same(
+    loads.map((r) => r.policy_sha256),
+    [oldSha, sluice.running.current().loaded.digest],
+  );
 });
 
 t.test('an invalid new policy is rejected: the old stays, policy.reload_failed audited and counted', async (t) => {

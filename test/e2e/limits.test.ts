@@ -151,7 +151,10 @@ t.test('response size cap', async (t) => {
     t.equal(r.status, 502);
     t.equal(r.headers['x-sluice-deny'], 'response_too_large');
     t.ok(r.raw.length < 3 * MiB, `the client got ${r.raw.length} bytes, not the whole 3 MiB`);
-    const record = await waitForAudit(sluice, (a) => a.type === 'limit.exceeded' && a.tool === 'small' && a.method === 'GET' && a.scheme === 'http');
+    const record = await waitForAudit(
+      sluice,
+      (a) => a.type === 'limit.exceeded' && a.tool === 'small' && a.method === 'GET' && a.scheme === 'http',
+    );
     t.equal(record.reason, 'response_too_large');
   });
 
@@ -242,7 +245,7 @@ t.test('timeouts', async (t) => {
     t.ok(r.closed);
     t.ok(sent < text.length, `the request never completed (${sent} of ${text.length} bytes)`);
     const id = r.headers['x-request-id']!;
-    t.match(await waitForAudit(sluice, (a) => a.request_id === id), { type: 'limit.exceeded', reason: 'client_timeout', status: 408 });
+    t.match(await waitForAudit(sluice, (a) => a.request_id === id), { type: 'net.req', reason: 'client_timeout', status: 408 });
   });
 });
 

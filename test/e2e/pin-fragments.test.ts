@@ -73,7 +73,10 @@ t.test('with a pin over all files, a fragment edit halts; a base-only pin does n
     env: process.env,
     ...(onHalt ? { onHalt } : {}),
   });
-  const refused = await startSluice(options(baseOnly)).then((s) => s.close().then(() => null), (e: unknown) => e);
+  const refused = await startSluice(options(baseOnly)).then(
+    (s) => s.close().then(() => null),
+    (e: unknown) => e,
+  );
   t.ok(refused instanceof StartupError, 'pinning only the base file is refused when fragments exist');
 
   let halted: string | null = null;

@@ -70,7 +70,10 @@ t.test('the watcher picks up an edit of any fragment, in whichever directory, wi
   const sluice = await startTestSluice({
     policyFile: 'etc/policy.yaml',
     policy: base(['/anything/base/**'], ['policy.d/*.yaml', 'teams/*/*.yaml']),
-    files: { 'etc/policy.d/near.yaml': fragment('near', ['/anything/near/**']), 'etc/teams/far/far.yaml': fragment('far', ['/anything/far/**']) },
+    files: {
+      'etc/policy.d/near.yaml': fragment('near', ['/anything/near/**']),
+      'etc/teams/far/far.yaml': fragment('far', ['/anything/far/**']),
+    },
     watchPolicy: true,
   });
   t.teardown(() => sluice.close());
@@ -105,15 +108,25 @@ t.test("a symlinked fragment: an edit of its target outside the policy's directo
 });
 
 /** etc/policy.yaml is a symlink to configs/policy.yaml, the file the test edits. */
-const linkedPolicy = { policyFile: 'configs/policy.yaml', serve: 'etc/policy.yaml', setup: (dir: string) => {
-  mkdirSync(path.join(dir, 'etc'));
-  symlinkSync('../configs/policy.yaml', path.join(dir, 'etc/policy.yaml'));
-} };
+const linkedPolicy = {
+  policyFile: 'configs/policy.yaml',
+  serve: 'etc/policy.yaml',
+  setup: (dir: string) => {
+    mkdirSync(path.join(dir, 'etc'));
+    symlinkSync('../configs/policy.yaml', path.join(dir, 'etc/policy.yaml'));
+  },
+};
 
 t.test('a pinned policy that is a symlink into another directory halts when the target is edited', async (t) => {
   const policy = base(['/anything/**']);
   let halted: string | null = null;
-  const sluice = await startTestSluice({ ...linkedPolicy, policy, policySha256: sha256(filled(policy)), watchPolicy: true, onHalt: (d) => (halted = d) });
+  const sluice = await startTestSluice({
+    ...linkedPolicy,
+    policy,
+    policySha256: sha256(filled(policy)),
+    watchPolicy: true,
+    onHalt: (d) => (halted = d),
+  });
   t.teardown(() => sluice.close());
   t.equal((await get(sluice, TOOL, '/anything/before')).status, 200);
   const edited = `${filled(policy)}# edited\n`;
@@ -128,7 +141,7 @@ t.test('a pinned policy that is a symlink into another directory halts when the 
   t.match(drift.detail, sha256(edited), 'the event names the digest found');
 });
 
-t.test('without a pin, an edit of a symlinked policy\'s target reloads', async (t) => {
+t.test("without a pin, an edit of a symlinked policy's target reloads", async (t) => {
   const sluice = await startTestSluice({ ...linkedPolicy, policy: base(['/anything/one/**']), watchPolicy: true });
   t.teardown(() => sluice.close());
   writeFileSync(sluice.policyFile, filled(base(['/anything/two/**'])));
@@ -170,7 +183,12 @@ t.test('a Kubernetes ConfigMap swap reloads, and the new target is watched after
 t.test('a pinned ConfigMap policy halts on a swap', async (t) => {
   const policy = base(['/anything/**']);
   let halted: string | null = null;
-  const sluice = await startTestSluice({ ...configMap(policy), policySha256: sha256(filled(policy)), watchPolicy: true, onHalt: (d) => (halted = d) });
+  const sluice = await startTestSluice({
+    ...configMap(policy),
+    policySha256: sha256(filled(policy)),
+    watchPolicy: true,
+    onHalt: (d) => (halted = d),
+  });
   t.teardown(() => sluice.close());
   swapConfigMap(sluice.dir, '..v1', '..v2', `${policy}# swapped\n`);
   await waitFor(() => halted !== null, 'the halt', 3000);
@@ -185,12 +203,16 @@ t.test('one digest: sluice check, --policy-sha256, audit events, sluice_policy_i
   const one = await startTestSluice(layout(['/anything/one/**']));
   t.teardown(() => one.close());
   const digest = checkDigest(one.policyFile);
-  t.not(digest, sha256(readFileSync(one.policyFile, 'utf8')), 'with a fragment the digest is not the base file\'s hash');
+  t.not(digest, sha256(readFileSync(one.policyFile, 'utf8')), "with a fragment the digest is not the base file's hash");
 
   t.equal((await get(one, 'extra', '/anything/one/x')).status, 200);
   const request = await waitForAudit(one, (r) => r.type === 'net.req');
-  t.equal(request.policy_sha256, digest, 'a request\'s audit event');
-  t.same((await loads(one)).map((r) => r.policy_sha256), [digest], 'the policy.load event');
+  t.equal(request.policy_sha256, digest, "a request's audit event");
+  t.same(
+    (await loads(one)).map((r) => r.policy_sha256),
+    [digest],
+    'the policy.load event',
+  );
   t.same(await policyInfo(one), [digest], 'sluice_policy_info{sha256}');
   t.equal(JSON.parse(await admin(one, '/policy')).sha256, digest, 'admin /policy');
 
@@ -204,14 +226,20 @@ t.test('one digest: sluice check, --policy-sha256, audit events, sluice_policy_i
   t.not(otherDigest, digest, 'policies that differ only in a fragment have different digests');
   t.equal(JSON.parse(await admin(other, '/policy')).sha256, otherDigest);
   t.same(await policyInfo(other), [otherDigest]);
-  t.same((await loads(other)).map((r) => r.policy_sha256), [otherDigest]);
+  t.same(
+    (await loads(other)).map((r) => r.policy_sha256),
+    [otherDigest],
+  );
 
   // A fragment edit: after the reload every place names the new digest, which check prints too.
   writeFileSync(path.join(one.dir, 'policy.d/extra.yaml'), fragment('extra', ['/anything/two/**']));
   t.ok(await one.running.reload());
   const next = checkDigest(one.policyFile);
   t.not(next, digest);
-  t.same((await loads(one)).map((r) => r.policy_sha256), [digest, next]);
+  t.same(
+    (await loads(one)).map((r) => r.policy_sha256),
+    [digest, next],
+  );
   t.same(await policyInfo(one), [next]);
   t.equal(JSON.parse(await admin(one, '/policy')).sha256, next);
 });

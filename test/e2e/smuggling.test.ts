@@ -153,7 +153,7 @@ t.test('oversize request line and oversize headers are refused (431), audited, a
     t.equal(r.headers['x-sluice-error'], 'headers_too_large', f.what);
     t.ok(r.closed, `${f.what}: closed`);
     const id = r.headers['x-request-id']!;
-    t.match(await waitForAudit(sluice, (a) => a.request_id === id), { type: 'limit.exceeded', reason: 'headers_too_large', status: 431 });
+    t.match(await waitForAudit(sluice, (a) => a.request_id === id), { type: 'net.req', reason: 'headers_too_large', status: 431 });
   }
   t.equal(upstream.requests.length, before);
 });

@@ -113,14 +113,73 @@ interface Case {
 
 const CASES: Case[] = [
   { name: 'allowed', label: 'allowed', port: 'upstream', token: TOKEN, atConnect: false, needsRequests: false, deny: null },
-  { name: 'host with no rule (no_rule)', label: 'nothing', port: 'upstream', token: TOKEN, atConnect: true, needsRequests: false, deny: { status: 403, reason: 'no_rule' } },
-  { name: 'port not allowed (port_not_allowed)', label: 'allowed', port: 'closed', token: TOKEN, atConnect: true, needsRequests: false, deny: { status: 403, reason: 'port_not_allowed' } },
+  {
+    name: 'host with no rule (no_rule)',
+    label: 'nothing',
+    port: 'upstream',
+    token: TOKEN,
+    atConnect: true,
+    needsRequests: false,
+    deny: { status: 403, reason: 'no_rule' },
+  },
+  {
+    name: 'port not allowed (port_not_allowed)',
+    label: 'allowed',
+    port: 'closed',
+    token: TOKEN,
+    atConnect: true,
+    needsRequests: false,
+    deny: { status: 403, reason: 'port_not_allowed' },
+  },
   // For an intercepted host too the address is vetted on CONNECT: the canary is never dialled and no tunnel opens.
-  { name: 'private address (private_ip)', label: 'private', port: 'canary', token: TOKEN, atConnect: true, needsRequests: false, netns: true, deny: { status: 403, reason: 'private_ip' } },
-  { name: 'wrong token (unauthenticated)', label: 'allowed', port: 'upstream', token: WRONG_TOKEN, atConnect: true, needsRequests: false, deny: { status: 407, reason: 'unauthenticated' } },
-  { name: 'method not allowed (method_not_allowed)', label: 'method', port: 'upstream', token: TOKEN, atConnect: false, needsRequests: true, deny: { status: 403, reason: 'method_not_allowed' } },
-  { name: 'path not allowed (path_not_allowed)', label: 'path', port: 'upstream', token: TOKEN, deniedPath: true, atConnect: false, needsRequests: true, deny: { status: 403, reason: 'path_not_allowed' } },
-  { name: 'look-alike framing header (bad_request)', label: 'allowed', port: 'upstream', token: TOKEN, lookalike: true, atConnect: false, needsRequests: true, deny: { status: 400, reason: 'bad_request' } },
+  {
+    name: 'private address (private_ip)',
+    label: 'private',
+    port: 'canary',
+    token: TOKEN,
+    atConnect: true,
+    needsRequests: false,
+    netns: true,
+    deny: { status: 403, reason: 'private_ip' },
+  },
+  {
+    name: 'wrong token (unauthenticated)',
+    label: 'allowed',
+    port: 'upstream',
+    token: WRONG_TOKEN,
+    atConnect: true,
+    needsRequests: false,
+    deny: { status: 407, reason: 'unauthenticated' },
+  },
+  {
+    name: 'method not allowed (method_not_allowed)',
+    label: 'method',
+    port: 'upstream',
+    token: TOKEN,
+    atConnect: false,
+    needsRequests: true,
+    deny: { status: 403, reason: 'method_not_allowed' },
+  },
+  {
+    name: 'path not allowed (path_not_allowed)',
+    label: 'path',
+    port: 'upstream',
+    token: TOKEN,
+    deniedPath: true,
+    atConnect: false,
+    needsRequests: true,
+    deny: { status: 403, reason: 'path_not_allowed' },
+  },
+  {
+    name: 'look-alike framing header (bad_request)',
+    label: 'allowed',
+    port: 'upstream',
+    token: TOKEN,
+    lookalike: true,
+    atConnect: false,
+    needsRequests: true,
+    deny: { status: 400, reason: 'bad_request' },
+  },
 ];
 
 interface Target {
@@ -177,8 +236,15 @@ const TRANSPORTS: Transport[] = [
     // curl rather than undici here: undici's ProxyAgent turns a 407 into an error without the answer's headers.
     run: async (_c, target) => {
       const headerArgs = Object.entries(target.headers).flatMap(([n, v]) => ['-H', `${n}: ${v}`]);
-      const r = await curl(['-x', proxyUrl(sluice.port, TOOL, target.token), ...headerArgs, `http://${target.host}:${target.port}${target.path}`], { timeoutMs: 10_000 });
-      return { status: r.status === 0 ? null : r.status, deny: r.headers['x-sluice-deny'], ...(r.status === 0 ? { error: r.stderr.trim() } : {}) };
+      const r = await curl(
+        ['-x', proxyUrl(sluice.port, TOOL, target.token), ...headerArgs, `http://${target.host}:${target.port}${target.path}`],
+        { timeoutMs: 10_000 },
+      );
+      return {
+        status: r.status === 0 ? null : r.status,
+        deny: r.headers['x-sluice-deny'],
+        ...(r.status === 0 ? { error: r.stderr.trim() } : {}),
+      };
     },
   },
   {
@@ -275,7 +341,9 @@ const TRANSPORTS: Transport[] = [
     run: async (c, target) => {
       if (c.atConnect) return connectOnly(target);
       const socket = await tlsTunnel(sluice.port, `${target.host}:${target.port}`, basicAuth(TOOL, target.token), { ca: sluiceCa });
-      const ws = await wsOverSocket(`wss://${target.host}:${target.port}${target.path}`, socket, { headers: target.headers }).catch((err: Error) => err);
+      const ws = await wsOverSocket(`wss://${target.host}:${target.port}${target.path}`, socket, { headers: target.headers }).catch(
+        (err: Error) => err,
+      );
       socket.destroy();
       if (ws instanceof Error) return { status: null, deny: undefined, error: ws.message };
       const deny = ws.headers['x-sluice-deny'];
@@ -300,13 +368,20 @@ function expectedEvents(c: Case, tr: Transport, host: string): ExpectedEvent[] {
     c.deny === null
       ? { type: tr.allowed.type, decision: 'allow', reason: null, tool: TOOL, host }
       : // Authentication comes first, so an unauthenticated request has no tool and no parsed target yet.
-        { type: 'policy.violation', decision: 'deny', reason: c.deny.reason, tool: unauthenticated ? null : TOOL, host: unauthenticated ? null : host },
+        {
+          type: 'policy.violation',
+          decision: 'deny',
+          reason: c.deny.reason,
+          tool: unauthenticated ? null : TOOL,
+          host: unauthenticated ? null : host,
+        },
   );
   if (tr.tunnelled && !c.atConnect) events.push({ type: 'net.tunnel', decision: 'allow', reason: null, tool: TOOL, host });
   return events;
 }
 
-const seriesKey = (e: { tool: string | null; decision: string; reason: string | null }): string => `${e.tool ?? 'unknown'}|${e.decision}|${e.reason ?? ''}`;
+const seriesKey = (e: { tool: string | null; decision: string; reason: string | null }): string =>
+  `${e.tool ?? 'unknown'}|${e.decision}|${e.reason ?? ''}`;
 const byType = (a: { type: string }, b: { type: string }): number => a.type.localeCompare(b.type);
 
 for (const c of CASES) {
@@ -334,11 +409,16 @@ for (const c of CASES) {
       t.equal(observed.status, c.deny?.status ?? tr.allowed.status, `status${observed.error ? ` (${observed.error})` : ''}`);
       t.equal(observed.deny, c.deny?.reason, 'X-Sluice-Deny');
       const events = (await canonicalSince(sluice, mark, expected.length)).sort(byType);
-      t.equal(events.length, expected.length, `exactly ${expected.length} canonical audit event(s): ${events.map((e) => `${e.type}/${e.reason ?? ''}`).join(', ')}`);
+      t.equal(
+        events.length,
+        expected.length,
+        `exactly ${expected.length} canonical audit event(s): ${events.map((e) => `${e.type}/${e.reason ?? ''}`).join(', ')}`,
+      );
       for (const [i, want] of [...expected].sort(byType).entries()) t.match(pick(events[i]), want, `audit event ${want.type}`);
 
       const after = await scrapeMetrics(sluice.adminPort);
-      const delta = (where: Record<string, string> = {}): number => total(after, 'sluice_requests_total', where) - total(before, 'sluice_requests_total', where);
+      const delta = (where: Record<string, string> = {}): number =>
+        total(after, 'sluice_requests_total', where) - total(before, 'sluice_requests_total', where);
       const counts = new Map<string, number>();
       for (const e of expected) counts.set(seriesKey(e), (counts.get(seriesKey(e)) ?? 0) + 1);
       for (const [key, n] of counts) {
@@ -355,5 +435,7 @@ for (const c of CASES) {
 
 /** The fields the table compares, so a mismatch prints only those. */
 function pick(e: AuditRecord | undefined): Partial<ExpectedEvent> | undefined {
-  return e === undefined ? undefined : { type: e.type, decision: e.decision as ExpectedEvent['decision'], reason: e.reason ?? null, tool: e.tool ?? null, host: e.host ?? null };
+  return e === undefined
+    ? undefined
+    : { type: e.type, decision: e.decision as ExpectedEvent['decision'], reason: e.reason ?? null, tool: e.tool ?? null, host: e.host ?? null };
 }

@@ -28,7 +28,7 @@ export function captureClientHello(servername: string): Promise<Buffer> {
       },
     });
     const client = tls.connect({ socket: wire, servername, rejectUnauthorized: false });
-    client.on('error', (err) => (completeRecords(captured) ? undefined : reject(err)));
+    client.on('error', (err) => (completeRecords(captured) ? undefined : reject(err as Error)));
   });
 }
 
@@ -44,7 +44,7 @@ function completeRecords(bytes: Buffer): boolean {
 /** The handshake message carried by a run of records (their payloads concatenated). */
 export function handshakeBytes(records: Buffer): Buffer {
   const parts: Buffer[] = [];
-  for (let offset = 0; offset + RECORD_HEADER <= records.length; ) {
+  for (let offset = 0; offset + RECORD_HEADER <= records.length;) {
     const length = records.readUInt16BE(offset + 3);
     parts.push(records.subarray(offset + RECORD_HEADER, offset + RECORD_HEADER + length));
     offset += RECORD_HEADER + length;
@@ -70,7 +70,10 @@ export function fragmentClientHello(hello: Buffer, records: number): Buffer {
   const handshake = handshakeBytes(hello);
   if (handshake.length < records) throw new Error(`a ${handshake.length}-byte hello cannot fill ${records} records`);
   const base = Math.floor(handshake.length / records);
-  return asRecords(handshake, Array.from({ length: records }, (_, i) => (i === records - 1 ? handshake.length - base * i : base)));
+  return asRecords(
+    handshake,
+    Array.from({ length: records }, (_, i) => (i === records - 1 ? handshake.length - base * i : base)),
+  );
 }
 
 /** Where the extensions block of a ClientHello handshake message starts (its 2-byte length). */

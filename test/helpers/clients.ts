@@ -428,9 +428,12 @@ export async function tlsTunnel(
   const tunnel = await connectTunnel(proxyPort, target, authHeader);
   if (tunnel.status !== 200) {
     tunnel.socket.destroy();
-    throw new Error(`CONNECT ${target} answered ${tunnel.status} (${tunnel.headers['x-sluice-deny'] ?? tunnel.headers['x-sluice-error'] ?? ''})`);
+    throw new Error(
+      `CONNECT ${target} answered ${tunnel.status} (${tunnel.headers['x-sluice-deny'] ?? tunnel.headers['x-sluice-error'] ?? ''})`,
+    );
   }
-  const servername = options.servername ?? (net.isIP(target.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')) ? undefined : target.replace(/:\d+$/, ''));
+  const servername =
+    options.servername ?? (net.isIP(target.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')) ? undefined : target.replace(/:\d+$/, ''));
   return tlsOverSocket(tunnel.socket, { ca: options.ca, ...(servername === undefined ? {} : { servername }) });
 }
 
@@ -446,7 +449,11 @@ export interface OpenResponse extends ParsedResponse {
  * comes next: the next request on a keep-alive connection, the frames after an upgrade, or a check
  * that the peer closes it.
  */
-export function roundTrip(socket: net.Socket, bytes: string | Buffer, options: { timeoutMs?: number; requestMethod?: string } = {}): Promise<OpenResponse> {
+export function roundTrip(
+  socket: net.Socket,
+  bytes: string | Buffer,
+  options: { timeoutMs?: number; requestMethod?: string } = {},
+): Promise<OpenResponse> {
   const requestMethod = options.requestMethod ?? (typeof bytes === 'string' ? bytes : bytes.toString('latin1')).split(' ', 1)[0];
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);

@@ -19,7 +19,18 @@ import {
   padClientHello,
   retypedClientHello,
 } from './client-hello.js';
-import { basicAuth, closedBy, connectTunnel, curl, nodeFetchViaProxy, openSocket, proxyUrl, pythonUrllib, rawRequest, roundTrip } from './clients.js';
+import {
+  basicAuth,
+  closedBy,
+  connectTunnel,
+  curl,
+  nodeFetchViaProxy,
+  openSocket,
+  proxyUrl,
+  pythonUrllib,
+  rawRequest,
+  roundTrip,
+} from './clients.js';
 import { startDns } from './dns.js';
 import {
   DOCUMENTATION_IPV6,
@@ -501,7 +512,10 @@ async function serverAnswerTo(hello: Buffer): Promise<number | null> {
     const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
     socket.on('error', () => {});
     socket.write(hello);
-    const first = await Promise.race([once(socket, 'data').then(([chunk]) => (chunk as Buffer)[0] ?? null), once(socket, 'close').then(() => null)]);
+    const first = await Promise.race([
+      once(socket, 'data').then(([chunk]) => (chunk as Buffer)[0] ?? null),
+      once(socket, 'close').then(() => null),
+    ]);
     socket.destroy();
     return first;
   } finally {
@@ -547,7 +561,14 @@ t.test('scripted upstream: answers each head, records every byte per connection,
   t.equal(switched.status, 101);
   socket.write('GET /after HTTP/1.1\r\nHost: u\r\n\r\n');
   await waitFor(() => up.received().includes('/after'), 'the bytes after the switch');
-  t.same(up.requests.map((r) => [r.method, r.target, r.connection]), [['POST', '/one', 0], ['GET', '/switch', 0]], 'no head parsed after raw');
+  t.same(
+    up.requests.map((r) => [r.method, r.target, r.connection]),
+    [
+      ['POST', '/one', 0],
+      ['GET', '/switch', 0],
+    ],
+    'no head parsed after raw',
+  );
   t.equal(up.requests[0]!.headers['content-length'], '3');
   t.equal(up.connectionLog()[0]!.closed, false);
   t.equal((await closedBy(socket, 100)).closed, false, 'closedBy: still open after the bounded wait');

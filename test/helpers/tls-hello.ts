@@ -40,8 +40,7 @@ export const vec16 = (b: Buffer): Buffer => Buffer.concat([u16(b.length), b]);
 export const ext = (type: number, data: Buffer): Buffer => Buffer.concat([u16(type), vec16(data)]);
 export const sniExt = (...names: string[]): Buffer =>
   ext(0, vec16(Buffer.concat(names.map((n) => Buffer.concat([Buffer.from([0]), vec16(Buffer.from(n, 'latin1'))])))));
-export const alpnExt = (...protocols: string[]): Buffer =>
-  ext(16, vec16(Buffer.concat(protocols.map((p) => vec8(Buffer.from(p, 'latin1'))))));
+export const alpnExt = (...protocols: string[]): Buffer => ext(16, vec16(Buffer.concat(protocols.map((p) => vec8(Buffer.from(p, 'latin1'))))));
 
 export interface HelloParts {
   version?: number;

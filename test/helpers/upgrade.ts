@@ -33,7 +33,12 @@ export interface UpgradeRequestOptions {
 /** The bytes of one Upgrade request; WebSocket headers are added when the token is websocket. */
 export function upgradeRequest(options: UpgradeRequestOptions): string {
   const token = options.upgrade ?? 'websocket';
-  const lines = [`${options.method ?? 'GET'} ${options.target} HTTP/1.1`, `Host: ${options.host}`, `Upgrade: ${token}`, `Connection: ${options.connection ?? 'Upgrade'}`];
+  const lines = [
+    `${options.method ?? 'GET'} ${options.target} HTTP/1.1`,
+    `Host: ${options.host}`,
+    `Upgrade: ${token}`,
+    `Connection: ${options.connection ?? 'Upgrade'}`,
+  ];
   if (/^websocket$/i.test(token)) lines.push(`Sec-WebSocket-Key: ${WS_KEY}`, 'Sec-WebSocket-Version: 13');
   if (options.proxyAuthorization !== undefined) lines.push(`Proxy-Authorization: ${options.proxyAuthorization}`);
   lines.push(...(options.headers ?? []));
@@ -45,7 +50,10 @@ export function maskedFrame(payload: string | Buffer, opcode = 0x1): Buffer {
   const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
   const mask = Buffer.from([0x11, 0x22, 0x33, 0x44]);
   const masked = Buffer.from(data.map((b, i) => b ^ mask[i % 4]!));
-  const length = data.length < 126 ? Buffer.from([0x80 | opcode, 0x80 | data.length]) : Buffer.from([0x80 | opcode, 0x80 | 126, data.length >> 8, data.length & 0xff]);
+  const length =
+    data.length < 126
+      ? Buffer.from([0x80 | opcode, 0x80 | data.length])
+      : Buffer.from([0x80 | opcode, 0x80 | 126, data.length >> 8, data.length & 0xff]);
   return Buffer.concat([length, mask, masked]);
 }
 
@@ -61,7 +69,11 @@ export interface WsOutcome {
  * The `ws` client over a socket the test already opened (e.g. TLS inside a CONNECT tunnel): sends
  * `message` once open and waits for one message back, then closes; or reports the refusal it got.
  */
-export function wsOverSocket(url: string, socket: Duplex, options: { headers?: Record<string, string>; message?: string; timeoutMs?: number } = {}): Promise<WsOutcome> {
+export function wsOverSocket(
+  url: string,
+  socket: Duplex,
+  options: { headers?: Record<string, string>; message?: string; timeoutMs?: number } = {},
+): Promise<WsOutcome> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { createConnection: () => socket, headers: options.headers ?? {} });
     let status = 0;
@@ -89,7 +101,7 @@ export function wsOverSocket(url: string, socket: Duplex, options: { headers?: R
     });
     ws.once('open', () => ws.send(options.message ?? 'ping through sluice'));
     ws.once('message', (data) => {
-      const echo = String(data);
+      const echo = Buffer.from(data as Buffer).toString('utf8');
       ws.once('close', () => done({ status, headers, echo }));
       ws.close();
     });

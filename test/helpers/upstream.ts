@@ -276,7 +276,10 @@ export interface RawUpstreamOptions {
  * A raw TCP (or TLS) peer: `handler` owns each socket (answer with anything, or nothing). The helper
  * also listens to 'data' to record what arrived, so handlers should use events, not socket.read().
  */
-export async function startRawUpstream(handler: (socket: net.Socket, id: number) => void, options: RawUpstreamOptions = {}): Promise<RawUpstream> {
+export async function startRawUpstream(
+  handler: (socket: net.Socket, id: number) => void,
+  options: RawUpstreamOptions = {},
+): Promise<RawUpstream> {
   const host = options.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   const received: Buffer[] = [];
@@ -299,7 +302,9 @@ export async function startRawUpstream(handler: (socket: net.Socket, id: number)
     });
     handler(socket, id);
   };
-  const server: net.Server = options.tls ? tls.createServer({ cert: options.tls.certPem, key: options.tls.keyPem }, onSocket) : net.createServer(onSocket);
+  const server: net.Server = options.tls
+    ? tls.createServer({ cert: options.tls.certPem, key: options.tls.keyPem }, onSocket)
+    : net.createServer(onSocket);
   // A peer that hangs up mid-handshake is part of the tests, not an error of the helper.
   server.on('tlsClientError', () => {});
   await new Promise<void>((resolve, reject) => {

@@ -84,14 +84,23 @@ t.test('lookalikeHeader: table of names', async (t) => {
 t.test('lookalikeHeader reads names only, and finds the first look-alike among many', async (t) => {
   t.equal(lookalikeHeader([]), null);
   t.equal(lookalikeHeader(['Host', 'a.test', 'X-Note', 'Transfer_Encoding']), null, 'a value is never read as a name');
-  t.same(
-    lookalikeHeader(['Host', 'a.test', 'Content-Length', '5', 'Content_Length', '0', 'Transfer_Encoding', 'chunked']),
-    { name: 'Content_Length', looksLike: 'content-length' },
-  );
+  t.same(lookalikeHeader(['Host', 'a.test', 'Content-Length', '5', 'Content_Length', '0', 'Transfer_Encoding', 'chunked']), {
+    name: 'Content_Length',
+    looksLike: 'content-length',
+  });
 });
 
 t.test('the list of framing names', async (t) => {
-  t.same([...FRAMING_HEADER_NAMES].sort(), ['connection', 'content-length', 'host', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+  t.same([...FRAMING_HEADER_NAMES].sort(), [
+    'connection',
+    'content-length',
+    'host',
+    'keep-alive',
+    'te',
+    'trailer',
+    'transfer-encoding',
+    'upgrade',
+  ]);
   t.ok(Object.isFrozen(FRAMING_HEADER_NAMES));
   for (const name of [...FRAMING_HEADER_NAMES, 'proxy', 'proxy-authorization']) t.ok(isFramingHeaderName(name), name);
   for (const name of ['content-type', 'proxyman', 'x-proxy-id', 'Transfer-Encoding']) t.notOk(isFramingHeaderName(name), name);
@@ -113,9 +122,11 @@ const mutation = fc
     const cased = [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join('');
     const dashes = [...cased].flatMap((c, i) => (c === '-' ? [i] : []));
     let mutated: string;
-    if (kind === 'underscore' && dashes.length > 0) mutated = cased.slice(0, dashes[at % dashes.length]) + '_' + cased.slice(dashes[at % dashes.length]! + 1);
+    if (kind === 'underscore' && dashes.length > 0)
+      mutated = cased.slice(0, dashes[at % dashes.length]) + '_' + cased.slice(dashes[at % dashes.length]! + 1);
     else if (kind === 'prefix') mutated = extra + cased;
-    else if (kind === 'control') mutated = cased.slice(0, at % (cased.length + 1)) + String.fromCharCode(control) + cased.slice(at % (cased.length + 1));
+    else if (kind === 'control')
+      mutated = cased.slice(0, at % (cased.length + 1)) + String.fromCharCode(control) + cased.slice(at % (cased.length + 1));
     else mutated = cased + extra;
     return { name, mutated };
   });

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { canonicalHostOnly, compileHostPattern, hostMatches } from '../../src/match/host-match.js';
+import { canonicalHost } from '../../src/net/host.js';
+import { compileHostPattern, hostMatches } from '../../src/match/host-match.js';
 
 // [pattern, request host, request port (undefined = not given), matches]
 const rows: Array<[string, string, number | undefined, boolean]> = [
@@ -101,11 +102,11 @@ t.test('compileHostPattern canonicalizes and refuses what is not a pattern', asy
   for (const pattern of invalid) t.equal(compileHostPattern(pattern), null, `refuses ${JSON.stringify(pattern)}`);
 });
 
-t.test('canonicalHostOnly refuses a host that carries a port', async (t) => {
-  t.equal(canonicalHostOnly('example.com:443'), null);
-  t.equal(canonicalHostOnly('[::1]:443'), null);
-  t.equal(canonicalHostOnly('1.2.3.4:80'), null);
-  t.same(canonicalHostOnly('[::1]'), { kind: 'ip', host: '::1', family: 6 });
-  t.same(canonicalHostOnly('::1'), { kind: 'ip', host: '::1', family: 6 });
-  t.same(canonicalHostOnly('Example.COM.'), { kind: 'name', host: 'example.com' });
+t.test('canonicalHost refuses a host that carries a port', async (t) => {
+  t.equal(canonicalHost('example.com:443'), null);
+  t.equal(canonicalHost('[::1]:443'), null);
+  t.equal(canonicalHost('1.2.3.4:80'), null);
+  t.same(canonicalHost('[::1]'), { kind: 'ip', host: '::1', family: 6 });
+  t.same(canonicalHost('::1'), { kind: 'ip', host: '::1', family: 6 });
+  t.same(canonicalHost('Example.COM.'), { kind: 'name', host: 'example.com' });
 });

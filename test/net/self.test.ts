@@ -108,17 +108,20 @@ t.test('names are resolved once, at add time; localhost and literals never ask',
   t.same(calls, ['sluice.internal']);
   for (const [ip, port] of TABLE) self.isSelf(ip, port);
   t.same(calls, ['sluice.internal'], 'isSelf never resolves');
-  t.same(self.describe().sort(), [
-    '10.1.2.3:7000',
-    '127.0.0.1:3128',
-    '127.0.0.1:9090',
-    '127.0.0.2:5000',
-    '[2001:db8::5]:7000',
-    '[::1]:6000',
-    '[::1]:9090',
-    '*:8080',
-    '*:8443',
-  ].sort());
+  t.same(
+    self.describe().sort(),
+    [
+      '10.1.2.3:7000',
+      '127.0.0.1:3128',
+      '127.0.0.1:9090',
+      '127.0.0.2:5000',
+      '[2001:db8::5]:7000',
+      '[::1]:6000',
+      '[::1]:9090',
+      '*:8080',
+      '*:8443',
+    ].sort(),
+  );
 });
 
 t.test('spellings of a listen host: canonical names, odd IPv4, empty host', async (t) => {

@@ -152,9 +152,9 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     observer.event({ type: 'secret.use', tool: 'web-fetch', secret: 'not-a-policy-secret' });
     observer.event({ type: 'net.req', tool: 'ci', decision: 'maybe' as never, reason: 'made_up' as never });
     observer.event({ type: 'policy.reload_failed', detail: 'bad yaml' });
-    observer.connectionOpened('web-fetch');
-    observer.connectionOpened(null);
-    observer.connectionClosed('web-fetch');
+    observer.connectionOpened();
+    observer.connectionOpened();
+    observer.connectionClosed();
     observer.upstreamDuration('web-fetch', 0.2);
     observer.upstreamDuration('web-fetch', 3);
     observer.certIssued();

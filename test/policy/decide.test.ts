@@ -37,14 +37,14 @@ const rows: Row[] = [
   ['suffix attack', 'web-fetch', connect('api.github.com.evil.com'), 'deny', 'no_rule', null],
   ['unlisted host', 'web-fetch', connect('api.evil.com'), 'deny', 'no_rule', null],
   ['rule of another tool', 'web-fetch', connect('other.example'), 'deny', 'no_rule', null],
-  ['IPv4 literal', 'web-fetch', connect('127.0.0.1', 80, 'http'), 'allow', null, 'web-fetch.allow[4]'],
+  ['IPv4 literal', 'web-fetch', connect('127.0.0.1', 80), 'allow', null, 'web-fetch.allow[4]'],
   ['IPv4 as one number', 'web-fetch', connect('2130706433', 443), 'allow', null, 'web-fetch.allow[4]'],
   ['IPv4 rule does not match a name', 'web-fetch', connect('localhost', 443), 'deny', 'no_rule', null],
   ['IPv6 bracketed', 'web-fetch', connect('[2001:DB8:0::1]', 8443), 'allow', null, 'web-fetch.allow[5]'],
   ['IPv6 bare', 'web-fetch', connect('2001:db8::1', 8443), 'allow', null, 'web-fetch.allow[5]'],
   // ports
   ['default ports: 443', 'web-fetch', connect('en.wikipedia.org', 443), 'allow', null, 'web-fetch.allow[1]'],
-  ['default ports: 80', 'web-fetch', connect('en.wikipedia.org', 80, 'http'), 'allow', null, 'web-fetch.allow[1]'],
+  ['default ports: 80', 'web-fetch', connect('en.wikipedia.org', 80), 'allow', null, 'web-fetch.allow[1]'],
   ['default ports: 22 refused', 'web-fetch', connect('en.wikipedia.org', 22), 'deny', 'port_not_allowed', null],
   ['host:port rule, its port', 'web-fetch', connect('example.com', 8443), 'allow', null, 'web-fetch.allow[2]'],
   ['host:port rule, default port refused', 'web-fetch', connect('example.com', 443), 'deny', 'port_not_allowed', null],
@@ -86,7 +86,7 @@ const rows: Row[] = [
     'web-fetch.allow[1]',
   ],
   ['unrestricted rule allows an invalid path', 'web-fetch', request('DELETE', 'api.github.com', '/a%2Fb'), 'allow', null, 'web-fetch.allow[6]'],
-  ['any method where none is listed', 'web-fetch', request('PATCH', 'en.wikipedia.org', '/x', 80, 'http'), 'allow', null, 'web-fetch.allow[1]'],
+  ['any method where none is listed', 'web-fetch', request('PATCH', 'en.wikipedia.org', '/x', 80), 'allow', null, 'web-fetch.allow[1]'],
   ['request phase checks the port too', 'web-fetch', request('GET', 'api.github.com', '/user', 8443), 'deny', 'port_not_allowed', null],
   ['request phase checks the host too', 'web-fetch', request('GET', 'evil.example', '/'), 'deny', 'no_rule', null],
   // refused before any rule
@@ -188,7 +188,7 @@ t.test('first rule in file order that satisfies everything wins', async (t) => {
   t.equal(decide(p, 'tool', request('POST', 'a.example.com', '/y')).rule, 'tool.allow[0]');
   t.equal(decide(p, 'tool', request('GET', 'a.example.com', '/x')).rule, 'tool.allow[1]');
   t.equal(decide(p, 'tool', request('GET', 'a.example.com', '/y')).rule, 'tool.allow[2]');
-  t.equal(decide(p, 'tool', request('GET', 'a.example.com', '/y', 80, 'http')).rule, 'tool.allow[3]');
+  t.equal(decide(p, 'tool', request('GET', 'a.example.com', '/y', 80)).rule, 'tool.allow[3]');
   t.equal(decide(p, 'tool', connect('a.example.com')).rule, 'tool.allow[0]');
   t.equal(decide(p, 'tool', connect('zzz.test')).rule, 'tool.allow[2]');
 });
@@ -276,7 +276,7 @@ t.test('intercept: only a CONNECT whose rules look inside or whose host has a se
   t.equal(intercept('mixed.example'), true, 'any remaining rule that inspects');
   t.equal(intercept('ported.example', 443), false, 'the inspecting rule is for another port');
   t.equal(intercept('ported.example', 8443), true);
-  t.equal(decide(p, 'tool', connect('paths.example', 80, 'http')).intercept, true, 'a tunnel is opaque whatever the claimed scheme');
+  t.equal(decide(p, 'tool', connect('paths.example', 80)).intercept, true, 'a tunnel is opaque whatever the claimed scheme');
   t.equal(decide(p, 'tool', request('GET', 'paths.example', '/a')).intercept, false, 'requests are already inside');
   t.equal(decide(p, 'tool', connect('nothing.example')).intercept, false, 'denied');
   const review = makePolicy({
@@ -398,15 +398,23 @@ t.test('decide never throws on hostile hosts, ports, methods and paths', async (
   const path = fc.oneof(fc.string(), fc.webPath(), fc.string({ unit: fc.constantFrom('/', '.', '%', '2', 'f', 'e', 'a', '?', '\\', '*') }));
   const seen = { allow: 0, deny: 0 };
   fc.assert(
-    fc.property(fc.constantFrom('tool', 'ghost'), host, port, fc.constantFrom('GET', 'POST', 'get', ''), path, fc.boolean(), (tool, h, pt, method, pa, isConnect) => {
-      const req: DecisionRequest = isConnect
-        ? { phase: 'connect', scheme: 'https', host: h, port: pt, method: 'CONNECT' }
-        : { phase: 'request', scheme: 'http', host: h, port: pt, method, path: pa };
-      const d = decide(p, tool, req);
-      if (d.verdict === 'allow' || d.verdict === 'deny') seen[d.verdict]++;
-      const consistent = d.verdict === 'allow' ? d.reason === null && d.rule !== null : d.reason !== null && d.rule === null;
-      return consistent && Object.isFrozen(d) && d.detail.length > 0 && !(d.path ?? '').includes('?');
-    }),
+    fc.property(
+      fc.constantFrom('tool', 'ghost'),
+      host,
+      port,
+      fc.constantFrom('GET', 'POST', 'get', ''),
+      path,
+      fc.boolean(),
+      (tool, h, pt, method, pa, isConnect) => {
+        const req: DecisionRequest = isConnect
+          ? { phase: 'connect', host: h, port: pt, method: 'CONNECT' }
+          : { phase: 'request', host: h, port: pt, method, path: pa };
+        const d = decide(p, tool, req);
+        if (d.verdict === 'allow' || d.verdict === 'deny') seen[d.verdict]++;
+        const consistent = d.verdict === 'allow' ? d.reason === null && d.rule !== null : d.reason !== null && d.rule === null;
+        return consistent && Object.isFrozen(d) && d.detail.length > 0 && !(d.path ?? '').includes('?');
+      },
+    ),
     { numRuns: 3000 },
   );
   t.pass('3000 random requests: every decision consistent, frozen, explained, and its path without a query');

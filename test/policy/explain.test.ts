@@ -25,7 +25,7 @@ t.test('explain lists every rule of the tool with why it did or did not match', 
     { rule: 'web-fetch.allow[2]', matched: false, why: 'method "GET" is not among POST' },
   ]);
 
-  const allowed = explain(policy, 'web-fetch', request('POST', 'api.github.com', '/upload', 80, 'http'));
+  const allowed = explain(policy, 'web-fetch', request('POST', 'api.github.com', '/upload', 80));
   t.equal(allowed.decision.rule, 'web-fetch.allow[2]');
   t.same(allowed.considered.slice(1), [
     { rule: 'web-fetch.allow[1]', matched: false, why: 'port 80 is not among the allowed ports 443' },

@@ -37,10 +37,10 @@ export function makePolicy(spec: PolicySpec): CompiledPolicy {
   return compilePolicy(makeDoc(spec), 'f'.repeat(64));
 }
 
-export function connect(host: string, port = 443, scheme: 'http' | 'https' = 'https'): DecisionRequest {
-  return { phase: 'connect', scheme, host, port, method: 'CONNECT' };
+export function connect(host: string, port = 443): DecisionRequest {
+  return { phase: 'connect', host, port, method: 'CONNECT' };
 }
 
-export function request(method: string, host: string, path: string, port = 443, scheme: 'http' | 'https' = 'https'): DecisionRequest {
-  return { phase: 'request', scheme, host, port, method, path };
+export function request(method: string, host: string, path: string, port = 443): DecisionRequest {
+  return { phase: 'request', host, port, method, path };
 }

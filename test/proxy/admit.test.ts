@@ -36,8 +36,11 @@ function stubResolver(table: Record<string, string>, asked: number[]): PolicyRun
 }
 
 function runtimeFor(spec: PolicySpec, asked: number[] = []): PolicyRuntime {
-  const doc = makeDoc({ ...spec, tools: Object.fromEntries(Object.entries(spec.tools).map(([n, tool]) => [n, { token_sha256: sha(TOKEN), ...tool }])) });
-  const loaded = { doc, file: '/policy.yaml', files: ['/policy.yaml'], loadedAt: new Date(), digest: 'd'.repeat(64) } as unknown as LoadedPolicy;
+  const doc = makeDoc({
+    ...spec,
+    tools: Object.fromEntries(Object.entries(spec.tools).map(([n, tool]) => [n, { token_sha256: sha(TOKEN), ...tool }])),
+  });
+  const loaded: LoadedPolicy = { doc, file: '/policy.yaml', files: ['/policy.yaml'], loadedAt: new Date(), digest: 'd'.repeat(64) };
   return {
     loaded,
     compiled: compilePolicy(doc, 'd'.repeat(64)),
@@ -105,7 +108,8 @@ function refusal(t: Test, a: Admission, reason: string, status: number, close?: 
 t.test('each step refuses in pipeline order, with the reason of the first that fails', async (t) => {
   const { deps, state, events } = harness(policy);
   const auth = { 'Proxy-Authorization': basic('web'), Host: 'api.example.com' };
-  const get = (url: string, headers: Record<string, string> = auth): Promise<Admission> => admit(deps, DIRECT, head('request', 'GET', url, headers));
+  const get = (url: string, headers: Record<string, string> = auth): Promise<Admission> =>
+    admit(deps, DIRECT, head('request', 'GET', url, headers));
 
   state.halted = 'the pinned policy drifted';
   refusal(t, await get('http://api.example.com/v1/x'), 'policy_halted', 503, true);
@@ -134,7 +138,13 @@ t.test('each step refuses in pipeline order, with the reason of the first that f
 t.test('Upgrade: h2c is refused; a CONNECT is decided on host and port, then vetted', async (t) => {
   const { deps } = harness(policy);
   const auth = { 'Proxy-Authorization': basic('web'), Host: 'api.example.com', Connection: 'Upgrade' };
-  refusal(t, await admit(deps, DIRECT, head('upgrade', 'GET', 'http://api.example.com/v1/ws', { ...auth, Upgrade: 'h2c' })), 'bad_request', 400, true);
+  refusal(
+    t,
+    await admit(deps, DIRECT, head('upgrade', 'GET', 'http://api.example.com/v1/ws', { ...auth, Upgrade: 'h2c' })),
+    'bad_request',
+    400,
+    true,
+  );
   t.ok((await admit(deps, DIRECT, head('upgrade', 'GET', 'http://api.example.com/v1/ws', { ...auth, Upgrade: 'websocket' }))).ok);
   const connect = (target: string): Promise<Admission> =>
     admit(deps, { scheme: 'https', tunnel: null }, head('connect', 'CONNECT', target, { 'Proxy-Authorization': basic('web') }));

@@ -71,7 +71,8 @@ t.test('framingProblem', async (t) => {
     ['empty coding', '1.1', ['Transfer-Encoding', ', chunked'], true],
     ['chunked in HTTP/1.0', '1.0', ['Transfer-Encoding', 'chunked'], true],
   ];
-  for (const [what, version, raw, refused] of table) t.equal(framingProblem({ kind: 'request', httpVersion: version, rawHeaders: raw }) !== null, refused, what);
+  for (const [what, version, raw, refused] of table)
+    t.equal(framingProblem({ kind: 'request', httpVersion: version, rawHeaders: raw }) !== null, refused, what);
   fc.assert(
     fc.property(fc.array(fc.tuple(fc.constantFrom('Transfer-Encoding', 'transfer-encoding', 'X-A'), fc.string())), (pairs) => {
       const raw = pairs.flat();

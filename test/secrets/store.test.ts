@@ -9,7 +9,12 @@ import { SecretLoadError, SecretStore } from '../../src/secrets/store.js';
 const V1 = 'fake-file-value-one';
 const V2 = 'fake-file-value-two';
 
-const fromEnv = (name: string): SecretDoc => ({ from: { env: name }, hosts: ['h.example'], require: false, placeholder: '__sluice_secret_gh__' });
+const fromEnv = (name: string): SecretDoc => ({
+  from: { env: name },
+  hosts: ['h.example'],
+  require: false,
+  placeholder: '__sluice_secret_gh__',
+});
 const fromFile = (file: string): SecretDoc => ({ from: { file }, hosts: ['h.example'], require: false, placeholder: '__p__' });
 
 function tempDir(t: Test): string {

@@ -130,7 +130,11 @@ t.test('synthetic ClientHellos: well formed', async (t) => {
     ],
     ['SNI keeps the client spelling', { extensions: sniExt('Mixed.Case.test.') }, { state: 'tls', sni: 'Mixed.Case.test.', alpn: [] }],
     ['ALPN with one protocol', { extensions: alpnExt('http/1.1') }, { state: 'tls', sni: null, alpn: ['http/1.1'] }],
-    ['padding up to one full record', { extensions: ext(21, Buffer.alloc(16384 - 4 - helloBody().length - 4)) }, { state: 'tls', sni: null, alpn: [] }],
+    [
+      'padding up to one full record',
+      { extensions: ext(21, Buffer.alloc(16384 - 4 - helloBody().length - 4)) },
+      { state: 'tls', sni: null, alpn: [] },
+    ],
   ];
   for (const [name, parts, expected] of cases) t.same(scanClientHello(synthetic(parts)), expected, name);
 });
@@ -149,16 +153,28 @@ t.test('synthetic ClientHellos: malformed, each with its reason', async (t) => {
     ['extension length past the end', synthetic({ extensions: Buffer.concat([u16(0), u16(50), Buffer.alloc(3)]) }), /vector of 50/],
     ['half an extension header', synthetic({ extensions: Buffer.from([0, 0, 0]) }), /runs past/],
     ['two server_name extensions', synthetic({ extensions: Buffer.concat([sniExt('a.test'), sniExt('b.test')]) }), /extension 0 appears twice/],
-    ['two unknown extensions of one type', synthetic({ extensions: Buffer.concat([ext(43, Buffer.alloc(1)), ext(43, Buffer.alloc(1))]) }), /43 appears twice/],
+    [
+      'two unknown extensions of one type',
+      synthetic({ extensions: Buffer.concat([ext(43, Buffer.alloc(1)), ext(43, Buffer.alloc(1))]) }),
+      /43 appears twice/,
+    ],
     ['two host_names', synthetic({ extensions: sniExt('a.test', 'b.test') }), /two host_names/],
     ['empty host_name', synthetic({ extensions: sniExt('') }), /empty host_name/],
     ['host_name with a NUL', synthetic({ extensions: sniExt('a.test\0.evil') }), /printable/],
     ['host_name with a space', synthetic({ extensions: sniExt('a .test') }), /printable/],
     ['host_name with a high byte', synthetic({ extensions: sniExt('caf\xe9.test') }), /printable/],
-    ['server_name with only other name types', synthetic({ extensions: ext(0, vec16(Buffer.concat([Buffer.from([9]), vec16(Buffer.from('x'))]))) }), /without a host_name/],
+    [
+      'server_name with only other name types',
+      synthetic({ extensions: ext(0, vec16(Buffer.concat([Buffer.from([9]), vec16(Buffer.from('x'))]))) }),
+      /without a host_name/,
+    ],
     ['empty server_name extension', synthetic({ extensions: ext(0, Buffer.alloc(0)) }), /runs past/],
     ['empty server_name list', synthetic({ extensions: ext(0, vec16(Buffer.alloc(0))) }), /empty server_name list/],
-    ['server_name list shorter than its extension', synthetic({ extensions: ext(0, Buffer.concat([vec16(Buffer.alloc(0)), Buffer.from([1])])) }), /after the server_name list/],
+    [
+      'server_name list shorter than its extension',
+      synthetic({ extensions: ext(0, Buffer.concat([vec16(Buffer.alloc(0)), Buffer.from([1])])) }),
+      /after the server_name list/,
+    ],
     ['server_name entry past its list', synthetic({ extensions: ext(0, vec16(Buffer.from([0, 0, 9, 97]))) }), /vector of 9/],
     ['empty ALPN list', synthetic({ extensions: ext(16, vec16(Buffer.alloc(0))) }), /empty ALPN list/],
     ['empty ALPN protocol', synthetic({ extensions: alpnExt('h2', '') }), /empty ALPN protocol/],
@@ -174,10 +190,22 @@ t.test('synthetic ClientHellos: malformed, each with its reason', async (t) => {
       Buffer.concat([records(handshake(helloBody()).subarray(0, 20)), Buffer.from('GET /')]),
       /record 2 is content type 71/,
     ],
-    ['an alert between the hello\'s records', Buffer.concat([records(messageOf(withSni).subarray(0, 40)), Buffer.from([21, 3, 3, 0, 2, 2, 40])]), /record 2 is alert/],
-    ['a later record of version 2', Buffer.concat([records(messageOf(withSni).subarray(0, 40)), Buffer.from([22, 2])]), /record 2 has version 2/],
+    [
+      "an alert between the hello's records",
+      Buffer.concat([records(messageOf(withSni).subarray(0, 40)), Buffer.from([21, 3, 3, 0, 2, 2, 40])]),
+      /record 2 is alert/,
+    ],
+    [
+      'a later record of version 2',
+      Buffer.concat([records(messageOf(withSni).subarray(0, 40)), Buffer.from([22, 2])]),
+      /record 2 has version 2/,
+    ],
     ['hello body shorter than the random', records(handshake(Buffer.from([3, 3, 1, 2]))), /runs past/],
-    ['bytes after the hello in its own record', records(Buffer.concat([messageOf(withSni), Buffer.from([20, 0, 0, 0])])), /after the ClientHello/],
+    [
+      'bytes after the hello in its own record',
+      records(Buffer.concat([messageOf(withSni), Buffer.from([20, 0, 0, 0])])),
+      /after the ClientHello/,
+    ],
     [
       'a second record longer than what the hello has left',
       Buffer.concat([records(messageOf(withSni).subarray(0, 40)), Buffer.from([22, 3, 3]), u16(messageOf(withSni).length)]),
@@ -216,7 +244,10 @@ t.test('fuzz: arbitrary bytes never throw, and never need more past the wire cap
   // A plausible start whose hello length and record lengths are arbitrary (often near the caps):
   // whatever they claim, once the cap's worth of bytes is there the answer is final.
   const helloLength = fc.oneof(fc.integer({ min: 0, max: 0xffffff }), fc.integer({ min: 16300, max: 16400 }), fc.integer({ min: 0, max: 600 }));
-  const record = fc.record({ length: fc.oneof(fc.integer({ min: 0, max: 0x4100 }), fc.integer({ min: 1, max: 40 })), present: fc.integer({ min: 0, max: 0x4100 }) });
+  const record = fc.record({
+    length: fc.oneof(fc.integer({ min: 0, max: 0x4100 }), fc.integer({ min: 1, max: 40 })),
+    present: fc.integer({ min: 0, max: 0x4100 }),
+  });
   fc.assert(
     fc.property(helloLength, fc.array(record, { minLength: 1, maxLength: 24 }), (length, recs) => {
       const out: Buffer[] = [];

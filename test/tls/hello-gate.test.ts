@@ -39,12 +39,27 @@ const ROWS: Row[] = [
   ['TLS 1.3, SNI, no ALPN', tls13Plain, name443, { kind: 'tls', sni: 'example.test', alpn: [] }],
   ['TLS 1.3, no SNI, to an IP', tls13NoSni, ip443, { kind: 'tls', sni: null, alpn: ['h2'] }],
   ['TLS 1.2, no SNI, to an IPv6 literal off 443', tls12NoSni, ip6Other, { kind: 'tls', sni: null, alpn: [] }],
-  ['no SNI while the tunnel is for a name', tls13NoSni, name443, sniMismatch(/^the TLS ClientHello names no server \(SNI\) but the tunnel is for example\.test$/)],
+  [
+    'no SNI while the tunnel is for a name',
+    tls13NoSni,
+    name443,
+    sniMismatch(/^the TLS ClientHello names no server \(SNI\) but the tunnel is for example\.test$/),
+  ],
   ['no SNI while the tunnel is for a name, off 443', tls12NoSni, name8443, sniMismatch(/names no server/)],
   ['another name', tls13Other, name443, sniMismatch(/^the TLS ClientHello names other\.test but the tunnel was allowed for example\.test$/)],
   ['a name while the tunnel is for an IP', tls13, ip443, sniMismatch(/names example\.test but the tunnel was allowed for 127\.0\.0\.1/)],
-  ['SNI in another spelling of the same name', synthetic({ extensions: sniExt('EXAMPLE.Test.') }), name443, { kind: 'tls', sni: 'example.test', alpn: [] }],
-  ['SNI that is the tunnel IP', synthetic({ extensions: sniExt('127.0.0.1') }), ip443, sniMismatch(/names the IP address 127\.0\.0\.1 as its server.*RFC 6066/)],
+  [
+    'SNI in another spelling of the same name',
+    synthetic({ extensions: sniExt('EXAMPLE.Test.') }),
+    name443,
+    { kind: 'tls', sni: 'example.test', alpn: [] },
+  ],
+  [
+    'SNI that is the tunnel IP',
+    synthetic({ extensions: sniExt('127.0.0.1') }),
+    ip443,
+    sniMismatch(/names the IP address 127\.0\.0\.1 as its server.*RFC 6066/),
+  ],
   ['SNI that is an IP in decimal', synthetic({ extensions: sniExt('2130706433') }), ip443, sniMismatch(/IP address 2130706433/)],
   ['SNI that is a bracketed IPv6', synthetic({ extensions: sniExt('[::1]') }), ip6Other, sniMismatch(/IP address \[::1\]/)],
   ['SNI that is an IP, tunnel for a name', synthetic({ extensions: sniExt('93.184.216.34') }), name443, sniMismatch(/IP address/)],
@@ -53,25 +68,50 @@ const ROWS: Row[] = [
   ['SNI of a suffix', synthetic({ extensions: sniExt('evil.example.test') }), name443, sniMismatch(/names evil\.example\.test/)],
   // Looks like TLS, does not parse: refused on every port.
   [`hello in one-byte records, off 443`, records(message, 1), name8443, badRequest(/more than 16 records\)$/)],
-  [`hello in ${MAX_HELLO_RECORDS + 1} records`, records(message, Math.floor(message.length / (MAX_HELLO_RECORDS + 1))), name8443, badRequest(NOT_A_HELLO)],
+  [
+    `hello in ${MAX_HELLO_RECORDS + 1} records`,
+    records(message, Math.floor(message.length / (MAX_HELLO_RECORDS + 1))),
+    name8443,
+    badRequest(NOT_A_HELLO),
+  ],
   ['hello padded past 16 KiB, off 443', padded, name8443, badRequest(/ClientHello of \d+ bytes, more than 16384/)],
   ['hello padded past 16 KiB, on 443', padded, name443, badRequest(NOT_A_HELLO)],
   ['record over the TLS limit', b('\x16\x03\x01\x40\x01'), name8443, badRequest(/over the TLS limit/)],
   ['alert first', b('\x15\x03\x03\x00\x02\x02\x28'), redis, badRequest(/alert \(21\)/)],
   ['change_cipher_spec first', b('\x14\x03\x03\x00\x01\x01'), name8443, badRequest(/change_cipher_spec/)],
   ['application data first', b('\x17\x03\x03\x00\x02hi'), ip6Other, badRequest(NOT_A_HELLO)],
-  ['duplicate extensions', synthetic({ extensions: Buffer.concat([sniExt('example.test'), sniExt('other.test')]) }), name8443, badRequest(/appears twice/)],
-  ['duplicate ALPN', synthetic({ extensions: Buffer.concat([sniExt('example.test'), alpnExt('h2'), alpnExt('h2')]) }), name443, badRequest(/appears twice/)],
+  [
+    'duplicate extensions',
+    synthetic({ extensions: Buffer.concat([sniExt('example.test'), sniExt('other.test')]) }),
+    name8443,
+    badRequest(/appears twice/),
+  ],
+  [
+    'duplicate ALPN',
+    synthetic({ extensions: Buffer.concat([sniExt('example.test'), alpnExt('h2'), alpnExt('h2')]) }),
+    name443,
+    badRequest(/appears twice/),
+  ],
   ['malformed SNI (NUL inside)', synthetic({ extensions: sniExt('example.test\0.evil') }), name8443, badRequest(/not printable ASCII/)],
   ['two host_names', synthetic({ extensions: sniExt('example.test', 'other.test') }), name8443, badRequest(/two host_names/)],
   ['SSLv2-style hello', b('\x80\x2e\x01\x03\x01\x00\x15'), name8443, badRequest(/SSLv2/)],
   ['ServerHello', records(handshake(helloBody(), 2)), name8443, badRequest(/not ClientHello/)],
-  ['hello then not a record', Buffer.concat([records(message.subarray(0, 30)), b('GET / HTTP/1.1\r\n')]), name8443, badRequest(/record 2 is content type 71/)],
+  [
+    'hello then not a record',
+    Buffer.concat([records(message.subarray(0, 30)), b('GET / HTTP/1.1\r\n')]),
+    name8443,
+    badRequest(/record 2 is content type 71/),
+  ],
   // Not TLS to 443: refused at once.
   ['HTTP to 443', b('GET / HTTP/1.1\r\n'), name443, badRequest(/^the tunnel to example\.test:443 did not start with a TLS ClientHello$/)],
   ['one byte of HTTP to 443', b('G'), name443, badRequest(/did not start with a TLS ClientHello/)],
   ['a blank line to 443', b('\r\n'), ip443, badRequest(/^the tunnel to 127\.0\.0\.1:443 did not/)],
-  ['SSH to 443 of an IPv6 literal', b('SSH-2.0-x\r\n'), { host: '::1', hostIsName: false, port: 443 }, badRequest(/^the tunnel to \[::1\]:443 did not/)],
+  [
+    'SSH to 443 of an IPv6 literal',
+    b('SSH-2.0-x\r\n'),
+    { host: '::1', hostIsName: false, port: 443 },
+    badRequest(/^the tunnel to \[::1\]:443 did not/),
+  ],
   ['a TLS-looking byte to 443, not yet decided', b('\x16'), name443, needMore],
   // Not TLS elsewhere: other protocols are opaque...
   ['SSH banner', b('SSH-2.0-OpenSSH_9.6\r\n'), name8443, opaque],
@@ -212,7 +252,9 @@ t.test('fuzz: never need_more at or past the cap', async () => {
     .map(([helloLength, lengths]) => {
       // The first fragment opens a ClientHello of helloLength bytes; the rest is filler.
       const opening = Buffer.from([1, helloLength >> 16, (helloLength >> 8) & 0xff, helloLength & 0xff]);
-      const fragments = lengths.map((n, i) => (i === 0 ? Buffer.concat([opening, Buffer.alloc(n, 0x61)]).subarray(0, n) : Buffer.alloc(n, 0x61)));
+      const fragments = lengths.map((n, i) =>
+        i === 0 ? Buffer.concat([opening, Buffer.alloc(n, 0x61)]).subarray(0, n) : Buffer.alloc(n, 0x61),
+      );
       return Buffer.concat(fragments.flatMap((fragment) => [Buffer.from([22, 3, 3, fragment.length >> 8, fragment.length & 0xff]), fragment]));
     });
   fc.assert(
