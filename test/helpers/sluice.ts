@@ -41,6 +41,8 @@ export interface TestSluiceOptions {
   onHalt?: (detail: string) => void;
   /** audit destination instead of DIR/audit.log (e.g. /dev/full to make every write fail) */
   audit?: string;
+  /** --max-connections: client connections open at once, all tools together */
+  maxConnections?: number;
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
@@ -63,6 +65,7 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     logger: createLogger({ level: 'silent' }),
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
+    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
   });
   return {
     running,
