@@ -51,11 +51,13 @@ export function lookalikeHeader(rawHeaders: readonly string[]): { name: string; 
 
 /** What a folding server makes of a header name (see the file comment). */
 function normalise(name: string): string {
-  return name
-    .toLowerCase()
-    .replace(/_/g, '-')
-    // eslint-disable-next-line no-control-regex -- control bytes are what is removed here
-    .replace(/[\x00-\x20\x7f]/g, '')
-    .replace(/-{2,}/g, '-')
-    .replace(/^-|-$/g, '');
+  return (
+    name
+      .toLowerCase()
+      .replace(/_/g, '-')
+      // eslint-disable-next-line no-control-regex -- control bytes are what is removed here
+      .replace(/[\x00-\x20\x7f]/g, '')
+      .replace(/-{2,}/g, '-')
+      .replace(/^-|-$/g, '')
+  );
 }

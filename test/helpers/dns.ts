@@ -1,6 +1,6 @@
 // A DNS server of the test's own on 127.0.0.1 (UDP and TCP on the same port), so sluice's resolver
 // can be pointed at it (network.dns_servers) and a test decides every answer, including DNS
-// rebinding: a function entry answers differently on each query.
+// rebinding: a function entry answers differently on each query; SILENT never answers (DNS timeouts).
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
@@ -16,7 +16,10 @@ export interface DnsRecord {
  * Per name: fixed records, or a function of the query index, which counts earlier queries for the
  * same name AND type (0 for the first A query, 0 for the first AAAA query, 1 for the second A ...).
  */
-export type DnsZoneEntry = DnsRecord[] | ((queryIndex: number) => DnsRecord[]);
+export type DnsZoneEntry = DnsRecord[] | ((queryIndex: number) => DnsRecord[]) | typeof SILENT;
+
+/** A zone entry for a name whose queries are received (and counted) but never answered. */
+export const SILENT = 'silent';
 export type DnsZone = Record<string, DnsZoneEntry>;
 
 export interface DnsServer {
@@ -36,8 +39,8 @@ function normalizeName(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
 }
 
-/** Answers one query packet; pure but for the query log it appends to. */
-function answer(zone: Map<string, DnsZoneEntry>, log: Array<{ name: string; type: string }>, query: Buffer): Buffer | null {
+/** Answers one query packet; pure but for the query log it appends to. SILENT: leave it unanswered. */
+function answer(zone: Map<string, DnsZoneEntry>, log: Array<{ name: string; type: string }>, query: Buffer): Buffer | null | typeof SILENT {
   let packet: dnsPacket.DecodedPacket;
   try {
     packet = dnsPacket.decode(query);
@@ -60,6 +63,7 @@ function answer(zone: Map<string, DnsZoneEntry>, log: Array<{ name: string; type
   log.push({ name, type: question.type });
   const entry = zone.get(name);
   if (entry === undefined) return dnsPacket.encode({ ...reply, flags: reply.flags | NXDOMAIN });
+  if (entry === SILENT) return SILENT;
 
   const records = typeof entry === 'function' ? entry(queryIndex) : entry;
   for (const record of records) {
@@ -94,6 +98,7 @@ export async function startDns(zoneRecords: DnsZone): Promise<DnsServer> {
         const length = pending.readUInt16BE(0);
         const response = answer(zone, log, pending.subarray(2, 2 + length));
         pending = pending.subarray(2 + length);
+        if (response === SILENT) continue;
         if (!response) return void socket.destroy();
         const framed = Buffer.alloc(2 + response.length);
         framed.writeUInt16BE(response.length, 0);
@@ -106,7 +111,7 @@ export async function startDns(zoneRecords: DnsZone): Promise<DnsServer> {
     (udp: dgram.Socket) =>
     (message: Buffer, remote: dgram.RemoteInfo): void => {
       const response = answer(zone, log, message);
-      if (response) udp.send(response, remote.port, remote.address);
+      if (response && response !== SILENT) udp.send(response, remote.port, remote.address);
     };
 
   const { tcp, udp, port } = await bindSamePort(onTcpConnection, onUdpMessage);

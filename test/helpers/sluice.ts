@@ -54,6 +54,8 @@ export interface TestSluiceOptions {
   listenHost?: string;
   /** the admin port's host (default 127.0.0.1) */
   adminHost?: string;
+  /** --max-connections: client connections open at once, all tools together */
+  maxConnections?: number;
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
@@ -82,6 +84,7 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     logger: createLogger({ level: 'silent' }),
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
+    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
   });
   return {
     running,
