@@ -50,10 +50,12 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
   const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
+  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
   let body: Readable | null = null;
   if (hasBody) {
     const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex);
-    pipeline(guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool), swapped, () => undefined);
+    const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err));
+    pipeline(guarded, swapped, () => undefined);
     body = swapped;
     // A swap changes the length: the body then goes upstream chunked.
     if (decision.secrets.length > 0) headers = withoutHeader(headers, 'content-length');
@@ -64,7 +66,6 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     { ip, port: target.port, servername: servernameOf(target.host) },
     limits.connect_timeout_ms,
   );
-  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
   pool.dispatch(
     {
       origin,
@@ -101,16 +102,34 @@ function decodableEncodingsOnly(headers: Array<[string, string]>): Array<[string
  * The request body as it goes upstream, counted against max_request_bytes; a client that stops
  * sending for idle_timeout_ms (while sluice is ready for more) fails the upload with client_timeout.
  */
-function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exchange, tool: string): Readable {
+function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exchange, tool: string, onFail: (err: Error) => void): Readable {
   const out = new PassThrough();
+  /** waiting for the upstream to take what the client already sent */
+  let waitingUpstream = false;
   let timer: NodeJS.Timeout | null = null;
+  let failed = false;
+  const fail = (code: 'client_timeout' | 'upstream_timeout' | 'request_too_large', detail: string, err: Error): void => {
+    disarm();
+    // Read and drop what the client still sends: unread bytes at close would reset the connection
+    // before the client reads sluice's answer.
+    failed = true;
+    req.resume();
+    ex.settle(code, detail);
+    out.destroy(err);
+    onFail(err);
+  };
+  // One idle timer for the whole body: it restarts on every byte from the client and on every drain
+  // toward the upstream, so it fires only when neither side moved for idle_timeout_ms.
   const arm = (): void => {
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
-      const detail = `the request body stalled: no byte for idle_timeout_ms (${idleMs} ms)`;
-      ex.settle('client_timeout', detail);
-      out.destroy(new ClientStalled(detail));
-      req.destroy();
+      if (waitingUpstream) {
+        const detail = `the upstream took no byte of the request body for idle_timeout_ms (${idleMs} ms)`;
+        fail('upstream_timeout', detail, new ClientStalled(detail));
+      } else {
+        const detail = `the request body stalled: no byte for idle_timeout_ms (${idleMs} ms)`;
+        fail('client_timeout', detail, new ClientStalled(detail));
+      }
     }, idleMs);
   };
   const disarm = (): void => {
@@ -118,21 +137,20 @@ function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exch
     timer = null;
   };
   req.on('data', (chunk: Buffer) => {
+    if (failed) return;
     ex.bytesUp += chunk.length;
     if (ex.bytesUp > max) {
-      disarm();
       const detail = `the request body crossed the limit of ${max} bytes for tool ${tool}`;
-      ex.settle('request_too_large', detail);
-      out.destroy(new RequestTooLarge(detail));
-      req.pause();
-      return;
+      return fail('request_too_large', detail, new RequestTooLarge(detail));
     }
-    if (out.write(chunk)) return arm();
-    // Upstream is slower than the client: that is not the client stalling.
-    disarm();
+    arm();
+    if (out.write(chunk)) return;
+    waitingUpstream = true;
     req.pause();
   });
   out.on('drain', () => {
+    if (failed) return;
+    waitingUpstream = false;
     arm();
     req.resume();
   });
@@ -162,6 +180,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   #resume: (() => void) | null = null;
   /** sluice answered in place of the upstream response and then aborted it */
   #answeredBySluice = false;
+  /** set when the client's body failed, possibly before undici connected */
+  #clientFailure: Error | null = null;
   /** set when request_timeout_ms passed, possibly before undici connected */
   #deadlinePassed: RequestDeadline | null = null;
   /** where body bytes go: the client, or a scrubber piped to the client */
@@ -189,6 +209,19 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
     if (this.#deadlinePassed) abort(this.#deadlinePassed);
+    else if (this.#clientFailure) abort(this.#clientFailure);
+  }
+
+  /** The client's body failed (too large, stalled): sluice answers in place of the upstream and aborts it. */
+  clientFailed(err: Error): void {
+    this.#clientFailure = err;
+    if (this.res.headersSent || this.#answeredBySluice) {
+      if (this.res.headersSent) this.res.destroy();
+    } else {
+      this.#answeredBySluice = true;
+      sendAnswer(this.res, this.ex.answer(this.ex.outcome ?? 'client_timeout', err.message), true);
+    }
+    this.#abort?.(err);
   }
 
   setDeadline(ms: number): void {

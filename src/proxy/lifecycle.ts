@@ -71,6 +71,15 @@ export class ConnectionLife {
     if (!this.client.listeners('timeout').includes(onTimeout)) this.client.on('timeout', onTimeout);
   }
 
+  /**
+   * No timer of its own: a connection whose requests sluice serves (TLS it terminated, plain HTTP)
+   * is timed by its server (header timeout, keep-alive timeout) and by each request's own limits.
+   */
+  untimed(): void {
+    this.#onTimer = null;
+    if (typeof this.client.setTimeout === 'function') this.client.setTimeout(0);
+  }
+
   /** The idle timeout of an open connection. */
   idle(ms: number): void {
     this.timer(ms, () => this.end(null, `the connection was silent for idle_timeout_ms (${ms} ms); sluice closed it`));

@@ -88,6 +88,9 @@ export function answerClientError(deps: ProxyDeps, err: NodeJS.ErrnoException, s
   }
   const ex = new Exchange(deps.observer, scope?.scheme ?? 'http');
   if (scope?.tunnel) {
+    // Inside a tunnel the record names whose tunnel it is, as the policy in force knows it.
+    const auth = deps.current().tokens.authenticate(scope.tunnel.credentials);
+    if (auth.ok) ex.tool = auth.tool;
     ex.host = scope.tunnel.target.host.host;
     ex.port = scope.tunnel.target.port;
   }

@@ -48,7 +48,7 @@ export async function handleConnect(
     client.write(ESTABLISHED);
     const start = await readTunnelStart(life, head, target, decision.limits.header_timeout_ms);
     if (!start) return;
-    life.idle(decision.limits.idle_timeout_ms);
+    life.untimed();
     if (start.result.kind === 'tls') return interceptor.tls(life, start.bytes, tunnel);
     if (start.result.kind === 'http') return interceptor.http(life, start.bytes, tunnel);
     return life.end(
@@ -82,7 +82,7 @@ async function passthrough(
   try {
     upstream = await dialTcp({ ip, port: target.port, servername: null }, limits.connect_timeout_ms, downstream.onread);
   } catch (err) {
-    const failure = classifyUpstreamError(err);
+    const failure = classifyUpstreamError(err, limits);
     return sendRawAnswer(client, ex.answer(failure.code, failure.detail));
   }
   if (client.destroyed) {
@@ -102,7 +102,7 @@ async function passthrough(
     // Plain HTTP is served request by request through the pipeline, Host checked, never relayed raw.
     upstream.removeAllListeners('end');
     upstream.destroy();
-    life.idle(limits.idle_timeout_ms);
+    life.untimed();
     return interceptor.http(life, start.bytes, tunnel);
   }
   life.link(upstream);

@@ -41,7 +41,7 @@ tools:
   ${ABANDONER}:
     token_sha256: "${sha256(TOKEN)}"
     allow:
-      - host: abandon.test
+      - host: 93.184.216.34
         paths: ["/**"]
   ${STEADY}:
     token_sha256: "${sha256(TOKEN)}"
@@ -120,7 +120,7 @@ t.test(`${TUNNELS} abandoned intercepted CONNECTs under prlimit --nofile=${FD_LI
   for (let batch = 0; batch < TUNNELS / BATCH; batch++) {
     const tunnels = await Promise.all(
       Array.from({ length: BATCH }, (_, i) =>
-        connectTunnel(sluice.port, 'abandon.test:443', basicAuth(ABANDONER, TOKEN), { timeoutMs: 5000 }).then(
+        connectTunnel(sluice.port, '93.184.216.34:443', basicAuth(ABANDONER, TOKEN), { timeoutMs: 5000 }).then(
           (tunnel) => ({ tunnel, halfClose: i % 2 === 0 }),
           () => null,
         ),

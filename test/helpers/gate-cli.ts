@@ -75,7 +75,7 @@ export async function serveCliProcess(
   const fullArgs = wrapper.length > 0 ? [...wrapper.slice(1), process.execPath, ...args] : args;
   const child = spawn(command, fullArgs, { env: cleanEnv(options.env), stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const deadline = Date.now() + 15_000;
   for (;;) {
