@@ -8,7 +8,7 @@ import type { Observer } from '../observe/events.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import type { SecretStore } from '../secrets/store.js';
 import type { ToolTokens } from './auth.js';
-import type { OpenConnections } from './lifecycle.js';
+import type { ConnectionLife, OpenConnections } from './lifecycle.js';
 import type { ToolLimiter } from './limits.js';
 
 export interface PolicyRuntime {
@@ -33,9 +33,12 @@ export interface ProxyDeps {
   /** per-tool concurrency and rate, kept across reloads */
   limiter: ToolLimiter;
   /** open raw connections (tunnels, upgraded requests): re-checked on reload, cut at shutdown */
-  open: OpenConnections;
+  open: OpenConnections<PolicyRuntime>;
 }
 
 export interface SelfCheck {
   isSelf(ip: string, port: number): boolean;
 }
+
+/** A raw connection's life in the data path: a reload re-checks it against the new runtime. */
+export type Life = ConnectionLife<PolicyRuntime>;

@@ -8,9 +8,8 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { LeafCertificates } from '../tls/leaf.js';
 import type { RequestScope, TunnelScope } from './admit.js';
-import type { ProxyDeps } from './context.js';
+import type { Life, ProxyDeps } from './context.js';
 import { forwardRequest } from './forward.js';
-import type { ConnectionLife } from './lifecycle.js';
 import { answerClientError, DEFAULT_SERVER_OPTIONS, serverOptions, type ProxyServerOptions } from './server.js';
 import type { Interceptor } from './tunnel.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -53,7 +52,7 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
     },
   };
 
-  function terminateTls(life: ConnectionLife, client: Socket, tunnel: TunnelScope): void {
+  function terminateTls(life: Life, client: Socket, tunnel: TunnelScope): void {
     const host = tunnel.target.host.host;
     leaves.secureContextFor(host).then(
       (context) => {

@@ -5,11 +5,10 @@
 // limit, refused by the gate, closed by a reload or at shutdown, or aborted.
 import type { Duplex } from 'node:stream';
 import type { Outcome } from '../policy/reasons.js';
-import type { PolicyRuntime } from './context.js';
 import type { Exchange } from './exchange.js';
 
 const LIFE = Symbol('sluice.life');
-type Owned = Duplex & { [LIFE]?: ConnectionLife; setTimeout?: (ms: number) => unknown };
+type Owned = Duplex & { [LIFE]?: { closed(): void; timedOut(): void }; setTimeout?: (ms: number) => unknown };
 
 /** Shared listeners (one function for every socket, not a closure each: idle tunnels keep them). */
 function onClientClose(this: Owned): void {
@@ -22,11 +21,12 @@ function destroySelf(this: Duplex): void {
   this.destroy();
 }
 
-export class ConnectionLife {
+/** `R` is what a reload re-checks the connection against (the policy runtime). */
+export class ConnectionLife<R = unknown> {
   readonly client: Owned;
   readonly ex: Exchange;
   readonly #kind: 'net.req' | 'net.tunnel';
-  readonly #open: OpenConnections;
+  readonly #open: OpenConnections<R>;
   #release: (() => void) | null = null;
   #upstream: Duplex | null = null;
   /** what the current timer means when it fires */
@@ -35,9 +35,9 @@ export class ConnectionLife {
   /** how the connection ended if it closes now with nothing else said (e.g. before its first bytes) */
   closeNote: string | null = null;
   /** re-decides the connection under a new policy: a sentence when it may no longer stay open */
-  recheck: ((runtime: PolicyRuntime) => string | null) | null = null;
+  recheck: ((runtime: R) => string | null) | null = null;
 
-  constructor(open: OpenConnections, client: Duplex, ex: Exchange, kind: 'net.req' | 'net.tunnel') {
+  constructor(open: OpenConnections<R>, client: Duplex, ex: Exchange, kind: 'net.req' | 'net.tunnel') {
     this.client = client;
     this.ex = ex;
     this.#kind = kind;
@@ -114,14 +114,14 @@ export class ConnectionLife {
 }
 
 /** The raw connections open now: re-checked on every reload, ended at shutdown. */
-export class OpenConnections {
-  readonly #lives = new Set<ConnectionLife>();
+export class OpenConnections<R = unknown> {
+  readonly #lives = new Set<ConnectionLife<R>>();
 
-  add(life: ConnectionLife): void {
+  add(life: ConnectionLife<R>): void {
     this.#lives.add(life);
   }
 
-  delete(life: ConnectionLife): void {
+  delete(life: ConnectionLife<R>): void {
     this.#lives.delete(life);
   }
 
@@ -130,7 +130,7 @@ export class OpenConnections {
   }
 
   /** After a reload: every connection whose admission the new policy no longer gives is closed. */
-  recheck(runtime: PolicyRuntime): number {
+  recheck(runtime: R): number {
     let closed = 0;
     for (const life of [...this.#lives]) {
       const why = life.recheck?.(runtime) ?? null;

@@ -13,7 +13,7 @@ import { decide } from '../policy/decide.js';
 import { gateTunnelStart, type GateResult } from '../tls/hello-gate.js';
 import { admit, headOf, type Admitted, type TunnelScope } from './admit.js';
 import { sendRawAnswer } from './answers.js';
-import type { PolicyRuntime, ProxyDeps } from './context.js';
+import type { Life, PolicyRuntime, ProxyDeps } from './context.js';
 import { ConnectionLife } from './lifecycle.js';
 import type { Target } from './target.js';
 import { classifyUpstreamError } from './upstream-errors.js';
@@ -21,9 +21,9 @@ import { classifyUpstreamError } from './upstream-errors.js';
 /** Serves what sluice reads inside a tunnel: TLS it terminates, or plain HTTP. */
 export interface Interceptor {
   /** the client's first bytes are a ClientHello the gate passed; terminate TLS and serve requests */
-  tls(life: ConnectionLife, bytes: Buffer, tunnel: TunnelScope): void;
+  tls(life: Life, bytes: Buffer, tunnel: TunnelScope): void;
   /** the client's first bytes are plain HTTP; serve its requests (scheme http) */
-  http(life: ConnectionLife, bytes: Buffer, tunnel: TunnelScope): void;
+  http(life: Life, bytes: Buffer, tunnel: TunnelScope): void;
 }
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';
@@ -63,7 +63,7 @@ export async function handleConnect(
 async function passthrough(
   deps: ProxyDeps,
   interceptor: Interceptor,
-  life: ConnectionLife,
+  life: Life,
   admission: Admitted,
   tunnel: TunnelScope,
   head: Buffer,
@@ -139,7 +139,7 @@ function stillAllowed(runtime: PolicyRuntime, tunnel: TunnelScope, tool: string)
  * client socket paused.
  */
 export function readTunnelStart(
-  life: ConnectionLife,
+  life: Life,
   head: Buffer,
   target: Target,
   timeoutMs: number,
