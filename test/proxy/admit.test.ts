@@ -120,7 +120,7 @@ t.test('each step refuses in pipeline order, with the reason of the first that f
   refusal(t, lookalike, 'bad_request', 400, true);
   t.equal(lookalike.ex.tool, 'web', 'a framing refusal names the authenticated tool');
   refusal(t, await get('http://api.example.com/v1/x', { ...auth, Host: 'other.example.com' }), 'bad_request', 400, true);
-  refusal(t, await get('http://nothing.example.com/'), 'no_rule', 403);
+  refusal(t, await get('http://nothing.example.com/', { ...auth, Host: 'nothing.example.com' }), 'no_rule', 403);
   refusal(t, await get('http://api.example.com/v2/x'), 'path_not_allowed', 403);
   refusal(t, await get('http://api.example.com/v1/x', { ...auth, 'Content-Length': '101' }), 'request_too_large', 413, true);
   refusal(t, await get('http://inner.example.com/', { ...auth, Host: 'inner.example.com' }), 'private_ip', 403);
