@@ -16,6 +16,7 @@
 // Pure apart from the injected lookup and interface list: no sockets, no clock.
 import { promises as dns } from 'node:dns';
 import { networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { canonicalHost } from './host.js';
 
@@ -39,6 +40,8 @@ export class SelfEndpoints {
   /** `${address} ${port}` for every exact listen. */
   readonly #exact = new Set<string>();
   readonly #wildcardPorts = new Set<number>();
+  /** every port sluice listens on: a dial to any other port is never to sluice */
+  readonly #ports = new Set<number>();
   readonly #lookup: (name: string) => Promise<readonly string[]>;
   readonly #interfaceAddresses: () => Iterable<string>;
   #local = new Set<string>();
@@ -64,6 +67,7 @@ export class SelfEndpoints {
     const { port } = endpoint;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`not a port: ${port}`);
     if (port === 0) return;
+    this.#ports.add(port);
     for (const address of await this.#addressesOf(endpoint.host)) {
       if (address.range() === 'unspecified') {
         if (this.#wildcardPorts.size === 0) this.refreshInterfaces();
@@ -86,6 +90,10 @@ export class SelfEndpoints {
 
   /** True when dialling ip:port would reach one of sluice's own listeners. An address it cannot read counts as self. */
   isSelf(ip: string, port: number): boolean {
+    // An address it cannot read counts as self; most dials are then to a port no listener of
+    // sluice has, with nothing more to parse.
+    if (isIP(ip) === 0) return true;
+    if (!this.#ports.has(port)) return false;
     const address = parseAddress(ip);
     if (!address) return true;
     // A NAT64 gateway turns 64:ff9b::a.b.c.d into a.b.c.d, which may be this host's own address

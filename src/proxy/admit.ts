@@ -143,13 +143,16 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
 
   // 8. slot and rate: a request inside a tunnel takes a rate token; the tunnel holds the slot.
   const toolCaps = runtime.compiled.tools.get(tool)?.limits ?? limits;
-  const grant = await deps.limiter.acquire(tool, toolCaps, { slot: scope.tunnel === null });
-  if (!grant.ok) return refuse('rate_limited', grant.detail, false, grant.retryAfterSeconds);
-  release = grant.release;
+  // Inside a tunnel with no rate to count there is nothing to take (and no turn of the event loop to wait).
+  if (scope.tunnel === null || toolCaps.requests_per_minute > 0) {
+    const grant = await deps.limiter.acquire(tool, toolCaps, { slot: scope.tunnel === null });
+    if (!grant.ok) return refuse('rate_limited', grant.detail, false, grant.retryAfterSeconds);
+    release = grant.release;
+  }
   if (decision.ruleCaps && decision.rule) {
     const ruleGrant = await deps.limiter.acquire(`${tool}\u0000${decision.rule}`, decision.ruleCaps, { who: `rule ${decision.rule}` });
     if (!ruleGrant.ok) return refuse('rate_limited', ruleGrant.detail, false, ruleGrant.retryAfterSeconds);
-    release = both(grant.release, ruleGrant.release);
+    release = both(release, ruleGrant.release);
   }
 
   // 9. vet the address: resolve once, refuse internal ranges and sluice itself; only this IP is dialled.

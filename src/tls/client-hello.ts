@@ -287,14 +287,3 @@ class Reader {
     return new Reader(this.buf.subarray(start, Math.min(start + n, this.buf.length)), n);
   }
 }
-
-export type ClientHelloResult = { state: 'need_more' } | { state: 'not_tls' } | { state: 'tls'; sni: string | null; alpn: string[] };
-
-/**
- * @deprecated The old three-state answer, which folds `malformed` into `not_tls`; kept only so
- * src/proxy compiles until it asks tls/hello-gate.ts instead (which refuses malformed hellos).
- */
-export function readClientHello(buf: Buffer): ClientHelloResult {
-  const scan = scanClientHello(buf);
-  return scan.state === 'malformed' ? NOT_TLS : scan;
-}

@@ -11,7 +11,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { basicAuth, connectTunnel, type Tunnel } from '../helpers/clients.js';
 import { startDns, type DnsServer } from '../helpers/dns.js';
-import { metricTotal, scrapeMetrics } from '../helpers/gate-metrics.js';
+import { scrapeMetrics, total as metricTotal } from '../helpers/metrics.js';
 import {
   CANONICAL_TYPES,
   Conversation,

@@ -7,6 +7,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import t, { type Test } from 'tap';
 import { parse as parseYaml } from 'yaml';
+import { OUTCOME, type Outcome } from '../../src/policy/reasons.js';
 import { basicAuth, connectTunnel, curl, rawRequest } from '../helpers/clients.js';
 import { startDns } from '../helpers/dns.js';
 import { scrapeMetrics, total, type Sample } from '../helpers/metrics.js';
@@ -181,7 +182,8 @@ for (const [reason, url, extra] of denials) {
       { tool: TOOL, decision: 'deny', reason, type },
       async () => {
         const r = await via(url.replace('PORT', String(upstream.port)), extra ?? []);
-        t.ok(r.status >= 400 || r.code !== 0, `refused (${r.status})`);
+        t.equal(r.status, OUTCOME[reason as Outcome].status, `refused with the table's status for ${reason}`);
+        t.equal(r.headers['x-sluice-deny'], reason);
       },
       (r) => r.reason === reason,
     ),

@@ -47,7 +47,8 @@ tools:
       - host: ws.test
       - host: other.test
 ${tool('single', 'max_connections_per_tool: 1')}
-${tool('capped', `max_response_bytes: ${CAPPED_BYTES}, max_request_bytes: ${CAPPED_BYTES}`)}
+${tool('capped', `max_response_bytes: ${CAPPED_BYTES}, max_request_bytes: ${CAPPED_BYTES * 10}`)}
+${tool('capped-up', `max_request_bytes: ${CAPPED_BYTES}, max_response_bytes: ${CAPPED_BYTES * 10}`)}
 `,
   });
 });
@@ -147,16 +148,22 @@ t.test('an open upgraded connection holds one of the tool slots', async (t) => {
   t.equal(third.status, 101, 'the slot came back when the first closed');
 });
 
-t.test('the size limits hold for the bytes after the upgrade', async (t) => {
-  const ws = await upgrade('ws.test', 'capped');
-  t.equal(ws.status, 101);
-  const closed = new Promise<void>((resolve) => ws.socket.once('close', () => resolve()));
-  ws.socket.resume();
-  // The echo of a frame just under the cap still fits; the second pushes the bytes down past it.
-  ws.socket.write(frame(CAPPED_BYTES / 2));
-  ws.socket.write(frame(CAPPED_BYTES / 2));
-  await closed;
-  const rec = await waitForAudit(sluice, (e) => e.tool === 'capped' && e.type === 'limit.exceeded');
-  t.match(rec.reason, /^(response|request)_too_large$/);
-  t.ok((rec.bytes_down ?? 0) <= CAPPED_BYTES + 64 * 1024, 'the connection was cut near the cap');
-});
+for (const [tool, reason, field] of [
+  ['capped', 'response_too_large', 'bytes_down'],
+  ['capped-up', 'request_too_large', 'bytes_up'],
+] as const) {
+  t.test(`the size limits hold for the bytes after the upgrade: ${reason}`, async (t) => {
+    const ws = await upgrade('ws.test', tool);
+    t.equal(ws.status, 101);
+    const closed = new Promise<void>((resolve) => ws.socket.once('close', () => resolve()));
+    ws.socket.resume();
+    // Two frames of half the cap each: their bytes (or their echo) cross the one cap this tool has.
+    ws.socket.write(frame(CAPPED_BYTES / 2));
+    ws.socket.write(frame(CAPPED_BYTES / 2));
+    await closed;
+    const rec = await waitForAudit(sluice, (e) => e.tool === tool && e.type === 'limit.exceeded');
+    t.equal(rec.reason, reason);
+    t.ok((rec[field] ?? 0) > CAPPED_BYTES, `${field} crossed the cap`);
+    t.ok((rec[field] ?? 0) <= CAPPED_BYTES + 64 * 1024, 'the connection was cut near the cap');
+  });
+}

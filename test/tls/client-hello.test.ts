@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { MAX_HELLO_RECORDS, MAX_HELLO_WIRE_BYTES, readClientHello, scanClientHello, type HelloScan } from '../../src/tls/client-hello.js';
+import { MAX_HELLO_RECORDS, MAX_HELLO_WIRE_BYTES, scanClientHello, type HelloScan } from '../../src/tls/client-hello.js';
 import {
   alpnExt,
   captureClientHello,
@@ -19,8 +19,6 @@ import {
 const withSni = await captureClientHello({ servername: 'example.test', ALPNProtocols: ['h2', 'http/1.1'] });
 const sniOnly = await captureClientHello({ servername: 'api.example.test' });
 const bare = await captureClientHello({});
-
-const isMalformed = (scan: HelloScan): boolean => scan.state === 'malformed';
 
 t.test('reads SNI and ALPN from real Node ClientHellos', async (t) => {
   t.same(scanClientHello(withSni), { state: 'tls', sni: 'example.test', alpn: ['h2', 'http/1.1'] });
@@ -74,7 +72,6 @@ t.test('a hello in more records than the cap is malformed, not "not TLS"', async
   // Decided as soon as the cap is reached: the 17th record header need not arrive.
   t.match(scanClientHello(oneByte.subarray(0, MAX_HELLO_RECORDS * 6)), { state: 'malformed' });
   t.same(scanClientHello(oneByte.subarray(0, MAX_HELLO_RECORDS * 6 - 1)), { state: 'need_more' });
-  t.same(readClientHello(oneByte), { state: 'not_tls' }, 'the deprecated three-state answer folds malformed into not_tls');
 });
 
 t.test('other protocols are not TLS on their first bytes', async (t) => {
@@ -317,12 +314,4 @@ t.test('fuzz: any SNI and ALPN round-trip through any record split within the ca
     ),
     { numRuns: 1000 },
   );
-});
-
-t.test('readClientHello keeps its three states for the callers not yet moved to the gate', async (t) => {
-  t.same(readClientHello(withSni), { state: 'tls', sni: 'example.test', alpn: ['h2', 'http/1.1'] });
-  t.same(readClientHello(Buffer.from([22])), { state: 'need_more' });
-  t.same(readClientHello(Buffer.from('GET /')), { state: 'not_tls' });
-  t.ok(isMalformed(scanClientHello(Buffer.from([21, 3]))));
-  t.same(readClientHello(Buffer.from([21, 3])), { state: 'not_tls' });
 });
