@@ -7,11 +7,17 @@ import { VIA } from './headers.js';
 
 export interface Answer {
   status: number;
+  /**
+   * The reason phrase: the status text and, because curl, git, pip, requests and the JDK print the
+   * status line of a refused CONNECT but never its body, the code and host, e.g.
+   * "Forbidden (sluice: no_rule pypi.org)".
+   */
+  phrase: string;
   headers: Record<string, string>;
   body: string;
 }
 
-export function outcomeAnswer(code: Outcome, detail: string, requestId: string, retryAfterSeconds?: number): Answer {
+export function outcomeAnswer(code: Outcome, detail: string, requestId: string, retryAfterSeconds?: number, host?: string | null): Answer {
   const entry = OUTCOME[code];
   const headers: Record<string, string> = {
     'Content-Type': 'application/json',
@@ -23,7 +29,13 @@ export function outcomeAnswer(code: Outcome, detail: string, requestId: string, 
   const retry = retryAfterSeconds ?? entry.retryAfterSeconds;
   if (retry !== null) headers['Retry-After'] = String(retry);
   const body = JSON.stringify({ error: entry.body, reason: code, detail, request_id: requestId });
-  return { status: entry.status, headers, body };
+  const phrase = `${STATUS_TEXT[entry.status] ?? 'Error'} (sluice: ${code}${host ? ` ${phraseSafe(host)}` : ''})`;
+  return { status: entry.status, phrase, headers, body };
+}
+
+/** A host in a reason phrase: visible ASCII only, bounded (a phrase may not carry CR, LF or controls). */
+function phraseSafe(host: string): string {
+  return host.replace(/[^\x21-\x7e]/g, '?').slice(0, 100);
 }
 
 /** Writes an answer on an http.ServerResponse; closes the connection when asked (ambiguous input). */
@@ -35,7 +47,7 @@ export function sendAnswer(res: ServerResponse, answer: Answer, close = false): 
   const headers: Record<string, string> = { ...answer.headers, 'Content-Length': String(Buffer.byteLength(answer.body)) };
   if (close) headers['Connection'] = 'close';
   res.shouldKeepAlive = res.shouldKeepAlive && !close;
-  res.writeHead(answer.status, headers);
+  res.writeHead(answer.status, answer.phrase, headers);
   res.end(answer.body);
 }
 
@@ -50,7 +62,7 @@ export function sendRawAnswer(socket: Duplex, answer: Answer): void {
     socket.destroy();
     return;
   }
-  const lines = [statusLine(answer.status)];
+  const lines = [statusLine(answer.status, answer.phrase)];
   for (const [name, value] of Object.entries(answer.headers)) lines.push(`${name}: ${value}`);
   lines.push(`Content-Length: ${Buffer.byteLength(answer.body)}`, 'Connection: close', '', '');
   socket.end(lines.join('\r\n') + answer.body);

@@ -81,7 +81,7 @@ export class Exchange {
    */
   answer(code: Outcome, detail: string, retryAfterSeconds?: number): Answer {
     this.settle(code, detail);
-    const answer = outcomeAnswer(code, detail, this.requestId, retryAfterSeconds);
+    const answer = outcomeAnswer(code, detail, this.requestId, retryAfterSeconds, this.host);
     this.status = answer.status;
     return answer;
   }

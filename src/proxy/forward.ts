@@ -12,7 +12,7 @@ import { sendAnswer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import type { Exchange } from './exchange.js';
 import { awaitTurn } from './framing.js';
-import { endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
+import { clientHost, endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
 import { bodySwapper, responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
@@ -45,7 +45,9 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   }
   let headers = credentials.headers;
   const path = credentials.target;
-  headers.unshift(['Host', target.authority]);
+  // The client's Host as it wrote it (admission checked that it names the target): signed requests
+  // such as AWS SigV4 cover it byte for byte. Absent (absolute-form allows that), the target's.
+  headers.unshift(['Host', clientHost(req.rawHeaders) ?? target.authority]);
   if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);

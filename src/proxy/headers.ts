@@ -60,3 +60,9 @@ export function withoutHeader(headers: Array<[string, string]>, name: string): A
   const lower = name.toLowerCase();
   return headers.filter(([n]) => n.toLowerCase() !== lower);
 }
+
+/** The Host header's value exactly as the client sent it. */
+export function clientHost(rawHeaders: readonly string[]): string | null {
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') return rawHeaders[i + 1]!;
+  return null;
+}

@@ -12,7 +12,7 @@ import { admit, headOf, servernameOf, type RequestScope } from './admit.js';
 import { sendRawAnswer, statusLine } from './answers.js';
 import type { ProxyDeps } from './context.js';
 import { awaitTurn } from './framing.js';
-import { endToEndHeaders, flatten, withVia } from './headers.js';
+import { clientHost, endToEndHeaders, flatten, withVia } from './headers.js';
 import { ConnectionLife } from './lifecycle.js';
 import { responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
@@ -62,7 +62,11 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   life.link(upstream);
   if (client.destroyed) return;
 
-  const headers: Array<[string, string]> = [['Host', target.authority], ['Connection', 'Upgrade'], ...credentials.headers];
+  const headers: Array<[string, string]> = [
+    ['Host', clientHost(req.rawHeaders) ?? target.authority],
+    ['Connection', 'Upgrade'],
+    ...credentials.headers,
+  ];
   const outgoing = http.request({
     createConnection: () => upstream,
     method: req.method ?? 'GET',

@@ -149,7 +149,7 @@ t.test('oversize request line and oversize headers are refused (431), audited, a
   for (const f of forms) {
     const r = await rawRequest(sluice.port, f.raw, { until: 'close' });
     t.equal(r.status, 431, f.what);
-    t.match(r.raw, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/, `${f.what}: status line`);
+    t.match(r.raw, /^HTTP\/1\.1 431 Request Header Fields Too Large \(sluice: headers_too_large\)\r\n/, `${f.what}: status line`);
     t.equal(r.headers['x-sluice-error'], 'headers_too_large', f.what);
     t.ok(r.closed, `${f.what}: closed`);
     const id = r.headers['x-request-id']!;
