@@ -3,7 +3,7 @@ import { PolicyError } from '../config/errors.js';
 import { classifyAddress, compileAddressPolicy } from '../net/address.js';
 import { VettingResolver } from '../net/resolve.js';
 import { compilePolicy } from '../policy/compile.js';
-import { explain } from '../policy/decide.js';
+import { decide, explain } from '../policy/decide.js';
 import { parseAbsoluteTarget, parseConnectTarget } from '../proxy/target.js';
 import { parseFlags, UsageError } from './usage.js';
 
@@ -48,7 +48,18 @@ export async function runExplain(args: string[]): Promise<number> {
   });
   const d = result.decision;
   const out = [`decision: ${d.verdict}${d.reason ? ` (${d.reason})` : ''}`, `detail: ${d.detail}`, `rule: ${d.rule ?? 'none'}`];
-  if (https) out.push(`tls: ${d.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
+  if (https) {
+    // Whether the tunnel is opened up is the CONNECT's decision, whatever the method asked about.
+    const connect = method === 'CONNECT' ? d : decide(compiled, tool, { phase: 'connect', host: host.host, port, method: 'CONNECT' });
+    out.push(`tls: ${connect.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
+  }
+  const l = d.limits;
+  out.push(
+    `limits: max_request_bytes ${l.max_request_bytes}, max_response_bytes ${l.max_response_bytes}, ` +
+      `max_tunnel_bytes ${l.max_tunnel_bytes === 0 ? 'off' : l.max_tunnel_bytes}, connect_timeout_ms ${l.connect_timeout_ms}, ` +
+      `header_timeout_ms ${l.header_timeout_ms}, idle_timeout_ms ${l.idle_timeout_ms}, max_connections_per_tool ${l.max_connections_per_tool}, ` +
+      `requests_per_minute ${l.requests_per_minute === 0 ? 'off' : l.requests_per_minute}`,
+  );
   if (d.rule === null && result.considered.length > 0) {
     out.push('rules considered:');
     for (const c of result.considered) out.push(`  ${c.rule}: ${c.matched ? 'matches' : c.why}`);

@@ -3,6 +3,8 @@
 
 export interface Limits {
   max_response_bytes: number;
+  /** both directions of one passthrough tunnel; 0 = no limit */
+  max_tunnel_bytes: number;
   max_request_bytes: number;
   connect_timeout_ms: number;
   idle_timeout_ms: number;
@@ -78,6 +80,7 @@ export interface LoadedPolicy {
 
 export const DEFAULT_LIMITS: Limits = {
   max_response_bytes: 10 * 1024 * 1024,
+  max_tunnel_bytes: 0,
   max_request_bytes: 1024 * 1024,
   connect_timeout_ms: 5000,
   idle_timeout_ms: 60000,

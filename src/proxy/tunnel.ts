@@ -72,11 +72,17 @@ async function passthrough(
   const client = life.client as Socket;
   const limits = decision.limits;
   // Upstream bytes flow to the client as soon as the upstream sends them (server-first protocols).
+  // A passthrough tunnel carries many responses sluice cannot see (a git clone, a pip install):
+  // its volume has its own limit, off unless set; max_response_bytes caps the responses sluice reads.
+  const cap = limits.max_tunnel_bytes;
+  const withinCap = (): boolean => {
+    if (cap === 0 || ex.bytesUp + ex.bytesDown <= cap) return true;
+    life.end('tunnel_too_large', `the tunnel carried more than max_tunnel_bytes (${cap} bytes, both directions); it was closed`);
+    return false;
+  };
   const downstream = new ReadRelay(client, (bytes) => {
     ex.bytesDown += bytes;
-    if (ex.bytesDown <= limits.max_response_bytes) return true;
-    life.end('response_too_large', `the tunnel carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
-    return false;
+    return withinCap();
   });
   let upstream: Socket;
   try {
@@ -113,7 +119,7 @@ async function passthrough(
   client.resume();
   relaySocket(client, upstream, (bytes) => {
     ex.bytesUp += bytes;
-    return true;
+    return withinCap();
   });
 }
 
