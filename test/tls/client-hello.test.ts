@@ -53,7 +53,9 @@ t.test('reassembles a ClientHello split over several records, up to the cap', as
   const splits: Array<[string, Buffer]> = [
     ['handshake header split across records', headerSplit],
     ['a one-byte first record', Buffer.concat([records(message.subarray(0, 1)), records(message.subarray(1))])],
-    ...[atCap, 100, 511].map((size): [string, Buffer] => [`records of ${size}`, records(message, size)]),
+    // Record sizes that keep the hello within the cap whatever its size (Node 24's hello carries a
+    // post-quantum key share and is about 1.7 KiB; Node 20's about 0.5 KiB).
+    ...[atCap, Math.max(100, atCap + 1), 511].map((size): [string, Buffer] => [`records of ${size}`, records(message, size)]),
   ];
   for (const [name, split] of splits) {
     t.same(scanClientHello(split), { state: 'tls', sni: 'example.test', alpn: ['h2', 'http/1.1'] }, name);
