@@ -75,7 +75,7 @@ t.test('last 5 lines dropped: exit 3 (unsealed tail), and exit 1 against the anc
   t.equal(verify(files).code, 3, 'without --key too');
   const anchored = verify(['--key', keyFile, '--expect-seq', String(lastSeq), ...files]);
   t.equal(anchored.code, 1, anchored.out);
-  t.match(anchored.out, new RegExp(`the anchor says ${lastSeq}`));
+  t.match(anchored.out, new RegExp(`the anchor says seq ${lastSeq}`));
 });
 
 t.test('--expect-seq: at or below the last record passes, beyond it fails', async (t) => {

@@ -153,13 +153,18 @@ export function buildTrail(spec: TrailSpec): string[][] {
   return files;
 }
 
-/** Recomputes every prev and hash from the first line's prev on, as a forger without the key can. */
-export function rechain(lines: string[], prev?: string): string[] {
+/**
+ * Recomputes every prev and hash from the first line's prev on, as a forger without the key can;
+ * with `signWith`, checkpoints are signed again too (as sluice itself would write them).
+ */
+export function rechain(lines: string[], prev?: string, signWith?: TestKey): string[] {
   let last = prev ?? (JSON.parse(lines[0]!) as { prev: string }).prev;
   return lines.map((line) => {
-    const { hash: _hash, ...fields } = JSON.parse(line) as Fields;
-    const { prev: _prev, ...rest } = fields;
-    const next = chained({ ...rest, prev: last });
+    const { hash: _hash, prev: _prev, signature, ...rest } = JSON.parse(line) as Fields;
+    const fields = { ...rest, ...(signature !== undefined ? { signature } : {}), prev: last };
+    const next = chained(
+      signWith && rest.type === 'audit.checkpoint' ? signed({ ...rest, key_id: signWith.keyId, prev: last }, signWith.privateKey) : fields,
+    );
     last = next.hash;
     return next.line;
   });
