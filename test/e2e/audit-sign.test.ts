@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { cleanEnv, curl } from '../helpers/clients.js';
-import { serveCliProcess, type ServedCli } from '../helpers/gate-cli.js';
+import { freeLoopbackPort, serveCliProcess, type ServedCli } from '../helpers/gate-cli.js';
 import { scrapeMetrics, total } from '../helpers/metrics.js';
 import { sha256, TOKEN, TOOL } from '../helpers/sluice.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -245,7 +245,8 @@ t.test('a checkpoint every T seconds; the flags as environment variables', async
 t.test('serve refuses a missing key, a key that is not Ed25519, and a key without an audit file', async (t) => {
   const policyFile = path.join(root, 'policy.yaml');
   writeFileSync(policyFile, policy());
-  const base = ['serve', '--policy', policyFile, '--admin', 'off', '--listen', '127.0.0.1:0', '--ca-dir', path.join(root, 'certs')];
+  const listen = `127.0.0.1:${await freeLoopbackPort()}`;
+  const base = ['serve', '--policy', policyFile, '--admin', 'off', '--listen', listen, '--ca-dir', path.join(root, 'certs')];
   const audit = ['--audit', path.join(root, 'refused.log')];
   const missing = cli([...base, ...audit, '--audit-key', path.join(root, 'nope.pem')]);
   t.equal(missing.code, 2, missing.out);
@@ -257,5 +258,7 @@ t.test('serve refuses a missing key, a key that is not Ed25519, and a key withou
   const noAudit = cli([...base, '--audit-key', privateKey]);
   t.equal(noAudit.code, 2, noAudit.out);
   t.match(noAudit.stderr, /--audit-key needs --audit/);
-  t.equal(cli([...base, ...audit, ...signed(['--audit-checkpoint-records', '0'])]).code, 2, 'N must be at least 1');
+  const zero = cli([...base, ...audit, ...signed(['--audit-checkpoint-records', '0'])]);
+  t.equal(zero.code, 2, 'N must be at least 1');
+  t.match(zero.stderr, /--audit-checkpoint-records/);
 });
