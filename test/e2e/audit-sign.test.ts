@@ -262,3 +262,27 @@ t.test('serve refuses a missing key, a key that is not Ed25519, and a key withou
   t.equal(zero.code, 2, 'N must be at least 1');
   t.match(zero.stderr, /--audit-checkpoint-records/);
 });
+
+t.test('--workers 2: one signed trail per worker, /audit/head lists both, verify takes them together', async (t) => {
+  const s = await serveCliProcess(policy(), { extra: signed(['--workers', '2', '--audit-instance', 'edge']) });
+  t.teardown(() => void s.child.kill('SIGKILL'));
+  for (let i = 0; i < 6; i++) t.equal((await get(s, `/anything/w${i}`)).status, 200);
+  // Workers report their status to the primary about once a second: poll, bounded.
+  let heads: Array<{ worker: number; instance: string; checkpoint: string }> = [];
+  for (let tries = 0; heads.length < 2 && tries < 50; tries++) {
+    const res = await fetch(`http://127.0.0.1:${s.adminPort}/audit/head`);
+    if (res.status === 200) heads = ((await res.json()) as { workers: typeof heads }).workers;
+    if (heads.length < 2) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.match(heads, [
+    { worker: 1, instance: 'edge.w1', checkpoint: 'start' },
+    { worker: 2, instance: 'edge.w2', checkpoint: 'start' },
+  ]);
+  t.equal(await s.stop(), 0, s.stderr());
+  const files = auditFiles(s.dir);
+  t.same(files.map((f) => path.basename(f)).sort(), ['audit.log.w1', 'audit.log.w2']);
+  const together = cli(['audit', 'verify', '--key', publicKey, ...files]);
+  t.equal(together.code, 0, together.out);
+  t.match(together.stdout, /instance edge\.w1/);
+  t.match(together.stdout, /instance edge\.w2/);
+});
