@@ -6,11 +6,12 @@ const USAGE = `sluice: an HTTP(S) forward egress proxy for sandboxed tools
 
 Usage:
   sluice serve --policy FILE [--listen 127.0.0.1:3128] [--admin 127.0.0.1:9090] [--ca-dir certs]
-               [--audit FILE|-] [--policy-sha256 HEX]
+               [--audit FILE|-] [--audit-key FILE] [--policy-sha256 HEX]
   sluice check FILE
   sluice explain --policy FILE --tool NAME [--resolve] METHOD URL
   sluice ca init [--dir certs]
-  sluice audit verify FILE...
+  sluice audit keygen --dir DIR
+  sluice audit verify [--key PUB] [--expect-seq N] FILE...
 
 Run "sluice COMMAND --help" for the options of one command.
 `;

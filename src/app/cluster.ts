@@ -4,11 +4,13 @@
 // Audit: one hash chain per worker, in FILE.w1 … FILE.wN. A single writer in the primary would cost
 // an IPC message (serialise, send, parse) per record on both sides — more than building the record
 // — and would make one process the bottleneck again; per-worker chains keep every record's
-// tamper evidence and are verified file by file (`sluice audit verify FILE.w1`). A worker that is
-// restarted continues its own file's chain.
+// tamper evidence; each verifies on its own and `sluice audit verify` takes them all together. A
+// worker that is restarted continues its own file's chain (after a break checkpoint when signed and
+// the worker died without sealing it). The admin's /audit/head lists each worker's last checkpoint.
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type PrometheusContentType, type Registry } from 'prom-client';
 import { startAdminServer, type AdminServer, type AdminStatus } from '../observe/admin.js';
+import type { AuditHead } from '../observe/audit.js';
 import type { Logger } from '../observe/log.js';
 import { loadCa } from '../tls/ca.js';
 import type { Endpoint, RunningSluice } from './serve.js';
@@ -22,6 +24,8 @@ interface WorkerStatus {
   ready: boolean;
   why: string | null;
   policy: { sha256: string; loadedAt: string; tools: Array<{ name: string; rules: number; secrets: string[] }> };
+  /** the worker's last signed audit checkpoint (null when unsigned) */
+  auditHead: AuditHead | null;
 }
 
 /** 1…N inside a worker started by runPrimary, null in a single process or the primary. */
@@ -56,6 +60,7 @@ export function reportToPrimary(running: RunningSluice, registry: Registry): () 
         loadedAt: runtime.loaded.loadedAt.toISOString(),
         tools: [...runtime.compiled.tools.values()].map((t) => ({ name: t.name, rules: t.rules.length, secrets: [...t.secrets] })),
       },
+      auditHead: running.auditHead(),
     };
     const text = JSON.stringify(status);
     if (text === last || !process.connected) return;
@@ -157,6 +162,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
           registry,
           caPem: () => caPem,
           status: () => clusterStatus(statuses, opts.workers),
+          auditHead: () => clusterAuditHead(statuses),
         });
       } catch (err) {
         process.stderr.write(`sluice serve: refusing to start: admin ${(err as Error).message}\n`);
@@ -179,6 +185,15 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
   process.once('SIGINT', () => stopAll(0));
   for (let index = 1; index <= opts.workers; index++) fork(index);
   return outcome;
+}
+
+/** Each worker's last checkpoint (as of its last status report, at most a second old); null when none is signed. */
+function clusterAuditHead(statuses: ReadonlyMap<number, WorkerStatus>): object | null {
+  const workers = [...statuses.entries()]
+    .filter(([, s]) => s.auditHead !== null)
+    .sort(([a], [b]) => a - b)
+    .map(([worker, s]) => ({ worker, ...s.auditHead }));
+  return workers.length > 0 ? { workers } : null;
 }
 
 /** Ready when every worker is; the policy shown is worker 1's (all load the same file). */

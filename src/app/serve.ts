@@ -5,7 +5,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
 import { startAdminServer } from '../observe/admin.js';
-import { AuditSink, type FsyncMode } from '../observe/audit.js';
+import { AuditSink, type AuditHead, type FsyncMode } from '../observe/audit.js';
+import { loadAuditSigner, type AuditSigner } from '../observe/audit-key.js';
 import type { Logger } from '../observe/log.js';
 import { createMetrics } from '../observe/metrics.js';
 import { AuditingObserver } from '../observe/observer.js';
@@ -35,6 +36,16 @@ export interface ServeOptions {
   audit: string | null;
   auditFsync: FsyncMode;
   auditMaxBytes: number;
+  /** Ed25519 private key file signing audit checkpoints (--audit-key); null/absent = a hash chain only */
+  auditKey?: string | null;
+  /** the `instance` of every audit record (--audit-instance); default a random id */
+  auditInstance?: string;
+  /** a checkpoint every this many records (--audit-checkpoint-records; default 1000) */
+  auditCheckpointRecords?: number;
+  /** and every this long with records (--audit-checkpoint-seconds; default 60 s) */
+  auditCheckpointMs?: number;
+  /** this worker's index under --workers: labels sluice_audit_last_seq */
+  worker?: number | null;
   /** pinned policy digest: a mismatch at start refuses, a drift at run time halts */
   policySha256: string | null;
   /** reload when a file the policy was read from (or a symlink to it) changes; SIGHUP always reloads */
@@ -64,6 +75,8 @@ export interface RunningSluice {
   halted(): string | null;
   /** waits until every audit event so far is on disk */
   flushAudit(): Promise<void>;
+  /** the last signed audit checkpoint; null when the audit is not signed */
+  auditHead(): AuditHead | null;
   /** this process's metrics (a --workers primary aggregates them) */
   registry: Registry;
   close(): Promise<void>;
@@ -84,12 +97,20 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     await policy.close();
     throw new StartupError(err.message);
   });
+  let signer: AuditSigner | null = null;
+  try {
+    signer = opts.auditKey ? loadAuditSigner(opts.auditKey) : null;
+  } catch (err) {
+    await policy.close();
+    throw new StartupError((err as Error).message);
+  }
 
   let haltedDetail: string | null = null;
   // A record refused after close() began is shutdown noise, not a reason to halt.
   let closing = false;
   const sockets = new Set<Socket>();
   const metrics = createMetrics();
+  // A tail that cannot be continued (torn, foreign) refuses the start like a bad policy does.
   const sink = await AuditSink.open({
     file: opts.audit === '-' ? null : opts.audit,
     stdout: opts.audit === '-',
@@ -97,7 +118,22 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     maxBytes: opts.auditMaxBytes,
     onError: (err) => auditFailed(err),
     scrub: (text) => scrubSecrets(policy.current(), text),
+    signer,
+    ...(opts.auditInstance !== undefined ? { instance: opts.auditInstance } : {}),
+    ...(opts.auditCheckpointRecords !== undefined ? { checkpointRecords: opts.auditCheckpointRecords } : {}),
+    ...(opts.auditCheckpointMs !== undefined ? { checkpointIntervalMs: opts.auditCheckpointMs } : {}),
+  }).catch(async (err: Error) => {
+    await policy.close();
+    throw new StartupError(err.message);
   });
+  const opening = sink.opening;
+  if (opening.kind === 'break') {
+    opts.logger.warn(
+      { audit: opts.audit, detail: opening.detail },
+      'audit: the trail found was not sealed; a new file opens with a break checkpoint',
+    );
+  }
+  if (opts.audit !== null) metrics.auditSeq(() => sink.head.seq, opts.worker);
   // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
   const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
   // Announces the policy (policy.load) and starts watching; a drift of a pinned policy halts.
@@ -143,6 +179,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         listen: opts.admin,
         registry: metrics.registry,
         caPem: () => ca.certPem,
+        auditHead: () => sink.lastCheckpoint,
         status: () => {
           const runtime = policy.current();
           return {
@@ -206,6 +243,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     reload: async () => ['reloaded', 'unchanged'].includes(await policy.reload()),
     halted: () => haltedDetail,
     flushAudit: () => sink.flush(),
+    auditHead: () => sink.lastCheckpoint,
     registry: metrics.registry,
     close,
   };

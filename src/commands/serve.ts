@@ -1,9 +1,9 @@
 import { reportToPrimary, runPrimary, workerAuditFile, workerIndex } from '../app/cluster.js';
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
-import type { FsyncMode } from '../observe/audit.js';
+import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS, randomInstance, type FsyncMode } from '../observe/audit.js';
 import { createLogger } from '../observe/log.js';
-import { parseEndpoint, parseFlags, UsageError } from './usage.js';
+import { parseEndpoint, parseFlags, UsageError, wholeNumber } from './usage.js';
 
 const HELP = `Usage: sluice serve --policy FILE [options]
 
@@ -11,7 +11,7 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
 
   --policy FILE          policy file, YAML or JSON                         [SLUICE_POLICY]
   --listen HOST:PORT     proxy listen address (default 127.0.0.1:3128)     [SLUICE_LISTEN]
-  --admin HOST:PORT      admin address: /metrics /healthz /readyz /policy /ca.pem
+  --admin HOST:PORT      admin address: /metrics /healthz /readyz /policy /audit/head /ca.pem
                          (default 127.0.0.1:9090; "off" disables it)       [SLUICE_ADMIN]
   --ca-dir DIR           interception CA directory, created when missing (default certs)
                                                                            [SLUICE_CA_DIR]
@@ -19,6 +19,15 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
   --audit-fsync MODE     never | interval | always (default interval)      [SLUICE_AUDIT_FSYNC]
   --audit-max-bytes N    rotate the audit file past N bytes (0 = never; default 100 MiB)
                                                                            [SLUICE_AUDIT_MAX_BYTES]
+  --audit-key FILE       Ed25519 private key ("sluice audit keygen") signing audit checkpoints:
+                         at start, every N records or T seconds, at each rotation, at shutdown
+                                                                           [SLUICE_AUDIT_KEY]
+  --audit-checkpoint-records N   a checkpoint after N records (default 1000)
+                                                                 [SLUICE_AUDIT_CHECKPOINT_RECORDS]
+  --audit-checkpoint-seconds T   and after T seconds with records (default 60)
+                                                                 [SLUICE_AUDIT_CHECKPOINT_SECONDS]
+  --audit-instance ID    the instance id in every record (default random per process; with
+                         --workers ID.w1 … ID.wN)                          [SLUICE_AUDIT_INSTANCE]
   --policy-sha256 HEX    pin the policy: refuse to start on a mismatch, halt on drift
                                                                            [SLUICE_POLICY_SHA256]
   --log-level LEVEL      app log level (default info)                      [SLUICE_LOG_LEVEL]
@@ -46,6 +55,10 @@ export async function runServe(args: string[]): Promise<number> {
       audit: { type: 'string' },
       'audit-fsync': { type: 'string' },
       'audit-max-bytes': { type: 'string' },
+      'audit-key': { type: 'string' },
+      'audit-checkpoint-records': { type: 'string' },
+      'audit-checkpoint-seconds': { type: 'string' },
+      'audit-instance': { type: 'string' },
       'policy-sha256': { type: 'string' },
       'log-level': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -72,6 +85,22 @@ export async function runServe(args: string[]): Promise<number> {
   const audit = v.audit ?? env.SLUICE_AUDIT ?? null;
   // Several processes writing whole batches to one stream could interleave records.
   if (workers > 1 && audit === '-') throw new UsageError('--audit - (stdout) cannot be used with --workers above 1; give a file');
+  const auditKey = v['audit-key'] ?? env.SLUICE_AUDIT_KEY ?? null;
+  if (auditKey !== null && audit === null) throw new UsageError('--audit-key needs --audit FILE|- (there is no trail to sign)');
+  const checkpointRecords = wholeNumber(
+    v['audit-checkpoint-records'] ?? env.SLUICE_AUDIT_CHECKPOINT_RECORDS ?? String(DEFAULT_CHECKPOINT_RECORDS),
+    '--audit-checkpoint-records',
+  );
+  const checkpointSeconds = wholeNumber(
+    v['audit-checkpoint-seconds'] ?? env.SLUICE_AUDIT_CHECKPOINT_SECONDS ?? String(DEFAULT_CHECKPOINT_INTERVAL_MS / 1000),
+    '--audit-checkpoint-seconds',
+  );
+  if (checkpointRecords < 1 || checkpointSeconds < 1)
+    throw new UsageError('--audit-checkpoint-records and --audit-checkpoint-seconds must be at least 1');
+  const instanceFlag = v['audit-instance'] ?? env.SLUICE_AUDIT_INSTANCE ?? null;
+  if (instanceFlag !== null && !/^[A-Za-z0-9._:@-]{1,64}$/.test(instanceFlag)) {
+    throw new UsageError('--audit-instance must be 1 to 64 of A-Z a-z 0-9 . _ : @ -');
+  }
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
   const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
   const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
@@ -94,6 +123,12 @@ export async function runServe(args: string[]): Promise<number> {
       audit: index !== null && audit !== null ? workerAuditFile(audit, index) : audit,
       auditFsync: fsync,
       auditMaxBytes: maxBytes,
+      auditKey,
+      // Each worker is a process of its own: its own instance, so each trail verifies on its own.
+      auditInstance: instanceFlag === null ? randomInstance() : index !== null ? `${instanceFlag}.w${index}` : instanceFlag,
+      auditCheckpointRecords: checkpointRecords,
+      auditCheckpointMs: checkpointSeconds * 1000,
+      worker: index,
       policySha256: pinned,
       watchPolicy: !v['no-watch'],
       maxConnections: wholeNumber(v['max-connections'] ?? env.SLUICE_MAX_CONNECTIONS ?? '0', '--max-connections'),
@@ -133,10 +168,4 @@ export async function runServe(args: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   return -1;
-}
-
-function wholeNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number (got "${text}")`);
-  return n;
 }

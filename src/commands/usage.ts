@@ -1,4 +1,4 @@
-// Shared parsing for commands: flags via node:util parseArgs, env fallbacks, endpoints.
+// Shared parsing for commands: flags via node:util parseArgs, env fallbacks, endpoints, numbers.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { splitHostPort } from '../net/host.js';
 
@@ -28,4 +28,11 @@ export function parseEndpoint(text: string, flag: string): { host: string; port:
   const split = splitHostPort(text);
   if (!split || split.port === null) throw new UsageError(`${flag} must be host:port (got "${text}")`);
   return { host: split.host, port: split.port };
+}
+
+/** A whole number ≥ 0 from a flag or env value. */
+export function wholeNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number (got "${text}")`);
+  return n;
 }

@@ -1,4 +1,5 @@
-// The admin port: metrics, health, readiness, a policy summary and the interception CA certificate.
+// The admin port: metrics, health, readiness, a policy summary, the last signed audit checkpoint and
+// the interception CA certificate.
 // It serves only what is listed here; the CA key and secret values are never reachable from it.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +24,8 @@ export interface AdminServerOptions {
   status: () => AdminStatus;
   /** the interception CA certificate; null when interception is off */
   caPem: () => string | null;
+  /** the last signed audit checkpoint (GET /audit/head); null or absent when the audit is not signed */
+  auditHead?: () => object | null;
 }
 
 export interface AdminServer {
@@ -59,6 +62,12 @@ async function route(pathname: string, opts: AdminServerOptions): Promise<Reply>
         tools: policy.tools.map((tool) => ({ name: tool.name, rules: tool.rules, secrets: tool.secrets })),
       };
       return { status: 200, type: JSON_TYPE, body: `${JSON.stringify(summary, null, 2)}\n` };
+    }
+    case '/audit/head': {
+      // An anchor to keep outside the audit file: seq, hash and signature of the last checkpoint.
+      const head = opts.auditHead?.() ?? null;
+      if (!head) return { status: 404, type: JSON_TYPE, body: `${JSON.stringify({ error: 'the audit is not signed (no --audit-key)' })}\n` };
+      return { status: 200, type: JSON_TYPE, body: `${JSON.stringify(head, null, 2)}\n` };
     }
     case '/ca.pem': {
       const pem = opts.caPem();

@@ -12,6 +12,8 @@ export const AUDIT_TYPES = [
   'policy.load',
   'policy.reload_failed',
   'policy.drift',
+  // Written by the audit sink itself (signed, about the trail), never by the data path; not a request.
+  'audit.checkpoint',
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 

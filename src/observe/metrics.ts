@@ -25,6 +25,11 @@ export interface SluiceMetrics {
   /** sluice_policy_info{sha256}=1 for this policy only */
   policyLoaded(sha256: string): void;
   reloadFailed(): void;
+  /**
+   * sluice_audit_last_seq: read at each scrape (nothing per record). `worker` labels the series of
+   * one worker under --workers, whose primary sums the workers' registries.
+   */
+  auditSeq(read: () => number, worker?: number | null): void;
 }
 
 const DEFAULT_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -88,6 +93,20 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     registers,
   });
 
+  let readAuditSeq: (() => number) | null = null;
+  let auditWorker: string | null = null;
+  new Gauge({
+    name: 'sluice_audit_last_seq',
+    help: 'seq of the last audit record written: an anchor outside the file for "sluice audit verify --expect-seq"',
+    labelNames: ['worker'] as const,
+    registers,
+    collect() {
+      if (readAuditSeq === null) return;
+      if (auditWorker === null) this.set(readAuditSeq());
+      else this.set({ worker: auditWorker }, readAuditSeq());
+    },
+  });
+
   // Labelled children kept per label set: prom-client otherwise hashes the label object on every
   // inc. Label values are bounded (policy names and closed sets), so these maps are too.
   const requestChildren = new Map<string, { inc(): void }>();
@@ -120,5 +139,9 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
       policyInfo.set({ sha256 }, 1);
     },
     reloadFailed: () => reloadFailures.inc(),
+    auditSeq: (read, worker) => {
+      readAuditSeq = read;
+      auditWorker = worker == null ? null : String(worker);
+    },
   };
 }

@@ -42,10 +42,11 @@ export interface ServedCli {
  */
 export async function serveCliProcess(
   policy: string,
-  options: { wrapper?: string[]; extra?: string[]; env?: Record<string, string> } = {},
+  options: { wrapper?: string[]; extra?: string[]; env?: Record<string, string>; dir?: string } = {},
 ): Promise<ServedCli> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run the tests through \`npm test\`, which builds it`);
-  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-gate-cli-'));
+  // A `dir` of an earlier run restarts sluice on the same audit file and CA.
+  const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'sluice-gate-cli-'));
   const policyFile = path.join(dir, 'policy.yaml');
   writeFileSync(policyFile, policy);
   const auditFile = path.join(dir, 'audit.log');

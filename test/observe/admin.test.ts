@@ -4,6 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { startAdminServer, type AdminStatus } from '../../src/observe/admin.js';
 import { AuditSink, verifyAuditFiles } from '../../src/observe/audit.js';
+import { generateAuditKeys, loadAuditSigner } from '../../src/observe/audit-key.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { AuditingObserver } from '../../src/observe/observer.js';
 
@@ -233,7 +234,9 @@ t.test('admin endpoints and metrics driven through the observer', async (t) => {
     t.equal(records[0].policy_sha256, SHA_A);
     t.equal(records[8].tool, 'attacker-chosen-1', 'audit keeps what was reported');
     t.equal(records[13].policy_sha256, SHA_B);
-    t.same(verifyAuditFiles([auditFile]), { ok: true, records: 14, firstSeq: 1, lastSeq: 14 });
+    const verified = verifyAuditFiles([auditFile]);
+    t.equal(verified.status, 'ok');
+    t.match(verified.trails, [{ records: 14, firstSeq: 1, lastSeq: 14 }]);
   });
 
   t.test('an audit failure reaches onAuditFailure and metrics still move', async (t) => {
@@ -271,4 +274,73 @@ t.test('a failing status callback answers 500 without details', async (t) => {
   const res = await get(admin.address.port, '/readyz');
   t.equal(res.status, 500);
   t.equal(res.body, 'internal error\n');
+});
+
+t.test('a signed audit: /audit/head is the last checkpoint, sluice_audit_last_seq the last record, checkpoints are not requests', async (t) => {
+  const dir = t.testdir();
+  const { privateFile } = generateAuditKeys(path.join(dir, 'keys'));
+  const metrics = createMetrics({ defaultMetrics: false });
+  const sink = await AuditSink.open({
+    file: path.join(dir, 'audit.log'),
+    signer: loadAuditSigner(privateFile),
+    checkpointRecords: 2,
+    instance: 'admin-test',
+  });
+  const observer = new AuditingObserver({ sink, metrics });
+  observer.setPolicy({ sha256: SHA_A, tools: ['ci'], secrets: [] });
+  metrics.auditSeq(() => sink.head.seq);
+  const status = (): AdminStatus => ({ ready: true, why: null, policy: null });
+  const admin = await startAdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    registry: metrics.registry,
+    status,
+    caPem: () => null,
+    auditHead: () => sink.lastCheckpoint,
+  });
+  t.teardown(async () => {
+    await admin.close();
+    await sink.close();
+  });
+  for (let i = 0; i < 3; i++) observer.event({ type: 'net.req', tool: 'ci', decision: 'allow' });
+  // seq 1 start, 2-3 requests, 4 periodic, 5 request.
+  const head = await get(admin.address.port, '/audit/head');
+  t.equal(head.status, 200);
+  t.match(head.type, /^application\/json/);
+  t.match(JSON.parse(head.body), {
+    seq: 4,
+    checkpoint: 'periodic',
+    instance: 'admin-test',
+    hash: /^[0-9a-f]{64}$/,
+    signature: /^[A-Za-z0-9+/]{86}==$/,
+  });
+  const samples = parseMetrics((await get(admin.address.port, '/metrics')).body);
+  t.equal(value(samples, 'sluice_audit_last_seq'), 5);
+  t.equal(value(samples, 'sluice_requests_total', { tool: 'ci', decision: 'allow', reason: '' }), 3, 'one per request; none for checkpoints');
+
+  const workerMetrics = createMetrics({ defaultMetrics: false });
+  workerMetrics.auditSeq(() => 7, 2);
+  t.equal(
+    value(parseMetrics(await workerMetrics.registry.metrics()), 'sluice_audit_last_seq', { worker: '2' }),
+    7,
+    'labelled by worker under --workers',
+  );
+});
+
+t.test('/audit/head of an unsigned audit is 404', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false });
+  const admin = await startAdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    registry: metrics.registry,
+    status: () => ({ ready: true, why: null, policy: null }),
+    caPem: () => null,
+    auditHead: () => null,
+  });
+  t.teardown(() => admin.close());
+  const res = await get(admin.address.port, '/audit/head');
+  t.equal(res.status, 404);
+  t.same(JSON.parse(res.body), { error: 'the audit is not signed (no --audit-key)' });
+  t.notOk(
+    parseMetrics(await metrics.registry.metrics()).some((s) => s.name === 'sluice_audit_last_seq'),
+    'no gauge value without an audit',
+  );
 });

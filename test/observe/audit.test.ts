@@ -1,34 +1,31 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, verify as cryptoVerify } from 'node:crypto';
 import t from 'tap';
 import fc from 'fast-check';
-import { AuditSink, GENESIS_HASH, formatVerifyResult, redactQuery, verifyAuditFiles, type AuditSinkOptions } from '../../src/observe/audit.js';
+import { AuditSink, type AuditSinkOptions } from '../../src/observe/audit.js';
+import { CHECKPOINT_SIGNING_PREFIX, GENESIS_HASH } from '../../src/observe/audit-chain.js';
+import { generateAuditKeys, loadAuditSigner, loadAuditVerifyKey, type AuditSigner, type AuditVerifyKey } from '../../src/observe/audit-key.js';
+import { AUDIT_FIELDS, redactQuery } from '../../src/observe/audit-record.js';
+import { formatVerifyReport, verifyAuditFiles, type VerifyReport } from '../../src/observe/audit-verify.js';
 import type { AuditInput } from '../../src/observe/events.js';
+import { waitFor } from '../helpers/wait.js';
 
 const POLICY = 'a'.repeat(64);
-const FIELD_ORDER = [
-  'ts',
-  'seq',
-  'type',
-  'request_id',
-  'tool',
-  'decision',
-  'reason',
-  'method',
-  'scheme',
-  'host',
-  'port',
-  'path',
-  'ip',
-  'status',
-  'bytes_up',
-  'bytes_down',
-  'duration_ms',
-  'rule',
-  'secret',
-  'policy_sha256',
-];
+const FIELD_ORDER = [...AUDIT_FIELDS];
+/** What a verify report says, in short; intact() is that of one intact trail. */
+const summary = (r: VerifyReport) => ({
+  status: r.status,
+  problems: r.problems,
+  unsealed: r.unsealed,
+  trails: r.trails.map(({ records, firstSeq, lastSeq, checkpoints }) => ({ records, firstSeq, lastSeq, checkpoints })),
+});
+const intact = (records: number, firstSeq: number, lastSeq: number, checkpoints = 0) => ({
+  status: 'ok',
+  problems: [],
+  unsealed: [],
+  trails: [{ records, firstSeq, lastSeq, checkpoints }],
+});
 
 function requestEvent(i: number): AuditInput {
   return {
@@ -93,12 +90,13 @@ t.test('100 chained events verify; fields complete and in order', async (t) => {
   await writeEvents({ file }, 100);
   const all = lines(file);
   t.equal(all.length, 100);
-  t.same(verifyAuditFiles([file]), { ok: true, records: 100, firstSeq: 1, lastSeq: 100 });
-  t.equal(formatVerifyResult(verifyAuditFiles([file])), 'ok: 100 records, seq 1..100');
+  t.same(summary(verifyAuditFiles([file])), intact(100, 1, 100));
+  t.match(formatVerifyReport(verifyAuditFiles([file]), { keysGiven: false }).stdout, /^ok: 100 records, seq 1\.\.100; unsigned/);
 
   const first = JSON.parse(all[0]!);
   t.same(Object.keys(first), [...FIELD_ORDER, 'prev', 'hash']);
   t.equal(first.seq, 1);
+  t.match(first.instance, /^[0-9a-f]{12}$/, 'a random instance id by default');
   t.equal(first.prev, GENESIS_HASH);
   t.equal(first.secret, null, 'absent field is null');
   t.equal(first.reason, null);
@@ -135,6 +133,18 @@ t.test('extras appear only when set, between policy_sha256 and prev', async (t) 
   t.equal(verifyAuditFiles([file]).ok, true);
 });
 
+t.test('every record carries the instance: the one given, or a random one per sink', async (t) => {
+  const dir = t.testdir();
+  await writeEvents({ file: path.join(dir, 'a.log'), instance: 'edge-1' }, 3);
+  t.same(
+    lines(path.join(dir, 'a.log')).map((l) => JSON.parse(l).instance),
+    ['edge-1', 'edge-1', 'edge-1'],
+  );
+  await writeEvents({ file: path.join(dir, 'b.log') }, 1);
+  await writeEvents({ file: path.join(dir, 'c.log') }, 1);
+  t.not(JSON.parse(lines(path.join(dir, 'b.log'))[0]!).instance, JSON.parse(lines(path.join(dir, 'c.log'))[0]!).instance);
+});
+
 t.test('tampering is reported at the exact line', async (t) => {
   const dir = t.testdir();
   const file = path.join(dir, 'audit.log');
@@ -148,8 +158,11 @@ t.test('tampering is reported at the exact line', async (t) => {
       original.filter((_, i) => i !== 36),
     );
     const result = verifyAuditFiles([edited]);
-    t.same(result, { ok: false, file: edited, line: 37, why: 'seq 38 follows seq 36 (a record is missing, added or out of order)' });
-    t.equal(formatVerifyResult(result), `${edited}:37: seq 38 follows seq 36 (a record is missing, added or out of order)`);
+    t.same(result.problems, [{ file: edited, line: 37, why: 'seq 38 follows seq 36 (a record is missing, added or out of order)' }]);
+    t.equal(
+      formatVerifyReport(result, { keysGiven: false }).stderr,
+      `${edited}:37: seq 38 follows seq 36 (a record is missing, added or out of order)\n`,
+    );
   });
 
   t.test('editing a field fails at that line', async (t) => {
@@ -158,7 +171,7 @@ t.test('tampering is reported at the exact line', async (t) => {
       edited,
       original.map((l, i) => (i === 49 ? l.replace('"status":200', '"status":403') : l)),
     );
-    t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 50, why: 'hash mismatch (record altered)' });
+    t.same(verifyAuditFiles([edited]).problems, [{ file: edited, line: 50, why: 'hash mismatch (record altered)' }]);
   });
 
   t.test('editing a record and re-hashing it breaks the next link', async (t) => {
@@ -175,7 +188,7 @@ t.test('tampering is reported at the exact line', async (t) => {
       edited,
       original.map((l, i) => (i === 19 ? forged : l)),
     );
-    t.same(verifyAuditFiles([edited]), { ok: false, file: edited, line: 21, why: "prev does not match the previous record's hash" });
+    t.same(verifyAuditFiles([edited]).problems, [{ file: edited, line: 21, why: "prev does not match the previous record's hash" }]);
   });
 
   t.test('swapping two lines fails at the first of them', async (t) => {
@@ -183,37 +196,31 @@ t.test('tampering is reported at the exact line', async (t) => {
     const swapped = [...original];
     [swapped[9], swapped[10]] = [swapped[10]!, swapped[9]!];
     writeLines(edited, swapped);
-    t.same(verifyAuditFiles([edited]), {
-      ok: false,
-      file: edited,
-      line: 10,
-      why: 'seq 11 follows seq 9 (a record is missing, added or out of order)',
-    });
+    t.same(verifyAuditFiles([edited]).problems, [
+      { file: edited, line: 10, why: 'seq 11 follows seq 9 (a record is missing, added or out of order)' },
+    ]);
   });
 
   t.test('garbage, blank and torn lines', async (t) => {
     const garbage = path.join(dir, 'garbage.log');
     writeLines(garbage, [original[0]!, 'not json', original[2]!]);
-    t.same(verifyAuditFiles([garbage]), { ok: false, file: garbage, line: 2, why: 'not JSON' });
+    t.same(verifyAuditFiles([garbage]).problems, [{ file: garbage, line: 2, why: 'not JSON' }]);
     const blank = path.join(dir, 'blank.log');
     writeLines(blank, [original[0]!, '', original[1]!]);
-    t.same(verifyAuditFiles([blank]), { ok: false, file: blank, line: 2, why: 'empty line' });
+    t.same(verifyAuditFiles([blank]).problems, [{ file: blank, line: 2, why: 'empty line' }]);
     const torn = path.join(dir, 'torn.log');
     fs.writeFileSync(torn, `${original[0]}\n${original[1]!.slice(0, 40)}`);
-    t.same(verifyAuditFiles([torn]), { ok: false, file: torn, line: 2, why: 'incomplete last record (no newline)' });
+    t.same(verifyAuditFiles([torn]).problems, [{ file: torn, line: 2, why: 'incomplete last record (no newline)' }]);
     const noHash = path.join(dir, 'nohash.log');
     writeLines(noHash, [original[0]!.replace(/,"hash":"[0-9a-f]{64}"\}$/, '}')]);
-    t.same(verifyAuditFiles([noHash]), { ok: false, file: noHash, line: 1, why: '"hash" is missing or not the last field' });
+    t.same(verifyAuditFiles([noHash]).problems, [{ file: noHash, line: 1, why: '"hash" is missing or not the last field' }]);
     const badStart = path.join(dir, 'badstart.log');
     const firstRecord = JSON.parse(original[0]!);
     writeLines(badStart, [original[0]!.replace(firstRecord.prev, 'f'.repeat(64))]);
-    t.same(verifyAuditFiles([badStart]), { ok: false, file: badStart, line: 1, why: 'first record (seq 1) must have prev of 64 zeros' });
-    t.same(verifyAuditFiles([path.join(dir, 'missing.log')]), {
-      ok: false,
-      file: path.join(dir, 'missing.log'),
-      line: 0,
-      why: 'cannot read (ENOENT)',
-    });
+    t.same(verifyAuditFiles([badStart]).problems, [{ file: badStart, line: 1, why: 'first record (seq 1) must have prev of 64 zeros' }]);
+    t.same(verifyAuditFiles([path.join(dir, 'missing.log')]).problems, [
+      { file: path.join(dir, 'missing.log'), line: 0, why: 'cannot read (ENOENT)' },
+    ]);
   });
 });
 
@@ -229,7 +236,7 @@ t.test('reopening appends and continues seq and prev', async (t) => {
   t.equal(all.length, 6);
   t.equal(all[5].seq, 6);
   t.equal(all[5].prev, all[4].hash);
-  t.same(verifyAuditFiles([file]), { ok: true, records: 6, firstSeq: 1, lastSeq: 6 });
+  t.same(summary(verifyAuditFiles([file])), intact(6, 1, 6));
   t.throws(() => sink.write(requestEvent(6), POLICY), { code: 'AUDIT_CLOSED' });
 });
 
@@ -257,7 +264,7 @@ t.test('a long last line is found by reading the tail backwards', async (t) => {
   t.equal(again.head.seq, 2);
   again.write(requestEvent(2), POLICY);
   await again.close();
-  t.same(verifyAuditFiles([file]), { ok: true, records: 3, firstSeq: 1, lastSeq: 3 });
+  t.same(summary(verifyAuditFiles([file])), intact(3, 1, 3));
 });
 
 t.test('rotation keeps one chain across files', async (t) => {
@@ -273,20 +280,22 @@ t.test('rotation keeps one chain across files', async (t) => {
   for (const f of ordered) t.ok(fs.statSync(f).size <= 4096, `${path.basename(f)} within maxBytes`);
   const total = ordered.reduce((n, f) => n + lines(f).length, 0);
   t.equal(total, 60);
-  t.same(verifyAuditFiles(ordered), { ok: true, records: 60, firstSeq: 1, lastSeq: 60 });
+  t.same(summary(verifyAuditFiles(ordered)), intact(60, 1, 60));
 
   const firstOfCurrent = JSON.parse(lines(file)[0]!);
   const lastOfPrevious = JSON.parse(lines(ordered[ordered.length - 2]!).pop()!);
   t.equal(firstOfCurrent.prev, lastOfPrevious.hash, 'fresh file chains onto the rotated one');
 
+  t.same(summary(verifyAuditFiles([...ordered].reverse())), intact(60, 1, 60), 'in any order');
   const withoutMiddle = ordered.filter((_, i) => i !== 1);
   const result = verifyAuditFiles(withoutMiddle);
   t.equal(result.ok, false);
-  if (!result.ok) {
-    t.equal(result.file, ordered[2]);
-    t.equal(result.line, 1);
-    t.match(result.why, /^seq \d+ follows seq \d+/);
-  }
+  t.equal(result.problems.length, 1);
+  t.match(result.problems[0], {
+    file: ordered[2],
+    line: 1,
+    why: /^seq \d+\.\.\d+ are missing between .* a rotated file was deleted or not given$/,
+  });
 
   // Restart after rotation continues the same chain.
   await writeEvents({ file, maxBytes: 4096 }, 5, 60);
@@ -294,21 +303,18 @@ t.test('rotation keeps one chain across files', async (t) => {
     .readdirSync(dir)
     .filter((f) => f.startsWith('audit.log.'))
     .sort((a, b) => Number(b.split('.').pop()) - Number(a.split('.').pop()));
-  t.same(verifyAuditFiles([...after.map((f) => path.join(dir, f)), file]), { ok: true, records: 65, firstSeq: 1, lastSeq: 65 });
+  t.same(summary(verifyAuditFiles([...after.map((f) => path.join(dir, f)), file])), intact(65, 1, 65));
 });
 
-t.test('rotation keeps at most `keep` files; a pruned chain verifies from its first record', async (t) => {
+t.test('rotation keeps at most `keep` files; unsigned, a pruned chain cannot be told from a cut one', async (t) => {
   const dir = t.testdir();
   const file = path.join(dir, 'audit.log');
   await writeEvents({ file, maxBytes: 1024, keep: 2 }, 40);
   const names = fs.readdirSync(dir).sort();
   t.same(names, ['audit.log', 'audit.log.1', 'audit.log.2']);
   const result = verifyAuditFiles([path.join(dir, 'audit.log.2'), path.join(dir, 'audit.log.1'), file]);
-  t.equal(result.ok, true);
-  if (result.ok) {
-    t.equal(result.lastSeq, 40);
-    t.ok(result.firstSeq! > 1);
-  }
+  t.equal(result.ok, false);
+  t.match(result.problems, [{ file: path.join(dir, 'audit.log.2'), line: 1, why: /neither the genesis nor a checkpoint/ }]);
 });
 
 t.test('an empty current file after rotation continues from audit.log.1', async (t) => {
@@ -318,7 +324,7 @@ t.test('an empty current file after rotation continues from audit.log.1', async 
   fs.renameSync(file, `${file}.1`);
   fs.writeFileSync(file, '');
   await writeEvents({ file }, 2, 3);
-  t.same(verifyAuditFiles([`${file}.1`, file]), { ok: true, records: 5, firstSeq: 1, lastSeq: 5 });
+  t.same(summary(verifyAuditFiles([`${file}.1`, file])), intact(5, 1, 5));
 });
 
 t.test('close() loses nothing written just before it', async (t) => {
@@ -330,7 +336,7 @@ t.test('close() loses nothing written just before it', async (t) => {
     await sink.close();
   }
   t.equal(lines(file).length, 30_000);
-  t.same(verifyAuditFiles([file]), { ok: true, records: 30_000, firstSeq: 1, lastSeq: 30_000 });
+  t.same(summary(verifyAuditFiles([file])), intact(30_000, 1, 30_000));
 });
 
 t.test('flush() resolves with every record on disk', async (t) => {
@@ -403,6 +409,162 @@ await sink.close();
   t.equal(child.status, 0, child.stderr);
   const out = path.join(dir, 'stdout.log');
   fs.writeFileSync(out, child.stdout);
-  t.same(verifyAuditFiles([out]), { ok: true, records: 3, firstSeq: 1, lastSeq: 3 });
+  t.same(summary(verifyAuditFiles([out])), intact(3, 1, 3));
   t.equal(JSON.parse(lines(out)[0]!).path, '/p?k=REDACTED');
+});
+
+// --- signed checkpoints (issue 19) ---------------------------------------------------------
+
+function keys(dir: string): { signer: AuditSigner; key: AuditVerifyKey } {
+  const { privateFile, publicFile } = generateAuditKeys(path.join(dir, 'keys'));
+  return { signer: loadAuditSigner(privateFile), key: loadAuditVerifyKey(publicFile) };
+}
+
+const records = (file: string) => lines(file).map((l) => JSON.parse(l));
+const kinds = (file: string) =>
+  records(file)
+    .filter((r) => r.type === 'audit.checkpoint')
+    .map((r) => `${r.seq}:${r.checkpoint}`);
+
+t.test('a signed sink: start, a checkpoint every N records, shutdown; each signed over its record', async (t) => {
+  const dir = t.testdir();
+  const { signer, key } = keys(dir);
+  const file = path.join(dir, 'audit.log');
+  const sink = await AuditSink.open({ file, signer, checkpointRecords: 3, instance: 'i-1' });
+  t.same(sink.opening, { kind: 'fresh' });
+  for (let i = 0; i < 7; i++) sink.write(requestEvent(i), POLICY);
+  const head = sink.lastCheckpoint!;
+  await sink.close();
+  // seq 1 start; records 2-4, checkpoint 5; 6-8, checkpoint 9; 10, shutdown 11.
+  t.same(kinds(file), ['1:start', '5:periodic', '9:periodic', '11:shutdown']);
+  const all = records(file);
+  const periodic = all[8];
+  t.same(Object.keys(periodic), [...FIELD_ORDER, 'checkpoint', 'key_id', 'signature', 'prev', 'hash']);
+  t.match(periodic, { type: 'audit.checkpoint', instance: 'i-1', key_id: signer.keyId, policy_sha256: POLICY, tool: null });
+  t.match(head, { seq: 9, checkpoint: 'periodic', hash: periodic.hash, prev: periodic.prev, signature: periodic.signature, key_id: key.keyId });
+  // The signature is over the documented message, checked here with node:crypto directly.
+  const { hash: _hash, signature, ...unsigned } = periodic;
+  t.ok(cryptoVerify(null, Buffer.from(CHECKPOINT_SIGNING_PREFIX + JSON.stringify(unsigned)), key.publicKey, Buffer.from(signature, 'base64')));
+  t.same(summary(verifyAuditFiles([file], { keys: [key] })), intact(11, 1, 11, 4));
+  t.match(verifyAuditFiles([file], { keys: [key] }).trails, [{ sealed: true, instances: ['i-1'], keyIds: [key.keyId] }]);
+});
+
+t.test('a signed sink checkpoints every T ms when records were written', async (t) => {
+  const dir = t.testdir();
+  const { signer } = keys(dir);
+  const file = path.join(dir, 'audit.log');
+  const sink = await AuditSink.open({ file, signer, checkpointIntervalMs: 20 });
+  sink.write(requestEvent(0), POLICY);
+  await waitFor(() => sink.lastCheckpoint?.checkpoint === 'periodic', 'a timed checkpoint');
+  t.equal(sink.lastCheckpoint!.seq, 3);
+  await sink.close();
+  t.same(kinds(file), ['1:start', '3:periodic', '4:shutdown']);
+});
+
+t.test('signed rotation: every new file opens with a rotate checkpoint; verified in any order; pruned still ok', async (t) => {
+  const dir = t.testdir();
+  const { signer, key } = keys(dir);
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file, maxBytes: 2048, keep: 3, signer, checkpointRecords: 4 }, 40);
+  const names = fs.readdirSync(dir).filter((f) => f.startsWith('audit.log'));
+  t.same(names.sort(), ['audit.log', 'audit.log.1', 'audit.log.2', 'audit.log.3']);
+  for (const name of names) t.equal(records(path.join(dir, name))[0].checkpoint, 'rotate', `${name} opens with a rotate checkpoint`);
+  for (const name of names) t.ok(fs.statSync(path.join(dir, name)).size <= 2048, `${name} within maxBytes`);
+  const report = verifyAuditFiles(
+    names.map((n) => path.join(dir, n)),
+    { keys: [key] },
+  );
+  t.equal(report.status, 'ok', JSON.stringify(report.problems));
+  t.ok(report.trails[0]!.firstSeq > 1, 'the oldest files were pruned');
+  const gap = verifyAuditFiles(
+    ['audit.log.3', 'audit.log.1', 'audit.log'].map((n) => path.join(dir, n)),
+    { keys: [key] },
+  );
+  t.match(gap.problems, [{ file: path.join(dir, 'audit.log.1'), line: 1, why: /are missing between/ }]);
+});
+
+t.test('open: a sealed tail is continued with a start checkpoint', async (t) => {
+  const dir = t.testdir();
+  const { signer, key } = keys(dir);
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file, signer }, 2);
+  const sink = await AuditSink.open({ file, signer });
+  t.same(sink.opening, { kind: 'continue' });
+  sink.write(requestEvent(2), POLICY);
+  await sink.close();
+  t.same(kinds(file), ['1:start', '4:shutdown', '5:start', '7:shutdown']);
+  t.notOk(fs.existsSync(`${file}.1`));
+  t.equal(verifyAuditFiles([file], { keys: [key] }).status, 'ok');
+});
+
+t.test('open: a cut, torn, foreign-key or unsigned tail is set aside; the new file opens with a break', async (t) => {
+  const cases: Array<[string, (file: string, dir: string) => Promise<void>, RegExp]> = [
+    [
+      'last lines cut',
+      async (file) => {
+        const { signer } = keys(path.dirname(file));
+        await writeEvents({ file, signer }, 6);
+        writeLines(file, lines(file).slice(0, -3));
+      },
+      /ends at seq 5 with no shutdown checkpoint/,
+    ],
+    [
+      'torn last line',
+      async (file) => {
+        const { signer } = keys(path.dirname(file));
+        await writeEvents({ file, signer }, 3);
+        fs.appendFileSync(file, '{"ts":"2030');
+      },
+      /the last record is incomplete/,
+    ],
+    [
+      'sealed by another key',
+      async (file, dir) => {
+        const { signer } = keys(path.join(dir, 'other'));
+        await writeEvents({ file, signer }, 2);
+      },
+      /signed by another key/,
+    ],
+    ['unsigned', async (file) => writeEvents({ file }, 2), /with no shutdown checkpoint/],
+  ];
+  for (const [name, setup, why] of cases) {
+    const dir = t.testdir();
+    const file = path.join(dir, 'audit.log');
+    await setup(file, dir);
+    const before = fs.readFileSync(file, 'utf8');
+    const { signer, key } = keys(path.join(dir, 'mine'));
+    const sink = await AuditSink.open({ file, signer });
+    t.match(sink.opening, { kind: 'break', detail: why }, name);
+    sink.write(requestEvent(9), POLICY);
+    await sink.close();
+    t.equal(fs.readFileSync(`${file}.1`, 'utf8'), before, `${name}: the old file is kept, unchanged, as .1`);
+    const opened = records(file)[0];
+    t.match(opened, { type: 'audit.checkpoint', checkpoint: 'break', detail: why }, name);
+    t.match(opened.detail, /it was set aside as .*audit\.log\.1$/);
+    const alone = verifyAuditFiles([file], { keys: [key] });
+    t.equal(alone.status, 'ok', `${name}: the new file verifies on its own`);
+    t.match(alone.notes, [/opens with a break/]);
+  }
+});
+
+t.test('open: an empty file after a sealed rotation opens with rotate, then start', async (t) => {
+  const dir = t.testdir();
+  const { signer, key } = keys(dir);
+  const file = path.join(dir, 'audit.log');
+  await writeEvents({ file, signer }, 2);
+  fs.renameSync(file, `${file}.1`);
+  fs.writeFileSync(file, '');
+  await writeEvents({ file, signer }, 1);
+  t.same(kinds(file), ['5:rotate', '6:start', '8:shutdown']);
+  t.equal(verifyAuditFiles([file, `${file}.1`], { keys: [key] }).status, 'ok');
+});
+
+t.test('stdout: a signed trail starts at seq 1 with a start checkpoint', async (t) => {
+  const dir = t.testdir();
+  const { signer } = keys(dir);
+  const sink = await AuditSink.open({ signer });
+  t.equal(sink.lastCheckpoint?.checkpoint, 'start');
+  t.equal(sink.head.seq, 1);
+  await sink.close();
+  t.equal(sink.lastCheckpoint?.checkpoint, 'shutdown');
 });
