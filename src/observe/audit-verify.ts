@@ -441,10 +441,15 @@ export function verifyAuditFiles(paths: string[], opts: VerifyOptions = {}): Ver
   const files: TrailFile[] = [];
   const unreadable: VerifyProblem[] = [];
   for (const name of [...new Set(paths)]) {
+    let why: string | null = null;
     try {
       fs.accessSync(name, fs.constants.R_OK);
+      if (!fs.statSync(name).isFile()) why = 'cannot read (not a regular file)';
     } catch (err) {
-      unreadable.push({ file: name, line: 0, why: `cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+      why = `cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+    }
+    if (why !== null) {
+      unreadable.push({ file: name, line: 0, why });
       continue;
     }
     files.push({

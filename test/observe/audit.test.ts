@@ -221,6 +221,7 @@ t.test('tampering is reported at the exact line', async (t) => {
     t.same(verifyAuditFiles([path.join(dir, 'missing.log')]).problems, [
       { file: path.join(dir, 'missing.log'), line: 0, why: 'cannot read (ENOENT)' },
     ]);
+    t.same(verifyAuditFiles([dir]).problems, [{ file: dir, line: 0, why: 'cannot read (not a regular file)' }]);
   });
 });
 
