@@ -210,6 +210,24 @@ t.test('semantic problems', async (t) => {
       ],
     },
     {
+      name: 'a rule wildcard with a public suffix under it, ICANN or private section',
+      text: withRules('      - host: "*.amazonaws.com"\n      - host: "*.core.windows.net"\n      - host: "*.example.com"\n'),
+      expected: [
+        'policy.yaml:7: tools.web-fetch.allow[1].host: "*.amazonaws.com" covers the public suffix "s3.amazonaws.com" (and 650 more), under which anyone can create names; strict mode forbids allow-all',
+        'policy.yaml:8: tools.web-fetch.allow[2].host: "*.core.windows.net" covers the public suffix "web.core.windows.net" (and 2 more), under which anyone can create names; strict mode forbids allow-all',
+      ],
+    },
+    {
+      name: 'secret wildcards with a public suffix at or under them, in strict mode',
+      text: 'version: 1\nsecrets:\n  aws:\n    from: { env: AWS }\n    hosts: ["*.amazonaws.com", "*.s3.amazonaws.com", "*.core.windows.net", "*.github.io", "*.example.com", "mybucket.s3.amazonaws.com"]\n',
+      expected: [
+        'policy.yaml:5: secrets.aws.hosts[0]: "*.amazonaws.com" would send the secret to names under the public suffix "s3.amazonaws.com" (and 650 more), which anyone can create; name the hosts',
+        'policy.yaml:5: secrets.aws.hosts[1]: "*.s3.amazonaws.com" would send the secret to every name under the public suffix "s3.amazonaws.com"',
+        'policy.yaml:5: secrets.aws.hosts[2]: "*.core.windows.net" would send the secret to names under the public suffix "web.core.windows.net" (and 2 more), which anyone can create; name the hosts',
+        'policy.yaml:5: secrets.aws.hosts[3]: "*.github.io" would send the secret to every name under the public suffix "github.io"',
+      ],
+    },
+    {
       name: 'wildcard in the middle',
       text: withRules('      - host: "api.*.com"\n'),
       expected: [
@@ -327,6 +345,23 @@ t.test('strict: false permits allow-all, review and private_ip: allow', async (t
   );
   t.same(problems(t, { 'policy.yaml': withRules('      - host: "*:443"\n', 'strict: false\n') }), [
     'policy.yaml:8: tools.web-fetch.allow[1].host: "*:443" is not supported; write host "*" with ports: [443]',
+  ]);
+});
+
+t.test('strict: false permits rule and secret wildcards with public suffixes under them', async (t) => {
+  const loaded = load(t, {
+    'policy.yaml': withRules(
+      '      - host: "*.amazonaws.com"\n',
+      'strict: false\nsecrets:\n  aws:\n    from: { env: AWS }\n    hosts: ["*.amazonaws.com"]\n',
+    ),
+  });
+  t.same(loaded.doc.secrets.aws!.hosts, ['*.amazonaws.com']);
+  t.same(
+    loaded.doc.tools['web-fetch']!.allow.map((r) => r.host),
+    ['api.github.com', '*.amazonaws.com'],
+  );
+  t.same(problems(t, { 'policy.yaml': 'version: 1\nstrict: false\nsecrets:\n  a:\n    from: { env: A }\n    hosts: ["*.github.io"]\n' }), [
+    'policy.yaml:6: secrets.a.hosts[0]: "*.github.io" would send the secret to every name under the public suffix "github.io"',
   ]);
 });
 
