@@ -9,7 +9,7 @@ import { compilePathGlob } from '../match/path.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { publicSuffixReached } from './public-suffix.js';
 import { lineOf, type PolicySource } from './source.js';
-import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
+import { swapInOf, type PolicyDoc, type SecretDoc, type ToolDoc } from './types.js';
 
 type Report = (code: ProblemCode, path: FieldPath, message: string) => void;
 
@@ -88,6 +88,33 @@ export function checkSecrets(source: PolicySource, secrets: Record<string, Secre
         'reserved_header',
         ['secrets', alias, 'inject', 'header'],
         `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`,
+      );
+    }
+    // Checked before the loader fills in defaults: swap_in is as written, or absent.
+    const written = (secret as { swap_in?: string[] }).swap_in;
+    const places = swapInOf({ ...secret, swap_in: written });
+    (written ?? []).forEach((place, i) => {
+      const header = place.startsWith('header:') ? place.slice('header:'.length) : null;
+      if (header !== null && RESERVED_HEADERS.has(header.toLowerCase())) {
+        report(
+          'reserved_header',
+          ['secrets', alias, 'swap_in', i],
+          `sluice manages the "${header}" header itself; a placeholder there is never swapped (name the header the credential goes in)`,
+        );
+      }
+    });
+    if (secret.require && !secret.inject && !places.some((place) => place.startsWith('header:'))) {
+      report(
+        'require_needs_header',
+        ['secrets', alias, 'require'],
+        `require: true is checked on a header, and swap_in [${places.join(', ')}] names none; add "header:Authorization" (or the header the credential goes in) to swap_in, or set inject`,
+      );
+    }
+    if (strict && secret.allow_plaintext) {
+      report(
+        'strict_plaintext',
+        ['secrets', alias, 'allow_plaintext'],
+        `allow_plaintext: true lets the real value of secret "${alias}" cross the network in clear over http://; strict mode forbids it (reach ${secret.hosts[0] ?? 'its hosts'} over https, or set strict: false for loopback development only)`,
       );
     }
   }

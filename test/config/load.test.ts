@@ -228,6 +228,21 @@ t.test('semantic problems', async (t) => {
       ],
     },
     {
+      name: 'allow_plaintext in strict mode',
+      text: 'version: 1\nsecrets:\n  dev:\n    from: { env: DEV }\n    hosts: [localhost]\n    allow_plaintext: true\n',
+      expected: [
+        'policy.yaml:6: secrets.dev.allow_plaintext: allow_plaintext: true lets the real value of secret "dev" cross the network in clear over http://; strict mode forbids it (reach localhost over https, or set strict: false for loopback development only)',
+      ],
+    },
+    {
+      name: 'require with no header to check, and swap_in into a header sluice manages',
+      text: 'version: 1\nsecrets:\n  a:\n    from: { env: A }\n    hosts: [a.example]\n    require: true\n    swap_in: [query, body]\n  b:\n    from: { env: B }\n    hosts: [b.example]\n    swap_in: ["header:Host", "header:X-Key"]\n',
+      expected: [
+        'policy.yaml:6: secrets.a.require: require: true is checked on a header, and swap_in [query, body] names none; add "header:Authorization" (or the header the credential goes in) to swap_in, or set inject',
+        'policy.yaml:11: secrets.b.swap_in[0]: sluice manages the "Host" header itself; a placeholder there is never swapped (name the header the credential goes in)',
+      ],
+    },
+    {
       name: 'wildcard in the middle',
       text: withRules('      - host: "api.*.com"\n'),
       expected: [
@@ -365,6 +380,35 @@ t.test('strict: false permits rule and secret wildcards with public suffixes und
   ]);
 });
 
+t.test('strict: false permits allow_plaintext; swap_in is kept as written', async (t) => {
+  const loaded = load(t, {
+    'policy.yaml':
+      'version: 1\nstrict: false\nsecrets:\n  dev:\n    from: { env: DEV }\n    hosts: [localhost]\n    allow_plaintext: true\n    swap_in: [header:X-Key, query]\n',
+  });
+  t.equal(loaded.doc.secrets.dev!.allow_plaintext, true);
+  t.same(loaded.doc.secrets.dev!.swap_in, ['header:X-Key', 'query']);
+});
+
+t.test('swap_in: its default, and its forms', async (t) => {
+  const loaded = load(t, {
+    'policy.yaml':
+      'version: 1\nsecrets:\n  plain:\n    from: { env: A }\n    hosts: [a.example]\n  injected:\n    from: { env: B }\n    hosts: [b.example]\n    inject: { header: X-Api-Key, format: "{value}" }\n',
+  });
+  t.same(loaded.doc.secrets.plain!.swap_in, ['header:Authorization'], 'request headers only: Authorization');
+  t.same(loaded.doc.secrets.injected!.swap_in, ['header:X-Api-Key'], 'or the injected header');
+  t.same(
+    problems(t, {
+      'policy.yaml':
+        'version: 1\nsecrets:\n  a:\n    from: { env: A }\n    hosts: [a.example]\n    swap_in: [Body, "header: Authorization", body, body]\n',
+    }),
+    [
+      'policy.yaml:6: secrets.a.swap_in[0]: expected "header:<Name>" (e.g. "header:Authorization"), "query", "path" or "body"',
+      'policy.yaml:6: secrets.a.swap_in[1]: expected "header:<Name>" (e.g. "header:Authorization"), "query", "path" or "body"',
+      'policy.yaml:6: secrets.a.swap_in[3]: repeats entry [2]; list each value once',
+    ],
+  );
+});
+
 t.test('accepted host forms', async (t) => {
   const hosts = ['"*.example.com"', 'example.com:8443', '192.0.2.10', '"[2001:db8::1]"', '"[2001:db8::1]:8443"', 'bücher.example'];
   const loaded = load(t, { 'policy.yaml': withRules(hosts.map((h) => `      - host: ${h}\n`).join('')) });
@@ -405,6 +449,8 @@ tools:
     hosts: ['api.github.com'],
     require: false,
     placeholder: '__sluice_secret_github__',
+    swap_in: ['header:Authorization'],
+    allow_plaintext: false,
   });
   t.equal(doc.secrets.custom!.placeholder, 'MY_CUSTOM_PLACEHOLDER');
   t.same(doc.secrets.custom!.from, { file: join(process.cwd(), 'secrets/custom.txt') }, 'file paths are taken from the policy directory');
