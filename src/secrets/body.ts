@@ -4,6 +4,7 @@ import type { Transform } from 'node:stream';
 import type { SecretDoc } from '../config/types.js';
 import { valueForms } from './forms.js';
 import { LEAK_PATTERNS, type LeakPattern } from './leak-patterns.js';
+import { insecureDetail, misplacedDetail, placesOf } from './placement.js';
 import { placeholderIndex } from './placeholders.js';
 import { NeedleSet, RewriteStream, type Needle, type NeedleAction } from './rewrite.js';
 
@@ -19,6 +20,8 @@ export interface BodySwapOptions {
   leakPatterns?: readonly LeakPattern[];
   /** once per alias per body, after its value has been passed on */
   onUse?: (alias: string, where: 'body') => void;
+  /** the request goes upstream over TLS sluice verified: only then are values swapped in (unless allow_plaintext) */
+  tls: boolean;
 }
 
 /** A placeholder as written raw, and fully percent-encoded with upper- and lower-case hex (form bodies). */
@@ -40,6 +43,7 @@ export function createBodySwapper(options: BodySwapOptions): Transform {
   const needles: Needle[] = [];
 
   for (const { alias, placeholder } of index.entries) {
+    const secret = options.secrets[alias]!;
     const inScope = options.inScope.includes(alias);
     const value = inScope ? options.values(alias) : null;
     for (const form of writtenForms(placeholder)) {
@@ -58,6 +62,10 @@ export function createBodySwapper(options: BodySwapOptions): Transform {
           alias,
           detail: `secret "${alias}" may only be sent to its own hosts, and this host is not one of them (placeholder in body)`,
         };
+      } else if (!placesOf(secret).body) {
+        action = { kind: 'refuse', reason: 'secret_misplaced', alias, detail: misplacedDetail(alias, secret, 'body') };
+      } else if (!options.tls && !secret.allow_plaintext) {
+        action = { kind: 'refuse', reason: 'secret_insecure', alias, detail: insecureDetail(alias, 'its placeholder in the body') };
       } else if (!value) {
         action = {
           kind: 'refuse',

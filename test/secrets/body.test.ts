@@ -10,6 +10,7 @@ function swapper(overrides: Partial<BodySwapOptions> = {}, uses: string[] = []) 
     inScope: ['github', 'gh', 'custom'],
     secrets: SECRETS,
     values,
+    tls: true,
     onUse: (alias, where) => uses.push(`${alias}@${where}`),
     ...overrides,
   });
@@ -112,4 +113,17 @@ t.test('the violation carries a stable code and names no value', async (t) => {
   t.equal((error as SecretViolation).code, 'SLUICE_SECRET_VIOLATION');
   t.notOk(error!.message.includes(FAKE.other));
   t.match(error!.message, /"other"/);
+});
+
+t.test('a body placeholder of a secret whose swap_in has no body is misplaced; over plain HTTP it is insecure', async (t) => {
+  const misplaced = await run(swapper({ inScope: ['other'], granted: ['other'] }), [Buffer.from('x __sluice_secret_other__ y')]);
+  t.ok(misplaced.error instanceof SecretViolation && misplaced.error.reason === 'secret_misplaced', 'misplaced');
+  t.match(misplaced.error?.message ?? '', 'only in header:Authorization; its placeholder was found in body');
+  t.equal(misplaced.out.length, 0, 'nothing passed on');
+  const insecure = await run(swapper({ tls: false }), [Buffer.from('x __sluice_secret_gh__ y')]);
+  t.ok(insecure.error instanceof SecretViolation && insecure.error.reason === 'secret_insecure', 'insecure');
+  const plaintext = { ...SECRETS, gh: { ...SECRETS.gh!, allow_plaintext: true } };
+  const allowed = await run(swapper({ tls: false, secrets: plaintext }), [Buffer.from('x __sluice_secret_gh__ y')]);
+  t.equal(allowed.error, null, 'allow_plaintext swaps over plain HTTP');
+  t.ok(allowed.out.toString() === `x ${FAKE.gh} y`);
 });
