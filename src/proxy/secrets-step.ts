@@ -78,11 +78,24 @@ export function recordUse(observer: Observer, ex: Exchange, alias: string, where
   });
 }
 
-/** The request body as it must go upstream: placeholders swapped, anything forbidden refused mid-stream. */
-export function bodySwapper(runtime: PolicyRuntime, tool: string, decision: Decision, observer: Observer, ex: Exchange): Transform {
+/**
+ * The request body as it must go upstream: placeholders swapped, anything forbidden refused
+ * mid-stream; a body with a Content-Encoding decoded (within the request limit) and checked whole
+ * first. `headers` are the request's, for its Content-Encoding.
+ */
+export function bodySwapper(
+  runtime: PolicyRuntime,
+  tool: string,
+  decision: Decision,
+  observer: Observer,
+  ex: Exchange,
+  headers: ReadonlyArray<readonly [string, string]>,
+): Transform {
   const store = runtime.secrets;
   return createBodySwapper({
     tls: ex.scheme === 'https',
+    headers,
+    maxDecodedBytes: decision.limits.max_request_bytes,
     tool,
     granted: runtime.compiled.tools.get(tool)?.secrets ?? [],
     inScope: decision.secrets,

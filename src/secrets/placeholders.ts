@@ -1,7 +1,8 @@
 // Request side, pure: find placeholders, refuse the ones a tool may not use here (not granted, out
-// of scope, outside the secret's swap_in, over plain HTTP), catch real credentials leaving, and
-// swap in-scope placeholders for values in headers and the target.
+// of scope, outside the secret's swap_in, over plain HTTP), catch real credentials leaving (also
+// split across headers), and swap in-scope placeholders for values in headers and the target.
 import type { SecretDoc } from '../config/types.js';
+import { requestCodings } from './codings.js';
 import { percentDecode, rawOrPercentEncoded, valueForms } from './forms.js';
 import { findLeakIn, LEAK_PATTERNS, type LeakPattern } from './leak-patterns.js';
 import { insecureDetail, mayGoIn, misplacedDetail, placesOf } from './placement.js';
@@ -125,13 +126,34 @@ function surfacesOf(headers: RequestSecretsInput['headers'], target: string): Su
   return surfaces;
 }
 
+/**
+ * Header values two by two, joined with nothing between, as an upstream's own code may put a split
+ * credential together: each value with the next one sent (of one name or of two), and each with the
+ * next repeat of its own name. One pair per line, so a shape's look-arounds see the pair's own
+ * edges: a match inside one value is one the per-header pass finds too, and only a token that spans
+ * the two halves is new. Pieces further apart (or in three parts) are out of a scanner's reach.
+ */
+function joinedHeaders(headers: RequestSecretsInput['headers']): Surface {
+  const values = headers.map(([name, value]) => ({ name: name.toLowerCase(), value: value.trim() })).filter((h) => h.value !== '');
+  const pairs: string[] = [];
+  const lastOfName = new Map<string, number>();
+  values.forEach((header, i) => {
+    if (i > 0) pairs.push(values[i - 1]!.value + header.value);
+    const previous = lastOfName.get(header.name);
+    if (previous !== undefined && previous !== i - 1) pairs.push(values[previous]!.value + header.value);
+    lastOfName.set(header.name, i);
+  });
+  return { where: 'the headers joined', text: pairs.join('\n') };
+}
+
 function findLeakedCredential(
   surfaces: Surface[],
+  joined: Surface,
   known: ReadonlyArray<{ alias: string; value: string }>,
   patterns: readonly LeakPattern[],
 ): Refusal | null {
   const knownForms = known.filter((k) => k.value.length > 0).map((k) => ({ alias: k.alias, forms: valueForms(k.value) }));
-  for (const surface of surfaces) {
+  for (const surface of [...surfaces, joined]) {
     const decoded = percentDecode(surface.text);
     for (const { alias, forms } of knownForms) {
       if (forms.some((form) => surface.text.includes(form) || decoded.includes(form))) {
@@ -320,14 +342,18 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
       return value ? [{ alias, value }] : [];
     });
 
+  const coded = requestCodings(input.headers);
+  if (!coded.ok) return { ok: false, reason: 'bad_request', alias: null, detail: coded.detail };
+
   const patterns = input.leakPatterns ?? LEAK_PATTERNS;
   // Most requests carry neither a credential nor a placeholder: one look at all surfaces together
   // settles that, and only a hit pays for the per-surface pass that names where it is.
+  const joined = joinedHeaders(input.headers);
   const all = surfaces.map((surface) => surface.text).join('\n');
-  const mayLeak = mayCarryCredential(all, known, patterns);
+  const mayLeak = mayCarryCredential(`${all}\n${joined.text}`, known, patterns);
   const mayHavePlaceholder = index.entries.some((entry) => occurs(entry.pattern, all)) || hasUnknownPlaceholder(all, index);
   const refusal =
-    (mayLeak ? findLeakedCredential(surfaces, known, patterns) : null) ??
+    (mayLeak ? findLeakedCredential(surfaces, joined, known, patterns) : null) ??
     (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null) ??
     insecureInjection(input);
   if (refusal) return refusal;

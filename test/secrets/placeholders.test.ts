@@ -216,6 +216,73 @@ t.test('Range and If-Range are dropped toward a host a secret may be swapped int
   t.same(noSecret.headers, headers);
 });
 
+t.test('a credential split across two headers is found in the headers joined', async (t) => {
+  const key = 'AKIA' + 'Z'.repeat(16);
+  const same = plan({
+    headers: [
+      ['X-Part', key.slice(0, 9)],
+      ['X-Part', key.slice(9)],
+    ],
+  });
+  t.same(same.ok ? null : [same.reason, same.alias], ['secret_leak', null], 'two headers of one name');
+  t.match(same.ok ? '' : same.detail, /aws_access_key_id.*joined/);
+  const different = plan({
+    headers: [
+      ['X-A', FAKE.gh.slice(0, 10)],
+      ['X-B', FAKE.gh.slice(10)],
+    ],
+  });
+  t.same(different.ok ? null : [different.reason, different.alias], ['secret_leak', 'gh'], 'a known value across two headers');
+  const apart = ok(
+    t,
+    plan({
+      headers: [
+        ['X-A', 'AKIA'],
+        ['Accept', '*/*'],
+        ['X-B', 'Z'.repeat(16)],
+      ],
+    }),
+  );
+  t.same(apart.uses, [], 'pieces not next to each other are not joined into one');
+  const repeats = plan({
+    headers: [
+      ['X-Part', key.slice(0, 9)],
+      ['Accept', '*/*'],
+      ['X-Part', key.slice(9)],
+    ],
+  });
+  t.same(repeats.ok ? null : repeats.reason, 'secret_leak', 'repeats of one header, apart');
+  // A shape inside a longer word is not one: joining must not lose the look-arounds at the seam.
+  const blob = 'Zm9v' + 'AIza' + 'E'.repeat(35) + 'YmFy';
+  const inside = ok(
+    t,
+    plan({
+      headers: [
+        ['Cookie', `s=${blob}`],
+        ['Accept', 'text/html'],
+      ],
+    }),
+  );
+  t.same(inside.uses, [], 'a key shape inside a longer token of one header is still not a leak');
+});
+
+t.test('a request Content-Encoding sluice cannot decode is refused, whatever the host', async (t) => {
+  for (const coding of ['zstd', 'gzip, compress', 'gzip, gzip, gzip, gzip']) {
+    const result = plan({ headers: [['Content-Encoding', coding]] });
+    t.same(result.ok ? null : result.reason, 'bad_request', coding);
+  }
+  const stacked = ok(
+    t,
+    plan({
+      headers: [
+        ['Content-Encoding', 'gzip'],
+        ['Content-Encoding', 'br'],
+      ],
+    }),
+  );
+  t.same(stacked.uses, [], 'known codings, also on two lines, go on (the body is checked decoded)');
+});
+
 t.test('a placeholder of a secret the tool is not granted is refused', async (t) => {
   for (const where of ['header', 'query', 'basic'] as const) {
     const result = plan({
