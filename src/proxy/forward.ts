@@ -55,7 +55,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
   let body: Readable | null = null;
   if (hasBody) {
-    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex);
+    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);
     const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err));
     pipeline(guarded, swapped, () => undefined);
     body = swapped;

@@ -1,5 +1,6 @@
 // The credentials step of the data path: swap placeholders for values toward a secret's own
-// hosts, refuse what may not leave, record each use, and scrub values out of what comes back.
+// hosts, only where the secret's swap_in allows and only over TLS sluice verified (the exchange's
+// scheme is https), refuse what may not leave, record each use, and scrub values out of what comes back.
 import type { Duplex, Transform } from 'node:stream';
 import type { Observer } from '../observe/events.js';
 import type { Decision } from '../policy/types.js';
@@ -24,7 +25,7 @@ export function secretsForHead(
   headers: Array<[string, string]>,
   target: string,
 ): { ok: true; headers: Array<[string, string]>; target: string } | { ok: false; answer: Answer } {
-  const plan = planSecrets(runtime, tool, decision, headers, target);
+  const plan = planSecrets(runtime, tool, decision, headers, target, ex.scheme === 'https');
   if (plan.ok) {
     for (const use of plan.uses) recordUse(observer, ex, use.alias, use.where);
     return { ok: true, headers: plan.headers, target: plan.target };
@@ -42,9 +43,11 @@ function planSecrets(
   decision: Decision,
   headers: Array<[string, string]>,
   target: string,
+  tls: boolean,
 ): RequestSecretsPlan {
   const store = runtime.secrets;
   return planRequestSecrets({
+    tls,
     tool,
     granted: runtime.compiled.tools.get(tool)?.secrets ?? [],
     inScope: decision.secrets,
@@ -75,10 +78,24 @@ export function recordUse(observer: Observer, ex: Exchange, alias: string, where
   });
 }
 
-/** The request body as it must go upstream: placeholders swapped, anything forbidden refused mid-stream. */
-export function bodySwapper(runtime: PolicyRuntime, tool: string, decision: Decision, observer: Observer, ex: Exchange): Transform {
+/**
+ * The request body as it must go upstream: placeholders swapped, anything forbidden refused
+ * mid-stream; a body with a Content-Encoding decoded (within the request limit) and checked whole
+ * first. `headers` are the request's, for its Content-Encoding.
+ */
+export function bodySwapper(
+  runtime: PolicyRuntime,
+  tool: string,
+  decision: Decision,
+  observer: Observer,
+  ex: Exchange,
+  headers: ReadonlyArray<readonly [string, string]>,
+): Transform {
   const store = runtime.secrets;
   return createBodySwapper({
+    tls: ex.scheme === 'https',
+    headers,
+    maxDecodedBytes: decision.limits.max_request_bytes,
     tool,
     granted: runtime.compiled.tools.get(tool)?.secrets ?? [],
     inScope: decision.secrets,

@@ -115,8 +115,10 @@ t.before(async () => {
   });
   sluice = await startTestSluice({
     env: { GATE_WS_SECRET: SECRET, GATE_WS_INJECTED: INJECTED },
+    // ws:// cases swap over plain HTTP: allow_plaintext (refused in strict mode) keeps them covered.
     policy: `
 version: 1
+strict: false
 network:
   allow_private_cidrs: ["127.0.0.2/32"]
   dns_servers: ["${dns.address}"]
@@ -127,10 +129,13 @@ secrets:
   ws:
     from: { env: GATE_WS_SECRET }
     hosts: ["${HOST}"]
+    swap_in: [header:X-Ws-Token]
+    allow_plaintext: true
   inj:
     from: { env: GATE_WS_INJECTED }
     hosts: ["${INJECT_HOST}"]
     inject: { header: X-Api-Key, format: "{value}" }
+    allow_plaintext: true
 tools:
   ${TOOL}:
     token_sha256: "\${TOKEN_SHA}"

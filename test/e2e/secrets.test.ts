@@ -52,8 +52,11 @@ t.before(async () => {
   });
   sluice = await startTestSluice({
     env: { GH_TOKEN_FOR_TEST: GH_VALUE, INJECT_FOR_TEST: INJECT_VALUE },
+    // Swapping over plain http:// is what most of these cases exercise: allow_plaintext (which strict
+    // mode refuses) keeps that path covered; test/e2e/secrets-request.test.ts covers its refusal.
     policy: `
 version: 1
+strict: false
 network:
   allow_private_cidrs: ["127.0.0.2/32"]
   dns_servers: ["${dns.address}"]
@@ -64,14 +67,19 @@ secrets:
   gh:
     from: { env: GH_TOKEN_FOR_TEST }
     hosts: ["localhost", "api.test"]
+    swap_in: [header:Authorization, query, body]
+    allow_plaintext: true
   filed:
     from: { file: ${path.join(secretDir, 'file-secret')} }
     hosts: ["localhost"]
     require: true
+    swap_in: [header:X-Filed]
+    allow_plaintext: true
   injected:
     from: { env: INJECT_FOR_TEST }
     hosts: ["inject.test"]
     inject: { header: Authorization, format: "Bearer {value}" }
+    allow_plaintext: true
   ungranted:
     from: { env: NOT_SET_AND_NOT_GRANTED }
     hosts: ["localhost"]
