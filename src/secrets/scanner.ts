@@ -1,0 +1,336 @@
+// The scrubber's scanning core: every known form of every known value becomes its placeholder, in
+// whole strings and in byte streams split anywhere, synchronously (no stream machinery per chunk).
+//
+// Two stages, one after the other:
+// 1. text forms (raw, percent-encoded, JSON-escaped) are matched in the bytes as they are;
+// 2. encoded forms (base64, base64url, hex) are matched in a view of the bytes where the line
+//    breaks of wrapped text are taken out, so a value that a wrapped blob breaks across lines is
+//    still found; the whole span, breaks included, is replaced.
+// A line break counts as a wrap when at least MIN_WRAP_LINE base64/hex alphabet characters come
+// right before it: LF, CR, CRLF, or the JSON escapes \n, \r, \r\n (GitHub's contents API writes
+// its base64 inside JSON). Matching is leftmost, then longest; a position is decided only once
+// every needle starting there is in view, so the output is the same whatever the chunking.
+
+/** A wrapped line shorter than this is not joined to the next (base64 wraps at 60, 64 or 76). */
+export const MIN_WRAP_LINE = 60;
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** base64, base64url and hex characters, and `=` padding */
+const ALPHA = new Uint8Array(256);
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-') ALPHA[char.charCodeAt(0)] = 1;
+
+const LF = 0x0a;
+const CR = 0x0d;
+const BACKSLASH = 0x5c;
+const LOWER_N = 0x6e;
+const LOWER_R = 0x72;
+
+/** What to look for and what to put in its place. */
+export interface ScrubNeedle {
+  bytes: Buffer;
+  replacement: Buffer;
+}
+
+/** A set of needles searched together. Empty needles are dropped; for the same bytes the first wins. */
+export class ScrubNeedles {
+  readonly needles: readonly ScrubNeedle[];
+  /** the needles as text, for a quick check before a byte scan of a string */
+  readonly texts: readonly string[];
+  readonly longest: number;
+
+  constructor(needles: Iterable<ScrubNeedle>) {
+    const byBytes = new Map<string, ScrubNeedle>();
+    for (const needle of needles) {
+      const key = needle.bytes.toString('latin1');
+      if (needle.bytes.length > 0 && !byBytes.has(key)) byBytes.set(key, needle);
+    }
+    this.needles = [...byBytes.values()];
+    this.texts = this.needles.map((n) => n.bytes.toString('utf8'));
+    this.longest = Math.max(0, ...this.needles.map((n) => n.bytes.length));
+  }
+
+  get empty(): boolean {
+    return this.needles.length === 0;
+  }
+}
+
+interface Match {
+  start: number;
+  end: number;
+  replacement: Buffer;
+}
+
+/**
+ * Needle occurrences in `input` that start before `limit` (they may end past it), leftmost first,
+ * the longest at one position, none overlapping an earlier one.
+ */
+function findMatches(input: Buffer, set: ScrubNeedles, limit: number): Match[] {
+  const { needles } = set;
+  const matches: Match[] = [];
+  // where each needle was last seen, so each is searched once per position it could be at
+  const next = new Array<number>(needles.length).fill(-2);
+  let cursor = 0;
+  for (;;) {
+    let best = -1;
+    let bestAt = Infinity;
+    for (let i = 0; i < needles.length; i++) {
+      let at = next[i]!;
+      if (at === -2 || (at !== -1 && at < cursor)) at = next[i] = input.indexOf(needles[i]!.bytes, cursor);
+      if (at === -1 || at >= limit) continue;
+      if (at < bestAt || (at === bestAt && needles[i]!.bytes.length > needles[best]!.bytes.length)) {
+        best = i;
+        bestAt = at;
+      }
+    }
+    if (best === -1) return matches;
+    const needle = needles[best]!;
+    matches.push({ start: bestAt, end: bestAt + needle.bytes.length, replacement: needle.replacement });
+    cursor = bestAt + needle.bytes.length;
+  }
+}
+
+/** The number of bytes of the line break at input[i], or 0 when there is none. */
+function breakLength(input: Buffer, i: number): number {
+  const b = input[i];
+  if (b === LF) return 1;
+  if (b === CR) return input[i + 1] === LF ? 2 : 1;
+  if (b === BACKSLASH) {
+    const c = input[i + 1];
+    if (c === LOWER_N) return 2;
+    if (c === LOWER_R) return input[i + 2] === BACKSLASH && input[i + 3] === LOWER_N ? 4 : 2;
+  }
+  return 0;
+}
+
+/** One stage of the scrubber: bytes in, bytes out, at most its window less one held between pushes. */
+interface Stage {
+  push(input: Buffer, complete: boolean): Buffer;
+  /** replacements made so far */
+  readonly matched: number;
+}
+
+/** Stage 1: needles matched in the bytes as they are. */
+class TextStage implements Stage {
+  readonly #set: ScrubNeedles;
+  readonly #window: number;
+  #held: Buffer = EMPTY;
+  matched = 0;
+
+  constructor(set: ScrubNeedles) {
+    this.#set = set;
+    this.#window = Math.max(1, set.longest);
+  }
+
+  push(chunk: Buffer, complete: boolean): Buffer {
+    const input = this.#held.length > 0 ? Buffer.concat([this.#held, chunk]) : chunk;
+    const limit = complete ? input.length : Math.max(0, input.length - this.#window + 1);
+    const matches = findMatches(input, this.#set, limit);
+    this.matched += matches.length;
+    let cursor = 0;
+    const pieces: Buffer[] = [];
+    for (const m of matches) {
+      pieces.push(input.subarray(cursor, m.start), m.replacement);
+      cursor = m.end;
+    }
+    const consumed = Math.max(cursor, limit);
+    pieces.push(input.subarray(cursor, consumed));
+    // copy: a subarray would keep the whole chunk alive
+    this.#held = consumed < input.length ? Buffer.from(input.subarray(consumed)) : EMPTY;
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+}
+
+/** Stage 2: needles matched with wrapped lines joined. */
+class UnwrapStage implements Stage {
+  readonly #set: ScrubNeedles;
+  readonly #window: number;
+  #held: Buffer = EMPTY;
+  /** alphabet characters right before #held (capped at MIN_WRAP_LINE) */
+  #run = 0;
+  matched = 0;
+
+  constructor(set: ScrubNeedles) {
+    this.#set = set;
+    this.#window = Math.max(1, set.longest);
+  }
+
+  push(chunk: Buffer, complete: boolean): Buffer {
+    const input = this.#held.length > 0 ? Buffer.concat([this.#held, chunk]) : chunk;
+    const n = input.length;
+    // Where the joined view ends: a break that could be longer than what is in view waits.
+    let end = n;
+    /** input offsets and lengths of the breaks taken out */
+    let gaps: number[] | null = null;
+    let run = this.#run;
+    for (let i = 0; i < n; i++) {
+      const b = input[i]!;
+      if (ALPHA[b] === 1) {
+        run++;
+        continue;
+      }
+      if (run >= MIN_WRAP_LINE && (b === LF || b === CR || b === BACKSLASH)) {
+        if (!complete && b !== LF && i + 3 >= n) {
+          end = i;
+          break;
+        }
+        const length = breakLength(input, i);
+        if (length > 0) {
+          (gaps ??= []).push(i, length);
+          i += length - 1;
+        }
+      }
+      run = 0;
+    }
+    const view = gaps === null ? input.subarray(0, end) : joined(input, end, gaps);
+    /** the input offset of a view offset */
+    const at = gaps === null ? (v: number): number => v : inputOffset(gaps);
+
+    const limit = complete ? view.length : Math.max(0, view.length - this.#window + 1);
+    const matches = findMatches(view, this.#set, limit);
+    this.matched += matches.length;
+    let cursor = 0;
+    let viewCursor = 0;
+    const pieces: Buffer[] = [];
+    for (const m of matches) {
+      const start = at(m.start);
+      pieces.push(input.subarray(cursor, start), m.replacement);
+      cursor = at(m.end - 1) + 1;
+      viewCursor = m.end;
+    }
+    const decided = Math.max(viewCursor, limit);
+    const consumed = decided < view.length ? at(decided) : end;
+    pieces.push(input.subarray(cursor, consumed));
+    this.#run = runBefore(input, consumed, this.#run, lastGapEnd(gaps, consumed));
+    this.#held = consumed < n ? Buffer.from(input.subarray(consumed)) : EMPTY;
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+}
+
+/** input[0, end) without the gaps. */
+function joined(input: Buffer, end: number, gaps: number[]): Buffer {
+  let removed = 0;
+  for (let k = 1; k < gaps.length; k += 2) removed += gaps[k]!;
+  const view = Buffer.allocUnsafe(end - removed);
+  let from = 0;
+  let to = 0;
+  for (let k = 0; k < gaps.length; k += 2) {
+    to += input.copy(view, to, from, gaps[k]);
+    from = gaps[k]! + gaps[k + 1]!;
+  }
+  input.copy(view, to, from, end);
+  return view;
+}
+
+/** Maps a view offset back to its input offset, given the gaps taken out. */
+function inputOffset(gaps: number[]): (v: number) => number {
+  // view offset at which each gap sits, and the bytes removed up to and including it
+  const sits: number[] = [];
+  const removed: number[] = [];
+  let total = 0;
+  for (let k = 0; k < gaps.length; k += 2) {
+    sits.push(gaps[k]! - total);
+    total += gaps[k + 1]!;
+    removed.push(total);
+  }
+  return (v) => {
+    let lo = 0;
+    let hi = sits.length;
+    // the number of gaps sitting at or before v
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sits[mid]! <= v) lo = mid + 1;
+      else hi = mid;
+    }
+    return v + (lo === 0 ? 0 : removed[lo - 1]!);
+  };
+}
+
+/** Where the last gap that ends at or before `offset` ends; -1 when none does. */
+function lastGapEnd(gaps: number[] | null, offset: number): number {
+  if (gaps === null) return -1;
+  for (let k = gaps.length - 2; k >= 0; k -= 2) {
+    const gapEnd = gaps[k]! + gaps[k + 1]!;
+    if (gapEnd <= offset) return gapEnd;
+  }
+  return -1;
+}
+
+/**
+ * Alphabet characters right before input[offset], as the forward scan counts them: the count
+ * starts again after a break taken out (whose own `n` or `r` does not count), and continues from
+ * `before` (what came before input) when the run reaches the start. Capped at MIN_WRAP_LINE.
+ */
+function runBefore(input: Buffer, offset: number, before: number, floor: number): number {
+  let run = 0;
+  for (let i = offset - 1; run < MIN_WRAP_LINE; i--) {
+    if (i < floor) return run;
+    if (i < 0) return Math.min(MIN_WRAP_LINE, run + before);
+    if (ALPHA[input[i]!] !== 1) return run;
+    run++;
+  }
+  return run;
+}
+
+/** The needles of both stages: built once per set of values (see scrub.ts). */
+export interface ScrubPlan {
+  text: ScrubNeedles;
+  encoded: ScrubNeedles;
+}
+
+/**
+ * A streaming scrubber: push() returns what may go to the client now, end() the rest. It holds
+ * back fewer bytes than the longest text form plus the longest encoded form.
+ */
+export class Scrubber {
+  readonly #stages: Stage[];
+
+  constructor(plan: ScrubPlan) {
+    this.#stages = [];
+    if (!plan.text.empty) this.#stages.push(new TextStage(plan.text));
+    if (!plan.encoded.empty) this.#stages.push(new UnwrapStage(plan.encoded));
+  }
+
+  push(chunk: Buffer): Buffer {
+    let out = chunk;
+    for (const stage of this.#stages) out = stage.push(out, false);
+    return out;
+  }
+
+  end(): Buffer {
+    let out: Buffer = EMPTY;
+    for (const stage of this.#stages) out = stage.push(out, true);
+    return out;
+  }
+
+  /** replacements made so far, both stages */
+  get matched(): number {
+    return this.#stages.reduce((sum, stage) => sum + stage.matched, 0);
+  }
+}
+
+/** The bytes may hold a wrap to join: only then is the slower joined scan needed for a string. */
+function mayWrap(text: string): boolean {
+  return text.includes('\n') || text.includes('\r') || text.includes('\\n') || text.includes('\\r');
+}
+
+/** Every form of every value in a whole string replaced (utf8). */
+export function scrubString(text: string, plan: ScrubPlan): string {
+  // Most text carries no needle: a string search is far cheaper than the byte scan.
+  const text1 = plan.text.texts.some((needle) => text.includes(needle)) ? runWhole(new TextStage(plan.text), text) : text;
+  if (plan.encoded.empty) return text1;
+  if (!mayWrap(text1) && !plan.encoded.texts.some((needle) => text1.includes(needle))) return text1;
+  return runWhole(new UnwrapStage(plan.encoded), text1);
+}
+
+function runWhole(stage: Stage, text: string): string {
+  return stage.push(Buffer.from(text, 'utf8'), true).toString('utf8');
+}
+
+/** Whether a whole buffer carries any form of any value (for a check that must not rewrite). */
+export function carriesValue(bytes: Buffer, plan: ScrubPlan): boolean {
+  const probe = new Scrubber(plan);
+  probe.push(bytes);
+  probe.end();
+  return probe.matched > 0;
+}
