@@ -17,6 +17,13 @@
 // the sink's scrub function (secret values never reach the file); `path` has its query values
 // replaced by REDACTED.
 //
+// Bounds. A tool chooses much of what a record holds (its path, header names, a Host), and records
+// must not be large enough for a few thousand requests to rotate older evidence out of retention.
+// After scrubbing, a string field longer than its bound keeps its first characters and ends with
+// the marker `…[cut, N chars]` (N = the length before the cut): `path` 2048 characters, `detail`
+// 1024, every other string field 256. Lifecycle events (policy.load, policy.reload_failed,
+// policy.drift) keep their whole detail: the operator's policy file is its source, not a tool.
+//
 // Chain. Let C be the canonical text of a record: JSON.stringify of the record WITHOUT `hash`, keys
 // in the order above, no whitespace (i.e. the written line up to and excluding `,"hash":`, plus "}").
 //   hash = lowercase hex SHA-256 over the UTF-8 bytes of (prev + C)
@@ -37,6 +44,18 @@ const HASH_SUFFIX = /,"hash":"([0-9a-f]{64})"\}$/;
 const DEFAULT_KEEP = 10;
 const FSYNC_INTERVAL_MS = 1000;
 const TAIL_CHUNK = 64 * 1024;
+
+/** Field bounds, in UTF-16 code units (see the header comment). */
+export const AUDIT_FIELD_MAX = Object.freeze({ path: 2048, detail: 1024, other: 256 });
+const LIFECYCLE_TYPES: ReadonlySet<string> = new Set(['policy.load', 'policy.reload_failed', 'policy.drift']);
+
+/** `text` cut to `max` characters plus a marker with its original length; short text unchanged. */
+export function boundField(text: string, max: number): string {
+  if (text.length <= max) return text;
+  // never split a surrogate pair
+  const end = /[\uD800-\uDBFF]/.test(text[max - 1]!) ? max - 1 : max;
+  return `${text.slice(0, end)}…[cut, ${text.length} chars]`;
+}
 
 export type FsyncMode = 'never' | 'always' | 'interval';
 
@@ -402,12 +421,13 @@ export class AuditSink {
   }
 
   #record(e: AuditInput, policySha256: string | null): AuditRecord {
-    const text = (v: string | null | undefined): string | null => (typeof v === 'string' ? this.#scrub(v) : null);
+    const other: number = AUDIT_FIELD_MAX.other;
+    const text = (v: string | null | undefined, max = other): string | null => (typeof v === 'string' ? boundField(this.#scrub(v), max) : null);
     const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
     const record = {
       ts: isoNow(),
       seq: this.#head.seq + 1,
-      type: AUDIT_TYPES.includes(e.type) ? e.type : this.#scrub(String(e.type)),
+      type: AUDIT_TYPES.includes(e.type) ? e.type : boundField(this.#scrub(String(e.type)), other),
       request_id: text(e.request_id),
       tool: text(e.tool),
       decision: text(e.decision),
@@ -416,7 +436,7 @@ export class AuditSink {
       scheme: text(e.scheme),
       host: text(e.host),
       port: num(e.port),
-      path: typeof e.path === 'string' ? this.#scrub(redactQuery(e.path)) : null,
+      path: typeof e.path === 'string' ? boundField(this.#scrub(redactQuery(e.path)), AUDIT_FIELD_MAX.path) : null,
       ip: text(e.ip),
       status: num(e.status),
       bytes_up: num(e.bytes_up),
@@ -427,9 +447,11 @@ export class AuditSink {
       policy_sha256: text(policySha256),
     } as AuditRecord;
     // Extras sit between policy_sha256 and prev; keys are added in canonical order.
-    if (typeof e.where === 'string') record.where = this.#scrub(e.where);
-    if (typeof e.detail === 'string') record.detail = this.#scrub(e.detail);
-    if (typeof e.expected_sha256 === 'string') record.expected_sha256 = this.#scrub(e.expected_sha256);
+    if (typeof e.where === 'string') record.where = text(e.where)!;
+    if (typeof e.detail === 'string') {
+      record.detail = LIFECYCLE_TYPES.has(e.type) ? this.#scrub(e.detail) : text(e.detail, AUDIT_FIELD_MAX.detail)!;
+    }
+    if (typeof e.expected_sha256 === 'string') record.expected_sha256 = text(e.expected_sha256)!;
     record.prev = this.#head.hash;
     return record;
   }
