@@ -107,17 +107,22 @@ export function parseCodings(contentEncoding: string | readonly string[] | null 
   return codings.reverse();
 }
 
-function decoderFor(coding: Coding, firstByte: number | undefined): Transform {
+function decoderFor(coding: Coding, first: Buffer | null): Transform {
   switch (coding) {
     case 'gzip':
       return createGunzip();
     case 'br':
       return createBrotliDecompress();
     case 'deflate':
-      // "deflate" should be zlib-wrapped, but servers also send raw deflate; a zlib header's
-      // first byte has compression method 8 in its low nibble (the test undici uses)
-      return firstByte === undefined || (firstByte & 0x0f) === 0x08 ? createInflate() : createInflateRaw();
+      // "deflate" should be zlib-wrapped, but servers also send raw deflate: a zlib header has
+      // compression method 8 and a check value making its first two bytes a multiple of 31
+      return first === null || isZlibHeader(first) ? createInflate() : createInflateRaw();
   }
+}
+
+function isZlibHeader(bytes: Buffer): boolean {
+  if (bytes.length < 2) return (bytes[0]! & 0x0f) === 0x08;
+  return (bytes[0]! & 0x0f) === 0x08 && bytes[0]! >> 4 <= 7 && (bytes[0]! * 256 + bytes[1]!) % 31 === 0;
 }
 
 /** Why a response body was not passed on; `code` is the outcome the caller answers or records. */
@@ -177,6 +182,8 @@ export class ResponseScrub {
   readonly #scrubber: Scrubber;
   /** decoders, built on the first bytes (a raw deflate body is told from a zlib one by them) */
   #decoders: Transform[] | null = null;
+  /** the first byte, when it came alone: the decoders wait for the second */
+  #first: Buffer | null = null;
   /** sniff: the first bytes are not in yet; whole: a small body collected; hold: gzip data checked aside */
   #mode: 'sniff' | 'whole' | 'pass' | 'hold' | 'done' = 'sniff';
   #sniffed: Buffer[] = [];
@@ -203,16 +210,29 @@ export class ResponseScrub {
   }
 
   write(chunk: Buffer): boolean {
-    if (this.#mode === 'done') return true;
+    if (this.#mode === 'done' || chunk.length === 0) return true;
     if (this.#codings.length === 0) return this.#plain(chunk);
-    const head = this.#chain(chunk[0])[0]!;
-    return head.write(chunk);
+    if (!this.#decoders) {
+      // The decoders are chosen on the first two bytes (raw deflate or zlib).
+      const first = this.#first ? Buffer.concat([this.#first, chunk]) : chunk;
+      if (first.length < 2) {
+        this.#first = first;
+        return true;
+      }
+      this.#first = null;
+      return this.#chain(first)[0]!.write(first);
+    }
+    return this.#decoders[0]!.write(chunk);
   }
 
   end(): void {
     if (this.#mode === 'done') return;
     if (this.#codings.length === 0) return this.#plainEnd();
-    this.#chain(undefined)[0]!.end();
+    const first = this.#first;
+    this.#first = null;
+    const head = this.#chain(first)[0]!;
+    if (first) head.write(first);
+    head.end();
   }
 
   /** The sink drained after data() returned false. */
@@ -228,9 +248,9 @@ export class ResponseScrub {
     this.#aside?.destroy();
   }
 
-  #chain(firstByte: number | undefined): Transform[] {
+  #chain(first: Buffer | null): Transform[] {
     if (this.#decoders) return this.#decoders;
-    const decoders = this.#codings.map((coding, i) => decoderFor(coding, i === 0 ? firstByte : undefined));
+    const decoders = this.#codings.map((coding, i) => decoderFor(coding, i === 0 ? first : null));
     this.#decoders = decoders;
     let upstream: Readable | null = null;
     for (const stage of decoders) {

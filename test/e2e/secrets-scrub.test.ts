@@ -9,10 +9,12 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { brotliCompressSync, constants, deflateRawSync, gzipSync } from 'node:zlib';
+import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { verifyAuditFiles } from '../../src/observe/audit.js';
 import { basicAuth, exchangeRaw, openSocket, rawRequest, roundTrip, tlsTunnel, type RawResponse } from '../helpers/clients.js';
 import { startDns, type DnsServer } from '../helpers/dns.js';
+import { CODINGS, cutAt, embedded, encoded, EOLS, FORMS as EMBED_FORMS, WIDTHS } from '../helpers/embed.js';
 import { decodeBody, gunzipIfGzip, leakIn, wsMessages } from '../helpers/leaks.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
 import { startTestSluice, TOKEN, TOOL, waitForAudit, type TestSluice } from '../helpers/sluice.js';
@@ -169,6 +171,21 @@ function script(request: UpstreamRequestHead, socket: net.Socket): 'raw' | void 
           brotliCompressSync(gzipSync(`inner ${PLANTED}`)),
         );
       return answer(socket, '200 OK', ['Content-Type: application/gzip'], CLEAN_GZIP);
+    case 'prop': {
+      // a body the property test registered, written in the pieces it chose
+      const prop = PROP_BODIES.get(name)!;
+      const pieces = [
+        Buffer.from(`HTTP/1.1 200 OK\r\n${[...prop.headers, `Content-Length: ${prop.length}`].map((h) => `${h}\r\n`).join('')}\r\n`),
+        ...prop.pieces,
+      ];
+      const next = (): void => {
+        const piece = pieces.shift();
+        if (piece === undefined) return;
+        socket.write(piece);
+        setTimeout(next, 1);
+      };
+      return next();
+    }
     case 'ws': {
       const deflate = /permessage-deflate/i.test(request.headers['sec-websocket-extensions'] ?? '');
       const head = [
@@ -192,6 +209,9 @@ function script(request: UpstreamRequestHead, socket: net.Socket): 'raw' | void 
       return answer(socket, '404 Not Found', [], 'no such case');
   }
 }
+
+/** Bodies for the property case, by name: the Content-Encoding lines and the pieces to write. */
+const PROP_BODIES = new Map<string, { headers: string[]; pieces: Buffer[]; length: number }>();
 
 /** gzip data that carries no value: it must reach the client byte for byte. */
 const CLEAN_GZIP = gzipSync(Buffer.from('a clean tarball, nothing secret in it\n'.repeat(50)));
@@ -371,6 +391,33 @@ t.test('gzip data sent without Content-Encoding: held and checked; with a value 
   t.equal(clean.headers['content-length'], String(CLEAN_GZIP.length), 'with its length');
   const record = await waitForAudit(sluice, (e) => e.path === '/gz/value' && e.reason === 'upstream_protocol');
   t.equal(record.status, 502);
+});
+
+t.test('property, through sluice: random forms, codings and write boundaries, for both values and both tools', async (t) => {
+  let n = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom(...VALUES),
+      fc.record({
+        form: fc.constantFrom(...EMBED_FORMS),
+        lead: fc.nat({ max: 80 }),
+        width: fc.constantFrom(...WIDTHS),
+        eol: fc.constantFrom(...EOLS),
+      }),
+      fc.constantFrom(...CODINGS),
+      fc.array(fc.nat(), { maxLength: 6 }),
+      fc.constantFrom([ALIAS, READER] as const, [ALIAS, TOOL] as const),
+      async (value, e, coding, points, [host, tool]) => {
+        const name = `case-${n++}`;
+        const coded = encoded(Buffer.from(`before ${embedded(value, e)} after`), coding);
+        PROP_BODIES.set(name, { headers: coded.headers, pieces: cutAt(coded.body, points), length: coded.body.length });
+        const r = await fetchVia('http', host, `/prop/${name}`, tool);
+        return r.status === 200 && leakIn(r.raw, VALUES) === null && leakIn(r.plain, VALUES) === null && r.plain.includes('__sluice_secret_');
+      },
+    ),
+    { numRuns: 40 },
+  );
+  t.pass('no value through sluice');
 });
 
 interface WsRead {
