@@ -38,6 +38,8 @@ export class ScrubNeedles {
   /** the needles as text, for a quick check before a byte scan of a string */
   readonly texts: readonly string[];
   readonly longest: number;
+  /** the shortest needle, in UTF-16 units: a shorter string cannot hold one */
+  readonly shortest: number;
 
   constructor(needles: Iterable<ScrubNeedle>) {
     const byBytes = new Map<string, ScrubNeedle>();
@@ -48,6 +50,7 @@ export class ScrubNeedles {
     this.needles = [...byBytes.values()];
     this.texts = this.needles.map((n) => n.bytes.toString('utf8'));
     this.longest = Math.max(0, ...this.needles.map((n) => n.bytes.length));
+    this.shortest = Math.min(...this.texts.map((text) => text.length));
   }
 
   get empty(): boolean {
@@ -158,30 +161,7 @@ class UnwrapStage implements Stage {
   push(chunk: Buffer, complete: boolean): Buffer {
     const input = this.#held.length > 0 ? Buffer.concat([this.#held, chunk]) : chunk;
     const n = input.length;
-    // Where the joined view ends: a break that could be longer than what is in view waits.
-    let end = n;
-    /** input offsets and lengths of the breaks taken out */
-    let gaps: number[] | null = null;
-    let run = this.#run;
-    for (let i = 0; i < n; i++) {
-      const b = input[i]!;
-      if (ALPHA[b] === 1) {
-        run++;
-        continue;
-      }
-      if (run >= MIN_WRAP_LINE && (b === LF || b === CR || b === BACKSLASH)) {
-        if (!complete && b !== LF && i + 3 >= n) {
-          end = i;
-          break;
-        }
-        const length = breakLength(input, i);
-        if (length > 0) {
-          (gaps ??= []).push(i, length);
-          i += length - 1;
-        }
-      }
-      run = 0;
-    }
+    const { gaps, end } = findGaps(input, complete, this.#run);
     const view = gaps === null ? input.subarray(0, end) : joined(input, end, gaps);
     /** the input offset of a view offset */
     const at = gaps === null ? (v: number): number => v : inputOffset(gaps);
@@ -204,6 +184,59 @@ class UnwrapStage implements Stage {
     this.#run = runBefore(input, consumed, this.#run, lastGapEnd(gaps, consumed));
     this.#held = consumed < n ? Buffer.from(input.subarray(consumed)) : EMPTY;
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+}
+
+/**
+ * The wrap breaks in input: offsets and lengths, and where the joined view must end (before a
+ * break that could be longer than what is in view). Only LF, CR and backslash can start a break,
+ * so they are found with indexOf (native, many times faster than a loop over every byte) and the
+ * alphabet characters before each are counted backwards, at most MIN_WRAP_LINE of them.
+ */
+function findGaps(input: Buffer, complete: boolean, before: number): { gaps: number[] | null; end: number } {
+  const n = input.length;
+  let gaps: number[] | null = null;
+  // where each kind of break character is next; -2: not looked for yet
+  let lf = -2;
+  let cr = -2;
+  let bs = -2;
+  let pos = 0;
+  /** a run cannot reach back past this: the start of input, the end of the last gap, or past the last candidate */
+  let lower = 0;
+  /** the run may go on into `before` when it reaches the start of input */
+  let fromStart = true;
+  for (;;) {
+    if (lf !== -1 && lf < pos) lf = input.indexOf(LF, pos);
+    if (cr !== -1 && cr < pos) cr = input.indexOf(CR, pos);
+    if (bs !== -1 && bs < pos) bs = input.indexOf(BACKSLASH, pos);
+    let i = n;
+    if (lf !== -1) i = lf;
+    if (cr !== -1 && cr < i) i = cr;
+    if (bs !== -1 && bs < i) i = bs;
+    if (i === n) return { gaps, end: n };
+    let run = 0;
+    if (i - lower + (fromStart ? before : 0) >= MIN_WRAP_LINE) {
+      let k = i - 1;
+      while (k >= lower && run < MIN_WRAP_LINE && ALPHA[input[k]!] === 1) {
+        run++;
+        k--;
+      }
+      if (k < lower && fromStart) run += before;
+    }
+    const b = input[i]!;
+    if (run >= MIN_WRAP_LINE) {
+      if (!complete && b !== LF && i + 3 >= n) return { gaps, end: i };
+      const length = breakLength(input, i);
+      if (length > 0) {
+        (gaps ??= []).push(i, length);
+        pos = lower = i + length;
+        fromStart = false;
+        continue;
+      }
+    }
+    // the candidate itself is not an alphabet character: no run reaches back past it
+    pos = lower = i + 1;
+    fromStart = false;
   }
 }
 
@@ -303,6 +336,13 @@ export class Scrubber {
     return out;
   }
 
+  /** A whole body at once (nothing pushed before): each stage scans it once. */
+  whole(bytes: Buffer): Buffer {
+    let out = bytes;
+    for (const stage of this.#stages) out = stage.push(out, true);
+    return out;
+  }
+
   /** replacements made so far, both stages */
   get matched(): number {
     return this.#stages.reduce((sum, stage) => sum + stage.matched, 0);
@@ -316,6 +356,8 @@ function mayWrap(text: string): boolean {
 
 /** Every form of every value in a whole string replaced (utf8). */
 export function scrubString(text: string, plan: ScrubPlan): string {
+  // Most text (a header value, an audit field) is shorter than any form of any value.
+  if (text.length < plan.text.shortest && text.length < plan.encoded.shortest) return text;
   // Most text carries no needle: a string search is far cheaper than the byte scan.
   const text1 = plan.text.texts.some((needle) => text.includes(needle)) ? runWhole(new TextStage(plan.text), text) : text;
   if (plan.encoded.empty) return text1;

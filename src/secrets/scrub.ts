@@ -305,7 +305,7 @@ export class ResponseScrub {
         this.#startAside();
         this.#hold(body);
       } else {
-        const out = Buffer.concat([this.#scrubber.push(body), this.#scrubber.end()]);
+        const out = this.#scrubber.whole(body);
         this.#emit(out, out.length);
         this.#finish();
         return;
@@ -377,7 +377,7 @@ export class ResponseScrub {
   /** A held gzip body came out clean: it goes on whole. */
   #release(): void {
     const held = Buffer.concat(this.#held.splice(0));
-    const out = Buffer.concat([this.#scrubber.push(held), this.#scrubber.end()]);
+    const out = this.#scrubber.whole(held);
     this.#mode = 'pass';
     this.#emit(out, out.length);
     this.#finish();

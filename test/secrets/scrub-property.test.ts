@@ -66,6 +66,36 @@ t.test('bodies: every form, every coding, any chunking: no value comes out', asy
   t.pass('no value in any output');
 });
 
+t.test('the scrubbed output is the same whatever the chunking (wrapped lines joined across chunks)', async (t) => {
+  const noise = fc.array(fc.constantFrom('\n', '\r\n', '\\n', '\\r\\n', '\\', '\r', 'A'.repeat(59), 'B'.repeat(60), 'xyz', ' '), {
+    maxLength: 12,
+  });
+  await fc.assert(
+    fc.asyncProperty(
+      value,
+      fc.array(fc.record({ before: noise, e: embedding }), { minLength: 1, maxLength: 3 }),
+      cuts,
+      async (v, parts, points) => {
+        const plain = body(
+          v,
+          parts.map((p) => ({ before: p.before.join(''), e: p.e })),
+          '',
+        );
+        if (plain[0] === 0x1f && plain[1] === 0x8b) return true;
+        const whole = await run(createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!, [plain]);
+        const pieces = await run(createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!, cutAt(plain, points));
+        const bytes = await run(
+          createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!,
+          Array.from(plain.subarray(0, 400), (b) => Buffer.from([b])).concat([plain.subarray(400)]),
+        );
+        return whole.out.equals(pieces.out) && whole.out.equals(bytes.out) && leakIn(whole.out, [v]) === null;
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass('one output for every chunking');
+});
+
 t.test('every form and coding at least once, with a fixed value, byte by byte', async (t) => {
   const v = 'fixed-v4lue/with+"quotes"&<tags>\u00e9\u{1F600}';
   let checked = 0;
