@@ -245,7 +245,11 @@ function relayFrames(
       out = frames.push(chunk);
     } catch (error) {
       // Whatever went wrong reading a frame, nothing unread is passed on.
-      fail(error instanceof WsProtocolError ? error : new WsProtocolError('upstream_protocol', 'sluice could not read a WebSocket frame from the upstream'));
+      fail(
+        error instanceof WsProtocolError
+          ? error
+          : new WsProtocolError('upstream_protocol', 'sluice could not read a WebSocket frame from the upstream'),
+      );
       return true;
     }
     return out.length === 0 || client.write(out);

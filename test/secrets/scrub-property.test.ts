@@ -84,10 +84,10 @@ t.test('the scrubbed output is the same whatever the chunking (wrapped lines joi
         if (plain[0] === 0x1f && plain[1] === 0x8b) return true;
         const whole = await run(createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!, [plain]);
         const pieces = await run(createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!, cutAt(plain, points));
-        const bytes = await run(
-          createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!,
-          Array.from(plain.subarray(0, 400), (b) => Buffer.from([b])).concat([plain.subarray(400)]),
-        );
+        const bytes = await run(createDecodingScrubber(null, [{ value: v, placeholder: PLACEHOLDER }])!, [
+          ...Array.from(plain.subarray(0, 400), (b): Buffer => Buffer.from([b])),
+          plain.subarray(400),
+        ]);
         return whole.out.equals(pieces.out) && whole.out.equals(bytes.out) && leakIn(whole.out, [v]) === null;
       },
     ),
