@@ -273,8 +273,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     return {
       head: (length) => this.#writeHead(length),
       data: (chunk) => this.res.write(chunk),
-      end: () => this.res.end(),
+      end: () => {
+        this.res.end();
+        this.#release();
+      },
       fail: (error) => {
+        this.#release();
         const code = error instanceof ScrubFailure ? error.code : 'upstream_protocol';
         const detail = `${error.message} (tool ${this.tool})`;
         this.#abort?.();
@@ -287,6 +291,16 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         }
       },
     };
+  }
+
+  /**
+   * Drops what the response needed once it is over: undici keeps up to 256 finished handlers per
+   * upstream connection before it lets them go, so a handler must not hold its body or its head.
+   */
+  #release(): void {
+    this.#scrub = null;
+    this.#head = null;
+    this.#pinned = null;
   }
 
   #writeHead(length: number | null): void {
@@ -339,8 +353,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         const detail = `the body from ${this.ex.host} hashes to sha256 ${digest}, not the pinned ${this.decision.sha256} of rule ${this.decision.rule}`;
         const answer = this.ex.answer('digest_mismatch', detail);
         sendAnswer(this.res, answer);
+        this.#scrub?.destroy();
+        this.#release();
         return;
       }
+      this.#pinned = null;
       if (this.#scrub) {
         for (const chunk of chunks) this.#scrub.write(chunk);
       } else {
@@ -348,12 +365,17 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         for (const chunk of chunks) this.res.write(chunk);
       }
     }
+    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
     if (this.#scrub) this.#scrub.end();
-    else this.res.end();
+    else {
+      this.res.end();
+      this.#release();
+    }
   }
 
   onError(err: Error): void {
     this.#scrub?.destroy();
+    this.#release();
     // The abort that follows sluice's own answer is not a failure to report over it.
     if (this.#answeredBySluice) return;
     const headersSent = this.res.headersSent || this.res.destroyed;

@@ -115,13 +115,19 @@ export function scrubResponse(
   if (!known) return { headers, body: null };
   const scrubbed = scrubHeaders(headers, known);
   if (!hasBody) return { headers: scrubbed, body: null };
-  const encodings = headers.filter(([n]) => n.toLowerCase() === 'content-encoding').map(([, v]) => v);
-  const length = headers.find(([n]) => n.toLowerCase() === 'content-length')?.[1];
+  // The body is decoded and its length may change: it goes to the client uncompressed.
+  const encodings: string[] = [];
+  let length: string | undefined;
+  const kept: Array<[string, string]> = [];
+  for (const [i, pair] of scrubbed.entries()) {
+    const lower = pair[0].toLowerCase();
+    if (lower === 'content-encoding') encodings.push(headers[i]![1]);
+    else if (lower === 'content-length') length = headers[i]![1];
+    else kept.push(pair);
+  }
   const contentLength = length !== undefined && /^\d{1,15}$/.test(length.trim()) ? Number(length) : null;
   const body = createResponseScrub(encodings, known, sink, { maxDecodedBytes, contentLength });
   if (!body) return 'undecodable';
-  // The body is decoded and its length may change: it goes to the client uncompressed.
-  const kept = scrubbed.filter(([n]) => !['content-length', 'content-encoding'].includes(n.toLowerCase()));
   return { headers: kept, body };
 }
 

@@ -68,8 +68,15 @@ interface Match {
  * Needle occurrences in `input` that start before `limit` (they may end past it), leftmost first,
  * the longest at one position, none overlapping an earlier one.
  */
-function findMatches(input: Buffer, set: ScrubNeedles, limit: number): Match[] {
+function findMatches(input: Buffer, set: ScrubNeedles, limit: number): readonly Match[] {
   const { needles } = set;
+  // The first look finds nothing in almost every chunk: nothing is allocated for it.
+  let first = -1;
+  for (let i = 0; i < needles.length && first === -1; i++) {
+    const at = input.indexOf(needles[i]!.bytes);
+    if (at !== -1 && at < limit) first = i;
+  }
+  if (first === -1) return NO_MATCHES;
   const matches: Match[] = [];
   // where each needle was last seen, so each is searched once per position it could be at
   const next = new Array<number>(needles.length).fill(-2);
@@ -92,6 +99,8 @@ function findMatches(input: Buffer, set: ScrubNeedles, limit: number): Match[] {
     cursor = bestAt + needle.bytes.length;
   }
 }
+
+const NO_MATCHES: readonly Match[] = Object.freeze([]);
 
 /** The number of bytes of the line break at input[i], or 0 when there is none. */
 function breakLength(input: Buffer, i: number): number {
@@ -129,6 +138,11 @@ class TextStage implements Stage {
     const input = this.#held.length > 0 ? Buffer.concat([this.#held, chunk]) : chunk;
     const limit = complete ? input.length : Math.max(0, input.length - this.#window + 1);
     const matches = findMatches(input, this.#set, limit);
+    if (matches.length === 0) {
+      // copy: a subarray would keep the whole chunk alive
+      this.#held = limit < input.length ? Buffer.from(input.subarray(limit)) : EMPTY;
+      return limit === input.length ? input : input.subarray(0, limit);
+    }
     this.matched += matches.length;
     let cursor = 0;
     const pieces: Buffer[] = [];
@@ -138,9 +152,8 @@ class TextStage implements Stage {
     }
     const consumed = Math.max(cursor, limit);
     pieces.push(input.subarray(cursor, consumed));
-    // copy: a subarray would keep the whole chunk alive
     this.#held = consumed < input.length ? Buffer.from(input.subarray(consumed)) : EMPTY;
-    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    return Buffer.concat(pieces);
   }
 }
 
@@ -162,6 +175,17 @@ class UnwrapStage implements Stage {
     const input = this.#held.length > 0 ? Buffer.concat([this.#held, chunk]) : chunk;
     const n = input.length;
     const { gaps, end } = findGaps(input, complete, this.#run);
+    if (gaps === null) {
+      // No wrap to join (almost always): the view is the input itself.
+      const limit = complete ? end : Math.max(0, end - this.#window + 1);
+      const matches = findMatches(input, this.#set, limit);
+      if (matches.length === 0) {
+        const consumed = limit === end && complete ? n : limit;
+        this.#run = runBefore(input, consumed, this.#run, -1);
+        this.#held = consumed < n ? Buffer.from(input.subarray(consumed)) : EMPTY;
+        return consumed === n ? input : input.subarray(0, consumed);
+      }
+    }
     const view = gaps === null ? input.subarray(0, end) : joined(input, end, gaps);
     /** the input offset of a view offset */
     const at = gaps === null ? (v: number): number => v : inputOffset(gaps);

@@ -56,7 +56,14 @@ export function scrubText(text: string, values: readonly ScrubEntry[]): string {
 /** Response header names and values with every real value replaced. */
 export function scrubHeaders(headers: ReadonlyArray<readonly [string, string]>, values: readonly ScrubEntry[]): Array<[string, string]> {
   const plan = scrubPlan(values);
-  return headers.map(([name, value]) => [scrubString(name, plan), scrubString(value, plan)]);
+  const out: Array<[string, string]> = [];
+  for (const pair of headers) {
+    const n = scrubString(pair[0], plan);
+    const v = scrubString(pair[1], plan);
+    // the pair itself when nothing changed (almost always): no copy per header; callers never mutate pairs
+    out.push(n === pair[0] && v === pair[1] ? (pair as [string, string]) : [n, v]);
+  }
+  return out;
 }
 
 /** A body stream with every real value replaced, across chunk boundaries (no decoding). */
