@@ -137,8 +137,11 @@ export function scrubHead(runtime: PolicyRuntime, headers: Array<[string, string
   return known ? scrubHeaders(headers, known) : headers;
 }
 
-/** Text from the upstream that sluice repeats (a reason phrase, a token in a detail), scrubbed. */
-export function scrubStatusText(runtime: PolicyRuntime, text: string): string {
+/**
+ * Text from the upstream that sluice repeats (a reason phrase, a token in a detail), scrubbed.
+ * undici decodes a reason phrase as UTF-8; Node's HTTP client keeps raw bytes ('latin1').
+ */
+export function scrubStatusText(runtime: PolicyRuntime, text: string, encoding: 'utf8' | 'latin1' = 'utf8'): string {
   const known = knownValues(runtime);
-  return known === null || text.length === 0 ? text : scrubText(text, known);
+  return known === null || text.length === 0 ? text : scrubText(text, known, encoding);
 }

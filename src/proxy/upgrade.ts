@@ -112,7 +112,7 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     // Node hands a 101 without an Upgrade header here, as a final response: it upgrades to nothing.
     if (res.statusCode === 101) return refuseAnswer('the upstream answered 101 without naming the protocol it switched to');
     ex.status = res.statusCode ?? 502;
-    const statusText = scrubStatusText(runtime, res.statusMessage ?? '');
+    const statusText = scrubStatusText(runtime, res.statusMessage ?? '', 'latin1');
     let down = 0;
     const writeHead = (kept: Array<[string, string]>, length: number | null): void => {
       const lines = [statusLine(ex.status!, statusText)];
@@ -182,13 +182,16 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     const protocol = (res.headers.upgrade ?? '').trim().toLowerCase();
     if (protocol !== requested) {
       return refuseAnswer(
-        `the upstream switched to ${JSON.stringify(scrubStatusText(runtime, protocol.slice(0, 40)))}, not the requested ${JSON.stringify(requested.slice(0, 40))}`,
+        // scrubbed before it is cut: a cut could leave part of a value that the scrub no longer sees
+        `the upstream switched to ${JSON.stringify(scrubStatusText(runtime, protocol, 'latin1').slice(0, 40))}, not the requested ${JSON.stringify(requested.slice(0, 40))}`,
       );
     }
     let frames: WsFrameScrubber | null = null;
     if (scrubbing) {
-      const agreed = agreedExtensions(res.headers['sec-websocket-extensions']);
-      if (typeof agreed === 'string') return refuseAnswer(scrubStatusText(runtime, agreed));
+      const offered = res.headers['sec-websocket-extensions'];
+      // scrubbed first: the refusal names (a cut of) what the upstream agreed to
+      const agreed = agreedExtensions(offered === undefined ? undefined : scrubStatusText(runtime, offered, 'latin1'));
+      if (typeof agreed === 'string') return refuseAnswer(agreed);
       frames = new WsFrameScrubber(scrubPlan(knownValues(runtime) ?? []), {
         deflate: agreed.deflate,
         maxMessageBytes: limits.max_response_bytes,
@@ -196,7 +199,7 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     }
     ex.status = 101;
     const kept = scrubHead(runtime, endToEndHeaders(res.rawHeaders, true));
-    const lines = [statusLine(101, scrubStatusText(runtime, res.statusMessage ?? 'Switching Protocols')), 'Connection: Upgrade'];
+    const lines = [statusLine(101, scrubStatusText(runtime, res.statusMessage ?? 'Switching Protocols', 'latin1')), 'Connection: Upgrade'];
     for (const [name, value] of withVia(kept)) lines.push(`${name}: ${value}`);
     lines.push('', '');
     client.write(lines.join('\r\n'));

@@ -37,6 +37,8 @@ export class ScrubNeedles {
   readonly needles: readonly ScrubNeedle[];
   /** the needles as text, for a quick check before a byte scan of a string */
   readonly texts: readonly string[];
+  /** the needles as latin1 text (one character per byte), for strings that carry raw bytes */
+  readonly latin1: readonly string[];
   readonly longest: number;
   /** the shortest needle, in UTF-16 units: a shorter string cannot hold one */
   readonly shortest: number;
@@ -49,6 +51,7 @@ export class ScrubNeedles {
     }
     this.needles = [...byBytes.values()];
     this.texts = this.needles.map((n) => n.bytes.toString('utf8'));
+    this.latin1 = this.needles.map((n) => n.bytes.toString('latin1'));
     this.longest = Math.max(0, ...this.needles.map((n) => n.bytes.length));
     this.shortest = Math.min(...this.texts.map((text) => text.length));
   }
@@ -379,18 +382,25 @@ function mayWrap(text: string): boolean {
 }
 
 /** Every form of every value in a whole string replaced (utf8). */
-export function scrubString(text: string, plan: ScrubPlan): string {
+/**
+ * Every form of every value in a whole string replaced. `encoding` says how the string holds its
+ * bytes: 'utf8' for text (audit fields, log lines), 'latin1' for what Node's HTTP parser hands over
+ * one byte per character (raw header values), so a value with non-ASCII characters is found there.
+ */
+export function scrubString(text: string, plan: ScrubPlan, encoding: 'utf8' | 'latin1' = 'utf8'): string {
   // Most text (a header value, an audit field) is shorter than any form of any value.
   if (text.length < plan.text.shortest && text.length < plan.encoded.shortest) return text;
+  const textNeedles = encoding === 'utf8' ? plan.text.texts : plan.text.latin1;
   // Most text carries no needle: a string search is far cheaper than the byte scan.
-  const text1 = plan.text.texts.some((needle) => text.includes(needle)) ? runWhole(new TextStage(plan.text), text) : text;
+  const text1 = textNeedles.some((needle) => text.includes(needle)) ? runWhole(new TextStage(plan.text), text, encoding) : text;
   if (plan.encoded.empty) return text1;
-  if (!mayWrap(text1) && !plan.encoded.texts.some((needle) => text1.includes(needle))) return text1;
-  return runWhole(new UnwrapStage(plan.encoded), text1);
+  const encodedNeedles = encoding === 'utf8' ? plan.encoded.texts : plan.encoded.latin1;
+  if (!mayWrap(text1) && !encodedNeedles.some((needle) => text1.includes(needle))) return text1;
+  return runWhole(new UnwrapStage(plan.encoded), text1, encoding);
 }
 
-function runWhole(stage: Stage, text: string): string {
-  return stage.push(Buffer.from(text, 'utf8'), true).toString('utf8');
+function runWhole(stage: Stage, text: string, encoding: 'utf8' | 'latin1'): string {
+  return stage.push(Buffer.from(text, encoding), true).toString(encoding);
 }
 
 /** Whether a whole buffer carries any form of any value (for a check that must not rewrite). */

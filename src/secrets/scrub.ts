@@ -47,19 +47,25 @@ function buildPlan(values: readonly ScrubEntry[]): ScrubPlan {
   return { text: new ScrubNeedles(text), encoded: new ScrubNeedles(encoded) };
 }
 
-/** For error messages, log lines, audit details, status lines: anything else that could carry a value. */
-export function scrubText(text: string, values: readonly ScrubEntry[]): string {
+/**
+ * For error messages, log lines, audit details, status lines: anything else that could carry a
+ * value. `encoding`: 'latin1' for a string that holds raw bytes (Node's parser's status message).
+ */
+export function scrubText(text: string, values: readonly ScrubEntry[], encoding: 'utf8' | 'latin1' = 'utf8'): string {
   if (values.length === 0 || text.length === 0) return text;
-  return scrubString(text, scrubPlan(values));
+  return scrubString(text, scrubPlan(values), encoding);
 }
 
-/** Response header names and values with every real value replaced. */
+/**
+ * Response header names and values with every real value replaced. Header strings hold raw bytes
+ * one per character (latin1), as Node's and undici's parsers give them and as Node writes them.
+ */
 export function scrubHeaders(headers: ReadonlyArray<readonly [string, string]>, values: readonly ScrubEntry[]): Array<[string, string]> {
   const plan = scrubPlan(values);
   const out: Array<[string, string]> = [];
   for (const pair of headers) {
-    const n = scrubString(pair[0], plan);
-    const v = scrubString(pair[1], plan);
+    const n = scrubString(pair[0], plan, 'latin1');
+    const v = scrubString(pair[1], plan, 'latin1');
     // the pair itself when nothing changed (almost always): no copy per header; callers never mutate pairs
     out.push(n === pair[0] && v === pair[1] ? (pair as [string, string]) : [n, v]);
   }

@@ -141,7 +141,14 @@ function script(request: UpstreamRequestHead, socket: net.Socket): 'raw' | void 
       return answer(
         socket,
         '200 OK',
-        [`X-Echo: Bearer ${PLANTED}`, `X-B64: ${b64(PLANTED)}`, `Set-Cookie: t=${encodeURIComponent(PLANTED)}; Path=/`, `X-${PLANTED}: name`],
+        [
+          `X-Echo: Bearer ${PLANTED}`,
+          `X-B64: ${b64(PLANTED)}`,
+          `Set-Cookie: t=${encodeURIComponent(PLANTED)}; Path=/`,
+          `X-${PLANTED}: name`,
+          // raw UTF-8 bytes of a value with a non-ASCII character
+          `X-Special: ${SPECIAL}`,
+        ],
         'see the headers',
       );
     case 'body':
