@@ -12,7 +12,7 @@ import { basicAuth, closedBy, exchangeRaw, openSocket, roundTrip, tlsTunnel } fr
 import { startDns, type DnsServer } from '../helpers/dns.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
 import { CANONICAL_TYPES, startTestSluice, TOKEN, TOOL, waitForAudit, type AuditRecord, type TestSluice } from '../helpers/sluice.js';
-import { upgradeRequest, wsAccept } from '../helpers/upgrade.js';
+import { serverFrame, upgradeRequest, wsAccept } from '../helpers/upgrade.js';
 import { startScriptedUpstream, type ScriptedUpstream, type UpstreamRequestHead } from '../helpers/upstream.js';
 import { settles } from '../helpers/wait.js';
 
@@ -316,7 +316,8 @@ for (const tr of transports) {
         check();
       });
       socket.resume();
-      socket.write('after-101');
+      // The upstream echoes raw bytes: a server frame comes back as one (sluice reads every frame).
+      socket.write(serverFrame('after-101', 0x1));
       t.match(await echoed, /after-101/, 'bytes after the 101 flow both ways');
     });
   }
@@ -328,7 +329,7 @@ for (const tr of transports) {
     t.equal(r.status, 101);
     socket.on('error', () => {});
     // The upstream echoes: each half of the cap fits, the second pushes both directions past it.
-    const chunk = Buffer.alloc(CAPPED_BYTES / 2 + 100, 0x61);
+    const chunk = serverFrame(Buffer.alloc(CAPPED_BYTES / 2 + 100, 0x61));
     socket.write(chunk);
     socket.write(chunk);
     t.ok((await closedBy(socket, 5000)).closed, 'sluice cut the connection');
