@@ -78,7 +78,11 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     handshakeHeaders = handshakeHeaders.filter(([n]) => n.toLowerCase() !== 'sec-websocket-extensions');
     if (offer !== null) handshakeHeaders.push(['Sec-WebSocket-Extensions', offer]);
   }
-  const headers: Array<[string, string]> = [['Host', clientHost(req.rawHeaders) ?? target.authority], ['Connection', 'Upgrade'], ...handshakeHeaders];
+  const headers: Array<[string, string]> = [
+    ['Host', clientHost(req.rawHeaders) ?? target.authority],
+    ['Connection', 'Upgrade'],
+    ...handshakeHeaders,
+  ];
   const outgoing = http.request({
     createConnection: () => upstream,
     method: req.method ?? 'GET',
