@@ -41,6 +41,11 @@ export const PROBLEM_CODES = [
   'bad_path',
   'secret_host_too_wide',
   'reserved_header',
+  // issue 16: per-tool review (learning a tool's traffic)
+  'review_until_needed',
+  'review_too_long',
+  'review_until_unused',
+  'bad_time',
   // the base file and its fragments together
   'include_needs_file',
   'fragment_secret',
