@@ -41,6 +41,8 @@ export const PROBLEM_CODES = [
   'bad_path',
   'secret_host_too_wide',
   'reserved_header',
+  'require_needs_header',
+  'strict_plaintext',
   // issue 16: per-tool review (learning a tool's traffic)
   'review_until_needed',
   'review_too_long',

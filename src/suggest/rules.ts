@@ -2,14 +2,16 @@
 // order, give the same rules in the same order.
 // - Hosts stay exact, except that WILDCARD_MIN or more distinct subdomains of one registrable
 //   domain (tldts, private suffixes such as github.io counted as public) become one "*.parent"
-//   rule, parent being their longest common parent (never above the registrable domain, so strict
-//   mode never refuses it). The apex keeps its own exact rule.
+//   rule, parent being their longest common parent (never above the registrable domain), unless
+//   strict mode would refuse it (a public suffix under it, as "s3.amazonaws.com" under
+//   "amazonaws.com"): then they stay exact. The apex keeps its own exact rule.
 // - One rule per host and port, or per method set on it: methods and paths as seen (paths through
 //   the generaliser, ./paths.ts). A host:port that was tunnelled untouched (passthrough) gets no
 //   methods or paths: sluice never saw them, and listing them would make it intercept TLS.
 // - Rules equal but for the port are merged.
 import { getDomain } from 'tldts';
 import { isIP } from 'node:net';
+import { publicSuffixReached } from '../config/public-suffix.js';
 import { compilePathGlob } from '../match/path.js';
 import type { Observation } from './observations.js';
 import { generalisePaths } from './paths.js';
@@ -118,6 +120,8 @@ function wildcards(hosts: string[]): Map<string, string> {
   for (const [domain, subdomains] of byDomain) {
     if (subdomains.length < WILDCARD_MIN) continue;
     const parent = commonParent(subdomains, domain);
+    // Strict mode refuses a wildcard over (or above) a public suffix: "*.amazonaws.com" reaches "s3.amazonaws.com".
+    if (publicSuffixReached(parent, true)) continue;
     for (const host of subdomains) out.set(host, `*.${parent}`);
   }
   return out;
