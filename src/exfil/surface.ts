@@ -64,7 +64,7 @@ export function parseExfilList(value: unknown): ExfilList {
     if (!Array.isArray(item.methods) || item.methods.length === 0 || !item.methods.every((m) => typeof m === 'string')) {
       throw new Error(`${where}: methods must be a non-empty list`);
     }
-    const methods = (item.methods as string[]).includes('*') ? 'any' : Object.freeze((item.methods as string[]).map((m) => m.toUpperCase()));
+    const methods = item.methods.includes('*') ? 'any' : Object.freeze(item.methods.map((m) => m.toUpperCase()));
     if (item.paths !== undefined && (!Array.isArray(item.paths) || !item.paths.every((p) => typeof p === 'string' && p.startsWith('/')))) {
       throw new Error(`${where}: paths must be a list of globs starting with "/"`);
     }

@@ -1,9 +1,10 @@
 // The warning tier of `sluice check`: exfil_surface (silenced by exfil_ok), moot_rule (issue 15: a
 // broader rule earlier in the list decides everything a later one would) and review_ended.
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import type { RuleDoc } from '../../src/config/types.js';
 import { loadExfilList } from '../../src/exfil/surface.js';
-import { policyWarnings } from '../../src/warnings/policy-warnings.js';
+import { policyWarnings, WARNING_CODES } from '../../src/warnings/policy-warnings.js';
 import { makeDoc } from '../policy/fixtures.js';
 
 const exfil = loadExfilList();
@@ -89,4 +90,13 @@ t.test('a review that ended', async (t) => {
   const tool = { on_violation: 'review', review_until: '2026-12-01T00:00:00Z' };
   t.same(warn([], tool, Date.parse('2026-12-02T00:00:00Z')), ['review_ended tools.t.review_until']);
   t.same(warn([], tool, Date.parse('2026-11-30T00:00:00Z')), []);
+});
+
+t.test("README's warnings table lists exactly the warning codes", async (t) => {
+  const readme = readFileSync('README.md', 'utf8');
+  const start = readme.indexOf('\n### Policy warnings\n');
+  t.ok(start >= 0, 'README.md has a "### Policy warnings" section');
+  const section = readme.slice(start, readme.indexOf('\n#', start + 1));
+  const rows = [...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
+  t.same(rows.sort(), [...WARNING_CODES].sort());
 });
