@@ -152,6 +152,11 @@ ${environment([httpUp.port, tlsUp.port])}tools:
   t.notMatch(suggested, TOKEN, 'no token');
   t.notMatch(suggested, /9fceb02d|3f2a9c1e/, 'ids are generalised away');
   t.match(suggested, 'token_env: SLUICE_TOKEN_WEB_FETCH');
+  t.equal(
+    suggested.match(/^ {6}- host: /gm)?.length,
+    6,
+    'two rules (by method set) per learned host with paths, one per tunnelled host, one wildcard',
+  );
   t.match(suggested, /host: "\*\.cdn\.test"/, 'three subdomains of one domain share a wildcard');
   t.match(suggested, '- /docs/**', 'five children: a prefix glob');
   t.match(suggested, '- /users/*/repos', 'numeric ids');
