@@ -498,3 +498,17 @@ t.test('gateway NetworkPolicies: sandboxes reach only the proxy port, without DN
   );
   t.match(JSON.stringify(publicRule.to), /10\.0\.0\.0\/8.*169\.254\.0\.0\/16/, 'private and metadata ranges excluded');
 });
+
+t.test('the memory requests are the measured figure README.md states', async (t) => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const stated = /\*\*Sizing\.\*\* Memory request (\d+) Mi per sluice container/.exec(readme)?.[1];
+  t.ok(stated, 'README states the request');
+  const sluiceContainers = [
+    podSpecOf(find('Deployment', 'sluice-gateway')).containers[0]!,
+    podSpecOf(find('Pod', 'sandboxed-tool', 'sidecar')).initContainers![1]!,
+  ];
+  for (const container of sluiceContainers) {
+    t.equal(container.name, 'sluice');
+    t.equal(container.resources?.requests?.memory, `${stated}Mi`, `${container.name}: request ${stated}Mi`);
+  }
+});
