@@ -6,8 +6,11 @@
 //     `restricted` (and each rule, broken on purpose, is caught), while the sidecar layout's pod
 //     fails `baseline` and `restricted` for its iptables init container, as README.md says;
 //   - the gateway layout's shape: HPA targets the Deployment, PDB and Service select its pods,
-//     sandboxes may reach only the gateway's proxy port and have no DNS.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+//     sandboxes may reach only the gateway's proxy port and have no DNS; its policy passes
+//     `sluice check` (dist/ must be built); the memory requests match README's measured figure.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
@@ -511,4 +514,15 @@ t.test('the memory requests are the measured figure README.md states', async (t)
     t.equal(container.name, 'sluice');
     t.equal(container.resources?.requests?.memory, `${stated}Mi`, `${container.name}: request ${stated}Mi`);
   }
+});
+
+t.test("gateway: the ConfigMap's policy passes sluice check, and names the token the Deployment provides", async (t) => {
+  const configMap = find('ConfigMap', 'sluice-policy') as Manifest & { data: Record<string, string> };
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'sluice-gateway-')), 'policy.yaml');
+  writeFileSync(file, configMap.data['policy.yaml']!);
+  const check = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'check', file], { encoding: 'utf8' });
+  t.equal(check.status, 0, check.stdout + check.stderr);
+  const policy = parse(configMap.data['policy.yaml']!) as { tools: Record<string, { token_env?: string }> };
+  const provided = new Set((podSpecOf(find('Deployment', 'sluice-gateway')).containers[0]!.env ?? []).map((e) => e.name));
+  for (const [tool, { token_env }] of Object.entries(policy.tools)) t.ok(token_env && provided.has(token_env), `${tool}: ${token_env} is set`);
 });
