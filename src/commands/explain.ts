@@ -2,7 +2,8 @@ import { loadPolicy } from '../config/load.js';
 import { PolicyError } from '../config/errors.js';
 import { classifyAddress, compileAddressPolicy } from '../net/address.js';
 import { VettingResolver } from '../net/resolve.js';
-import { compilePolicy } from '../policy/compile.js';
+import { compilePolicy, type CompiledPolicy } from '../policy/compile.js';
+import type { CompiledMcp } from '../mcp/names.js';
 import { decide, explain } from '../policy/decide.js';
 import { parseAbsoluteTarget, parseConnectTarget } from '../proxy/target.js';
 import { parseFlags, UsageError } from './usage.js';
@@ -51,7 +52,18 @@ export async function runExplain(args: string[]): Promise<number> {
   if (https) {
     // Whether the tunnel is opened up is the CONNECT's decision, whatever the method asked about.
     const connect = method === 'CONNECT' ? d : decide(compiled, tool, { phase: 'connect', host: host.host, port, method: 'CONNECT' });
-    out.push(`tls: ${connect.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
+    const mcpRule = mcpOf(compiled, tool, connect.rule);
+    const why = mcpRule || mcpOf(compiled, tool, d.rule) ? 'an mcp: rule reads the JSON-RPC calls' : 'a rule or secret needs to see inside';
+    out.push(`tls: ${connect.intercept ? `intercepted (${why})` : 'tunnelled untouched'}`);
+  }
+  const mcp = mcpOf(compiled, tool, d.rule);
+  if (mcp) {
+    const list = (names: { patterns: readonly string[] } | null, absent: string): string =>
+      names === null ? absent : names.patterns.length === 0 ? 'none' : names.patterns.join(', ');
+    out.push(
+      `mcp: tools/call ${list(mcp.tools, 'any')}; resources/read ${list(mcp.resources, 'any')}; prompts/get ${list(mcp.prompts, 'any')}; ` +
+        `other methods ${list(mcp.methods, 'none')} (initialize, ping, notifications and */list pass; list answers are filtered)`,
+    );
   }
   const l = d.limits;
   out.push(
@@ -88,6 +100,11 @@ export async function runExplain(args: string[]): Promise<number> {
   }
   process.stdout.write(out.join('\n') + '\n');
   return d.verdict === 'deny' ? 1 : 0;
+}
+
+/** The MCP part of the rule a decision names, if it is an mcp: rule. */
+function mcpOf(compiled: CompiledPolicy, tool: string, rule: string | null): CompiledMcp | null {
+  return rule === null ? null : (compiled.tools.get(tool)?.byId.get(rule)?.mcp ?? null);
 }
 
 function httpsTarget(url: string) {

@@ -9,7 +9,8 @@ import { compileHostPattern } from '../match/host-match.js';
 import { compilePathGlob } from '../match/path.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
-import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
+import type { PolicyDoc, RuleDoc, SecretDoc, ToolDoc } from './types.js';
+import { CHECKED_METHODS } from '../mcp/names.js';
 
 type Report = (code: ProblemCode, path: FieldPath, message: string) => void;
 
@@ -70,9 +71,27 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
           report('bad_path', [...at, 'paths', j], (error as Error).message);
         }
       });
+      if (rule.mcp) checkMcpRule(rule, at, report);
     });
   }
   return problems;
+}
+
+/** An mcp: rule (issue 18) that could never work as written, or that would let checked calls through. */
+function checkMcpRule(rule: RuleDoc, at: FieldPath, report: Report): void {
+  const mcp = rule.mcp!;
+  if (rule.methods && !rule.methods.includes('POST')) {
+    report('bad_mcp', [...at, 'methods'], 'an mcp: rule carries its JSON-RPC calls in POST requests; add POST to methods or drop methods');
+  }
+  if (rule.sha256 !== undefined) {
+    report('bad_mcp', [...at, 'sha256'], 'an mcp: rule answers change with every call; it cannot be pinned to one sha256');
+  }
+  mcp.methods?.forEach((method, j) => {
+    if (CHECKED_METHODS.has(method)) {
+      const list = method === 'tools/call' ? 'tools' : method === 'resources/read' ? 'resources' : 'prompts';
+      report('bad_mcp', [...at, 'mcp', 'methods', j], `${method} is checked by name; list the names under mcp.${list} instead`);
+    }
+  });
 }
 
 export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>): Problem[] {

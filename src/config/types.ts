@@ -34,6 +34,19 @@ export interface RuleDoc {
   paths?: string[];
   sha256?: string;
   limits?: Partial<Limits>;
+  mcp?: McpRuleDoc;
+}
+
+/** MCP-aware rule (issue 18): names or globs ("*" = any run of characters) the JSON-RPC calls may name. */
+export interface McpRuleDoc {
+  /** what tools/call may name; [] = none */
+  tools: string[];
+  /** what resources/read may name (URIs); absent = any */
+  resources?: string[];
+  /** what prompts/get may name; absent = any */
+  prompts?: string[];
+  /** further JSON-RPC methods let through unchecked */
+  methods?: string[];
 }
 
 export interface ToolDoc {

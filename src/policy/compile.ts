@@ -7,6 +7,7 @@ import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
+import { compileMcp, type CompiledMcp } from '../mcp/names.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -38,6 +39,8 @@ export interface CompiledRule {
   readonly inspects: boolean;
   /** the rule's own concurrency and rate caps, counted per (tool, rule) on top of the tool's; null = none */
   readonly caps: RuleCaps | null;
+  /** MCP-aware rule (issue 18): the JSON-RPC calls it allows; null = not an MCP rule */
+  readonly mcp: CompiledMcp | null;
 }
 
 /** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
@@ -71,6 +74,8 @@ export class CompiledTool {
   /** aliases this tool may use, as declared */
   readonly secrets: readonly string[];
   readonly rules: readonly CompiledRule[];
+  /** rule id → rule, for the steps that act on the rule a decision names (MCP inspection) */
+  readonly byId: ReadonlyMap<string, CompiledRule>;
   /** policy, then tool limits: what applies when no rule does */
   readonly limits: Readonly<Limits>;
 
@@ -95,6 +100,7 @@ export class CompiledTool {
       return [alias, hosts] as const;
     });
     this.rules = Object.freeze(doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)));
+    this.byId = new Map(this.rules.map((rule) => [rule.id, rule]));
     for (const rule of this.rules) {
       const { host } = rule;
       if (host.kind === 'any') this.#any.push(rule);
@@ -215,8 +221,10 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     paths: paths && Object.freeze(paths),
     sha256: doc.sha256 ?? null,
     limits: mergeLimits(toolLimits, doc.limits),
-    inspects: methods !== null || paths !== null || doc.sha256 !== undefined,
+    // An MCP rule reads the JSON-RPC inside the requests, so it needs the tunnel opened up too.
+    inspects: methods !== null || paths !== null || doc.sha256 !== undefined || doc.mcp !== undefined,
     caps: ruleCaps(doc.limits),
+    mcp: doc.mcp ? compileMcp(doc.mcp) : null,
   });
 }
 

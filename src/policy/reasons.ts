@@ -24,6 +24,11 @@ export const DENY_REASONS = [
   'rate_limited',
   'bad_request',
   'policy_halted',
+  // MCP-aware rules (issue 18): a JSON-RPC call the rule's mcp: lists do not allow
+  'mcp_tool_not_allowed',
+  'mcp_resource_not_allowed',
+  'mcp_prompt_not_allowed',
+  'mcp_method_not_allowed',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -112,6 +117,12 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   rate_limited: limit(429, { retryAfterSeconds: 1 }),
   bad_request: deny(400),
   policy_halted: deny(503, { retryAfterSeconds: 5 }),
+  // Answered as JSON-RPC errors when the body holds a request (the client SDK surfaces them); the
+  // status is what a body of notifications only, or the older HTTP+SSE transport, gets.
+  mcp_tool_not_allowed: deny(403, { reviewable: true }),
+  mcp_resource_not_allowed: deny(403, { reviewable: true }),
+  mcp_prompt_not_allowed: deny(403, { reviewable: true }),
+  mcp_method_not_allowed: deny(403, { reviewable: true }),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),
