@@ -24,6 +24,8 @@ export const DENY_REASONS = [
   'rate_limited',
   'bad_request',
   'policy_halted',
+  // Content rules (issue 21: git push rules; the content seam in src/proxy/inspect.ts).
+  'uninspectable_body',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -112,6 +114,8 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   rate_limited: limit(429, { retryAfterSeconds: 1 }),
   bad_request: deny(400),
   policy_halted: deny(503, { retryAfterSeconds: 5 }),
+  // Content rules: a body a rule's inspector must read but cannot (compressed, malformed) is refused, never passed.
+  uninspectable_body: deny(400),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),
