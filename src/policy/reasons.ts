@@ -29,6 +29,8 @@ export const DENY_REASONS = [
   'mcp_resource_not_allowed',
   'mcp_prompt_not_allowed',
   'mcp_method_not_allowed',
+  // Content rules (issue 21: git push rules; the content seam in src/proxy/inspect.ts).
+  'uninspectable_body',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -123,6 +125,8 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   mcp_resource_not_allowed: deny(403, { reviewable: true }),
   mcp_prompt_not_allowed: deny(403, { reviewable: true }),
   mcp_method_not_allowed: deny(403, { reviewable: true }),
+  // Content rules: a body a rule's inspector must read but cannot (compressed, malformed) is refused, never passed.
+  uninspectable_body: deny(400),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),

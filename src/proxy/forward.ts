@@ -13,6 +13,7 @@ import type { PolicyRuntime, ProxyDeps } from './context.js';
 import type { Exchange } from './exchange.js';
 import { awaitTurn } from './framing.js';
 import { clientHost, endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
+import { inspectHead, inspectorFor, inspectRequest, type ReadPrefix, type ResponseTransform } from './inspect.js';
 import { bodySwapper, responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
@@ -36,6 +37,27 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
 
+  // The content seam: a rule with an inspector field (git:, …) reads the body it needs and decides
+  // before the credentials step, so nothing is swapped or injected into a request it refuses.
+  let read: ReadPrefix | null = null;
+  let transform: ResponseTransform | null = null;
+  const inspector = inspectorFor(runtime, tool, decision);
+  if (inspector) {
+    const inspection = await inspectRequest(
+      inspector,
+      runtime,
+      ex,
+      tool,
+      decision,
+      inspectHead(req, decision, admission.upstreamPath),
+      req,
+      res,
+    );
+    if (!inspection.ok || res.destroyed) return;
+    read = inspection.read;
+    transform = inspection.transform;
+  }
+
   const head = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
   const credentials = secretsForHead(deps.observer, runtime, ex, tool, decision, head, admission.upstreamPath);
   if (!credentials.ok) {
@@ -51,12 +73,14 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
-  const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
-  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
+  const hasBody = read
+    ? read.prefix.length > 0 || !read.ended
+    : (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
+  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool, transform);
   let body: Readable | null = null;
   if (hasBody) {
     const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex);
-    const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err));
+    const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err), read);
     pipeline(guarded, swapped, () => undefined);
     body = swapped;
     // A swap changes the length: the body then goes upstream chunked.
@@ -103,9 +127,25 @@ function decodableEncodingsOnly(headers: Array<[string, string]>): Array<[string
 /**
  * The request body as it goes upstream, counted against max_request_bytes; a client that stops
  * sending for idle_timeout_ms (while sluice is ready for more) fails the upload with client_timeout.
+ * `read` is what an inspector already read (and counted): it goes first, then the rest of the body.
  */
-function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exchange, tool: string, onFail: (err: Error) => void): Readable {
+function guardedBody(
+  req: IncomingMessage,
+  max: number,
+  idleMs: number,
+  ex: Exchange,
+  tool: string,
+  onFail: (err: Error) => void,
+  read: ReadPrefix | null,
+): Readable {
   const out = new PassThrough();
+  if (read) {
+    if (read.prefix.length > 0) out.write(read.prefix);
+    if (read.ended) {
+      out.end();
+      return out;
+    }
+  }
   /** waiting for the upstream to take what the client already sent */
   let waitingUpstream = false;
   let timer: NodeJS.Timeout | null = null;
@@ -165,6 +205,8 @@ function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exch
     if (!req.complete) out.destroy(new ClientStalled('the client closed the connection in the middle of its request body'));
   });
   arm();
+  // An inspector read the prefix and paused the request; the rest flows from here.
+  if (read) req.resume();
   return out;
 }
 
@@ -200,6 +242,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly ex: Exchange,
     private readonly res: ServerResponse,
     private readonly tool: string,
+    /** an inspector's transform of the response body (the content seam), applied before scrubbing */
+    private readonly transform: ResponseTransform | null = null,
   ) {
     this.#out = res;
     this.#maxResponseBytes = decision.limits.max_response_bytes;
@@ -267,6 +311,13 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
           this.#cut(`the decoded response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
       });
       scrub.body.pipe(this.res);
+    }
+    const transformed = this.transform?.({ status, headers }) ?? null;
+    if (transformed) {
+      headers = transformed.headers;
+      transformed.body.on('error', () => this.res.destroy());
+      transformed.body.pipe(this.#out);
+      this.#out = transformed.body;
     }
     this.#out.on('drain', () => this.#resume?.());
     this.ex.status = status;
