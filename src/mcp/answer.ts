@@ -2,7 +2,8 @@
 // request of the body, so the official client SDK rejects the pending call with an McpError whose
 // message names the reason and the tool ("MCP error -32001: sluice: mcp_tool_not_allowed: tool
 // "delete_repository" is not allowed by rule ..."). Members of a refused batch that were allowed
-// get an error too (held back: nothing of the batch reached the server). Pure.
+// get an error too (held back: nothing of the batch reached the server). The answer's
+// X-Request-Id header names the exchange in the audit. Pure.
 import { idKey, type JsonRpcMessage } from './jsonrpc.js';
 import type { BodyVerdict } from './check.js';
 
@@ -14,14 +15,13 @@ export interface McpErrorData {
   /** the tool, resource or prompt named, bounded */
   name: string | null;
   detail: string;
-  request_id: string;
 }
 
 /**
  * The JSON-RPC answer to a refused body, or null when the body holds no request to answer (only
  * checked notifications): then the client gets an HTTP refusal instead.
  */
-export function refusalAnswer(verdict: BodyVerdict, messages: readonly JsonRpcMessage[], batch: boolean, requestId: string): string | null {
+export function refusalAnswer(verdict: BodyVerdict, messages: readonly JsonRpcMessage[], batch: boolean): string | null {
   const refused = verdict.refused;
   if (!refused) return null;
   const byId = new Map(verdict.calls.filter((c) => c.message.kind === 'request').map((c) => [idKey(c.message.id), c]));
@@ -34,7 +34,7 @@ export function refusalAnswer(verdict: BodyVerdict, messages: readonly JsonRpcMe
     const detail = own
       ? own.detail
       : `held back: the batch also held a refused call (${refused.reason}: ${refused.detail}); nothing of it reached the server`;
-    const data: McpErrorData = { reason, name: own?.name ?? call?.name ?? null, detail, request_id: requestId };
+    const data: McpErrorData = { reason, name: own?.name ?? call?.name ?? null, detail };
     answers.push({ jsonrpc: '2.0', id: message.id, error: { code: MCP_REFUSED_CODE, message: `sluice: ${reason}: ${detail}`, data } });
   }
   if (answers.length === 0) return null;

@@ -73,10 +73,14 @@ export function filterJsonText(mcp: CompiledMcp, targets: ListTargets, text: str
 }
 
 /** application/json answer: held whole (the response cap bounds it), filtered at the end. */
-export function jsonListFilter(mcp: CompiledMcp, targets: ListTargets): Transform {
+export function jsonListFilter(mcp: CompiledMcp, targets: ListTargets, maxBytes: number): Transform {
   const chunks: Buffer[] = [];
+  let size = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
+      size += chunk.length;
+      // A compressed answer is decoded before it gets here: the bound holds for what is held.
+      if (size > maxBytes) return done(new Error(`the MCP answer grew past ${maxBytes} bytes`));
       chunks.push(chunk);
       done();
     },

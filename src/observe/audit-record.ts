@@ -40,7 +40,7 @@ export const AUDIT_FIELDS = [
   'policy_sha256',
 ] as const;
 /** Present only when set; a checkpoint has `checkpoint`, `key_id` and `signature` (and `detail` for a break). */
-export const AUDIT_EXTRAS = ['where', 'detail', 'expected_sha256', 'checkpoint', 'key_id', 'signature'] as const;
+export const AUDIT_EXTRAS = ['where', 'detail', 'expected_sha256', 'mcp_method', 'mcp_name', 'checkpoint', 'key_id', 'signature'] as const;
 
 /**
  * Why a checkpoint was written. `start`: a process began (seq 1 of a new trail, or right after the
@@ -79,6 +79,8 @@ export interface AuditRecord {
   where?: string;
   detail?: string;
   expected_sha256?: string;
+  mcp_method?: string;
+  mcp_name?: string;
   checkpoint?: CheckpointKind;
   key_id?: string;
   signature?: string;
@@ -152,6 +154,8 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
   if (typeof e.where === 'string') record.where = scrub(e.where);
   if (typeof e.detail === 'string') record.detail = scrub(e.detail);
   if (typeof e.expected_sha256 === 'string') record.expected_sha256 = scrub(e.expected_sha256);
+  if (typeof e.mcp_method === 'string') record.mcp_method = scrub(e.mcp_method);
+  if (typeof e.mcp_name === 'string') record.mcp_name = scrub(e.mcp_name);
   record.prev = at.prev;
   return record;
 }

@@ -52,6 +52,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
       inspectHead(req, decision, admission.upstreamPath),
       req,
       res,
+      deps.observer,
     );
     if (!inspection.ok || res.destroyed) return;
     read = inspection.read;
@@ -290,6 +291,13 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.#abort?.();
       return false;
     }
+    // An inspector's transform (the content seam) reads the upstream's own head and body, before
+    // scrubbing: the scrubber then sees the head and body the transform gives.
+    const transformed = this.transform?.({ status, headers }) ?? null;
+    if (transformed) {
+      headers = transformed.headers;
+      transformed.body.on('error', () => this.res.destroy());
+    }
     const scrub = responseScrubber(this.runtime, this.decision, headers);
     if (scrub === 'undecodable') {
       const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
@@ -312,10 +320,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       });
       scrub.body.pipe(this.res);
     }
-    const transformed = this.transform?.({ status, headers }) ?? null;
     if (transformed) {
-      headers = transformed.headers;
-      transformed.body.on('error', () => this.res.destroy());
       transformed.body.pipe(this.#out);
       this.#out = transformed.body;
     }

@@ -24,6 +24,9 @@ import { sendAnswer } from './answers.js';
 import type { PolicyRuntime } from './context.js';
 import type { Exchange } from './exchange.js';
 import { VIA } from './headers.js';
+import { mcpInspector } from '../mcp/inspector.js';
+import type { Observer } from '../observe/events.js';
+import { boundedName } from '../mcp/jsonrpc.js';
 
 /** The request head an inspector sees. */
 export interface InspectHead {
@@ -56,9 +59,23 @@ export type ResponseTransform = (head: {
 }) => { headers: Array<[string, string]>; body: Duplex } | null;
 
 export type Verdict =
-  | { pass: true; transform?: ResponseTransform }
+  | { pass: true; transform?: ResponseTransform; calls?: readonly InspectedCall[] }
   /** refused: `answer` in the client's protocol, or (absent) sluice's usual JSON answer for `reason` */
-  | { pass: false; reason: Outcome; detail: string; answer?: ProtocolAnswer };
+  | { pass: false; reason: Outcome; detail: string; answer?: ProtocolAnswer; calls?: readonly InspectedCall[] };
+
+/**
+ * One call a body held (an MCP JSON-RPC request): the seam audits each as `mcp.call`, besides the
+ * one canonical record of the HTTP exchange.
+ */
+export interface InspectedCall {
+  /** the protocol method (tools/call, …), as the client wrote it */
+  method: string;
+  /** the tool, resource or prompt it names, bounded; null when it names none */
+  name: string | null;
+  allowed: boolean;
+  reason: Outcome | null;
+  detail: string;
+}
 
 /** What an inspector decides on the head: a verdict, or how much of the body it needs first. */
 export type HeadStep =
@@ -100,7 +117,9 @@ export function register<C>(field: string, configOf: (rule: CompiledRule) => C |
 }
 
 /** The registry, keyed by rule field: a new inspector is one more entry here. */
-const REGISTRY: readonly Entry[] = [];
+const REGISTRY: readonly Entry[] = [
+  register('mcp', (rule) => (rule.mcp ? { mcp: rule.mcp, maxResponseBytes: rule.limits.max_response_bytes } : null), mcpInspector),
+];
 
 /** The body read so far: forward.ts sends it first, then streams the rest of the client's body. */
 export interface ReadPrefix {
@@ -156,6 +175,7 @@ export async function inspectRequest(
   head: InspectHead,
   req: IncomingMessage,
   res: ServerResponse,
+  observer?: Observer,
 ): Promise<Inspection> {
   const step = bound.head(head);
   if (!('read' in step)) return conclude(step, null, runtime, ex, req, res, decision);
@@ -180,7 +200,33 @@ export async function inspectRequest(
     // An inspector is pure and should not throw; if it does, nothing passes unchecked.
     verdict = { pass: false, reason: 'uninspectable_body', detail: `the ${bound.field} inspector failed: ${(err as Error).message}` };
   }
+  if (observer && verdict.calls) reportCalls(observer, runtime, ex, verdict.calls);
   return conclude(verdict, read, runtime, ex, req, res, decision);
+}
+
+/** One mcp.call per call the body held; a refusal review lets through is recorded as review. */
+function reportCalls(observer: Observer, runtime: PolicyRuntime, ex: Exchange, calls: readonly InspectedCall[]): void {
+  const review = runtime.loaded.doc.on_violation === 'review';
+  for (const call of calls) {
+    const reviewed = !call.allowed && review && call.reason !== null && OUTCOME[call.reason].reviewable;
+    observer.event({
+      type: 'mcp.call',
+      request_id: ex.requestId,
+      tool: ex.tool,
+      decision: call.allowed ? 'allow' : reviewed ? 'review' : 'deny',
+      reason: call.reason,
+      method: ex.method,
+      scheme: ex.scheme,
+      host: ex.host,
+      port: ex.port,
+      path: ex.path,
+      ip: ex.ip,
+      rule: ex.rule,
+      mcp_method: boundedName(call.method),
+      mcp_name: call.name === null ? null : boundedName(call.name),
+      detail: call.detail,
+    });
+  }
 }
 
 function conclude(

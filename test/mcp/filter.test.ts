@@ -73,7 +73,7 @@ t.test('JSON: the list answer loses what may not be called, keeps its cursor', a
 t.test('JSON: the Transform holds the body and filters it at the end', async (t) => {
   const body = Buffer.from(JSON.stringify(toolsAnswer(1, 'c')));
   for (const at of [1, 17, body.length - 1]) {
-    const out = await through(jsonListFilter(mcp, byId(1, 'tools/list')), [body.subarray(0, at), body.subarray(at)]);
+    const out = await through(jsonListFilter(mcp, byId(1, 'tools/list'), 1 << 20), [body.subarray(0, at), body.subarray(at)]);
     t.same(
       (JSON.parse(out) as { result: { tools: Array<{ name: string }> } }).result.tools.map((x) => x.name),
       ['search', 'repo.read'],

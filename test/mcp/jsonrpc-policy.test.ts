@@ -130,7 +130,7 @@ t.test('refusalAnswer: a JSON-RPC error per request, the refused batch held back
   const verdict = checkMessages(mcp, parsed.messages, RULE);
   t.equal(verdict.calls.length, 2);
   t.equal(verdict.refused?.name, 'delete_repository');
-  const answer = JSON.parse(refusalAnswer(verdict, parsed.messages, true, 'rid-1')!) as Array<{
+  const answer = JSON.parse(refusalAnswer(verdict, parsed.messages, true)!) as Array<{
     id: number;
     error: { code: number; message: string; data: { reason: string; name: string } };
   }>;
@@ -147,12 +147,12 @@ t.test('refusalAnswer: a JSON-RPC error per request, the refused batch held back
 
   const single = parseJsonRpcBody(JSON.stringify(tool(9, 'rm')));
   if (!single.ok) throw new Error(single.why);
-  const one = JSON.parse(refusalAnswer(checkMessages(mcp, single.messages, RULE), single.messages, false, 'rid-2')!) as { id: number };
+  const one = JSON.parse(refusalAnswer(checkMessages(mcp, single.messages, RULE), single.messages, false)!) as { id: number };
   t.equal(one.id, 9, 'a single message gets a single answer');
 
   const note = parseJsonRpcBody(JSON.stringify({ jsonrpc: '2.0', method: 'tools/call', params: { name: 'rm' } }));
   if (!note.ok) throw new Error(note.why);
-  t.equal(refusalAnswer(checkMessages(mcp, note.messages, RULE), note.messages, false, 'rid-3'), null, 'nothing to answer in JSON-RPC');
+  t.equal(refusalAnswer(checkMessages(mcp, note.messages, RULE), note.messages, false), null, 'nothing to answer in JSON-RPC');
 });
 
 t.test('names: exact names, globs, bounded names', async (t) => {
