@@ -41,6 +41,8 @@ export const PROBLEM_CODES = [
   'bad_path',
   'secret_host_too_wide',
   'reserved_header',
+  'require_needs_header',
+  'strict_plaintext',
   // MCP-aware rules (issue 18)
   'bad_mcp',
   // the base file and its fragments together
