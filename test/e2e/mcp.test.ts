@@ -226,3 +226,61 @@ t.test('the older HTTP+SSE transport: lists filtered on the event stream, refuse
   const again = await agent.client.callTool({ name: 'repo.read', arguments: {} });
   t.match(JSON.stringify(again.content), /repo.read ran/, 'the session goes on');
 });
+
+t.test('credentials: a placeholder in tools/call arguments is swapped only where the secret allows the body', async (t) => {
+  const testCa = await testCaFile();
+  const creds = await startTestSluice({
+    env: { MCP_BODY_SECRET: 'mcp-body-real-value-0123456789', MCP_HEADER_SECRET: 'mcp-header-real-value-9876543210' },
+    policy: `
+version: 1
+network:
+  allow_private_cidrs: ["127.0.0.2/32"]
+  dns_servers: ["${dns.address}"]
+  allow_ports: [${server.port}]
+tls:
+  upstream_ca: ${testCa}
+secrets:
+  in_body:
+    from: { env: MCP_BODY_SECRET }
+    hosts: [api.test]
+    swap_in: [body]
+  in_header:
+    from: { env: MCP_HEADER_SECRET }
+    hosts: [api.test]
+tools:
+  web-fetch:
+    token_sha256: "\${TOKEN_SHA}"
+    secrets: [in_body, in_header]
+    allow:
+      - host: api.test
+        mcp:
+          tools: [search]
+`,
+  });
+  t.teardown(() => creds.close());
+  const credsCa = readFileSync(path.join(creds.caDir, 'ca.pem'), 'utf8');
+  for (const endpoint of ['/mcp', '/mcp-json']) {
+    const agent = await connectClient(`${base}${endpoint}`, 'streamable', creds.proxyUrl(), credsCa);
+    t.teardown(() => agent.close());
+    t.same(names((await agent.client.listTools()).tools), ['search'], `${endpoint}: filtered, then scrubbed`);
+    const ran = await agent.client.callTool({ name: 'search', arguments: { token: '__sluice_secret_in_body__' } });
+    t.same(server.argumentsSeen.at(-1), { token: 'mcp-body-real-value-0123456789' }, `${endpoint}: the server got the value`);
+    const text = JSON.stringify(ran.content);
+    t.notOk(text.includes('mcp-body-real-value'), `${endpoint}: the echo came back scrubbed`);
+    t.match(text, /__sluice_secret_in_body__/, `${endpoint}: the agent sees its placeholder`);
+
+    const before = server.received.length;
+    const refused = await agent.client.callTool({ name: 'search', arguments: { token: '__sluice_secret_in_header__' } }).then(
+      () => null,
+      (err: Error) => err,
+    );
+    t.match(refused?.message, /secret_misplaced/, `${endpoint}: a secret without body in swap_in is refused`);
+    t.equal(server.received.length, before, `${endpoint}: and never reached the server`);
+  }
+  const audit = await creds.audit();
+  t.notOk(JSON.stringify(audit).includes('real-value'), 'no secret value in the audit');
+  t.ok(
+    audit.some((r) => r.type === 'secret.use' && r.secret === 'in_body' && r.where === 'body'),
+    'the swap is recorded',
+  );
+});
