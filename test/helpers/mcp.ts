@@ -46,7 +46,7 @@ function newServer(received: string[], argumentsSeen: unknown[]): Server {
   server.setRequestHandler(ListToolsRequestSchema, (req) => {
     received.push('tools/list');
     const page = req.params?.cursor === 'page-2' ? 1 : 0;
-    return { tools: TOOL_PAGES[page]!.map(tool), ...(page === 0 ? { nextCursor: 'page-2' } : {}) };
+    return { tools: TOOL_PAGES[page].map(tool), ...(page === 0 ? { nextCursor: 'page-2' } : {}) };
   });
   server.setRequestHandler(CallToolRequestSchema, (req) => {
     received.push(`tools/call ${req.params.name}`);
@@ -151,8 +151,8 @@ export interface ProxiedClient {
 export function proxiedFetch(proxyUrl: string, caPem: string): { fetch: typeof globalThis.fetch; agent: ProxyAgent } {
   const agent = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: caPem } });
   const viaProxy = (input: string | URL | Request, init?: RequestInit): Promise<Response> =>
-    fetch(input instanceof Request ? input.url : input, { ...(init as UndiciRequestInit), dispatcher: agent }) as unknown as Promise<Response>;
-  return { fetch: viaProxy as typeof globalThis.fetch, agent };
+    fetch(input instanceof Request ? input.url : input, { ...(init as UndiciRequestInit), dispatcher: agent });
+  return { fetch: viaProxy, agent };
 }
 
 /** An SDK client connected through sluice with the transport asked for. */

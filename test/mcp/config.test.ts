@@ -32,7 +32,10 @@ function problems(text: string): { codes: string[]; sentences: string[] } {
 }
 
 t.test('a valid mcp: rule compiles, inspects, and forces interception of its host', async (t) => {
-  const doc = parsePolicy(withRule('        mcp:\n          tools: [search, "repo.*"]\n          methods: [completion/complete]\n'), 'policy.yaml');
+  const doc = parsePolicy(
+    withRule('        mcp:\n          tools: [search, "repo.*"]\n          methods: [completion/complete]\n'),
+    'policy.yaml',
+  );
   const compiled = compilePolicy(doc, 'x');
   const rule = compiled.tools.get('agent')!.rules[0]!;
   t.ok(rule.inspects);
@@ -54,7 +57,12 @@ t.test('schema and semantic problems of mcp:', async (t) => {
     ['a repeated name', '        mcp:\n          tools: [a, a]\n', 'repeated_entry', /repeats entry/],
     ['POST left out of methods', '        methods: [GET]\n        mcp:\n          tools: [x]\n', 'bad_mcp', /add POST to methods/],
     ['a sha256 pin', `        sha256: "${'a'.repeat(64)}"\n        mcp:\n          tools: [x]\n`, 'bad_mcp', /cannot be pinned/],
-    ['tools/call under mcp.methods', '        mcp:\n          tools: [x]\n          methods: [tools/call]\n', 'bad_mcp', /list the names under mcp.tools/],
+    [
+      'tools/call under mcp.methods',
+      '        mcp:\n          tools: [x]\n          methods: [tools/call]\n',
+      'bad_mcp',
+      /list the names under mcp.tools/,
+    ],
     ['prompts/get under mcp.methods', '        mcp:\n          tools: [x]\n          methods: [prompts/get]\n', 'bad_mcp', /under mcp.prompts/],
   ];
   for (const [name, rule, code, sentence] of cases) {
@@ -68,11 +76,15 @@ t.test('explain says an mcp: rule intercepts and lists what it lets through', as
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-mcp-explain-'));
   const file = path.join(dir, 'policy.yaml');
   writeFileSync(file, withRule('        mcp:\n          tools: [search]\n          prompts: [summarize]\n'));
-  const r = spawnSync(process.execPath, [path.resolve('dist/cli.js'), 'explain', '--policy', file, '--tool', 'agent', 'POST', 'https://mcp.example.com/mcp'], {
-    encoding: 'utf8',
-    env: cleanEnv(),
-    timeout: 20_000,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [path.resolve('dist/cli.js'), 'explain', '--policy', file, '--tool', 'agent', 'POST', 'https://mcp.example.com/mcp'],
+    {
+      encoding: 'utf8',
+      env: cleanEnv(),
+      timeout: 20_000,
+    },
+  );
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /tls: intercepted \(an mcp: rule reads the JSON-RPC calls\)/);
   t.match(r.stdout, /mcp: tools\/call search; resources\/read any; prompts\/get summarize; other methods none/);

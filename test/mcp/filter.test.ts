@@ -29,7 +29,7 @@ const toolsAnswer = (id: number, cursor?: string): object => ({
 async function through(stream: NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<string> {
   const out: Buffer[] = [];
   await new Promise<void>((resolve, reject) => {
-    Readable.from(chunks).pipe(stream as unknown as NodeJS.WritableStream);
+    Readable.from(chunks).pipe(stream);
     stream.on('data', (c: Buffer) => out.push(c));
     stream.on('end', resolve);
     stream.on('error', reject);
