@@ -41,6 +41,9 @@ export const PROBLEM_CODES = [
   'bad_path',
   'secret_host_too_wide',
   'reserved_header',
+  // git push rules (issue 21)
+  'bad_ref_glob',
+  'git_refs_too_wide',
   // the base file and its fragments together
   'include_needs_file',
   'fragment_secret',

@@ -7,6 +7,7 @@ import { getPublicSuffix } from 'tldts';
 import { splitHostPort } from '../net/host.js';
 import { compileHostPattern } from '../match/host-match.js';
 import { compilePathGlob } from '../match/path.js';
+import { compileRefGlob } from '../git/rules.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
 import { lineOf, type PolicySource } from './source.js';
 import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
@@ -70,9 +71,38 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
           report('bad_path', [...at, 'paths', j], (error as Error).message);
         }
       });
+      if (rule.git) checkGitRule(report, [...at, 'git'], rule.git, strict);
     });
   }
   return problems;
+}
+
+/** Ref names a glob covering "every branch" would match; none of them is a name a policy would single out. */
+const ANY_BRANCH_PROBES = ['refs/heads/main', 'refs/heads/master', 'refs/heads/x7f3q9-sluice-probe'];
+
+/** A rule's git: ref globs compile; a tag glob needs tags: true; strict mode refuses a glob over every branch. */
+function checkGitRule(report: Report, at: FieldPath, git: NonNullable<ToolDoc['allow'][number]['git']>, strict: boolean): void {
+  const tags = git.push?.tags ?? false;
+  git.push?.refs?.forEach((pattern, j) => {
+    const where = [...at, 'push', 'refs', j];
+    let regex: RegExp;
+    try {
+      regex = compileRefGlob(pattern).regex;
+    } catch (error) {
+      report('bad_ref_glob', where, (error as Error).message);
+      return;
+    }
+    if (!tags && pattern.startsWith('refs/tags/')) {
+      report('bad_ref_glob', where, `ref pattern "${pattern}" names tags, but git.push.tags is false, which refuses every tag`);
+    }
+    if (strict && ANY_BRANCH_PROBES.every((ref) => regex.test(`/${ref}`))) {
+      report(
+        'git_refs_too_wide',
+        where,
+        `ref pattern "${pattern}" matches every branch, main included; strict mode forbids it (name the branches the tool owns, e.g. "refs/heads/agent/**")`,
+      );
+    }
+  });
 }
 
 export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>): Problem[] {

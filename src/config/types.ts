@@ -34,6 +34,15 @@ export interface RuleDoc {
   paths?: string[];
   sha256?: string;
   limits?: Partial<Limits>;
+  /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
+  git?: GitRuleDoc;
+}
+
+/** A rule's `git:` field (issue 21); the schema fills in the defaults. */
+export interface GitRuleDoc {
+  push?: { refs?: string[]; create?: boolean; delete?: boolean; tags?: boolean };
+  /** false refuses git-upload-pack (clone, fetch) on this rule */
+  fetch?: boolean;
 }
 
 export interface ToolDoc {

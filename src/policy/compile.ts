@@ -7,6 +7,7 @@ import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
+import { compileGitRule, type CompiledGitRule } from '../git/rules.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -38,6 +39,8 @@ export interface CompiledRule {
   readonly inspects: boolean;
   /** the rule's own concurrency and rate caps, counted per (tool, rule) on top of the tool's; null = none */
   readonly caps: RuleCaps | null;
+  /** issue 21: git push rules, read by the content seam (src/proxy/inspect.ts); null = none */
+  readonly git: CompiledGitRule | null;
 }
 
 /** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
@@ -206,6 +209,14 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
       }
     }) ?? null;
   const methods = doc.methods?.map((method) => method.toUpperCase()) ?? null;
+  let git: CompiledGitRule | null = null;
+  if (doc.git) {
+    try {
+      git = compileGitRule(doc.git);
+    } catch (error) {
+      throw new PolicyCompileError(`${where}.git.push.refs`, (error as Error).message);
+    }
+  }
   return Object.freeze({
     id,
     index,
@@ -215,8 +226,10 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     paths: paths && Object.freeze(paths),
     sha256: doc.sha256 ?? null,
     limits: mergeLimits(toolLimits, doc.limits),
-    inspects: methods !== null || paths !== null || doc.sha256 !== undefined,
+    // A git rule reads pushes inside HTTPS, so it intercepts its host too.
+    inspects: methods !== null || paths !== null || doc.sha256 !== undefined || git !== null,
     caps: ruleCaps(doc.limits),
+    git,
   });
 }
 
