@@ -99,6 +99,20 @@ export function inspectHead(req: IncomingMessage, decision: Decision, upstreamPa
 }
 
 /**
+ * For an Upgrade request, whose later bytes sluice never reads: null when the inspector passes it on
+ * the head alone, else the refusal (its own, or uninspectable_body when it would need the body).
+ */
+export function upgradeRefusal(bound: Bound, head: InspectHead): { reason: Outcome; detail: string } | null {
+  const step = bound.head(head);
+  if ('read' in step)
+    return {
+      reason: 'uninspectable_body',
+      detail: `the ${bound.field} rule ${head.ruleId} reads this request, which an upgraded connection cannot be`,
+    };
+  return step.pass ? null : { reason: step.reason, detail: step.detail };
+}
+
+/**
  * Runs the bound inspector on a request: decides on the head, or reads the prefix it needs and
  * decides on that. A refusal is settled on the exchange and answered here.
  */

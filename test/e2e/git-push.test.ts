@@ -3,6 +3,7 @@
 // on loopback, TLS from the test CA). Each refusal is checked as git prints it (its stderr), on the
 // server's refs (nothing changed), in the audit and in the metrics; the token sluice injects is
 // checked to reach the server only with pushes that were allowed.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -60,6 +61,7 @@ tools:
     secrets: [git_token]
     allow:
       - host: upstream.test
+        limits: { max_request_bytes: 16777216 }
         git:
           push: { refs: ["refs/heads/agent/**"] }
   ${RELEASER}:
@@ -71,6 +73,7 @@ tools:
           push: { refs: ["refs/heads/agent/**", "refs/tags/moving"], delete: true, tags: true }
   ${READER}:
     token_sha256: "${sha256(READER_TOKEN)}"
+    secrets: [git_token]
     allow:
       - host: upstream.test
         git:
@@ -261,4 +264,50 @@ t.test('a push body sluice cannot read is refused, never passed', async (t) => {
     t.equal(r.headers['x-sluice-deny'], 'uninspectable_body', `${what}: uninspectable_body`);
   }
   t.equal(receivePackPosts(), posts, 'none of them reached the server');
+});
+
+t.test('a large push: decided on its command list, the pack streamed after it', async (t) => {
+  const { dir } = await cloneWithCommit(t, 'large');
+  // Incompressible and over git's 1 MiB http.postBuffer: git probes with a lone flush, then sends chunked.
+  writeFileSync(path.join(dir, 'blob.bin'), randomBytes(3 << 20));
+  await git(dir, TOOL, TOKEN, 'add', '.');
+  await git(dir, TOOL, TOKEN, 'commit', '-qm', 'large');
+  const head = (await git(dir, TOOL, TOKEN, 'rev-parse', 'HEAD')).stdout.trim();
+  const main = await serverRef('refs/heads/main');
+  const refused = await git(dir, TOOL, TOKEN, 'push', 'origin', 'HEAD:main');
+  t.not(refused.code, 0, 'a large push to main is refused');
+  t.match(refused.stderr, '! [remote rejected] HEAD -> main (sluice: push to refs/heads/main not allowed)', 'git still reads the report');
+  t.equal(await serverRef('refs/heads/main'), main, 'main did not move');
+  const pushed = await git(dir, TOOL, TOKEN, 'push', 'origin', 'HEAD:refs/heads/agent/large');
+  t.equal(pushed.code, 0, `a large push to an owned branch lands (${pushed.stderr.trim()})`);
+  t.equal(await serverRef('refs/heads/agent/large'), head, 'with the whole pack');
+});
+
+t.test('an Upgrade to a path the git rule reads is refused', async (t) => {
+  const r = await curl([
+    '-x',
+    sluice.proxyUrl(),
+    '--cacert',
+    sluiceCaFile,
+    '-H',
+    'Connection: Upgrade',
+    '-H',
+    'Upgrade: websocket',
+    '-H',
+    'Sec-WebSocket-Version: 13',
+    '-H',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    `${remote}/git-receive-pack`,
+  ]);
+  t.equal(r.status, 400);
+  t.equal(r.headers['x-sluice-deny'], 'uninspectable_body');
+});
+
+t.test('the token reached the server only with requests sluice let through', async (t) => {
+  const posts = server.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/git-receive-pack'));
+  t.ok(posts.length > 0, 'pushes reached the server');
+  t.ok(
+    posts.every((p) => p.authExpected),
+    'every receive-pack POST the server saw carried the injected token (the refused ones never arrived: see above)',
+  );
 });
