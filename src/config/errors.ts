@@ -45,6 +45,9 @@ export const PROBLEM_CODES = [
   'strict_plaintext',
   // MCP-aware rules (issue 18)
   'bad_mcp',
+  // git push rules (issue 21)
+  'bad_ref_glob',
+  'git_refs_too_wide',
   // the base file and its fragments together
   'include_needs_file',
   'fragment_secret',

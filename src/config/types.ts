@@ -51,6 +51,8 @@ export interface RuleDoc {
   sha256?: string;
   limits?: Partial<Limits>;
   mcp?: McpRuleDoc;
+  /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
+  git?: GitRuleDoc;
 }
 
 /** MCP-aware rule (issue 18): names or globs ("*" = any run of characters) the JSON-RPC calls may name. */
@@ -63,6 +65,13 @@ export interface McpRuleDoc {
   prompts?: string[];
   /** further JSON-RPC methods let through unchecked */
   methods?: string[];
+}
+
+/** A rule's `git:` field (issue 21); the schema fills in the defaults. */
+export interface GitRuleDoc {
+  push?: { refs?: string[]; create?: boolean; delete?: boolean; tags?: boolean };
+  /** false refuses git-upload-pack (clone, fetch) on this rule */
+  fetch?: boolean;
 }
 
 export interface ToolDoc {

@@ -18,7 +18,7 @@ import { checkMessages, type CallVerdict } from './check.js';
 import { jsonListFilter, sseListFilter, type ListTargets } from './filter.js';
 import { parseJsonRpcBody } from './jsonrpc.js';
 import type { CompiledMcp } from './names.js';
-import type { HeadStep, Inspector, InspectedCall, ResponseTransform, Verdict } from '../proxy/inspect.js';
+import type { HeadStep, Inspector, InspectedCall, ResponseTransform, Verdict } from '../proxy/inspector.js';
 
 /** What the inspector needs of a rule: its mcp: lists and the size an answer may reach. */
 export interface McpRuleConfig {

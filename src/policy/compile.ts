@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretD
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
 import { compileMcp, type CompiledMcp } from '../mcp/names.js';
+import { compileGitRule, type CompiledGitRule } from '../git/rules.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -41,6 +42,8 @@ export interface CompiledRule {
   readonly caps: RuleCaps | null;
   /** MCP-aware rule (issue 18): the JSON-RPC calls it allows; null = not an MCP rule */
   readonly mcp: CompiledMcp | null;
+  /** issue 21: git push rules, read by the content seam (src/proxy/inspect.ts); null = none */
+  readonly git: CompiledGitRule | null;
 }
 
 /** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
@@ -221,6 +224,14 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
       }
     }) ?? null;
   const methods = doc.methods?.map((method) => method.toUpperCase()) ?? null;
+  let git: CompiledGitRule | null = null;
+  if (doc.git) {
+    try {
+      git = compileGitRule(doc.git);
+    } catch (error) {
+      throw new PolicyCompileError(`${where}.git.push.refs`, (error as Error).message);
+    }
+  }
   return Object.freeze({
     id,
     index,
@@ -230,9 +241,10 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     paths: paths && Object.freeze(paths),
     sha256: doc.sha256 ?? null,
     limits: mergeLimits(toolLimits, doc.limits),
-    // An MCP rule reads the JSON-RPC inside the requests, so it needs the tunnel opened up too.
-    inspects: methods !== null || paths !== null || doc.sha256 !== undefined || doc.mcp !== undefined,
+    // An MCP rule reads the JSON-RPC inside the requests, and a git rule reads pushes: both need the tunnel opened up.
+    inspects: methods !== null || paths !== null || doc.sha256 !== undefined || git !== null || doc.mcp !== undefined,
     caps: ruleCaps(doc.limits),
+    git,
     mcp: doc.mcp ? compileMcp(doc.mcp) : null,
   });
 }

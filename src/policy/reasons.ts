@@ -33,6 +33,8 @@ export const DENY_REASONS = [
   'mcp_method_not_allowed',
   // Content rules (issue 21: git push rules; the content seam in src/proxy/inspect.ts).
   'uninspectable_body',
+  'git_ref_not_allowed',
+  'git_fetch_not_allowed',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -131,6 +133,9 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   mcp_method_not_allowed: deny(403, { reviewable: true }),
   // Content rules: a body a rule's inspector must read but cannot (compressed, malformed) is refused, never passed.
   uninspectable_body: deny(400),
+  // A git push with a ref its rule refuses (answered in git report-status), and fetch: false.
+  git_ref_not_allowed: deny(403, { reviewable: true }),
+  git_fetch_not_allowed: deny(403, { reviewable: true }),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),

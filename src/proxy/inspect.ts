@@ -15,11 +15,11 @@
 //
 // An inspector may also return a response transform for an allowed request (MCP filters answers);
 // the relay in forward.ts applies it to the upstream response.
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledRule } from '../policy/compile.js';
 import { OUTCOME, type Outcome } from '../policy/reasons.js';
 import type { Decision } from '../policy/types.js';
+import { gitInspector } from '../git/inspector.js';
 import { sendAnswer } from './answers.js';
 import type { PolicyRuntime } from './context.js';
 import type { Exchange } from './exchange.js';
@@ -27,68 +27,9 @@ import { VIA } from './headers.js';
 import { mcpInspector } from '../mcp/inspector.js';
 import type { Observer } from '../observe/events.js';
 import { boundedName } from '../mcp/jsonrpc.js';
+import type { HeadStep, InspectedCall, Inspector, InspectHead, ProtocolAnswer, ResponseTransform, Verdict } from './inspector.js';
 
-/** The request head an inspector sees. */
-export interface InspectHead {
-  /** upper case */
-  readonly method: string;
-  /** the normalized path the decision was made on, without the query */
-  readonly path: string;
-  /** the raw query after "?", or null */
-  readonly query: string | null;
-  readonly headers: IncomingHttpHeaders;
-  /** the rule the request matched, e.g. "agent.allow[0]" */
-  readonly ruleId: string;
-}
-
-/** An answer in the client's own protocol (git report-status, a JSON-RPC error). */
-export interface ProtocolAnswer {
-  status: number;
-  /** protocol headers (Content-Type, …); sluice adds its reason header, X-Request-Id and Via */
-  headers: Record<string, string>;
-  body: Buffer;
-}
-
-/**
- * A pure transform of an allowed request's response: given the upstream head, a stream its body
- * goes through (and the headers to send instead), or null to leave the response alone.
- */
-export type ResponseTransform = (head: {
-  status: number;
-  headers: ReadonlyArray<[string, string]>;
-}) => { headers: Array<[string, string]>; body: Duplex } | null;
-
-export type Verdict =
-  | { pass: true; transform?: ResponseTransform; calls?: readonly InspectedCall[] }
-  /** refused: `answer` in the client's protocol, or (absent) sluice's usual JSON answer for `reason` */
-  | { pass: false; reason: Outcome; detail: string; answer?: ProtocolAnswer; calls?: readonly InspectedCall[] };
-
-/**
- * One call a body held (an MCP JSON-RPC request): the seam audits each as `mcp.call`, besides the
- * one canonical record of the HTTP exchange.
- */
-export interface InspectedCall {
-  /** the protocol method (tools/call, …), as the client wrote it */
-  method: string;
-  /** the tool, resource or prompt it names, bounded; null when it names none */
-  name: string | null;
-  allowed: boolean;
-  reason: Outcome | null;
-  detail: string;
-}
-
-/** What an inspector decides on the head: a verdict, or how much of the body it needs first. */
-export type HeadStep =
-  | Verdict
-  /** read the body: until `enough(prefix)` is true, or to its end when `enough` is absent */
-  | { read: true; enough?: (prefix: Buffer) => boolean };
-
-/** A pure inspector for rules whose `field` carries config C. */
-export interface Inspector<C> {
-  head(config: C, head: InspectHead): HeadStep;
-  /** decides on the prefix read (`ended`: it is the whole body) */
-  body(config: C, head: InspectHead, prefix: Buffer, ended: boolean): Verdict;
-}
+export type { HeadStep, InspectedCall, Inspector, InspectHead, ProtocolAnswer, ResponseTransform, Verdict };
 
 interface Bound {
   readonly field: string;
@@ -118,6 +59,7 @@ export function register<C>(field: string, configOf: (rule: CompiledRule) => C |
 
 /** The registry, keyed by rule field: a new inspector is one more entry here. */
 const REGISTRY: readonly Entry[] = [
+  register('git', (rule) => rule.git, gitInspector),
   register('mcp', (rule) => (rule.mcp ? { mcp: rule.mcp, maxResponseBytes: rule.limits.max_response_bytes } : null), mcpInspector),
 ];
 
@@ -160,6 +102,20 @@ export function inspectHead(req: IncomingMessage, decision: Decision, upstreamPa
     headers: req.headers,
     ruleId: decision.rule ?? '',
   };
+}
+
+/**
+ * For an Upgrade request, whose later bytes sluice never reads: null when the inspector passes it on
+ * the head alone, else the refusal (its own, or uninspectable_body when it would need the body).
+ */
+export function upgradeRefusal(bound: Bound, head: InspectHead): { reason: Outcome; detail: string } | null {
+  const step = bound.head(head);
+  if ('read' in step)
+    return {
+      reason: 'uninspectable_body',
+      detail: `the ${bound.field} rule ${head.ruleId} reads this request, which an upgraded connection cannot be`,
+    };
+  return step.pass ? null : { reason: step.reason, detail: step.detail };
 }
 
 /**
