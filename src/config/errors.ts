@@ -41,6 +41,8 @@ export const PROBLEM_CODES = [
   'bad_path',
   'secret_host_too_wide',
   'reserved_header',
+  'require_needs_header',
+  'strict_plaintext',
   // git push rules (issue 21)
   'bad_ref_glob',
   'git_refs_too_wide',

@@ -3,9 +3,9 @@
 // within the limits and scrubbed of secret values.
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
+import { PassThrough, pipeline, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { DECODABLE_ENCODINGS } from '../secrets/scrub.js';
+import { DECODABLE_ENCODINGS, ScrubFailure, type ResponseScrub, type ScrubSink } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
 import { admit, headOf, servernameOf, type RequestScope } from './admit.js';
 import { sendAnswer } from './answers.js';
@@ -14,7 +14,7 @@ import type { Exchange } from './exchange.js';
 import { awaitTurn } from './framing.js';
 import { clientHost, endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
 import { inspectHead, inspectorFor, inspectRequest, type ReadPrefix, type ResponseTransform } from './inspect.js';
-import { bodySwapper, responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
+import { bodySwapper, knownValues, scrubResponse, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
 
@@ -70,7 +70,8 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   // The client's Host as it wrote it (admission checked that it names the target): signed requests
   // such as AWS SigV4 cover it byte for byte. Absent (absolute-form allows that), the target's.
   headers.unshift(['Host', clientHost(req.rawHeaders) ?? target.authority]);
-  if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
+  // Every response is scrubbed while the store knows a value: it must come in a coding sluice reads.
+  if (knownValues(runtime)) headers = decodableEncodingsOnly(headers);
 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
   const hasBody = read
@@ -79,7 +80,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool, transform);
   let body: Readable | null = null;
   if (hasBody) {
-    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex);
+    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);
     const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err), read);
     pipeline(guarded, swapped, () => undefined);
     body = swapped;
@@ -228,12 +229,16 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   #clientFailure: Error | null = null;
   /** set when request_timeout_ms passed, possibly before undici connected */
   #deadlinePassed: RequestDeadline | null = null;
-  /** where body bytes go: the client, or a scrubber piped to the client */
-  #out: Writable;
+  /** the body's way to the client while the store knows a value: decoded and scrubbed */
+  #scrub: ResponseScrub | null = null;
+  /** the head to write once the scrub says the body may go (its length may be known by then) */
+  #head: { status: number; statusText: string; headers: Array<[string, string]> } | null = null;
   readonly #started = performance.now();
   readonly #maxResponseBytes: number;
   /** the held response of a rule with sha256, until its digest is checked */
-  #pinned: { status: number; statusText: string; headers: Array<[string, string]>; chunks: Buffer[]; hash: Hash } | null = null;
+  #pinned: { chunks: Buffer[]; hash: Hash } | null = null;
+  /** an inspector's response transform (the content seam): upstream bytes → it → scrub or client */
+  #transform: Duplex | null = null;
 
   constructor(
     private readonly deps: ProxyDeps,
@@ -245,11 +250,15 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     /** an inspector's transform of the response body (the content seam), applied before scrubbing */
     private readonly transform: ResponseTransform | null = null,
   ) {
-    this.#out = res;
     this.#maxResponseBytes = decision.limits.max_response_bytes;
     res.once('close', () => {
-      if (!res.writableFinished) this.#abort?.();
+      if (!res.writableFinished) {
+        this.#scrub?.destroy();
+        this.#transform?.destroy();
+        this.#abort?.();
+      }
     });
+    res.on('drain', () => (this.#scrub ? this.#scrub.resume() : this.#transform ? this.#transform.resume() : this.#resume?.()));
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -285,50 +294,117 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const lengthHeader = headers.find(([name]) => name.toLowerCase() === 'content-length');
     if (lengthHeader && Number(lengthHeader[1]) > this.#maxResponseBytes) {
       const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}`;
-      this.#answeredBySluice = true;
-      sendAnswer(this.res, this.ex.answer('response_too_large', detail));
-      this.#abort?.();
+      this.#refuse('response_too_large', detail);
       return false;
-    }
-    const scrub = responseScrubber(this.runtime, this.decision, headers);
-    if (scrub === 'undecodable') {
-      const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
-      const answer = this.ex.answer('upstream_protocol', detail);
-      this.#answeredBySluice = true;
-      sendAnswer(this.res, answer);
-      this.#abort?.();
-      return false;
-    }
-    if (scrub) {
-      headers = scrub.headers;
-      this.#out = scrub.body;
-      scrub.body.on('error', () => this.res.destroy());
-      // The cap also holds for the decoded body, so a compression bomb cannot get past it.
-      let decoded = 0;
-      scrub.body.on('data', (chunk: Buffer) => {
-        decoded += chunk.length;
-        if (decoded > this.#maxResponseBytes)
-          this.#cut(`the decoded response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
-      });
-      scrub.body.pipe(this.res);
     }
     const transformed = this.transform?.({ status, headers }) ?? null;
     if (transformed) {
       headers = transformed.headers;
-      transformed.body.on('error', () => this.res.destroy());
-      transformed.body.pipe(this.#out);
-      this.#out = transformed.body;
+      this.#wireTransform(transformed.body);
     }
-    this.#out.on('drain', () => this.#resume?.());
+    const hasBody = this.ex.method !== 'HEAD' && status !== 204 && status !== 304;
+    const scrub = scrubResponse(this.runtime, headers, hasBody, this.#sink(), this.#maxResponseBytes);
+    if (scrub === 'undecodable') {
+      this.#refuse('upstream_protocol', 'the response uses a content coding sluice cannot decode to scrub secret values');
+      return false;
+    }
+    this.#scrub = scrub.body;
+    if (scrub.body) scrub.body.onWritable = () => (this.#transform ? this.#transform.resume() : this.#resume?.());
     this.ex.status = status;
-    statusText = scrubStatusText(this.runtime, statusText);
+    this.#head = { status, statusText: scrubStatusText(this.runtime, statusText), headers: scrub.headers };
     if (this.decision.sha256 !== null) {
       // Artifact pinning: nothing is released until the whole body hashes to the pinned digest.
-      this.#pinned = { status, statusText, headers, chunks: [], hash: createHash('sha256') };
+      this.#pinned = { chunks: [], hash: createHash('sha256') };
       return true;
     }
-    this.res.writeHead(status, statusText, flatten(headers));
+    // A scrubbed body says when its head may go (gzip data is checked before a byte of it).
+    if (!this.#scrub) this.#writeHead(null);
     return true;
+  }
+
+  /** The transform's output goes on to the scrub or the client; its end ends the response. */
+  #wireTransform(body: Duplex): void {
+    this.#transform = body;
+    body.on('data', (chunk: Buffer) => {
+      if (!this.#downstream(chunk)) body.pause();
+    });
+    body.on('drain', () => this.#resume?.());
+    body.once('end', () => this.#finish());
+    body.once('error', (err: Error) => {
+      const detail = `the response transform of rule ${this.decision.rule} failed: ${err.message}`;
+      this.#scrub?.destroy();
+      this.#release();
+      this.#abort?.();
+      if (this.res.headersSent) {
+        this.ex.settle('upstream_protocol', detail);
+        this.res.destroy();
+      } else {
+        this.#refuse('upstream_protocol', detail);
+      }
+    });
+  }
+
+  /** Body bytes after the transform (if any): to the scrub, or straight to the client. */
+  #downstream(chunk: Buffer): boolean {
+    return this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
+  }
+
+  /** The body is all through: end the scrub (it ends the response) or the response. */
+  #finish(): void {
+    if (this.#scrub) this.#scrub.end();
+    else {
+      this.res.end();
+      this.#release();
+    }
+  }
+
+  /** Where a scrubbed body goes: the client, after the head. */
+  #sink(): ScrubSink {
+    return {
+      head: (length) => this.#writeHead(length),
+      data: (chunk) => this.res.write(chunk),
+      end: () => {
+        this.res.end();
+        this.#release();
+      },
+      fail: (error) => {
+        this.#release();
+        const code = error instanceof ScrubFailure ? error.code : 'upstream_protocol';
+        const detail = `${error.message} (tool ${this.tool})`;
+        this.#abort?.();
+        if (this.res.headersSent) {
+          this.ex.settle(code, detail);
+          // Reset rather than end: the client must see a broken response, never a short well-formed one.
+          this.res.destroy();
+        } else {
+          this.#refuse(code, detail);
+        }
+      },
+    };
+  }
+
+  /**
+   * Drops what the response needed once it is over: undici keeps up to 256 finished handlers per
+   * upstream connection before it lets them go, so a handler must not hold its body or its head.
+   */
+  #release(): void {
+    this.#scrub = null;
+    this.#head = null;
+    this.#pinned = null;
+    this.#transform = null;
+  }
+
+  #writeHead(length: number | null): void {
+    const head = this.#head!;
+    const headers = length === null ? head.headers : [...head.headers, ['Content-Length', String(length)] as [string, string]];
+    this.res.writeHead(head.status, head.statusText, flatten(headers));
+  }
+
+  /** Sluice answers in place of the upstream response, and aborts it. */
+  #refuse(code: 'response_too_large' | 'upstream_protocol', detail: string): void {
+    this.#answeredBySluice = true;
+    sendAnswer(this.res, this.ex.answer(code, detail));
+    this.#abort?.();
   }
 
   onData(chunk: Buffer): boolean {
@@ -337,15 +413,22 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.#cut(`the response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
       return false;
     }
+    if (this.#answeredBySluice) return false;
     if (this.#pinned) {
       this.#pinned.chunks.push(chunk);
       this.#pinned.hash.update(chunk);
       return true;
     }
-    return this.#out.write(chunk);
+    return this.#transform ? this.#transform.write(chunk) : this.#downstream(chunk);
   }
 
   #cut(detail: string): void {
+    this.#scrub?.destroy();
+    this.#transform?.destroy();
+    if (!this.res.headersSent) {
+      this.#refuse('response_too_large', detail);
+      return;
+    }
     this.ex.settle('response_too_large', detail);
     this.#abort?.();
     // Reset rather than end: the client must see a broken response, never a short well-formed one.
@@ -354,22 +437,40 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.deps.observer.upstreamDuration(this.tool, (performance.now() - this.#started) / 1000);
+    if (this.#answeredBySluice) return;
     if (this.#pinned) {
-      const { status, statusText, headers, chunks, hash } = this.#pinned;
+      const { chunks, hash } = this.#pinned;
       const digest = hash.digest('hex');
       if (digest !== this.decision.sha256!.toLowerCase()) {
         const detail = `the body from ${this.ex.host} hashes to sha256 ${digest}, not the pinned ${this.decision.sha256} of rule ${this.decision.rule}`;
         const answer = this.ex.answer('digest_mismatch', detail);
         sendAnswer(this.res, answer);
+        this.#scrub?.destroy();
+        this.#transform?.destroy();
+        this.#release();
         return;
       }
-      this.res.writeHead(status, statusText, flatten(headers));
-      for (const chunk of chunks) this.#out.write(chunk);
+      this.#pinned = null;
+      // A scrub writes the head itself when its body may go.
+      if (!this.#scrub) this.#writeHead(null);
+      for (const chunk of chunks) {
+        if (this.#transform) this.#transform.write(chunk);
+        else this.#downstream(chunk);
+      }
     }
-    this.#out.end();
+    // The transform's end finishes the response (it may still hold bytes).
+    if (this.#transform) {
+      this.#transform.end();
+      return;
+    }
+    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
+    this.#finish();
   }
 
   onError(err: Error): void {
+    this.#scrub?.destroy();
+    this.#transform?.destroy();
+    this.#release();
     // The abort that follows sluice's own answer is not a failure to report over it.
     if (this.#answeredBySluice) return;
     const headersSent = this.res.headersSent || this.res.destroyed;
