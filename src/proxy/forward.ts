@@ -37,7 +37,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
 
-  // The content seam: a rule with an inspector field (git:, mcp:) reads the body it needs and decides
+  // The content seam: a rule with an inspector field (git:, …) reads the body it needs and decides
   // before the credentials step, so nothing is swapped or injected into a request it refuses.
   let read: ReadPrefix | null = null;
   let transform: ResponseTransform | null = null;
@@ -238,10 +238,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #maxResponseBytes: number;
   /** the held response of a rule with sha256, until its digest is checked */
   #pinned: { chunks: Buffer[]; hash: Hash } | null = null;
-  /**
-   * An inspector's transform of the body (the content seam; MCP filters list answers): the
-   * upstream's bytes go through it first, then to the scrub or the client. (No pinned rule has one.)
-   */
+  /** an inspector's response transform (the content seam): upstream bytes → it → scrub or client */
   #transform: Duplex | null = null;
 
   constructor(
@@ -251,7 +248,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly ex: Exchange,
     private readonly res: ServerResponse,
     private readonly tool: string,
-    /** an inspector's transform of the response (the content seam), applied before scrubbing */
+    /** an inspector's transform of the response body (the content seam), applied before scrubbing */
     private readonly transform: ResponseTransform | null = null,
   ) {
     this.#maxResponseBytes = decision.limits.max_response_bytes;
@@ -262,25 +259,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         this.#abort?.();
       }
     });
-    res.on('drain', () => (this.#scrub ? this.#scrub.resume() : this.#downstreamReady()));
-  }
-
-  /** The scrub or the client can take more: the transform (if any) goes on, else the upstream. */
-  #downstreamReady(): void {
-    if (this.#transform) this.#transform.resume();
-    else this.#resume?.();
-  }
-
-  /** Starts the inspector's transform: its output goes where the upstream's bytes would have. */
-  #startTransform(body: Duplex): void {
-    this.#transform = body;
-    body.on('data', (chunk: Buffer) => {
-      const more = this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
-      if (!more) body.pause();
-    });
-    body.on('drain', () => this.#resume?.());
-    body.once('end', () => this.#finish());
-    body.once('error', (error: Error) => this.#sink().fail(error));
+    res.on('drain', () => (this.#scrub ? this.#scrub.resume() : this.#transform ? this.#transform.resume() : this.#resume?.()));
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -319,21 +298,19 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.#refuse('response_too_large', detail);
       return false;
     }
-    const hasBody = this.ex.method !== 'HEAD' && status !== 204 && status !== 304;
-    // An inspector's transform reads the upstream's own head and body, before scrubbing: the scrub
-    // then sees the head and body the transform gives.
-    const transformed = hasBody ? (this.transform?.({ status, headers }) ?? null) : null;
+    const transformed = this.transform?.({ status, headers }) ?? null;
     if (transformed) {
       headers = transformed.headers;
-      this.#startTransform(transformed.body);
+      this.#wireTransform(transformed.body);
     }
+    const hasBody = this.ex.method !== 'HEAD' && status !== 204 && status !== 304;
     const scrub = scrubResponse(this.runtime, headers, hasBody, this.#sink(), this.#maxResponseBytes);
     if (scrub === 'undecodable') {
       this.#refuse('upstream_protocol', 'the response uses a content coding sluice cannot decode to scrub secret values');
       return false;
     }
     this.#scrub = scrub.body;
-    if (scrub.body) scrub.body.onWritable = () => this.#downstreamReady();
+    if (scrub.body) scrub.body.onWritable = () => (this.#transform ? this.#transform.resume() : this.#resume?.());
     this.ex.status = status;
     this.#head = { status, statusText: scrubStatusText(this.runtime, statusText), headers: scrub.headers };
     if (this.decision.sha256 !== null) {
@@ -344,6 +321,42 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     // A scrubbed body says when its head may go (gzip data is checked before a byte of it).
     if (!this.#scrub) this.#writeHead(null);
     return true;
+  }
+
+  /** The transform's output goes on to the scrub or the client; its end ends the response. */
+  #wireTransform(body: Duplex): void {
+    this.#transform = body;
+    body.on('data', (chunk: Buffer) => {
+      if (!this.#downstream(chunk)) body.pause();
+    });
+    body.on('drain', () => this.#resume?.());
+    body.once('end', () => this.#finish());
+    body.once('error', (err: Error) => {
+      const detail = `the response transform of rule ${this.decision.rule} failed: ${err.message}`;
+      this.#scrub?.destroy();
+      this.#release();
+      this.#abort?.();
+      if (this.res.headersSent) {
+        this.ex.settle('upstream_protocol', detail);
+        this.res.destroy();
+      } else {
+        this.#refuse('upstream_protocol', detail);
+      }
+    });
+  }
+
+  /** Body bytes after the transform (if any): to the scrub, or straight to the client. */
+  #downstream(chunk: Buffer): boolean {
+    return this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
+  }
+
+  /** The body is all through: end the scrub (it ends the response) or the response. */
+  #finish(): void {
+    if (this.#scrub) this.#scrub.end();
+    else {
+      this.res.end();
+      this.#release();
+    }
   }
 
   /** Where a scrubbed body goes: the client, after the head. */
@@ -377,9 +390,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
    */
   #release(): void {
     this.#scrub = null;
-    this.#transform = null;
     this.#head = null;
     this.#pinned = null;
+    this.#transform = null;
   }
 
   #writeHead(length: number | null): void {
@@ -407,8 +420,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.#pinned.hash.update(chunk);
       return true;
     }
-    if (this.#transform) return this.#transform.write(chunk);
-    return this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
+    return this.#transform ? this.#transform.write(chunk) : this.#downstream(chunk);
   }
 
   #cut(detail: string): void {
@@ -435,30 +447,25 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         const answer = this.ex.answer('digest_mismatch', detail);
         sendAnswer(this.res, answer);
         this.#scrub?.destroy();
+        this.#transform?.destroy();
         this.#release();
         return;
       }
       this.#pinned = null;
-      if (this.#scrub) {
-        for (const chunk of chunks) this.#scrub.write(chunk);
-      } else {
-        this.#writeHead(null);
-        for (const chunk of chunks) this.res.write(chunk);
+      // A scrub writes the head itself when its body may go.
+      if (!this.#scrub) this.#writeHead(null);
+      for (const chunk of chunks) {
+        if (this.#transform) this.#transform.write(chunk);
+        else this.#downstream(chunk);
       }
     }
-    // A transform finishes once its own output is out (see #startTransform).
-    if (this.#transform) this.#transform.end();
-    else this.#finish();
-  }
-
-  /** The body is all out of the upstream (and the transform): end it toward the client. */
-  #finish(): void {
-    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
-    if (this.#scrub) this.#scrub.end();
-    else {
-      this.res.end();
-      this.#release();
+    // The transform's end finishes the response (it may still hold bytes).
+    if (this.#transform) {
+      this.#transform.end();
+      return;
     }
+    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
+    this.#finish();
   }
 
   onError(err: Error): void {
