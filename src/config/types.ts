@@ -53,6 +53,8 @@ export interface RuleDoc {
   mcp?: McpRuleDoc;
   /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
   git?: GitRuleDoc;
+  // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
+  exfil_ok?: string;
 }
 
 /** MCP-aware rule (issue 18): names or globs ("*" = any run of characters) the JSON-RPC calls may name. */
@@ -81,6 +83,10 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
+  // issue 16: per-tool learning; absent = the policy's on_violation
+  on_violation?: 'block' | 'review';
+  /** RFC 3339; with on_violation: review, when the review ends and the tool blocks again */
+  review_until?: string;
 }
 
 export interface PolicyDoc {
