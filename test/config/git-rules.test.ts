@@ -69,7 +69,9 @@ t.test('schema problems', async (t) => {
   t.same(problems(t, policy('          push: { refs: ["heads/main"] }\n')), [
     'policy.yaml:8: tools.agent.allow[0].git.push.refs[0]: expected a ref glob starting with "refs/" [bad_format]',
   ]);
-  t.same(problems(t, policy('          pull: true\n')), ['policy.yaml:8: tools.agent.allow[0].git.pull: unknown field "pull" (did you mean "push"?) [unknown_field]']);
+  t.same(problems(t, policy('          pull: true\n')), [
+    'policy.yaml:8: tools.agent.allow[0].git.pull: unknown field "pull" (did you mean "push"?) [unknown_field]',
+  ]);
 });
 
 t.test('sluice’s own checks of ref globs', async (t) => {
