@@ -27,6 +27,7 @@ const RESULTS = path.join(BENCH, 'results');
 const DEFAULT_PORTS = {
   upstreamHttp: 18080,
   upstreamHttps: 18443,
+  upstreamMcp: 18444,
   squid: 13128,
   tinyproxy: 13129,
   sluice: 13130,
@@ -41,6 +42,7 @@ const CREDENTIALS = {
   bench: 'bench:sluice-bench-token',
   mitm: 'bench-mitm:bench-mitm-token',
   secret: 'bench-secret:bench-secret-token',
+  mcp: 'bench-mcp:bench-mcp-token',
 };
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -369,6 +371,7 @@ function benchPolicy() {
     .readFileSync(original, 'utf8')
     .replaceAll(`:${DEFAULT_PORTS.upstreamHttp}"`, `:${PORTS.upstreamHttp}"`)
     .replaceAll(`:${DEFAULT_PORTS.upstreamHttps}"`, `:${PORTS.upstreamHttps}"`)
+    .replaceAll(`:${DEFAULT_PORTS.upstreamMcp}"`, `:${PORTS.upstreamMcp}"`)
     .replace('upstream_ca: tls/upstream.pem', `upstream_ca: ${path.join(BENCH, 'tls', 'upstream.pem')}`);
   const copy = path.join(tmp, 'policy.yaml');
   fs.writeFileSync(copy, text);
@@ -473,6 +476,21 @@ async function wrkSmallGet({ proxyPort, auth, target, seconds }) {
       errors,
       read_errors: r.errors.read,
     },
+  };
+}
+
+/** MCP tools/call round trips with the official SDK (bench/mcpload.mjs runs its own MCP server). */
+async function mcpCalls({ proxyPort, auth, ca, seconds }) {
+  const env = { MCP_PORT: String(PORTS.upstreamMcp), SECONDS: String(seconds), CONC: '8' };
+  if (proxyPort) Object.assign(env, { PROXY_URL: `http://127.0.0.1:${proxyPort}`, PROXY_AUTH: auth, CA_FILE: ca });
+  const { stdout, stderr } = await runClient(process.execPath, [path.join(BENCH, 'mcpload.mjs')], { env, timeoutMs: (seconds + 30) * 1000 });
+  const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (!line) return { error: `mcpload: ${(stderr || stdout).trim().split('\n').at(-1)}` };
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  if (r.requests <= 0) return { error: `mcpload: no successful call (${r.errors} failed)` };
+  return {
+    requests: r.requests,
+    values: { rps: r.requests / (r.duration_us / 1e6), p50_ms: r.p50_us / 1000, p99_ms: r.p99_us / 1000, errors: r.errors },
   };
 }
 
@@ -703,6 +721,18 @@ const ROWS = [
     measure: bulk,
   },
   {
+    id: 'mcp_call',
+    title: 'MCP tools/call round trips, official SDK client and server, 8 sessions (sluice reads every call; mcpload)',
+    columns: ['direct', 'sluice'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: CREDENTIALS.mcp, ca: p.direct ? UPSTREAM_CA : p.mitmCa }),
+    measure: mcpCalls,
+    warmup: true,
+    // The MCP server runs inside mcpload.mjs: there is nothing to probe before it starts.
+    noProbe: true,
+    intercepted: true,
+  },
+  {
     id: 'idle_tunnels',
     title: 'memory holding idle CONNECT tunnels (TLS, one GET each, then idle; run first, on fresh processes)',
     columns: ['sluice', 'squid', 'tinyproxy'],
@@ -719,11 +749,11 @@ const ROWS = [
 async function runCell(row, column, proxy) {
   const direct = column === 'direct';
   if (!direct && proxy.reason) return { na: proxy.reason };
-  if (row.id.startsWith('mitm') || row.id === 'bulk_mitm') {
+  if (row.id.startsWith('mitm') || row.id === 'bulk_mitm' || row.intercepted) {
     if (!direct && !proxy.mitmCa) return { na: proxy.mitmReason ?? 'no interception CA' };
   }
   const route = { ...row.route({ ...proxy, direct }), proxyPort: direct ? undefined : proxy.port, rootPid: proxy.pid };
-  const refused = await probe(route);
+  const refused = row.noProbe ? null : await probe(route);
   if (refused) return { na: `probe: ${refused}` };
   // an unrecorded first pass, so a JIT-compiled proxy is measured warm like the others
   if (row.warmup) await row.measure({ ...route, seconds: settings.warmupSeconds });

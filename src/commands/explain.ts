@@ -2,7 +2,9 @@ import { loadPolicy } from '../config/load.js';
 import { PolicyError } from '../config/errors.js';
 import { classifyAddress, compileAddressPolicy } from '../net/address.js';
 import { VettingResolver } from '../net/resolve.js';
-import { compilePolicy } from '../policy/compile.js';
+import type { CompiledGitRule } from '../git/rules.js';
+import { compilePolicy, type CompiledPolicy } from '../policy/compile.js';
+import type { CompiledMcp } from '../mcp/names.js';
 import { decide, explain } from '../policy/decide.js';
 import { parseAbsoluteTarget, parseConnectTarget } from '../proxy/target.js';
 import { parseFlags, UsageError } from './usage.js';
@@ -63,8 +65,28 @@ export async function runExplain(args: string[]): Promise<number> {
   if (https) {
     // Whether the tunnel is opened up is the CONNECT's decision, whatever the method asked about.
     const connect = method === 'CONNECT' ? d : decide(compiled, tool, { phase: 'connect', host: host.host, port, method: 'CONNECT', now });
-    out.push(`tls: ${connect.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
+    // A git: or mcp: rule forces interception: what it reads is inside the TLS.
+    const rules = compiled.tools.get(tool)?.rules ?? [];
+    const byGit = rules.find((r) => r.git !== null && (r.id === d.rule || r.id === connect.rule));
+    const byMcp = mcpOf(compiled, tool, connect.rule) ?? mcpOf(compiled, tool, d.rule);
+    const why = byGit
+      ? `rule ${byGit.id} has git:, so pushes are read inside`
+      : byMcp
+        ? 'an mcp: rule reads the JSON-RPC calls'
+        : 'a rule or secret needs to see inside';
+    out.push(`tls: ${connect.intercept ? `intercepted (${why})` : 'tunnelled untouched'}`);
   }
+  const mcp = mcpOf(compiled, tool, d.rule);
+  if (mcp) {
+    const list = (names: { patterns: readonly string[] } | null, absent: string): string =>
+      names === null ? absent : names.patterns.length === 0 ? 'none' : names.patterns.join(', ');
+    out.push(
+      `mcp: tools/call ${list(mcp.tools, 'any')}; resources/read ${list(mcp.resources, 'any')}; prompts/get ${list(mcp.prompts, 'any')}; ` +
+        `other methods ${list(mcp.methods, 'none')} (initialize, ping, notifications and */list pass; list answers are filtered)`,
+    );
+  }
+  const gitRule = compiled.tools.get(tool)?.rules.find((r) => r.id === d.rule)?.git ?? null;
+  if (gitRule) out.push(`git: ${gitSummary(gitRule)}`);
   const l = d.limits;
   out.push(
     `limits: max_request_bytes ${l.max_request_bytes}, max_response_bytes ${l.max_response_bytes}, ` +
@@ -106,6 +128,11 @@ export async function runExplain(args: string[]): Promise<number> {
   return d.verdict === 'deny' ? 1 : 0;
 }
 
+/** The MCP part of the rule a decision names, if it is an mcp: rule. */
+function mcpOf(compiled: CompiledPolicy, tool: string, rule: string | null): CompiledMcp | null {
+  return rule === null ? null : (compiled.tools.get(tool)?.byId.get(rule)?.mcp ?? null);
+}
+
 function httpsTarget(url: string) {
   const m = /^https:\/\/([^/?#]*)([^#]*)$/i.exec(url);
   if (!m) return { ok: false as const, why: 'not a valid https:// URL' };
@@ -113,4 +140,11 @@ function httpsTarget(url: string) {
   const parsed = parseConnectTarget(authority);
   if (!parsed.ok) return parsed;
   return { ok: true as const, target: { ...parsed.target, path: m[2] || '/' } };
+}
+
+/** A rule's git: as explain prints it; the intercept it forces is on the tls line. */
+function gitSummary(git: CompiledGitRule): string {
+  const refs = git.push.refs.length === 0 ? 'no refs' : git.push.refs.map((g) => g.pattern).join(', ');
+  const flags = `create ${git.push.create}, delete ${git.push.delete}, tags ${git.push.tags}`;
+  return `push to ${refs} (${flags}); fetch ${git.fetch ? 'allowed' : 'refused'}; pushes are read after TLS interception`;
 }

@@ -50,8 +50,30 @@ export interface RuleDoc {
   paths?: string[];
   sha256?: string;
   limits?: Partial<Limits>;
+  mcp?: McpRuleDoc;
+  /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
+  git?: GitRuleDoc;
   // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
   exfil_ok?: string;
+}
+
+/** MCP-aware rule (issue 18): names or globs ("*" = any run of characters) the JSON-RPC calls may name. */
+export interface McpRuleDoc {
+  /** what tools/call may name; [] = none */
+  tools: string[];
+  /** what resources/read may name (URIs); absent = any */
+  resources?: string[];
+  /** what prompts/get may name; absent = any */
+  prompts?: string[];
+  /** further JSON-RPC methods let through unchecked */
+  methods?: string[];
+}
+
+/** A rule's `git:` field (issue 21); the schema fills in the defaults. */
+export interface GitRuleDoc {
+  push?: { refs?: string[]; create?: boolean; delete?: boolean; tags?: boolean };
+  /** false refuses git-upload-pack (clone, fetch) on this rule */
+  fetch?: boolean;
 }
 
 export interface ToolDoc {

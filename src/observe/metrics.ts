@@ -25,6 +25,8 @@ export interface SluiceMetrics {
   /** sluice_policy_info{sha256}=1 for this policy only */
   policyLoaded(sha256: string): void;
   reloadFailed(): void;
+  /** one JSON-RPC call an mcp: rule read (labels already bounded by the observer) */
+  mcpCall(tool: string, method: string, mcpTool: string, decision: string): void;
   /**
    * sluice_audit_last_seq: read at each scrape (nothing per record). `worker` labels the series of
    * one worker under --workers, whose primary sums the workers' registries.
@@ -99,6 +101,13 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     registers,
   });
 
+  const mcpCalls = new Counter({
+    name: 'sluice_mcp_calls_total',
+    help: 'JSON-RPC calls read by mcp: rules, by tool, MCP method, MCP tool (names the policy lists, else "other") and decision',
+    labelNames: ['tool', 'method', 'mcp_tool', 'decision'] as const,
+    registers,
+  });
+
   let readAuditSeq: (() => number) | null = null;
   let auditWorker: string | null = null;
   new Gauge({
@@ -157,6 +166,7 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
       policyInfo.set({ sha256 }, 1);
     },
     reloadFailed: () => reloadFailures.inc(),
+    mcpCall: (tool, method, mcpTool, decision) => mcpCalls.inc({ tool, method, mcp_tool: mcpTool, decision }),
     auditSeq: (read, worker) => {
       readAuditSeq = read;
       auditWorker = worker == null ? null : String(worker);

@@ -221,9 +221,13 @@ function consider(
     return { matched: false, why: `port ${req.port} is not among the allowed ports ${rule.ports.join(', ')}` };
   }
   if (path === null) {
-    const why = rule.inspects
-      ? 'host and port match; methods, paths and digest are checked on each request after TLS interception'
-      : 'host and port match';
+    const why = rule.mcp
+      ? 'host and port match; an mcp: rule intercepts TLS and checks the JSON-RPC calls of each request'
+      : rule.git
+        ? 'host and port match; methods, paths and git pushes (git:) are checked on each request after TLS interception'
+        : rule.inspects
+          ? 'host and port match; methods, paths and digest are checked on each request after TLS interception'
+          : 'host and port match';
     return { matched: true, why };
   }
   if (!methodAllowed(rule, req.method)) {
@@ -235,5 +239,7 @@ function consider(
     return { matched: false, why };
   }
   const pinned = rule.sha256 === null ? '' : '; the body must match the pinned sha256';
-  return { matched: true, why: `host, port, method and path match${pinned}` };
+  const git = rule.git === null ? '' : '; a push is checked ref by ref against git:';
+  const mcp = rule.mcp === null ? '' : `; MCP calls are checked (tools: ${rule.mcp.tools.patterns.join(', ') || 'none'})`;
+  return { matched: true, why: `host, port, method and path match${pinned}${git}${mcp}` };
 }
