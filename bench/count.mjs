@@ -29,7 +29,7 @@ let ok = 0;
 let fail = 0;
 let firstError = null;
 
-function one(retried = false) {
+function one(retries = 0) {
   return new Promise((resolve) => {
     const req = http.request(
       opt.proxy
@@ -49,7 +49,7 @@ function one(retried = false) {
     );
     req.once('error', (err) => {
       // a kept-alive socket the server closed meanwhile (tinyproxy closes after each response)
-      if (req.reusedSocket && !retried) return void one(true).then(resolve);
+      if (req.reusedSocket && retries < 10) return void one(retries + 1).then(resolve);
       fail++;
       firstError ??= err.message;
       resolve();

@@ -70,12 +70,16 @@ const sluiceNodeFlags = (process.env.BENCH_SLUICE_NODE_FLAGS ?? '').split(' ').f
 const onlyRows = onlyFromArgs() ?? envList('BENCH_ROWS');
 
 // node = a bare Node `http.createServer().listen()`: the floor of any Node server (startup, rss rows)
-const COLUMNS = ['direct', 'sluice', 'squid', 'squid-bump', 'tinyproxy', 'node'];
+// sluice-base = another build of sluice (BENCH_SLUICE_BASE=path/to/dist/cli.js), for an A/B of the cold rows
+const sluiceBase = process.env.BENCH_SLUICE_BASE ? path.resolve(process.env.BENCH_SLUICE_BASE) : null;
+const BASE_COLUMN = sluiceBase ? ['sluice-base'] : [];
+const COLUMNS = ['direct', 'sluice', ...BASE_COLUMN, 'squid', 'squid-bump', 'tinyproxy', 'node'];
 const RATIOS = [
   ['sluice/squid', 'squid'],
   ['sluice/squid-bump', 'squid-bump'],
   ['sluice/tinyproxy', 'tinyproxy'],
   ['sluice/node', 'node'],
+  ...(sluiceBase ? [['sluice/sluice-base', 'sluice-base']] : []),
 ];
 
 function onlyFromArgs() {
@@ -647,8 +651,9 @@ function coldSpec(column, n, { newCa = false } = {}) {
       const code = `require('node:http').createServer((q, s) => s.end('ok')).listen(${port}, '127.0.0.1')`;
       return { port, cmd: process.execPath, args: ['-e', code], url: `http://127.0.0.1:${port}/` };
     }
-    case 'sluice': {
-      const cli = path.join(ROOT, 'dist', 'cli.js');
+    case 'sluice':
+    case 'sluice-base': {
+      const cli = column === 'sluice' ? path.join(ROOT, 'dist', 'cli.js') : sluiceBase;
       if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
       const port = PORTS.coldSluice;
       const args = [
@@ -662,9 +667,9 @@ function coldSpec(column, n, { newCa = false } = {}) {
         '--admin',
         `127.0.0.1:${PORTS.coldSluiceAdmin}`,
         '--ca-dir',
-        path.join(tmp, newCa ? `cold-ca-${n}` : 'cold-ca'),
+        path.join(tmp, newCa ? `cold-ca-${column}-${n}` : 'cold-ca'),
         '--audit',
-        path.join(tmp, `cold-audit-${n}.log`),
+        path.join(tmp, `cold-audit-${column}-${n}.log`),
         '--no-watch',
       ];
       return { port, admin: PORTS.coldSluiceAdmin, cmd: process.execPath, args, env: { BENCH_SECRET: secretValue }, auth: CREDENTIALS.bench };
@@ -754,7 +759,7 @@ async function measureStartup(column, { newCa = false } = {}) {
   const key = `${column}${newCa ? '+new-ca' : ''}`;
   // the bare node server has no CA: its figures are the same for both startup rows
   if (coldCache.has(key)) return coldCache.get(key);
-  if (column === 'sluice' && !newCa && !fs.existsSync(path.join(tmp, 'cold-ca'))) {
+  if (column.startsWith('sluice') && !newCa && !fs.existsSync(path.join(tmp, 'cold-ca'))) {
     execFileSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'ca', 'init', '--dir', path.join(tmp, 'cold-ca')], { stdio: 'ignore' });
   }
   const runs = [];
@@ -850,7 +855,7 @@ const ROWS = [
     id: 'startup',
     group: 'startup',
     title: `startup, existing CA (median of ${COLD_STARTS} spawns)`,
-    columns: ['sluice', 'squid', 'tinyproxy', 'node'],
+    columns: ['sluice', ...BASE_COLUMN, 'squid', 'tinyproxy', 'node'],
     metrics: ['startup_ms', 'startup_cpu_ms', 'readyz_ms', 'ready_at_accept'],
     cold: (column) => measureStartup(column),
   },
@@ -858,7 +863,7 @@ const ROWS = [
     id: 'startup_new_ca',
     group: 'startup',
     title: `startup, first start that creates the CA (median of ${COLD_STARTS} spawns)`,
-    columns: ['sluice', 'node'],
+    columns: ['sluice', ...BASE_COLUMN, 'node'],
     metrics: ['startup_ms', 'startup_cpu_ms', 'readyz_ms', 'ready_at_accept'],
     cold: (column) => measureStartup(column, { newCa: true }),
   },
@@ -866,7 +871,7 @@ const ROWS = [
     id: 'rss',
     group: 'rss',
     title: `resident memory of a fresh instance, idle and after ${RSS_REQUESTS} small GETs (median of ${RSS_STARTS})`,
-    columns: ['sluice', 'squid', 'tinyproxy', 'node'],
+    columns: ['sluice', ...BASE_COLUMN, 'squid', 'tinyproxy', 'node'],
     metrics: ['idle_rss_mib', 'rss_1k_mib'],
     cold: measureRss,
   },
@@ -1106,7 +1111,7 @@ async function runRow(row, proxies) {
   for (const column of row.columns) {
     if (stopping) break;
     // direct and the bare node server are references: BENCH_ONLY never skips them
-    if (onlyColumns && column !== 'direct' && column !== 'node' && !onlyColumns.has(column)) {
+    if (onlyColumns && !['direct', 'node', 'sluice-base'].includes(column) && !onlyColumns.has(column)) {
       result.na[column] = 'skipped (BENCH_ONLY)';
       continue;
     }
