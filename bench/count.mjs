@@ -2,7 +2,7 @@
 // (wrk runs for a time, not a count). Through a forward proxy the requests are absolute-form,
 // as clients send them; without --proxy they go straight to the target.
 //
-//   node count.mjs --url http://127.0.0.1:18080/small [--proxy PORT] [--auth user:pass] [--count 1000] [--conc 10]
+//   node count.mjs --url http://127.0.0.1:18080/small [--proxy PORT] [--auth user:pass] [--count 1000] [--conc 10] [--close]
 //
 // Prints one JSON line: {"ok","fail","first_error"}.
 import http from 'node:http';
@@ -15,13 +15,15 @@ const { values: opt } = parseArgs({
     auth: { type: 'string' },
     count: { type: 'string', default: '1000' },
     conc: { type: 'string', default: '10' },
+    // a new connection per request, for a proxy that closes after each response (tinyproxy)
+    close: { type: 'boolean', default: false },
   },
 });
 if (!opt.url) throw new Error('--url is required');
 const target = new URL(opt.url);
 const total = Number(opt.count);
-const agent = new http.Agent({ keepAlive: true, maxSockets: Number(opt.conc) });
-const headers = { host: target.host };
+const agent = new http.Agent({ keepAlive: !opt.close, maxSockets: Number(opt.conc) });
+const headers = { host: target.host, ...(opt.close ? { connection: 'close' } : {}) };
 if (opt.auth) headers['proxy-authorization'] = `Basic ${Buffer.from(opt.auth).toString('base64')}`;
 
 let started = 0;

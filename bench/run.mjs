@@ -687,7 +687,8 @@ function coldSpec(column, n, { newCa = false } = {}) {
       fs.mkdirSync(dir, { recursive: true });
       const conf = path.join(tmp, 'cold-tinyproxy.conf');
       fs.writeFileSync(conf, fill('tinyproxy.conf.tmpl', { PORT: PORTS.coldTinyproxy, DIR: dir, MAXCLIENTS: 100 }));
-      return { port: PORTS.coldTinyproxy, cmd: 'tinyproxy', args: ['-d', '-c', conf] };
+      // it closes the connection after each response: the rss row's client reconnects per request
+      return { port: PORTS.coldTinyproxy, cmd: 'tinyproxy', args: ['-d', '-c', conf], closes: true };
     }
     default:
       throw new Error(`no cold start for ${column}`);
@@ -799,6 +800,7 @@ async function measureRss(column) {
         const args = [path.join(BENCH, 'count.mjs'), '--url', spec.url ?? HTTP_SMALL, '--count', String(RSS_REQUESTS), '--conc', '10'];
         if (!spec.url) args.push('--proxy', String(spec.port));
         if (spec.auth) args.push('--auth', spec.auth);
+        if (spec.closes) args.push('--close');
         const { stdout, stderr } = await runClient(process.execPath, args, { timeoutMs: 60_000 });
         let report;
         try {
