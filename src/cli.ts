@@ -1,6 +1,12 @@
 #!/usr/bin/env node
 // sluice's command line: a thin dispatcher; each command lives in src/commands/.
+import module from 'node:module';
 import { UsageError } from './commands/usage.js';
+
+// Node 22.1+ keeps V8's compiled code of the modules a start loads on disk (in NODE_COMPILE_CACHE, or
+// the OS temp dir), so the next start skips most of the compiling; Node 20 has no such API. A cache
+// that cannot be written (a read-only root) leaves the start as it was: the call reports, never throws.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 const USAGE = `sluice: an HTTP(S) forward egress proxy for sandboxed tools
 
