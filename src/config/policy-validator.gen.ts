@@ -6,7 +6,7 @@
 import runtime_0 from 'ajv/dist/runtime/ucs2length.js';
 
 export const policy = validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://sluice.dev/schema/network-egress.schema.json","title":"sluice egress policy","description":"Which tools may reach which hosts through the sluice egress proxy, with which credentials and limits. Anything not allowed here is denied.","type":"object","additionalProperties":false,"required":["version"],"properties":{"version":{"description":"Policy format version. Always 1.","const":1},"strict":{"description":"Refuse risky policies: allow-all hosts (a bare \"*\", a wildcard over a public suffix such as \"*.com\" or \"*.github.io\", or over a name with a public suffix under it such as \"*.amazonaws.com\"), network.private_ip: allow, on_violation: review (one tool may still review until its review_until, at most 14 days ahead), and secrets with allow_plaintext. Turn off only while rolling out.","type":"boolean","default":true},"on_violation":{"description":"What happens to a request no rule allows: \"block\" denies it; \"review\" lets it through but records a policy.violation event (for rolling out a new policy; forbidden in strict mode).","enum":["block","review"],"default":"block"},"network":{"description":"Address and port rules that apply to every tool.","type":"object","additionalProperties":false,"default":{},"properties":{"private_ip":{"description":"Whether tools may reach private, loopback, link-local and other non-public addresses after DNS resolution. \"allow\" is forbidden in strict mode; prefer allow_private_cidrs.","enum":["deny","allow"],"default":"deny"},"allow_private_cidrs":{"description":"Narrow exceptions to private_ip: deny, as CIDRs such as \"10.1.2.3/32\" for one internal service.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"dns_servers":{"description":"DNS servers sluice asks, as \"ip\" or \"ip:port\" (\"[v6]:port\" for IPv6 with a port). Empty means the system's resolvers.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"allow_ports":{"description":"Ports a rule allows when it names none itself.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true,"default":[80,443]}}},"tls":{"description":"TLS settings for connections from sluice to upstream servers.","type":"object","additionalProperties":false,"default":{},"properties":{"upstream_ca":{"description":"A PEM file of extra CA certificates trusted for upstream servers, besides the system store (relative paths are taken from the policy file's directory). null for none.","type":["string","null"],"minLength":1,"default":null}}},"limits":{"description":"Limits for every tool. A tool or a rule may override any of them with its own limits.","type":"object","additionalProperties":false,"default":{},"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":10485760},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit. Responses sluice reads (plain HTTP, intercepted HTTPS) are capped by max_response_bytes each instead.","type":"integer","minimum":0,"maximum":9007199254740991,"default":0},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":1048576},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647,"default":60000},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647,"default":10000},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647,"default":0},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000,"default":256},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000,"default":0}}},"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools","default":{}},"include":{"description":"Policy fragments to load, as glob patterns relative to this file's directory (e.g. \"policy.d/*.yaml\"). A fragment holds only tools and secrets, and may add new ones but never redefine one declared elsewhere.","type":"array","items":{"type":"string","minLength":1,"pattern":"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$","x-expected":"a relative glob that stays inside the policy file's directory (no leading \"/\" and no \"..\" segment)"},"uniqueItems":true}},"$defs":{"fragment":{"description":"A policy fragment named by include: only new tools and, optionally, new secrets.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools"}}},"secrets":{"description":"Credentials sluice injects for tools, by alias. A tool never sees a real value: it writes the placeholder, and sluice swaps it for the value only on the way to one of the secret's hosts.","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/secret"}},"secret":{"description":"One credential.","type":"object","additionalProperties":false,"required":["from","hosts"],"properties":{"from":{"description":"Where sluice reads the real value when it starts or reloads: { env: NAME } or { file: PATH } (a relative path is taken from the policy file's directory).","type":"object","additionalProperties":false,"properties":{"env":{"description":"Name of the environment variable holding the value.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"file":{"description":"Path of a file holding the value (a trailing newline is trimmed); the file is re-read when it changes.","type":"string","minLength":1}},"oneOf":[{"required":["env"]},{"required":["file"]}]},"hosts":{"description":"The only hosts the real value may be sent to, in the same forms as a rule host. Never \"*\" or a public-suffix wildcard; in strict mode not a wildcard with a public suffix under it either (\"*.amazonaws.com\").","type":"array","items":{"type":"string"},"minItems":1,"uniqueItems":true},"require":{"description":"When true, every request from a tool granted this secret to one of its hosts must carry the placeholder in a header of swap_in (or have the value injected), and no other credential in that header, so a tool cannot use a foreign token there.","type":"boolean","default":false},"inject":{"description":"Optional: a header sluice sets on every request to the secret's hosts from a tool granted the secret.","type":"object","additionalProperties":false,"required":["header","format"],"properties":{"header":{"description":"Header name, e.g. Authorization.","type":"string","pattern":"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$","x-expected":"an HTTP header name"},"format":{"description":"Header value, with {value} standing for the real secret, e.g. \"Bearer {value}\".","type":"string","pattern":"^[^\\r\\n]*\\{value\\}[^\\r\\n]*$","x-expected":"one line of text containing \"{value}\""}}},"swap_in":{"description":"Where in a request the tool may write the placeholder for sluice to swap: \"header:<Name>\" (that request header, also inside Basic auth), \"query\", \"path\", \"body\". A placeholder anywhere else is refused with secret_misplaced. Defaults to the inject header when the secret is injected, else [\"header:Authorization\"]: query, path and body are where upstreams store and echo text, so they must be asked for. With \"body\", Range and If-Range are stripped from requests to the secret's hosts.","type":"array","items":{"type":"string","pattern":"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|query|path|body)$","x-expected":"\"header:<Name>\" (e.g. \"header:Authorization\"), \"query\", \"path\" or \"body\""},"uniqueItems":true},"allow_plaintext":{"description":"Swap and inject over plain http:// too. By default a placeholder or an injection toward the secret's hosts is refused with secret_insecure unless the request goes upstream over TLS sluice verified. For loopback development only; strict mode refuses it.","type":"boolean","default":false},"placeholder":{"description":"The stand-in a tool writes instead of the real value. Defaults to \"__sluice_secret_<alias>__\".","type":"string","pattern":"^[A-Za-z0-9_-]{8,128}$","x-expected":"8 to 128 letters, digits, \"_\" or \"-\""}}},"tools":{"description":"The tools allowed to use sluice, by the name they authenticate with (Proxy-Authorization: Basic name:token).","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/tool"}},"tool":{"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it.","enum":["block","review"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]},"rule":{"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1}}},"limitOverrides":{"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000}}}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://sluice.dev/schema/network-egress.schema.json","title":"sluice egress policy","description":"Which tools may reach which hosts through the sluice egress proxy, with which credentials and limits. Anything not allowed here is denied.","type":"object","additionalProperties":false,"required":["version"],"properties":{"version":{"description":"Policy format version. Always 1.","const":1},"strict":{"description":"Refuse risky policies: allow-all hosts (a bare \"*\", a wildcard over a public suffix such as \"*.com\" or \"*.github.io\", or over a name with a public suffix under it such as \"*.amazonaws.com\"), network.private_ip: allow, on_violation: review (one tool may still review until its review_until, at most 14 days ahead), and secrets with allow_plaintext. Turn off only while rolling out.","type":"boolean","default":true},"on_violation":{"description":"What happens to a request no rule allows: \"block\" denies it; \"review\" lets it through but records a policy.violation event (for rolling out a new policy; forbidden in strict mode).","enum":["block","review"],"default":"block"},"network":{"description":"Address and port rules that apply to every tool.","type":"object","additionalProperties":false,"default":{},"properties":{"private_ip":{"description":"Whether tools may reach private, loopback, link-local and other non-public addresses after DNS resolution. \"allow\" is forbidden in strict mode; prefer allow_private_cidrs.","enum":["deny","allow"],"default":"deny"},"allow_private_cidrs":{"description":"Narrow exceptions to private_ip: deny, as CIDRs such as \"10.1.2.3/32\" for one internal service.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"dns_servers":{"description":"DNS servers sluice asks, as \"ip\" or \"ip:port\" (\"[v6]:port\" for IPv6 with a port). Empty means the system's resolvers.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"allow_ports":{"description":"Ports a rule allows when it names none itself.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true,"default":[80,443]}}},"tls":{"description":"TLS settings for connections from sluice to upstream servers.","type":"object","additionalProperties":false,"default":{},"properties":{"upstream_ca":{"description":"A PEM file of extra CA certificates trusted for upstream servers, besides the system store (relative paths are taken from the policy file's directory). null for none.","type":["string","null"],"minLength":1,"default":null}}},"limits":{"description":"Limits for every tool. A tool or a rule may override any of them with its own limits.","type":"object","additionalProperties":false,"default":{},"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":10485760},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit. Responses sluice reads (plain HTTP, intercepted HTTPS) are capped by max_response_bytes each instead.","type":"integer","minimum":0,"maximum":9007199254740991,"default":0},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":1048576},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647,"default":60000},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647,"default":10000},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647,"default":0},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000,"default":256},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000,"default":0}}},"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools","default":{}},"include":{"description":"Policy fragments to load, as glob patterns relative to this file's directory (e.g. \"policy.d/*.yaml\"). A fragment holds only tools and secrets, and may add new ones but never redefine one declared elsewhere.","type":"array","items":{"type":"string","minLength":1,"pattern":"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$","x-expected":"a relative glob that stays inside the policy file's directory (no leading \"/\" and no \"..\" segment)"},"uniqueItems":true}},"$defs":{"fragment":{"description":"A policy fragment named by include: only new tools and, optionally, new secrets.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools"}}},"secrets":{"description":"Credentials sluice injects for tools, by alias. A tool never sees a real value: it writes the placeholder, and sluice swaps it for the value only on the way to one of the secret's hosts.","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/secret"}},"secret":{"description":"One credential.","type":"object","additionalProperties":false,"required":["from","hosts"],"properties":{"from":{"description":"Where sluice reads the real value when it starts or reloads: { env: NAME } or { file: PATH } (a relative path is taken from the policy file's directory).","type":"object","additionalProperties":false,"properties":{"env":{"description":"Name of the environment variable holding the value.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"file":{"description":"Path of a file holding the value (a trailing newline is trimmed); the file is re-read when it changes.","type":"string","minLength":1}},"oneOf":[{"required":["env"]},{"required":["file"]}]},"hosts":{"description":"The only hosts the real value may be sent to, in the same forms as a rule host. Never \"*\" or a public-suffix wildcard; in strict mode not a wildcard with a public suffix under it either (\"*.amazonaws.com\").","type":"array","items":{"type":"string"},"minItems":1,"uniqueItems":true},"require":{"description":"When true, every request from a tool granted this secret to one of its hosts must carry the placeholder in a header of swap_in (or have the value injected), and no other credential in that header, so a tool cannot use a foreign token there.","type":"boolean","default":false},"inject":{"description":"Optional: a header sluice sets on every request to the secret's hosts from a tool granted the secret.","type":"object","additionalProperties":false,"required":["header","format"],"properties":{"header":{"description":"Header name, e.g. Authorization.","type":"string","pattern":"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$","x-expected":"an HTTP header name"},"format":{"description":"Header value, with {value} standing for the real secret, e.g. \"Bearer {value}\".","type":"string","pattern":"^[^\\r\\n]*\\{value\\}[^\\r\\n]*$","x-expected":"one line of text containing \"{value}\""}}},"swap_in":{"description":"Where in a request the tool may write the placeholder for sluice to swap: \"header:<Name>\" (that request header, also inside Basic auth), \"query\", \"path\", \"body\". A placeholder anywhere else is refused with secret_misplaced. Defaults to the inject header when the secret is injected, else [\"header:Authorization\"]: query, path and body are where upstreams store and echo text, so they must be asked for. With \"body\", Range and If-Range are stripped from requests to the secret's hosts.","type":"array","items":{"type":"string","pattern":"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|query|path|body)$","x-expected":"\"header:<Name>\" (e.g. \"header:Authorization\"), \"query\", \"path\" or \"body\""},"uniqueItems":true},"allow_plaintext":{"description":"Swap and inject over plain http:// too. By default a placeholder or an injection toward the secret's hosts is refused with secret_insecure unless the request goes upstream over TLS sluice verified. For loopback development only; strict mode refuses it.","type":"boolean","default":false},"placeholder":{"description":"The stand-in a tool writes instead of the real value. Defaults to \"__sluice_secret_<alias>__\".","type":"string","pattern":"^[A-Za-z0-9_-]{8,128}$","x-expected":"8 to 128 letters, digits, \"_\" or \"-\""}}},"tools":{"description":"The tools allowed to use sluice, by the name they authenticate with (Proxy-Authorization: Basic name:token).","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/tool"}},"tool":{"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it.","enum":["block","review"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]},"rule":{"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"mcp":{"$ref":"#/$defs/mcpRule"},"git":{"description":"Git push rules for smart HTTP (git-receive-pack): sluice intercepts the host, reads the command list of each push before anything reaches the server, and refuses the whole push (git prints each ref as rejected) when any command is not allowed. Force pushes cannot be told apart; use the server's branch protection for them.","type":"object","additionalProperties":false,"properties":{"push":{"description":"What a push may update.","type":"object","additionalProperties":false,"default":{},"properties":{"refs":{"description":"Ref names a push may update, as globs on the full name (\"refs/heads/agent/**\"; \"*\" within one component, \"**\" across components). None by default.","type":"array","items":{"type":"string","pattern":"^refs/","x-expected":"a ref glob starting with \"refs/\""},"uniqueItems":true,"default":[]},"create":{"description":"Whether a push may create a ref that matches refs.","type":"boolean","default":true},"delete":{"description":"Whether a push may delete a ref (a matching branch, or a tag when tags is true).","type":"boolean","default":false},"tags":{"description":"Whether a push may create tags (refs/tags/…); moving an existing tag also needs a refs glob naming it, deleting one also needs delete.","type":"boolean","default":false}}},"fetch":{"description":"Whether clone and fetch (git-upload-pack) are allowed on this rule.","type":"boolean","default":true}}},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1}}},"mcpRule":{"description":"MCP-aware rule: sluice intercepts the host and reads the JSON-RPC 2.0 messages POSTed to it (Streamable HTTP and the older HTTP+SSE transport). initialize, ping, notifications and the */list methods pass; tools/call, resources/read and prompts/get are checked by name; any other method is refused unless listed in methods. List answers are filtered to what may be called.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"tools":{"description":"Tool names (or globs, \"*\" = any run of characters) tools/call may name; [] allows none.","$ref":"#/$defs/mcpNames"},"resources":{"description":"Resource URIs (or globs) resources/read may name; any when absent.","$ref":"#/$defs/mcpNames"},"prompts":{"description":"Prompt names (or globs) prompts/get may name; any when absent.","$ref":"#/$defs/mcpNames"},"methods":{"description":"More JSON-RPC methods (or globs) to let through unchecked, e.g. completion/complete or logging/setLevel.","$ref":"#/$defs/mcpNames"}}},"mcpNames":{"type":"array","items":{"type":"string","minLength":1,"maxLength":1024,"pattern":"^[^\\u0000-\\u001f\\u007f]*$","x-expected":"a name or glob without control characters"},"uniqueItems":true},"limitOverrides":{"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000}}}}};
 const func1 = Object.prototype.hasOwnProperty;
 const func2 = runtime_0.default;
 const schema32 = {"description":"Credentials sluice injects for tools, by alias. A tool never sees a real value: it writes the placeholder, and sluice swaps it for the value only on the way to one of the secret's hosts.","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/secret"}};
@@ -553,11 +553,405 @@ const schema34 = {"description":"The tools allowed to use sluice, by the name th
 const schema35 = {"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it.","enum":["block","review"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]};
 const schema37 = {"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000}}};
 const pattern11 = new RegExp("^[0-9a-f]{64}$", "u");
-const pattern17 = new RegExp("^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$", "u");
-const schema36 = {"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1}}};
+const pattern22 = new RegExp("^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$", "u");
+const schema36 = {"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"mcp":{"$ref":"#/$defs/mcpRule"},"git":{"description":"Git push rules for smart HTTP (git-receive-pack): sluice intercepts the host, reads the command list of each push before anything reaches the server, and refuses the whole push (git prints each ref as rejected) when any command is not allowed. Force pushes cannot be told apart; use the server's branch protection for them.","type":"object","additionalProperties":false,"properties":{"push":{"description":"What a push may update.","type":"object","additionalProperties":false,"default":{},"properties":{"refs":{"description":"Ref names a push may update, as globs on the full name (\"refs/heads/agent/**\"; \"*\" within one component, \"**\" across components). None by default.","type":"array","items":{"type":"string","pattern":"^refs/","x-expected":"a ref glob starting with \"refs/\""},"uniqueItems":true,"default":[]},"create":{"description":"Whether a push may create a ref that matches refs.","type":"boolean","default":true},"delete":{"description":"Whether a push may delete a ref (a matching branch, or a tag when tags is true).","type":"boolean","default":false},"tags":{"description":"Whether a push may create tags (refs/tags/…); moving an existing tag also needs a refs glob naming it, deleting one also needs delete.","type":"boolean","default":false}}},"fetch":{"description":"Whether clone and fetch (git-upload-pack) are allowed on this rule.","type":"boolean","default":true}}},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1}}};
 const pattern14 = new RegExp("^[A-Z][A-Z0-9_-]{0,31}$", "u");
 const pattern15 = new RegExp("^/", "u");
 const pattern16 = new RegExp("^[0-9a-fA-F]{64}$", "u");
+const pattern21 = new RegExp("^refs/", "u");
+const schema38 = {"description":"MCP-aware rule: sluice intercepts the host and reads the JSON-RPC 2.0 messages POSTed to it (Streamable HTTP and the older HTTP+SSE transport). initialize, ping, notifications and the */list methods pass; tools/call, resources/read and prompts/get are checked by name; any other method is refused unless listed in methods. List answers are filtered to what may be called.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"tools":{"description":"Tool names (or globs, \"*\" = any run of characters) tools/call may name; [] allows none.","$ref":"#/$defs/mcpNames"},"resources":{"description":"Resource URIs (or globs) resources/read may name; any when absent.","$ref":"#/$defs/mcpNames"},"prompts":{"description":"Prompt names (or globs) prompts/get may name; any when absent.","$ref":"#/$defs/mcpNames"},"methods":{"description":"More JSON-RPC methods (or globs) to let through unchecked, e.g. completion/complete or logging/setLevel.","$ref":"#/$defs/mcpNames"}}};
+const schema39 = {"type":"array","items":{"type":"string","minLength":1,"maxLength":1024,"pattern":"^[^\\u0000-\\u001f\\u007f]*$","x-expected":"a name or glob without control characters"},"uniqueItems":true};
+const pattern17 = new RegExp("^[^\\u0000-\\u001f\\u007f]*$", "u");
+
+function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate26.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.tools === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "tools"},message:"must have required property '"+"tools"+"'",schema:schema38.required,parentSchema:schema38,data};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!((((key0 === "tools") || (key0 === "resources")) || (key0 === "prompts")) || (key0 === "methods"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema38,data};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.tools !== undefined){
+let data0 = data.tools;
+if(Array.isArray(data0)){
+const len0 = data0.length;
+for(let i0=0; i0<len0; i0++){
+let data1 = data0[i0];
+if(typeof data1 === "string"){
+if(func2(data1) > 1024){
+const err2 = {instancePath:instancePath+"/tools/" + i0,schemaPath:"#/$defs/mcpNames/items/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema39.items,data:data1};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+if(func2(data1) < 1){
+const err3 = {instancePath:instancePath+"/tools/" + i0,schemaPath:"#/$defs/mcpNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema39.items,data:data1};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+if(!pattern17.test(data1)){
+const err4 = {instancePath:instancePath+"/tools/" + i0,schemaPath:"#/$defs/mcpNames/items/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*$"+"\"",schema:"^[^\\u0000-\\u001f\\u007f]*$",parentSchema:schema39.items,data:data1};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/tools/" + i0,schemaPath:"#/$defs/mcpNames/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.items.type,parentSchema:schema39.items,data:data1};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+let i1 = data0.length;
+let j0;
+if(i1 > 1){
+const indices0 = {};
+for(;i1--;){
+let item0 = data0[i1];
+if(typeof item0 !== "string"){
+continue;
+}
+if(typeof indices0[item0] == "number"){
+j0 = indices0[item0];
+const err6 = {instancePath:instancePath+"/tools",schemaPath:"#/$defs/mcpNames/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema39,data:data0};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+break;
+}
+indices0[item0] = i1;
+}
+}
+}
+else {
+const err7 = {instancePath:instancePath+"/tools",schemaPath:"#/$defs/mcpNames/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema39.type,parentSchema:schema39,data:data0};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.resources !== undefined){
+let data2 = data.resources;
+if(Array.isArray(data2)){
+const len1 = data2.length;
+for(let i2=0; i2<len1; i2++){
+let data3 = data2[i2];
+if(typeof data3 === "string"){
+if(func2(data3) > 1024){
+const err8 = {instancePath:instancePath+"/resources/" + i2,schemaPath:"#/$defs/mcpNames/items/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema39.items,data:data3};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+if(func2(data3) < 1){
+const err9 = {instancePath:instancePath+"/resources/" + i2,schemaPath:"#/$defs/mcpNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema39.items,data:data3};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+if(!pattern17.test(data3)){
+const err10 = {instancePath:instancePath+"/resources/" + i2,schemaPath:"#/$defs/mcpNames/items/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*$"+"\"",schema:"^[^\\u0000-\\u001f\\u007f]*$",parentSchema:schema39.items,data:data3};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+else {
+const err11 = {instancePath:instancePath+"/resources/" + i2,schemaPath:"#/$defs/mcpNames/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.items.type,parentSchema:schema39.items,data:data3};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+let i3 = data2.length;
+let j1;
+if(i3 > 1){
+const indices1 = {};
+for(;i3--;){
+let item1 = data2[i3];
+if(typeof item1 !== "string"){
+continue;
+}
+if(typeof indices1[item1] == "number"){
+j1 = indices1[item1];
+const err12 = {instancePath:instancePath+"/resources",schemaPath:"#/$defs/mcpNames/uniqueItems",keyword:"uniqueItems",params:{i: i3, j: j1},message:"must NOT have duplicate items (items ## "+j1+" and "+i3+" are identical)",schema:true,parentSchema:schema39,data:data2};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+break;
+}
+indices1[item1] = i3;
+}
+}
+}
+else {
+const err13 = {instancePath:instancePath+"/resources",schemaPath:"#/$defs/mcpNames/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema39.type,parentSchema:schema39,data:data2};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+if(data.prompts !== undefined){
+let data4 = data.prompts;
+if(Array.isArray(data4)){
+const len2 = data4.length;
+for(let i4=0; i4<len2; i4++){
+let data5 = data4[i4];
+if(typeof data5 === "string"){
+if(func2(data5) > 1024){
+const err14 = {instancePath:instancePath+"/prompts/" + i4,schemaPath:"#/$defs/mcpNames/items/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema39.items,data:data5};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+if(func2(data5) < 1){
+const err15 = {instancePath:instancePath+"/prompts/" + i4,schemaPath:"#/$defs/mcpNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema39.items,data:data5};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+if(!pattern17.test(data5)){
+const err16 = {instancePath:instancePath+"/prompts/" + i4,schemaPath:"#/$defs/mcpNames/items/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*$"+"\"",schema:"^[^\\u0000-\\u001f\\u007f]*$",parentSchema:schema39.items,data:data5};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+else {
+const err17 = {instancePath:instancePath+"/prompts/" + i4,schemaPath:"#/$defs/mcpNames/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.items.type,parentSchema:schema39.items,data:data5};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+}
+let i5 = data4.length;
+let j2;
+if(i5 > 1){
+const indices2 = {};
+for(;i5--;){
+let item2 = data4[i5];
+if(typeof item2 !== "string"){
+continue;
+}
+if(typeof indices2[item2] == "number"){
+j2 = indices2[item2];
+const err18 = {instancePath:instancePath+"/prompts",schemaPath:"#/$defs/mcpNames/uniqueItems",keyword:"uniqueItems",params:{i: i5, j: j2},message:"must NOT have duplicate items (items ## "+j2+" and "+i5+" are identical)",schema:true,parentSchema:schema39,data:data4};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+break;
+}
+indices2[item2] = i5;
+}
+}
+}
+else {
+const err19 = {instancePath:instancePath+"/prompts",schemaPath:"#/$defs/mcpNames/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema39.type,parentSchema:schema39,data:data4};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+}
+}
+if(data.methods !== undefined){
+let data6 = data.methods;
+if(Array.isArray(data6)){
+const len3 = data6.length;
+for(let i6=0; i6<len3; i6++){
+let data7 = data6[i6];
+if(typeof data7 === "string"){
+if(func2(data7) > 1024){
+const err20 = {instancePath:instancePath+"/methods/" + i6,schemaPath:"#/$defs/mcpNames/items/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema39.items,data:data7};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+if(func2(data7) < 1){
+const err21 = {instancePath:instancePath+"/methods/" + i6,schemaPath:"#/$defs/mcpNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema39.items,data:data7};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+if(!pattern17.test(data7)){
+const err22 = {instancePath:instancePath+"/methods/" + i6,schemaPath:"#/$defs/mcpNames/items/pattern",keyword:"pattern",params:{pattern: "^[^\\u0000-\\u001f\\u007f]*$"},message:"must match pattern \""+"^[^\\u0000-\\u001f\\u007f]*$"+"\"",schema:"^[^\\u0000-\\u001f\\u007f]*$",parentSchema:schema39.items,data:data7};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+}
+else {
+const err23 = {instancePath:instancePath+"/methods/" + i6,schemaPath:"#/$defs/mcpNames/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.items.type,parentSchema:schema39.items,data:data7};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+let i7 = data6.length;
+let j3;
+if(i7 > 1){
+const indices3 = {};
+for(;i7--;){
+let item3 = data6[i7];
+if(typeof item3 !== "string"){
+continue;
+}
+if(typeof indices3[item3] == "number"){
+j3 = indices3[item3];
+const err24 = {instancePath:instancePath+"/methods",schemaPath:"#/$defs/mcpNames/uniqueItems",keyword:"uniqueItems",params:{i: i7, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i7+" are identical)",schema:true,parentSchema:schema39,data:data6};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+break;
+}
+indices3[item3] = i7;
+}
+}
+}
+else {
+const err25 = {instancePath:instancePath+"/methods",schemaPath:"#/$defs/mcpNames/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema39.type,parentSchema:schema39,data:data6};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
+}
+errors++;
+}
+}
+}
+else {
+const err26 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema38.type,parentSchema:schema38,data};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+validate26.errors = vErrors;
+return errors === 0;
+}
+validate26.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
 
 function validate25(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
@@ -581,7 +975,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "host") || (key0 === "ports")) || (key0 === "methods")) || (key0 === "paths")) || (key0 === "sha256")) || (key0 === "limits")) || (key0 === "exfil_ok"))){
+if(!(func1.call(schema36.properties, key0))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema36,data};
 if(vErrors === null){
 vErrors = [err1];
@@ -1254,11 +1648,24 @@ vErrors.push(err53);
 errors++;
 }
 }
-if(data.exfil_ok !== undefined){
-let data19 = data.exfil_ok;
-if(typeof data19 === "string"){
-if(func2(data19) < 1){
-const err54 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema36.properties.exfil_ok,data:data19};
+if(data.mcp !== undefined){
+if(!(validate26(data.mcp, {instancePath:instancePath+"/mcp",parentData:data,parentDataProperty:"mcp",rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate26.errors : vErrors.concat(validate26.errors);
+errors = vErrors.length;
+}
+}
+if(data.git !== undefined){
+let data20 = data.git;
+if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
+if(data20.push === undefined){
+data20.push = {};
+}
+if(data20.fetch === undefined){
+data20.fetch = true;
+}
+for(const key2 in data20){
+if(!((key2 === "push") || (key2 === "fetch"))){
+const err54 = {instancePath:instancePath+"/git",schemaPath:"#/properties/git/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.git,data:data20};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -1268,8 +1675,23 @@ vErrors.push(err54);
 errors++;
 }
 }
-else {
-const err55 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.exfil_ok.type,parentSchema:schema36.properties.exfil_ok,data:data19};
+let data21 = data20.push;
+if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
+if(data21.refs === undefined){
+data21.refs = [];
+}
+if(data21.create === undefined){
+data21.create = true;
+}
+if(data21.delete === undefined){
+data21.delete = false;
+}
+if(data21.tags === undefined){
+data21.tags = false;
+}
+for(const key3 in data21){
+if(!((((key3 === "refs") || (key3 === "create")) || (key3 === "delete")) || (key3 === "tags"))){
+const err55 = {instancePath:instancePath+"/git/push",schemaPath:"#/properties/git/properties/push/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.git.properties.push,data:data21};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -1279,14 +1701,169 @@ vErrors.push(err55);
 errors++;
 }
 }
-}
-else {
-const err56 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data};
+let data22 = data21.refs;
+if(Array.isArray(data22)){
+const len3 = data22.length;
+for(let i6=0; i6<len3; i6++){
+let data23 = data22[i6];
+if(typeof data23 === "string"){
+if(!pattern21.test(data23)){
+const err56 = {instancePath:instancePath+"/git/push/refs/" + i6,schemaPath:"#/properties/git/properties/push/properties/refs/items/pattern",keyword:"pattern",params:{pattern: "^refs/"},message:"must match pattern \""+"^refs/"+"\"",schema:"^refs/",parentSchema:schema36.properties.git.properties.push.properties.refs.items,data:data23};
 if(vErrors === null){
 vErrors = [err56];
 }
 else {
 vErrors.push(err56);
+}
+errors++;
+}
+}
+else {
+const err57 = {instancePath:instancePath+"/git/push/refs/" + i6,schemaPath:"#/properties/git/properties/push/properties/refs/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.git.properties.push.properties.refs.items.type,parentSchema:schema36.properties.git.properties.push.properties.refs.items,data:data23};
+if(vErrors === null){
+vErrors = [err57];
+}
+else {
+vErrors.push(err57);
+}
+errors++;
+}
+}
+let i7 = data22.length;
+let j3;
+if(i7 > 1){
+const indices3 = {};
+for(;i7--;){
+let item3 = data22[i7];
+if(typeof item3 !== "string"){
+continue;
+}
+if(typeof indices3[item3] == "number"){
+j3 = indices3[item3];
+const err58 = {instancePath:instancePath+"/git/push/refs",schemaPath:"#/properties/git/properties/push/properties/refs/uniqueItems",keyword:"uniqueItems",params:{i: i7, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i7+" are identical)",schema:true,parentSchema:schema36.properties.git.properties.push.properties.refs,data:data22};
+if(vErrors === null){
+vErrors = [err58];
+}
+else {
+vErrors.push(err58);
+}
+errors++;
+break;
+}
+indices3[item3] = i7;
+}
+}
+}
+else {
+const err59 = {instancePath:instancePath+"/git/push/refs",schemaPath:"#/properties/git/properties/push/properties/refs/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.git.properties.push.properties.refs.type,parentSchema:schema36.properties.git.properties.push.properties.refs,data:data22};
+if(vErrors === null){
+vErrors = [err59];
+}
+else {
+vErrors.push(err59);
+}
+errors++;
+}
+let data24 = data21.create;
+if(typeof data24 !== "boolean"){
+const err60 = {instancePath:instancePath+"/git/push/create",schemaPath:"#/properties/git/properties/push/properties/create/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.create.type,parentSchema:schema36.properties.git.properties.push.properties.create,data:data24};
+if(vErrors === null){
+vErrors = [err60];
+}
+else {
+vErrors.push(err60);
+}
+errors++;
+}
+let data25 = data21.delete;
+if(typeof data25 !== "boolean"){
+const err61 = {instancePath:instancePath+"/git/push/delete",schemaPath:"#/properties/git/properties/push/properties/delete/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.delete.type,parentSchema:schema36.properties.git.properties.push.properties.delete,data:data25};
+if(vErrors === null){
+vErrors = [err61];
+}
+else {
+vErrors.push(err61);
+}
+errors++;
+}
+let data26 = data21.tags;
+if(typeof data26 !== "boolean"){
+const err62 = {instancePath:instancePath+"/git/push/tags",schemaPath:"#/properties/git/properties/push/properties/tags/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.tags.type,parentSchema:schema36.properties.git.properties.push.properties.tags,data:data26};
+if(vErrors === null){
+vErrors = [err62];
+}
+else {
+vErrors.push(err62);
+}
+errors++;
+}
+}
+else {
+const err63 = {instancePath:instancePath+"/git/push",schemaPath:"#/properties/git/properties/push/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.git.properties.push.type,parentSchema:schema36.properties.git.properties.push,data:data21};
+if(vErrors === null){
+vErrors = [err63];
+}
+else {
+vErrors.push(err63);
+}
+errors++;
+}
+let data27 = data20.fetch;
+if(typeof data27 !== "boolean"){
+const err64 = {instancePath:instancePath+"/git/fetch",schemaPath:"#/properties/git/properties/fetch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.fetch.type,parentSchema:schema36.properties.git.properties.fetch,data:data27};
+if(vErrors === null){
+vErrors = [err64];
+}
+else {
+vErrors.push(err64);
+}
+errors++;
+}
+}
+else {
+const err65 = {instancePath:instancePath+"/git",schemaPath:"#/properties/git/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.git.type,parentSchema:schema36.properties.git,data:data20};
+if(vErrors === null){
+vErrors = [err65];
+}
+else {
+vErrors.push(err65);
+}
+errors++;
+}
+}
+if(data.exfil_ok !== undefined){
+let data28 = data.exfil_ok;
+if(typeof data28 === "string"){
+if(func2(data28) < 1){
+const err66 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema36.properties.exfil_ok,data:data28};
+if(vErrors === null){
+vErrors = [err66];
+}
+else {
+vErrors.push(err66);
+}
+errors++;
+}
+}
+else {
+const err67 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.exfil_ok.type,parentSchema:schema36.properties.exfil_ok,data:data28};
+if(vErrors === null){
+vErrors = [err67];
+}
+else {
+vErrors.push(err67);
+}
+errors++;
+}
+}
+}
+else {
+const err68 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data};
+if(vErrors === null){
+vErrors = [err68];
+}
+else {
+vErrors.push(err68);
 }
 errors++;
 }
@@ -1939,7 +2516,7 @@ errors++;
 if(data.review_until !== undefined){
 let data19 = data.review_until;
 if(typeof data19 === "string"){
-if(!pattern17.test(data19)){
+if(!pattern22.test(data19)){
 const err48 = {instancePath:instancePath+"/review_until",schemaPath:"#/properties/review_until/pattern",keyword:"pattern",params:{pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"},message:"must match pattern \""+"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"+"\"",schema:"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",parentSchema:schema35.properties.review_until,data:data19};
 if(vErrors === null){
 vErrors = [err48];
@@ -2047,7 +2624,7 @@ return errors === 0;
 }
 validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-const pattern18 = new RegExp("^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$", "u");
+const pattern23 = new RegExp("^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$", "u");
 
 function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 /*# sourceURL="https://sluice.dev/schema/network-egress.schema.json" */;
@@ -2833,7 +3410,7 @@ vErrors.push(err56);
 }
 errors++;
 }
-if(!pattern18.test(data27)){
+if(!pattern23.test(data27)){
 const err57 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/pattern",keyword:"pattern",params:{pattern: "^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$"},message:"must match pattern \""+"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$"+"\"",schema:"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$",parentSchema:schema31.properties.include.items,data:data27};
 if(vErrors === null){
 vErrors = [err57];
@@ -2907,13 +3484,13 @@ return errors === 0;
 }
 validate20.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-export const fragment = validate29;
-const schema39 = {"description":"A policy fragment named by include: only new tools and, optionally, new secrets.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools"}}};
+export const fragment = validate31;
+const schema44 = {"description":"A policy fragment named by include: only new tools and, optionally, new secrets.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools"}}};
 
-function validate29(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+function validate31(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 let vErrors = null;
 let errors = 0;
-const evaluated0 = validate29.evaluated;
+const evaluated0 = validate31.evaluated;
 if(evaluated0.dynamicProps){
 evaluated0.props = undefined;
 }
@@ -2925,7 +3502,7 @@ if(data.secrets === undefined){
 data.secrets = {};
 }
 if(data.tools === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "tools"},message:"must have required property '"+"tools"+"'",schema:schema39.required,parentSchema:schema39,data};
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "tools"},message:"must have required property '"+"tools"+"'",schema:schema44.required,parentSchema:schema44,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -2936,7 +3513,7 @@ errors++;
 }
 for(const key0 in data){
 if(!((key0 === "secrets") || (key0 === "tools"))){
-const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema39,data};
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema44,data};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -2958,7 +3535,7 @@ errors = vErrors.length;
 }
 }
 else {
-const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema39.type,parentSchema:schema39,data};
+const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.type,parentSchema:schema44,data};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -2967,8 +3544,8 @@ vErrors.push(err2);
 }
 errors++;
 }
-validate29.errors = vErrors;
+validate31.errors = vErrors;
 return errors === 0;
 }
-validate29.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+validate31.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
