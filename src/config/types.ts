@@ -15,6 +15,10 @@ export interface Limits {
   max_connections_per_tool: number;
   /** 0 = unlimited */
   requests_per_minute: number;
+  // issue 17 (ask a supervisor): how long a held request waits, how many wait per tool, how long a deny is remembered
+  ask_timeout_ms: number;
+  max_pending_per_tool: number;
+  ask_deny_remember_ms: number;
 }
 
 export type SecretSource = { env: string } | { file: string };
@@ -34,6 +38,10 @@ export interface RuleDoc {
   paths?: string[];
   sha256?: string;
   limits?: Partial<Limits>;
+  /** issue 17: the rule stops matching at this RFC 3339 time */
+  expires_at?: string;
+  /** issue 17: the rule stops matching after this many allowed requests (counts kept in the grants store) */
+  max_uses?: number;
 }
 
 export interface ToolDoc {
@@ -43,6 +51,8 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
+  /** issue 17: "ask" holds a request no rule allows until a supervisor decides (absent = block) */
+  on_violation?: 'block' | 'ask';
 }
 
 export interface PolicyDoc {
@@ -89,4 +99,7 @@ export const DEFAULT_LIMITS: Limits = {
   request_timeout_ms: 0,
   max_connections_per_tool: 256,
   requests_per_minute: 0,
+  ask_timeout_ms: 30000,
+  max_pending_per_tool: 16,
+  ask_deny_remember_ms: 10000,
 };

@@ -40,7 +40,19 @@ export const AUDIT_FIELDS = [
   'policy_sha256',
 ] as const;
 /** Present only when set; a checkpoint has `checkpoint`, `key_id` and `signature` (and `detail` for a break). */
-export const AUDIT_EXTRAS = ['where', 'detail', 'expected_sha256', 'checkpoint', 'key_id', 'signature'] as const;
+export const AUDIT_EXTRAS = [
+  'where',
+  'detail',
+  'expected_sha256',
+  // issue 17: approvals and grants
+  'approval',
+  'approval_decision',
+  'scope',
+  'grants_sha256',
+  'checkpoint',
+  'key_id',
+  'signature',
+] as const;
 
 /**
  * Why a checkpoint was written. `start`: a process began (seq 1 of a new trail, or right after the
@@ -79,6 +91,10 @@ export interface AuditRecord {
   where?: string;
   detail?: string;
   expected_sha256?: string;
+  approval?: string;
+  approval_decision?: string;
+  scope?: string;
+  grants_sha256?: string;
   checkpoint?: CheckpointKind;
   key_id?: string;
   signature?: string;
@@ -152,6 +168,10 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
   if (typeof e.where === 'string') record.where = scrub(e.where);
   if (typeof e.detail === 'string') record.detail = scrub(e.detail);
   if (typeof e.expected_sha256 === 'string') record.expected_sha256 = scrub(e.expected_sha256);
+  if (typeof e.approval === 'string') record.approval = scrub(e.approval);
+  if (typeof e.approval_decision === 'string') record.approval_decision = scrub(e.approval_decision);
+  if (typeof e.scope === 'string') record.scope = scrub(e.scope);
+  if (typeof e.grants_sha256 === 'string') record.grants_sha256 = scrub(e.grants_sha256);
   record.prev = at.prev;
   return record;
 }

@@ -30,6 +30,11 @@ export interface SluiceMetrics {
    * one worker under --workers, whose primary sums the workers' registries.
    */
   auditSeq(read: () => number, worker?: number | null): void;
+  // issue 17
+  /** sluice_approvals_pending{tool}: requests held for a supervisor now */
+  approvalsPending(tool: string, count: number): void;
+  /** sluice_approval_decisions_total{tool,decision}: allow-once, allow, deny, timeout */
+  approvalDecision(tool: string, decision: string): void;
 }
 
 const DEFAULT_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -93,6 +98,20 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     registers,
   });
 
+  // issue 17: the supervisor's queue
+  const approvalsPending = new Gauge({
+    name: 'sluice_approvals_pending',
+    help: 'Requests held for a supervisor (on_violation: ask) now',
+    labelNames: ['tool'] as const,
+    registers,
+  });
+  const approvalDecisions = new Counter({
+    name: 'sluice_approval_decisions_total',
+    help: 'Held requests answered: allow-once, allow, deny, or timeout',
+    labelNames: ['tool', 'decision'] as const,
+    registers,
+  });
+
   let readAuditSeq: (() => number) | null = null;
   let auditWorker: string | null = null;
   new Gauge({
@@ -139,6 +158,8 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
       policyInfo.set({ sha256 }, 1);
     },
     reloadFailed: () => reloadFailures.inc(),
+    approvalsPending: (tool, count) => approvalsPending.set({ tool }, count),
+    approvalDecision: (tool, decision) => approvalDecisions.inc({ tool, decision }),
     auditSeq: (read, worker) => {
       readAuditSeq = read;
       auditWorker = worker == null ? null : String(worker);

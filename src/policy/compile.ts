@@ -2,6 +2,7 @@
 // canonical host patterns indexed by exact host and by wildcard suffix, allowed ports per rule,
 // path globs as RegExp, merged limits. A CompiledPolicy is immutable and replaced on reload; its
 // only mutable part is the per-tool route memo, which dies with it.
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
@@ -38,6 +39,23 @@ export interface CompiledRule {
   readonly inspects: boolean;
   /** the rule's own concurrency and rate caps, counted per (tool, rule) on top of the tool's; null = none */
   readonly caps: RuleCaps | null;
+  // issue 17: a rule may stop matching at a time or after a number of uses
+  /** epoch ms after which the rule no longer matches; null = never */
+  readonly expiresAt: number | null;
+  /** allowed requests after which the rule no longer matches; null = no count */
+  readonly maxUses: number | null;
+  /** the key its use count is kept under: a grant's id, or the rule's id and a digest of its text */
+  readonly usesKey: string;
+  /** the grant this rule came from (an approval); null for a policy rule */
+  readonly grant: string | null;
+}
+
+/** issue 17: a grant an approval wrote: one more rule for one tool, kept outside the policy files. */
+export interface GrantDoc {
+  /** short id; the rule's id is "<tool>.grant[<id>]" */
+  id: string;
+  tool: string;
+  rule: RuleDoc;
 }
 
 /** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
@@ -73,6 +91,10 @@ export class CompiledTool {
   readonly rules: readonly CompiledRule[];
   /** policy, then tool limits: what applies when no rule does */
   readonly limits: Readonly<Limits>;
+  /** issue 17: "ask" holds a request no rule allows for a supervisor; "block" follows the policy's on_violation */
+  readonly onViolation: 'block' | 'ask';
+  /** some rule has expires_at or max_uses: decide checks liveness (skipped otherwise, the hot path) */
+  readonly bounded: boolean;
 
   readonly #exact = new Map<string, CompiledRule[]>();
   readonly #subdomains = new Map<string, CompiledRule[]>();
@@ -82,7 +104,13 @@ export class CompiledTool {
   // one tool churning hosts only evicts its own entries.
   readonly #routes = new LRUCache<string, Route>({ max: ROUTE_MEMO_SIZE });
 
-  constructor(name: string, doc: ToolDoc, policy: PolicyDoc, secretPatterns: ReadonlyMap<string, readonly HostPattern[]>) {
+  constructor(
+    name: string,
+    doc: ToolDoc,
+    policy: PolicyDoc,
+    secretPatterns: ReadonlyMap<string, readonly HostPattern[]>,
+    grants: readonly GrantDoc[] = [],
+  ) {
     this.name = name;
     this.token_sha256 = doc.token_sha256 ?? null;
     this.token_env = doc.token_env ?? null;
@@ -94,7 +122,12 @@ export class CompiledTool {
       if (!hosts) throw new PolicyCompileError(`tools.${name}.secrets`, `secret "${alias}" is not defined under secrets`);
       return [alias, hosts] as const;
     });
-    this.rules = Object.freeze(doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)));
+    this.onViolation = doc.on_violation ?? 'block';
+    this.rules = Object.freeze([
+      ...doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)),
+      ...grants.map((grant, i) => compileRule(name, doc.allow.length + i, grant.rule, this.limits, policy, grant.id)),
+    ]);
+    this.bounded = this.rules.some((rule) => rule.expiresAt !== null || rule.maxUses !== null);
     for (const rule of this.rules) {
       const { host } = rule;
       if (host.kind === 'any') this.#any.push(rule);
@@ -146,7 +179,11 @@ export class CompiledPolicy {
   /** policy-level limits with defaults */
   readonly limits: Readonly<Limits>;
 
-  constructor(doc: PolicyDoc, sha256: string) {
+  /** the digest of the grants compiled in (issue 17); null when none were given */
+  readonly grantsSha256: string | null;
+
+  constructor(doc: PolicyDoc, sha256: string, grants: { sha256: string; grants: readonly GrantDoc[] } | null = null) {
+    this.grantsSha256 = grants?.sha256 ?? null;
     this.doc = doc;
     this.sha256 = sha256;
     this.limits = mergeLimits(doc.limits, undefined);
@@ -162,7 +199,12 @@ export class CompiledPolicy {
         }),
       );
     }
-    this.tools = new Map(Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]));
+    // A grant for a tool the policy no longer has is never compiled: it cannot be used.
+    const byTool = new Map<string, GrantDoc[]>();
+    for (const grant of grants?.grants ?? []) appendTo(byTool, grant.tool, grant);
+    this.tools = new Map(
+      Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns, byTool.get(name))]),
+    );
   }
 
   /**
@@ -176,17 +218,21 @@ export class CompiledPolicy {
   }
 }
 
-export function compilePolicy(doc: PolicyDoc, sha256: string): CompiledPolicy {
-  return new CompiledPolicy(doc, sha256);
+export function compilePolicy(
+  doc: PolicyDoc,
+  sha256: string,
+  grants: { sha256: string; grants: readonly GrantDoc[] } | null = null,
+): CompiledPolicy {
+  return new CompiledPolicy(doc, sha256, grants);
 }
 
 export function isPort(port: number): boolean {
   return Number.isInteger(port) && port >= 1 && port <= 65535;
 }
 
-function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limits, policy: PolicyDoc): CompiledRule {
-  const id = `${tool}.allow[${index}]`;
-  const where = `tools.${tool}.allow[${index}]`;
+function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limits, policy: PolicyDoc, grant?: string): CompiledRule {
+  const id = grant === undefined ? `${tool}.allow[${index}]` : `${tool}.grant[${grant}]`;
+  const where = grant === undefined ? `tools.${tool}.allow[${index}]` : `grants.${grant}`;
   const host = compileHostPattern(doc.host);
   if (!host)
     throw new PolicyCompileError(
@@ -217,6 +263,12 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     limits: mergeLimits(toolLimits, doc.limits),
     inspects: methods !== null || paths !== null || doc.sha256 !== undefined,
     caps: ruleCaps(doc.limits),
+    expiresAt: doc.expires_at === undefined ? null : Date.parse(doc.expires_at),
+    maxUses: doc.max_uses ?? null,
+    // A policy rule's count follows its text, not its place: an edit or a move starts a new count.
+    usesKey:
+      grant === undefined ? `rule:${tool}:${createHash('sha256').update(JSON.stringify(doc)).digest('hex').slice(0, 16)}` : `grant:${grant}`,
+    grant: grant ?? null,
   });
 }
 
@@ -239,7 +291,7 @@ function mergeLimits(base: Partial<Limits>, override: Partial<Limits> | undefine
   return Object.freeze(merged);
 }
 
-function appendTo(index: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
+function appendTo<T>(index: Map<string, T[]>, key: string, rule: T): void {
   const list = index.get(key);
   if (list) list.push(rule);
   else index.set(key, [rule]);

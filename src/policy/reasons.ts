@@ -24,6 +24,10 @@ export const DENY_REASONS = [
   'rate_limited',
   'bad_request',
   'policy_halted',
+  // issue 17: a tool with on_violation: ask waited for a supervisor
+  'approval_timeout',
+  'approval_denied',
+  'approval_queue_full',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -112,6 +116,10 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   rate_limited: limit(429, { retryAfterSeconds: 1 }),
   bad_request: deny(400),
   policy_halted: deny(503, { retryAfterSeconds: 5 }),
+  // issue 17: held for a supervisor: nobody decided in time, a supervisor said no, or too many already wait
+  approval_timeout: deny(403),
+  approval_denied: deny(403),
+  approval_queue_full: limit(429, { retryAfterSeconds: 5 }),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),

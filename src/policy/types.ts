@@ -13,6 +13,11 @@ export interface DecisionRequest {
   method: string;
   /** raw request-target path with query (origin-form), absent for the connect phase */
   path?: string;
+  // issue 17: a rule with expires_at or max_uses matches only while live; the caller passes the clock and the counts in
+  /** epoch ms; absent = no rule counts as expired (explain without a clock) */
+  now?: number;
+  /** uses so far of a rule's usesKey; absent = none */
+  uses?: (key: string) => number;
 }
 
 export type Verdict = 'allow' | 'deny' | 'review';
@@ -42,4 +47,6 @@ export interface Decision {
   ruleCaps: RuleCaps | null;
   /** aliases granted to the tool whose hosts include this host (swap, inject, require apply) */
   secrets: readonly string[];
+  /** issue 17: the matching rule counts its uses (max_uses): the caller takes one under this key; null = not counted */
+  uses: { key: string; max: number } | null;
 }

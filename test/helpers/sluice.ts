@@ -56,6 +56,10 @@ export interface TestSluiceOptions {
   adminHost?: string;
   /** --max-connections: client connections open at once, all tools together */
   maxConnections?: number;
+  /** --grants: the grants file (default beside the policy, in DIR) */
+  grantsFile?: string;
+  /** the admin token POST /approvals/{id} needs (default none: changes are refused) */
+  adminToken?: string;
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
@@ -85,6 +89,8 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+    ...(opts.grantsFile !== undefined ? { grantsFile: opts.grantsFile } : {}),
+    ...(opts.adminToken !== undefined ? { adminToken: opts.adminToken } : {}),
   });
   return {
     running,
