@@ -407,3 +407,22 @@ t.test('a change of the grants file sluice did not make is refused; under a pinn
 });
 
 void TOKEN;
+
+t.test("the README's 15-line supervisor (SSE in, POST out) allows one host and denies another", async (t) => {
+  const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  const start = readme.indexOf('```js\n// supervisor.mjs');
+  t.ok(start >= 0, 'the README has the supervisor');
+  const code = readme.slice(start + 6, readme.indexOf('```', start + 6));
+  t.equal(code.trimEnd().split('\n').length, 15, 'it is 15 lines');
+  const s = await startTestSluice({ policy: policy(), adminToken: ADMIN_TOKEN });
+  t.teardown(() => s.close());
+  const script = code.replace("'http://127.0.0.1:9090'", `'http://127.0.0.1:${s.adminPort}'`).replaceAll('.python.org', '.wild.test');
+  const file = path.join(s.dir, 'supervisor.mjs');
+  writeFileSync(file, script);
+  const supervisor = execFile('node', [file], { env: cleanEnv({ SLUICE_ADMIN_TOKEN: ADMIN_TOKEN }) });
+  t.teardown(() => void supervisor.kill());
+  t.equal((await curlPlain('self', TOOL, s)).status, 200, 'a GET to a *.wild.test host: allowed by the supervisor');
+  const post = await curl(['-x', s.proxyUrl(), '-X', 'POST', '-d', 'x', plainUrl('once')]);
+  t.equal(post.headers['x-sluice-deny'], 'approval_denied', 'a POST: denied by the supervisor');
+  t.ok(await waitForAudit(s, (e) => e.type === 'approval.granted' && e.approval_decision === 'allow' && e.host === host('self')));
+});
