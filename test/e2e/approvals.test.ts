@@ -19,7 +19,23 @@ import { startUpstream, type EchoReply, type Upstream } from '../helpers/upstrea
 const ADMIN_TOKEN = 'admin-token-for-the-approvals-test';
 const SYSTEM_PYTHON = '/usr/bin/python3';
 const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
-const NAMES = ['once', 'deny', 'tunnel', 'ttl', 'uses', 'timeout', 'flood', 'self', 'cli', 'token', 'restart', 'expired', 'outside', 'pinned'];
+const NAMES = [
+  'once',
+  'deny',
+  'tunnel',
+  'ttl',
+  'uses',
+  'timeout',
+  'flood',
+  'self',
+  'cli',
+  'token',
+  'restart',
+  'expired',
+  'outside',
+  'pinned',
+  'inside',
+];
 
 let dns: DnsServer;
 let plain: Upstream;
@@ -48,6 +64,12 @@ tools:
     allow: []
     limits:
       ask_timeout_ms: 300
+  inside:
+    token_sha256: "\${TOKEN_SHA}"
+    on_violation: ask
+    allow:
+      - host: inside.wild.test
+        paths: ["/anything/ok/**"]
   flood:
     token_sha256: "\${TOKEN_SHA}"
     on_violation: ask
@@ -425,4 +447,25 @@ t.test("the README's 15-line supervisor (SSE in, POST out) allows one host and d
   const post = await curl(['-x', s.proxyUrl(), '-X', 'POST', '-d', 'x', plainUrl('once')]);
   t.equal(post.headers['x-sluice-deny'], 'approval_denied', 'a POST: denied by the supervisor');
   t.ok(await waitForAudit(s, (e) => e.type === 'approval.granted' && e.approval_decision === 'allow' && e.host === host('self')));
+});
+
+t.test('a request inside an intercepted tunnel is held like any other (path_not_allowed → ask)', async (t) => {
+  const sluiceCa = path.join(sluice.caDir, 'ca.pem');
+  const args = (p: string) => ['-x', sluice.proxyUrl('inside'), '--cacert', sluiceCa, secureUrl('inside', p)];
+  t.equal((await curl(args('/anything/ok/1'))).status, 200, 'the rule allows /anything/ok/** inside the intercepted tunnel');
+  const client = curl(args('/anything/elsewhere'));
+  const request = await held('inside');
+  t.equal(request.method, 'GET', 'the request inside the tunnel is what waits, not the CONNECT');
+  t.equal(request.scheme, 'https');
+  t.equal(request.path, '/anything/elsewhere');
+  t.equal((await answer(request.id, { decision: 'allow', scope: 'path', ttl_s: 600 })).status, 200);
+  const r = await client;
+  t.equal(r.status, 200);
+  t.equal((JSON.parse(r.body) as EchoReply).url, '/anything/elsewhere');
+  t.equal((await curl(args('/anything/elsewhere'))).status, 200, 'the path grant allows it again without asking');
+  const other = curl(args('/anything/third'));
+  const third = await held('inside');
+  t.equal(third.path, '/anything/third', 'scope path: another path is held again');
+  await answer(third.id, { decision: 'allow-once' });
+  t.equal((await other).status, 200);
 });
