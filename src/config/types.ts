@@ -58,6 +58,8 @@ export interface RuleDoc {
   expires_at?: string;
   /** issue 17: the rule stops matching after this many allowed requests (counts kept in the grants store) */
   max_uses?: number;
+  // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
+  exfil_ok?: string;
 }
 
 export interface ToolDoc {
@@ -67,8 +69,10 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
-  /** issue 17: "ask" holds a request no rule allows until a supervisor decides (absent = block) */
-  on_violation?: 'block' | 'ask';
+  // issue 16: per-tool learning; issue 17: "ask" holds a request no rule allows until a supervisor decides; absent = the policy's on_violation
+  on_violation?: 'block' | 'review' | 'ask';
+  /** RFC 3339; with on_violation: review, when the review ends and the tool blocks again */
+  review_until?: string;
 }
 
 export interface PolicyDoc {

@@ -56,6 +56,8 @@ export const AUDIT_EXTRAS = [
   'approval_decision',
   'scope',
   'grants_sha256',
+  // issue 16
+  'via',
   'checkpoint',
   'key_id',
   'signature',
@@ -102,6 +104,8 @@ export interface AuditRecord {
   approval_decision?: string;
   scope?: string;
   grants_sha256?: string;
+  /** issue 16: passthrough | intercept | tunnel */
+  via?: string;
   checkpoint?: CheckpointKind;
   key_id?: string;
   signature?: string;
@@ -193,6 +197,7 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
   if (typeof e.approval_decision === 'string') record.approval_decision = text(e.approval_decision)!;
   if (typeof e.scope === 'string') record.scope = text(e.scope)!;
   if (typeof e.grants_sha256 === 'string') record.grants_sha256 = text(e.grants_sha256)!;
+  if (typeof e.via === 'string') record.via = text(e.via)!;
   record.prev = at.prev;
   return record;
 }

@@ -60,6 +60,8 @@ export interface AuditInput {
   scope?: string | null;
   /** the digest of the grants file after the event (its own, not covered by the policy's) */
   grants_sha256?: string | null;
+  /** issue 16: how sluice saw a request or tunnel: passthrough, intercept, tunnel (absent: on the proxy port) */
+  via?: 'passthrough' | 'intercept' | 'tunnel' | null;
 }
 
 export interface Observer {

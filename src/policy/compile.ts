@@ -8,6 +8,7 @@ import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
+import { parseReviewUntil } from '../config/review.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -96,9 +97,10 @@ export class CompiledTool {
   readonly rules: readonly CompiledRule[];
   /** policy, then tool limits: what applies when no rule does */
   readonly limits: Readonly<Limits>;
-  /** issue 17: "ask" holds a request no rule allows for a supervisor; "block" follows the policy's on_violation */
-  readonly onViolation: 'block' | 'ask';
-  /** some rule has expires_at or max_uses: decide checks liveness (skipped otherwise, the hot path) */
+  /** issue 16: the tool's own on_violation (null: the policy's), and when its review ends (ms; null: never); issue 17: "ask" holds a refusal for a supervisor */
+  readonly onViolation: 'block' | 'review' | 'ask' | null;
+  readonly reviewUntil: number | null;
+  /** issue 17: some rule has expires_at or max_uses: decide checks liveness (skipped otherwise, the hot path) */
   readonly bounded: boolean;
 
   readonly #exact = new Map<string, CompiledRule[]>();
@@ -124,13 +126,15 @@ export class CompiledTool {
     this.protected = doc.protected ?? false;
     this.secrets = Object.freeze([...doc.secrets]);
     this.limits = mergeLimits(policy.limits, doc.limits);
+    this.onViolation = doc.on_violation ?? null;
+    // An unreadable time (the loader refuses it) counts as already past: the review fails closed.
+    this.reviewUntil = doc.review_until === undefined ? null : (parseReviewUntil(doc.review_until) ?? 0);
     this.#secretPatterns = doc.secrets.map((alias) => {
       const hosts = secretPatterns.get(alias);
       if (!hosts) throw new PolicyCompileError(`tools.${name}.secrets`, `secret "${alias}" is not defined under secrets`);
       return [alias, hosts] as const;
     });
     this.#anySecretHosts = [...secretPatterns.values()].flat();
-    this.onViolation = doc.on_violation ?? 'block';
     this.rules = Object.freeze([
       ...doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)),
       ...grants.map((grant, i) => compileRule(name, doc.allow.length + i, grant.rule, this.limits, policy, grant.id)),

@@ -13,10 +13,13 @@ export interface DecisionRequest {
   method: string;
   /** raw request-target path with query (origin-form), absent for the connect phase */
   path?: string;
-  // issue 17: a rule with expires_at or max_uses matches only while live; the caller passes the clock and the counts in
-  /** epoch ms; absent = no rule counts as expired (explain without a clock) */
+  /**
+   * The evaluation time (ms since the epoch), given by the caller so the decision stays a pure
+   * function. issue 16: a tool's review_until reads it (absent: a review window counts as ended);
+   * issue 17: a rule's expires_at reads it (absent: no rule counts as expired, explain without a clock).
+   */
   now?: number;
-  /** uses so far of a rule's usesKey; absent = none */
+  /** issue 17: uses so far of a rule's usesKey; absent = none */
   uses?: (key: string) => number;
 }
 

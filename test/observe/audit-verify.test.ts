@@ -70,6 +70,7 @@ t.test('record layout: events and checkpoints in the one field order', async (t)
     'approval_decision',
     'scope',
     'grants_sha256',
+    'via',
     'checkpoint',
     'key_id',
     'signature',
