@@ -19,6 +19,7 @@ Usage:
   sluice ca init [--dir certs]
   sluice audit keygen --dir DIR
   sluice audit verify [--key PUB] [--expect-seq N] FILE...
+  sluice approvals list | allow ID [--ttl 10m] [--max-uses N] | allow-once ID | deny ID [--admin URL]
 
 Run "sluice COMMAND --help" for the options of one command.
 `;
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>
   explain: async () => (await import('./commands/explain.js')).runExplain,
   ca: async () => (await import('./commands/ca.js')).runCa,
   audit: async () => (await import('./commands/audit.js')).runAudit,
+  approvals: async () => (await import('./commands/approvals.js')).runApprovals,
   policy: async () => (await import('./commands/policy.js')).runPolicy,
 };
 

@@ -3,6 +3,9 @@
 import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
+import { Approvals } from '../approvals/approvals.js';
+import { defaultGrantsFile, FileGrantStore, GrantsRefused } from '../approvals/grants.js';
+import { approvalRoutes } from '../approvals/http.js';
 import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type AuditHead, type FsyncMode } from '../observe/audit.js';
@@ -62,6 +65,11 @@ export interface ServeOptions {
   maxHeaderBytes?: number;
   /** more addresses of this sluice it must never dial (the primary's admin port under --workers) */
   alsoSelf?: Endpoint[];
+  // issue 17
+  /** the grants file approvals write (--grants); default "<policy dir>/<policy name>.grants.json" */
+  grantsFile?: string | null;
+  /** the admin token POST /approvals/{id} needs (read from --admin-token-file / --admin-token-env); null = changes refused */
+  adminToken?: string | null;
 }
 
 export interface RunningSluice {
@@ -79,6 +87,8 @@ export interface RunningSluice {
   auditHead(): AuditHead | null;
   /** this process's metrics (a --workers primary aggregates them) */
   registry: Registry;
+  /** the supervisor's queue and the grants (issue 17) */
+  approvals: Approvals;
   close(): Promise<void>;
 }
 
@@ -97,6 +107,15 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     await policy.close();
     throw new StartupError(err.message);
   });
+  // issue 17: the grants store; a file that is not a grants file refuses the start like a bad policy.
+  const grantsFile = opts.grantsFile ?? defaultGrantsFile(opts.policyFile);
+  let store: FileGrantStore;
+  try {
+    store = FileGrantStore.open(grantsFile);
+  } catch (err) {
+    await policy.close();
+    throw new StartupError(err instanceof GrantsRefused ? err.message : `${grantsFile}: ${(err as Error).message}`);
+  }
   let signer: AuditSigner | null = null;
   try {
     signer = opts.auditKey ? loadAuditSigner(opts.auditKey) : null;
@@ -144,6 +163,36 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   const self = await SelfEndpoints.create(opts.alsoSelf ?? []).catch((err: Error) => {
     throw new StartupError(`cannot resolve sluice's own addresses: ${err.message}`);
   });
+  // issue 17: held requests, decisions and grants. The grants file has its own digest in the audit;
+  // a change sluice did not make is refused (the grants in memory stay), and halts a pinned policy like drift.
+  const approvals = new Approvals({
+    store,
+    event: (e) => observer.event(e),
+    metrics: { pending: (tool, n) => metrics.approvalsPending(tool, n), decision: (tool, d) => metrics.approvalDecision(tool, d) },
+    onRefused: (refusal) => {
+      if (opts.policySha256 === null) {
+        opts.logger.warn({ grants: grantsFile, found: refusal.found }, 'grants file changed outside sluice; refused, the grants in force stay');
+        return;
+      }
+      const detail = `the grants file ${grantsFile} of a pinned policy was changed by something other than sluice; sluice halted`;
+      observer.event({ type: 'policy.drift', detail, reason: 'policy_halted', grants_sha256: store.snapshot().digest });
+      opts.logger.error({ grants: grantsFile }, 'grants file of a pinned policy changed outside sluice; halting');
+      halt(detail);
+    },
+  });
+  observer.event({
+    type: 'grants.load',
+    detail: `grants from ${grantsFile}: ${store.snapshot().grants.length}`,
+    grants_sha256: store.snapshot().digest,
+  });
+  let grantsTimer: NodeJS.Timeout | null = null;
+  const stopGrantsWatch = opts.watchPolicy
+    ? store.watch(() => {
+        if (grantsTimer) clearTimeout(grantsTimer);
+        grantsTimer = setTimeout(() => void approvals.checkStore(), 50);
+        grantsTimer.unref();
+      })
+    : () => undefined;
   const deps: ProxyDeps = {
     current: () => policy.current(),
     halted: () => haltedDetail,
@@ -151,6 +200,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     self,
     limiter: new ToolLimiter(),
     open: new OpenConnections(),
+    approvals,
   };
   // Open passthrough tunnels the new policy no longer allows are closed at once.
   policy.onReload((next) => deps.open.recheck(next));
@@ -180,6 +230,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         registry: metrics.registry,
         caPem: () => ca.certPem,
         auditHead: () => sink.lastCheckpoint,
+        extra: approvalRoutes({ approvals, token: opts.adminToken ?? null }),
         status: () => {
           const runtime = policy.current();
           return {
@@ -230,6 +281,10 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   }
 
   const close = async (): Promise<void> => {
+    stopGrantsWatch();
+    if (grantsTimer) clearTimeout(grantsTimer);
+    // Held requests are answered (approval_timeout) before the server stops taking connections.
+    approvals.close();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
@@ -248,11 +303,17 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     admin: admin?.address ?? null,
     current: () => policy.current(),
     policy,
-    reload: async () => ['reloaded', 'unchanged'].includes(await policy.reload()),
+    reload: async () => {
+      const result = await policy.reload();
+      // A reload (SIGHUP) also looks at the grants file for a change sluice did not make.
+      await approvals.checkStore();
+      return ['reloaded', 'unchanged'].includes(result);
+    },
     halted: () => haltedDetail,
     flushAudit: () => sink.flush(),
     auditHead: () => sink.lastCheckpoint,
     registry: metrics.registry,
+    approvals,
     close,
   };
 }

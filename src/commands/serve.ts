@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { autoWorkers, reportToPrimary, runPrimary, workerAuditFile, workerIndex } from '../app/cluster.js';
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
@@ -40,6 +41,12 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
                          auto = one per usable core (affinity, cgroup quota), 1 on 2 cores or fewer
                                                                            [SLUICE_WORKERS]
   --no-watch             reload only on SIGHUP, not when a policy file or fragment changes
+  --grants FILE          grants file approvals write (default POLICY-NAME.grants.json beside the
+                         policy); its own digest, never part of --policy-sha256  [SLUICE_GRANTS]
+  --admin-token-file FILE  the admin token POST /approvals/{id} needs (Authorization: Bearer)
+                                                                           [SLUICE_ADMIN_TOKEN_FILE]
+  --admin-token-env NAME   or the environment variable holding it      [SLUICE_ADMIN_TOKEN_ENV]
+                         Without either, the approvals API and /ui are read-only (403 on changes).
 
 Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
 Exit codes: 2 when sluice refuses to start (reason on stderr), 3 after a pinned-policy halt.
@@ -66,6 +73,9 @@ export async function runServe(args: string[]): Promise<number> {
       'max-header-bytes': { type: 'string' },
       workers: { type: 'string' },
       'no-watch': { type: 'boolean' },
+      grants: { type: 'string' },
+      'admin-token-file': { type: 'string' },
+      'admin-token-env': { type: 'string' },
     },
     HELP,
   );
@@ -106,6 +116,11 @@ export async function runServe(args: string[]): Promise<number> {
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
   const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
   const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
+  const adminToken = readAdminToken(
+    v['admin-token-file'] ?? env.SLUICE_ADMIN_TOKEN_FILE,
+    v['admin-token-env'] ?? env.SLUICE_ADMIN_TOKEN_ENV,
+    env,
+  );
   const index = workerIndex();
   // Until the policy (and so the secrets) is loaded there is nothing to scrub.
   let scrub = (text: string): string => text;
@@ -136,6 +151,8 @@ export async function runServe(args: string[]): Promise<number> {
       maxConnections: wholeNumber(v['max-connections'] ?? env.SLUICE_MAX_CONNECTIONS ?? '0', '--max-connections'),
       maxHeaderBytes: wholeNumber(v['max-header-bytes'] ?? env.SLUICE_MAX_HEADER_BYTES ?? '32768', '--max-header-bytes'),
       haltDrainMs: 500,
+      grantsFile: v.grants ?? env.SLUICE_GRANTS ?? null,
+      adminToken,
       logger,
       env,
       onHalt: () => {
@@ -170,4 +187,22 @@ export async function runServe(args: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   return -1;
+}
+
+/** The admin token from a file (trailing newline trimmed) or an environment variable; null when neither is named. */
+function readAdminToken(file: string | undefined, name: string | undefined, env: NodeJS.ProcessEnv): string | null {
+  if (file !== undefined && name !== undefined) throw new UsageError('give --admin-token-file or --admin-token-env, not both');
+  let token: string | undefined;
+  if (file !== undefined) {
+    try {
+      token = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new UsageError(`--admin-token-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  } else if (name !== undefined) {
+    token = env[name];
+    if (token === undefined) throw new UsageError(`--admin-token-env ${name}: the variable is not set`);
+  } else return null;
+  if (token.length < 16 || /\s/.test(token)) throw new UsageError('the admin token must be at least 16 characters with no spaces');
+  return token;
 }

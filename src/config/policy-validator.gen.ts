@@ -6,7 +6,7 @@
 import runtime_0 from 'ajv/dist/runtime/ucs2length.js';
 
 export const policy = validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://sluice.dev/schema/network-egress.schema.json","title":"sluice egress policy","description":"Which tools may reach which hosts through the sluice egress proxy, with which credentials and limits. Anything not allowed here is denied.","type":"object","additionalProperties":false,"required":["version"],"properties":{"version":{"description":"Policy format version. Always 1.","const":1},"strict":{"description":"Refuse risky policies: allow-all hosts (a bare \"*\", a wildcard over a public suffix such as \"*.com\" or \"*.github.io\", or over a name with a public suffix under it such as \"*.amazonaws.com\"), network.private_ip: allow, on_violation: review (one tool may still review until its review_until, at most 14 days ahead), and secrets with allow_plaintext. Turn off only while rolling out.","type":"boolean","default":true},"on_violation":{"description":"What happens to a request no rule allows: \"block\" denies it; \"review\" lets it through but records a policy.violation event (for rolling out a new policy; forbidden in strict mode).","enum":["block","review"],"default":"block"},"network":{"description":"Address and port rules that apply to every tool.","type":"object","additionalProperties":false,"default":{},"properties":{"private_ip":{"description":"Whether tools may reach private, loopback, link-local and other non-public addresses after DNS resolution. \"allow\" is forbidden in strict mode; prefer allow_private_cidrs.","enum":["deny","allow"],"default":"deny"},"allow_private_cidrs":{"description":"Narrow exceptions to private_ip: deny, as CIDRs such as \"10.1.2.3/32\" for one internal service.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"dns_servers":{"description":"DNS servers sluice asks, as \"ip\" or \"ip:port\" (\"[v6]:port\" for IPv6 with a port). Empty means the system's resolvers.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"allow_ports":{"description":"Ports a rule allows when it names none itself.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true,"default":[80,443]}}},"tls":{"description":"TLS settings for connections from sluice to upstream servers.","type":"object","additionalProperties":false,"default":{},"properties":{"upstream_ca":{"description":"A PEM file of extra CA certificates trusted for upstream servers, besides the system store (relative paths are taken from the policy file's directory). null for none.","type":["string","null"],"minLength":1,"default":null}}},"limits":{"description":"Limits for every tool. A tool or a rule may override any of them with its own limits.","type":"object","additionalProperties":false,"default":{},"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":10485760},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit. Responses sluice reads (plain HTTP, intercepted HTTPS) are capped by max_response_bytes each instead.","type":"integer","minimum":0,"maximum":9007199254740991,"default":0},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":1048576},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647,"default":60000},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647,"default":10000},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647,"default":0},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000,"default":256},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000,"default":0}}},"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools","default":{}},"include":{"description":"Policy fragments to load, as glob patterns relative to this file's directory (e.g. \"policy.d/*.yaml\"). A fragment holds only tools and secrets, and may add new ones but never redefine one declared elsewhere.","type":"array","items":{"type":"string","minLength":1,"pattern":"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$","x-expected":"a relative glob that stays inside the policy file's directory (no leading \"/\" and no \"..\" segment)"},"uniqueItems":true}},"$defs":{"fragment":{"description":"A policy fragment named by include: only new tools and, optionally, new secrets.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools"}}},"secrets":{"description":"Credentials sluice injects for tools, by alias. A tool never sees a real value: it writes the placeholder, and sluice swaps it for the value only on the way to one of the secret's hosts.","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/secret"}},"secret":{"description":"One credential.","type":"object","additionalProperties":false,"required":["from","hosts"],"properties":{"from":{"description":"Where sluice reads the real value when it starts or reloads: { env: NAME } or { file: PATH } (a relative path is taken from the policy file's directory).","type":"object","additionalProperties":false,"properties":{"env":{"description":"Name of the environment variable holding the value.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"file":{"description":"Path of a file holding the value (a trailing newline is trimmed); the file is re-read when it changes.","type":"string","minLength":1}},"oneOf":[{"required":["env"]},{"required":["file"]}]},"hosts":{"description":"The only hosts the real value may be sent to, in the same forms as a rule host. Never \"*\" or a public-suffix wildcard; in strict mode not a wildcard with a public suffix under it either (\"*.amazonaws.com\").","type":"array","items":{"type":"string"},"minItems":1,"uniqueItems":true},"require":{"description":"When true, every request from a tool granted this secret to one of its hosts must carry the placeholder in a header of swap_in (or have the value injected), and no other credential in that header, so a tool cannot use a foreign token there.","type":"boolean","default":false},"inject":{"description":"Optional: a header sluice sets on every request to the secret's hosts from a tool granted the secret.","type":"object","additionalProperties":false,"required":["header","format"],"properties":{"header":{"description":"Header name, e.g. Authorization.","type":"string","pattern":"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$","x-expected":"an HTTP header name"},"format":{"description":"Header value, with {value} standing for the real secret, e.g. \"Bearer {value}\".","type":"string","pattern":"^[^\\r\\n]*\\{value\\}[^\\r\\n]*$","x-expected":"one line of text containing \"{value}\""}}},"swap_in":{"description":"Where in a request the tool may write the placeholder for sluice to swap: \"header:<Name>\" (that request header, also inside Basic auth), \"query\", \"path\", \"body\". A placeholder anywhere else is refused with secret_misplaced. Defaults to the inject header when the secret is injected, else [\"header:Authorization\"]: query, path and body are where upstreams store and echo text, so they must be asked for. With \"body\", Range and If-Range are stripped from requests to the secret's hosts.","type":"array","items":{"type":"string","pattern":"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|query|path|body)$","x-expected":"\"header:<Name>\" (e.g. \"header:Authorization\"), \"query\", \"path\" or \"body\""},"uniqueItems":true},"allow_plaintext":{"description":"Swap and inject over plain http:// too. By default a placeholder or an injection toward the secret's hosts is refused with secret_insecure unless the request goes upstream over TLS sluice verified. For loopback development only; strict mode refuses it.","type":"boolean","default":false},"placeholder":{"description":"The stand-in a tool writes instead of the real value. Defaults to \"__sluice_secret_<alias>__\".","type":"string","pattern":"^[A-Za-z0-9_-]{8,128}$","x-expected":"8 to 128 letters, digits, \"_\" or \"-\""}}},"tools":{"description":"The tools allowed to use sluice, by the name they authenticate with (Proxy-Authorization: Basic name:token).","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/tool"}},"tool":{"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it.","enum":["block","review"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]},"rule":{"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"mcp":{"$ref":"#/$defs/mcpRule"},"git":{"description":"Git push rules for smart HTTP (git-receive-pack): sluice intercepts the host, reads the command list of each push before anything reaches the server, and refuses the whole push (git prints each ref as rejected) when any command is not allowed. Force pushes cannot be told apart; use the server's branch protection for them.","type":"object","additionalProperties":false,"properties":{"push":{"description":"What a push may update.","type":"object","additionalProperties":false,"default":{},"properties":{"refs":{"description":"Ref names a push may update, as globs on the full name (\"refs/heads/agent/**\"; \"*\" within one component, \"**\" across components). None by default.","type":"array","items":{"type":"string","pattern":"^refs/","x-expected":"a ref glob starting with \"refs/\""},"uniqueItems":true,"default":[]},"create":{"description":"Whether a push may create a ref that matches refs.","type":"boolean","default":true},"delete":{"description":"Whether a push may delete a ref (a matching branch, or a tag when tags is true).","type":"boolean","default":false},"tags":{"description":"Whether a push may create tags (refs/tags/…); moving an existing tag also needs a refs glob naming it, deleting one also needs delete.","type":"boolean","default":false}}},"fetch":{"description":"Whether clone and fetch (git-upload-pack) are allowed on this rule.","type":"boolean","default":true}}},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1}}},"mcpRule":{"description":"MCP-aware rule: sluice intercepts the host and reads the JSON-RPC 2.0 messages POSTed to it (Streamable HTTP and the older HTTP+SSE transport). initialize, ping, notifications and the */list methods pass; tools/call, resources/read and prompts/get are checked by name; any other method is refused unless listed in methods. List answers are filtered to what may be called.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"tools":{"description":"Tool names (or globs, \"*\" = any run of characters) tools/call may name; [] allows none.","$ref":"#/$defs/mcpNames"},"resources":{"description":"Resource URIs (or globs) resources/read may name; any when absent.","$ref":"#/$defs/mcpNames"},"prompts":{"description":"Prompt names (or globs) prompts/get may name; any when absent.","$ref":"#/$defs/mcpNames"},"methods":{"description":"More JSON-RPC methods (or globs) to let through unchecked, e.g. completion/complete or logging/setLevel.","$ref":"#/$defs/mcpNames"}}},"mcpNames":{"type":"array","items":{"type":"string","minLength":1,"maxLength":1024,"pattern":"^[^\\u0000-\\u001f\\u007f]*$","x-expected":"a name or glob without control characters"},"uniqueItems":true},"limitOverrides":{"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000}}}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://sluice.dev/schema/network-egress.schema.json","title":"sluice egress policy","description":"Which tools may reach which hosts through the sluice egress proxy, with which credentials and limits. Anything not allowed here is denied.","type":"object","additionalProperties":false,"required":["version"],"properties":{"version":{"description":"Policy format version. Always 1.","const":1},"strict":{"description":"Refuse risky policies: allow-all hosts (a bare \"*\", a wildcard over a public suffix such as \"*.com\" or \"*.github.io\", or over a name with a public suffix under it such as \"*.amazonaws.com\"), network.private_ip: allow, on_violation: review (one tool may still review until its review_until, at most 14 days ahead), and secrets with allow_plaintext. Turn off only while rolling out.","type":"boolean","default":true},"on_violation":{"description":"What happens to a request no rule allows: \"block\" denies it; \"review\" lets it through but records a policy.violation event (for rolling out a new policy; forbidden in strict mode).","enum":["block","review"],"default":"block"},"network":{"description":"Address and port rules that apply to every tool.","type":"object","additionalProperties":false,"default":{},"properties":{"private_ip":{"description":"Whether tools may reach private, loopback, link-local and other non-public addresses after DNS resolution. \"allow\" is forbidden in strict mode; prefer allow_private_cidrs.","enum":["deny","allow"],"default":"deny"},"allow_private_cidrs":{"description":"Narrow exceptions to private_ip: deny, as CIDRs such as \"10.1.2.3/32\" for one internal service.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"dns_servers":{"description":"DNS servers sluice asks, as \"ip\" or \"ip:port\" (\"[v6]:port\" for IPv6 with a port). Empty means the system's resolvers.","type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]},"allow_ports":{"description":"Ports a rule allows when it names none itself.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true,"default":[80,443]}}},"tls":{"description":"TLS settings for connections from sluice to upstream servers.","type":"object","additionalProperties":false,"default":{},"properties":{"upstream_ca":{"description":"A PEM file of extra CA certificates trusted for upstream servers, besides the system store (relative paths are taken from the policy file's directory). null for none.","type":["string","null"],"minLength":1,"default":null}}},"limits":{"description":"Limits for every tool. A tool or a rule may override any of them with its own limits.","type":"object","additionalProperties":false,"default":{},"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":10485760},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit. Responses sluice reads (plain HTTP, intercepted HTTPS) are capped by max_response_bytes each instead.","type":"integer","minimum":0,"maximum":9007199254740991,"default":0},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991,"default":1048576},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647,"default":60000},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647,"default":5000},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647,"default":10000},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647,"default":0},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000,"default":256},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000,"default":0},"ask_timeout_ms":{"description":"For a tool with on_violation: ask, milliseconds a request no rule allows is held for a supervisor before it is refused with approval_timeout.","type":"integer","minimum":1,"maximum":2147483647,"default":30000},"max_pending_per_tool":{"description":"For a tool with on_violation: ask, most requests held for approval at once; more are refused at once with approval_queue_full.","type":"integer","minimum":1,"maximum":100000,"default":16},"ask_deny_remember_ms":{"description":"For a tool with on_violation: ask, milliseconds a supervisor's deny is remembered for the same tool and target: a retry within it is refused with approval_denied without asking again.","type":"integer","minimum":0,"maximum":2147483647,"default":10000}}},"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools","default":{}},"include":{"description":"Policy fragments to load, as glob patterns relative to this file's directory (e.g. \"policy.d/*.yaml\"). A fragment holds only tools and secrets, and may add new ones but never redefine one declared elsewhere.","type":"array","items":{"type":"string","minLength":1,"pattern":"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$","x-expected":"a relative glob that stays inside the policy file's directory (no leading \"/\" and no \"..\" segment)"},"uniqueItems":true}},"$defs":{"fragment":{"description":"A policy fragment named by include: only new tools and, optionally, new secrets.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"secrets":{"$ref":"#/$defs/secrets","default":{}},"tools":{"$ref":"#/$defs/tools"}}},"secrets":{"description":"Credentials sluice injects for tools, by alias. A tool never sees a real value: it writes the placeholder, and sluice swaps it for the value only on the way to one of the secret's hosts.","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/secret"}},"secret":{"description":"One credential.","type":"object","additionalProperties":false,"required":["from","hosts"],"properties":{"from":{"description":"Where sluice reads the real value when it starts or reloads: { env: NAME } or { file: PATH } (a relative path is taken from the policy file's directory).","type":"object","additionalProperties":false,"properties":{"env":{"description":"Name of the environment variable holding the value.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"file":{"description":"Path of a file holding the value (a trailing newline is trimmed); the file is re-read when it changes.","type":"string","minLength":1}},"oneOf":[{"required":["env"]},{"required":["file"]}]},"hosts":{"description":"The only hosts the real value may be sent to, in the same forms as a rule host. Never \"*\" or a public-suffix wildcard; in strict mode not a wildcard with a public suffix under it either (\"*.amazonaws.com\").","type":"array","items":{"type":"string"},"minItems":1,"uniqueItems":true},"require":{"description":"When true, every request from a tool granted this secret to one of its hosts must carry the placeholder in a header of swap_in (or have the value injected), and no other credential in that header, so a tool cannot use a foreign token there.","type":"boolean","default":false},"inject":{"description":"Optional: a header sluice sets on every request to the secret's hosts from a tool granted the secret.","type":"object","additionalProperties":false,"required":["header","format"],"properties":{"header":{"description":"Header name, e.g. Authorization.","type":"string","pattern":"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$","x-expected":"an HTTP header name"},"format":{"description":"Header value, with {value} standing for the real secret, e.g. \"Bearer {value}\".","type":"string","pattern":"^[^\\r\\n]*\\{value\\}[^\\r\\n]*$","x-expected":"one line of text containing \"{value}\""}}},"swap_in":{"description":"Where in a request the tool may write the placeholder for sluice to swap: \"header:<Name>\" (that request header, also inside Basic auth), \"query\", \"path\", \"body\". A placeholder anywhere else is refused with secret_misplaced. Defaults to the inject header when the secret is injected, else [\"header:Authorization\"]: query, path and body are where upstreams store and echo text, so they must be asked for. With \"body\", Range and If-Range are stripped from requests to the secret's hosts.","type":"array","items":{"type":"string","pattern":"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|query|path|body)$","x-expected":"\"header:<Name>\" (e.g. \"header:Authorization\"), \"query\", \"path\" or \"body\""},"uniqueItems":true},"allow_plaintext":{"description":"Swap and inject over plain http:// too. By default a placeholder or an injection toward the secret's hosts is refused with secret_insecure unless the request goes upstream over TLS sluice verified. For loopback development only; strict mode refuses it.","type":"boolean","default":false},"placeholder":{"description":"The stand-in a tool writes instead of the real value. Defaults to \"__sluice_secret_<alias>__\".","type":"string","pattern":"^[A-Za-z0-9_-]{8,128}$","x-expected":"8 to 128 letters, digits, \"_\" or \"-\""}}},"tools":{"description":"The tools allowed to use sluice, by the name they authenticate with (Proxy-Authorization: Basic name:token).","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/tool"}},"tool":{"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it. \"ask\" holds the request (up to ask_timeout_ms) until a supervisor allows or denies it through the admin API; allowed in strict mode: nothing passes unless a person or supervisor says so.","enum":["block","review","ask"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]},"rule":{"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"mcp":{"$ref":"#/$defs/mcpRule"},"git":{"description":"Git push rules for smart HTTP (git-receive-pack): sluice intercepts the host, reads the command list of each push before anything reaches the server, and refuses the whole push (git prints each ref as rejected) when any command is not allowed. Force pushes cannot be told apart; use the server's branch protection for them.","type":"object","additionalProperties":false,"properties":{"push":{"description":"What a push may update.","type":"object","additionalProperties":false,"default":{},"properties":{"refs":{"description":"Ref names a push may update, as globs on the full name (\"refs/heads/agent/**\"; \"*\" within one component, \"**\" across components). None by default.","type":"array","items":{"type":"string","pattern":"^refs/","x-expected":"a ref glob starting with \"refs/\""},"uniqueItems":true,"default":[]},"create":{"description":"Whether a push may create a ref that matches refs.","type":"boolean","default":true},"delete":{"description":"Whether a push may delete a ref (a matching branch, or a tag when tags is true).","type":"boolean","default":false},"tags":{"description":"Whether a push may create tags (refs/tags/…); moving an existing tag also needs a refs glob naming it, deleting one also needs delete.","type":"boolean","default":false}}},"fetch":{"description":"Whether clone and fetch (git-upload-pack) are allowed on this rule.","type":"boolean","default":true}}},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1},"expires_at":{"description":"The rule stops matching at this time (RFC 3339 with a time zone, e.g. \"2026-12-02T10:00:00Z\"). Approvals write grants with it.","type":"string","pattern":"^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$","x-expected":"an RFC 3339 time with a zone, e.g. \"2026-12-02T10:00:00Z\""},"max_uses":{"description":"The rule stops matching after this many requests (and passthrough tunnels) it allowed; counts survive a restart (kept in the grants file).","type":"integer","minimum":1,"maximum":1000000000}}},"mcpRule":{"description":"MCP-aware rule: sluice intercepts the host and reads the JSON-RPC 2.0 messages POSTed to it (Streamable HTTP and the older HTTP+SSE transport). initialize, ping, notifications and the */list methods pass; tools/call, resources/read and prompts/get are checked by name; any other method is refused unless listed in methods. List answers are filtered to what may be called.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"tools":{"description":"Tool names (or globs, \"*\" = any run of characters) tools/call may name; [] allows none.","$ref":"#/$defs/mcpNames"},"resources":{"description":"Resource URIs (or globs) resources/read may name; any when absent.","$ref":"#/$defs/mcpNames"},"prompts":{"description":"Prompt names (or globs) prompts/get may name; any when absent.","$ref":"#/$defs/mcpNames"},"methods":{"description":"More JSON-RPC methods (or globs) to let through unchecked, e.g. completion/complete or logging/setLevel.","$ref":"#/$defs/mcpNames"}}},"mcpNames":{"type":"array","items":{"type":"string","minLength":1,"maxLength":1024,"pattern":"^[^\\u0000-\\u001f\\u007f]*$","x-expected":"a name or glob without control characters"},"uniqueItems":true},"limitOverrides":{"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000},"ask_timeout_ms":{"description":"For a tool with on_violation: ask, milliseconds a request no rule allows is held for a supervisor before it is refused with approval_timeout.","type":"integer","minimum":1,"maximum":2147483647},"max_pending_per_tool":{"description":"For a tool with on_violation: ask, most requests held for approval at once; more are refused at once with approval_queue_full.","type":"integer","minimum":1,"maximum":100000},"ask_deny_remember_ms":{"description":"For a tool with on_violation: ask, milliseconds a supervisor's deny is remembered for the same tool and target: a retry within it is refused with approval_denied without asking again.","type":"integer","minimum":0,"maximum":2147483647}}}}};
 const func1 = Object.prototype.hasOwnProperty;
 const func2 = runtime_0.default;
 const schema32 = {"description":"Credentials sluice injects for tools, by alias. A tool never sees a real value: it writes the placeholder, and sluice swaps it for the value only on the way to one of the secret's hosts.","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/secret"}};
@@ -550,15 +550,16 @@ return errors === 0;
 validate21.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
 const schema34 = {"description":"The tools allowed to use sluice, by the name they authenticate with (Proxy-Authorization: Basic name:token).","type":"object","propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"additionalProperties":{"$ref":"#/$defs/tool"}};
-const schema35 = {"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it.","enum":["block","review"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]};
-const schema37 = {"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000}}};
+const schema35 = {"description":"One tool: how it authenticates and what it may reach.","type":"object","additionalProperties":false,"required":["allow"],"properties":{"token_sha256":{"description":"Lower-case hex sha256 of the tool's proxy token (for example: printf %s \"$TOKEN\" | sha256sum). Set this or token_env.","type":"string","pattern":"^[0-9a-f]{64}$","x-expected":"64 lower-case hex digits (the sha256 of the token)"},"token_env":{"description":"Name of an environment variable holding the tool's proxy token. Set this or token_sha256.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","x-expected":"an environment variable name (letters, digits and \"_\", not starting with a digit)"},"secrets":{"description":"Aliases of the secrets this tool may use.","type":"array","items":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]{0,62}$","x-expected":"a name of lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit, at most 63 characters"},"uniqueItems":true,"default":[]},"allow":{"description":"Rules: a request is allowed when one of them matches. An empty list allows nothing.","type":"array","items":{"$ref":"#/$defs/rule"}},"limits":{"$ref":"#/$defs/limitOverrides"},"protected":{"description":"Marks a trusted built-in tool; a policy fragment may never redefine it.","type":"boolean"},"on_violation":{"description":"This tool's own answer to a request no rule allows, over the top-level on_violation: \"review\" lets it through and records a policy.violation with what a rule for it needs (for learning a tool's traffic; see sluice policy suggest); strict mode needs review_until with it. \"ask\" holds the request (up to ask_timeout_ms) until a supervisor allows or denies it through the admin API; allowed in strict mode: nothing passes unless a person or supervisor says so.","enum":["block","review","ask"]},"review_until":{"description":"With on_violation: review, when the tool's review ends (RFC 3339, e.g. \"2026-12-16T00:00:00Z\"); from then on it blocks, and each refusal says the review ended. Strict mode requires it, at most 14 days ahead.","type":"string","pattern":"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$","x-expected":"an RFC 3339 time such as \"2026-12-16T00:00:00Z\""}},"oneOf":[{"required":["token_sha256"]},{"required":["token_env"]}]};
+const schema37 = {"description":"Overrides of the top-level limits for this tool or rule; fields left out keep the value from the level above.","type":"object","additionalProperties":false,"properties":{"max_response_bytes":{"description":"Largest response body, in bytes, passed back to a tool; a larger response is cut off and recorded as response_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"max_tunnel_bytes":{"description":"Most bytes, both directions together, one passthrough tunnel may carry before sluice closes it (recorded as tunnel_too_large); 0 means no limit.","type":"integer","minimum":0,"maximum":9007199254740991},"max_request_bytes":{"description":"Largest request body, in bytes, a tool may send upstream; a larger one is refused with request_too_large.","type":"integer","minimum":1,"maximum":9007199254740991},"connect_timeout_ms":{"description":"Milliseconds to wait for the TCP (and upstream TLS) connection to an upstream server before answering 504.","type":"integer","minimum":1,"maximum":2147483647},"idle_timeout_ms":{"description":"Milliseconds a connection or tunnel may stay silent in both directions before sluice closes it.","type":"integer","minimum":1,"maximum":2147483647},"dns_timeout_ms":{"description":"Milliseconds to wait for sluice's own DNS resolution of an upstream host before denying with dns_failure.","type":"integer","minimum":1,"maximum":2147483647},"header_timeout_ms":{"description":"Milliseconds to wait for the complete request headers from a tool, and for the response headers from upstream.","type":"integer","minimum":1,"maximum":2147483647},"request_timeout_ms":{"description":"Total deadline in milliseconds for one request from start to the last response byte; 0 turns the deadline off.","type":"integer","minimum":0,"maximum":2147483647},"max_connections_per_tool":{"description":"Most connections one tool may hold open through sluice at the same time; more are refused.","type":"integer","minimum":1,"maximum":1000000},"requests_per_minute":{"description":"Most requests (and tunnels) one tool may start per minute; more are denied with rate_limited. 0 = unlimited.","type":"integer","minimum":0,"maximum":1000000},"ask_timeout_ms":{"description":"For a tool with on_violation: ask, milliseconds a request no rule allows is held for a supervisor before it is refused with approval_timeout.","type":"integer","minimum":1,"maximum":2147483647},"max_pending_per_tool":{"description":"For a tool with on_violation: ask, most requests held for approval at once; more are refused at once with approval_queue_full.","type":"integer","minimum":1,"maximum":100000},"ask_deny_remember_ms":{"description":"For a tool with on_violation: ask, milliseconds a supervisor's deny is remembered for the same tool and target: a retry within it is refused with approval_denied without asking again.","type":"integer","minimum":0,"maximum":2147483647}}};
 const pattern11 = new RegExp("^[0-9a-f]{64}$", "u");
-const pattern22 = new RegExp("^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$", "u");
-const schema36 = {"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"mcp":{"$ref":"#/$defs/mcpRule"},"git":{"description":"Git push rules for smart HTTP (git-receive-pack): sluice intercepts the host, reads the command list of each push before anything reaches the server, and refuses the whole push (git prints each ref as rejected) when any command is not allowed. Force pushes cannot be told apart; use the server's branch protection for them.","type":"object","additionalProperties":false,"properties":{"push":{"description":"What a push may update.","type":"object","additionalProperties":false,"default":{},"properties":{"refs":{"description":"Ref names a push may update, as globs on the full name (\"refs/heads/agent/**\"; \"*\" within one component, \"**\" across components). None by default.","type":"array","items":{"type":"string","pattern":"^refs/","x-expected":"a ref glob starting with \"refs/\""},"uniqueItems":true,"default":[]},"create":{"description":"Whether a push may create a ref that matches refs.","type":"boolean","default":true},"delete":{"description":"Whether a push may delete a ref (a matching branch, or a tag when tags is true).","type":"boolean","default":false},"tags":{"description":"Whether a push may create tags (refs/tags/…); moving an existing tag also needs a refs glob naming it, deleting one also needs delete.","type":"boolean","default":false}}},"fetch":{"description":"Whether clone and fetch (git-upload-pack) are allowed on this rule.","type":"boolean","default":true}}},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1}}};
+const pattern23 = new RegExp("^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$", "u");
+const schema36 = {"description":"One allow rule.","type":"object","additionalProperties":false,"required":["host"],"properties":{"host":{"description":"The host: an exact name (\"api.github.com\"), \"*.example.com\" (subdomains only, not example.com itself), an IPv4 literal, or an IPv6 literal in brackets (\"[2001:db8::1]\"); optionally with \":port\".","type":"string","minLength":1},"ports":{"description":"Ports allowed for this host; defaults to network.allow_ports. Do not combine with a port in host.","type":"array","items":{"type":"integer","minimum":1,"maximum":65535},"minItems":1,"uniqueItems":true},"methods":{"description":"Allowed HTTP methods in upper case; all when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^[A-Z][A-Z0-9_-]{0,31}$","x-expected":"an upper-case HTTP method such as GET"},"minItems":1,"uniqueItems":true},"paths":{"description":"Allowed paths, matched on the normalized path without the query: \"*\" matches within one segment, \"**\" any number of segments (e.g. \"/repos/**\"). All when absent. For HTTPS this makes sluice intercept the host.","type":"array","items":{"type":"string","pattern":"^/","x-expected":"a path starting with \"/\""},"minItems":1,"uniqueItems":true},"sha256":{"description":"Artifact pinning: the response body must hash (sha256, hex) to this value, or the download is cut off with digest_mismatch.","type":"string","pattern":"^[0-9a-fA-F]{64}$","x-expected":"64 hex digits (a sha256)"},"limits":{"$ref":"#/$defs/limitOverrides"},"mcp":{"$ref":"#/$defs/mcpRule"},"git":{"description":"Git push rules for smart HTTP (git-receive-pack): sluice intercepts the host, reads the command list of each push before anything reaches the server, and refuses the whole push (git prints each ref as rejected) when any command is not allowed. Force pushes cannot be told apart; use the server's branch protection for them.","type":"object","additionalProperties":false,"properties":{"push":{"description":"What a push may update.","type":"object","additionalProperties":false,"default":{},"properties":{"refs":{"description":"Ref names a push may update, as globs on the full name (\"refs/heads/agent/**\"; \"*\" within one component, \"**\" across components). None by default.","type":"array","items":{"type":"string","pattern":"^refs/","x-expected":"a ref glob starting with \"refs/\""},"uniqueItems":true,"default":[]},"create":{"description":"Whether a push may create a ref that matches refs.","type":"boolean","default":true},"delete":{"description":"Whether a push may delete a ref (a matching branch, or a tag when tags is true).","type":"boolean","default":false},"tags":{"description":"Whether a push may create tags (refs/tags/…); moving an existing tag also needs a refs glob naming it, deleting one also needs delete.","type":"boolean","default":false}}},"fetch":{"description":"Whether clone and fetch (git-upload-pack) are allowed on this rule.","type":"boolean","default":true}}},"exfil_ok":{"description":"Why this rule may write to a host where others can read what is written (a code host, paste site, object store, webhook...; see data/exfil-hosts.json): silences sluice check's exfil_surface warning for it.","type":"string","minLength":1},"expires_at":{"description":"The rule stops matching at this time (RFC 3339 with a time zone, e.g. \"2026-12-02T10:00:00Z\"). Approvals write grants with it.","type":"string","pattern":"^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$","x-expected":"an RFC 3339 time with a zone, e.g. \"2026-12-02T10:00:00Z\""},"max_uses":{"description":"The rule stops matching after this many requests (and passthrough tunnels) it allowed; counts survive a restart (kept in the grants file).","type":"integer","minimum":1,"maximum":1000000000}}};
 const pattern14 = new RegExp("^[A-Z][A-Z0-9_-]{0,31}$", "u");
 const pattern15 = new RegExp("^/", "u");
 const pattern16 = new RegExp("^[0-9a-fA-F]{64}$", "u");
 const pattern21 = new RegExp("^refs/", "u");
+const pattern22 = new RegExp("^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$", "u");
 const schema38 = {"description":"MCP-aware rule: sluice intercepts the host and reads the JSON-RPC 2.0 messages POSTed to it (Streamable HTTP and the older HTTP+SSE transport). initialize, ping, notifications and the */list methods pass; tools/call, resources/read and prompts/get are checked by name; any other method is refused unless listed in methods. List answers are filtered to what may be called.","type":"object","additionalProperties":false,"required":["tools"],"properties":{"tools":{"description":"Tool names (or globs, \"*\" = any run of characters) tools/call may name; [] allows none.","$ref":"#/$defs/mcpNames"},"resources":{"description":"Resource URIs (or globs) resources/read may name; any when absent.","$ref":"#/$defs/mcpNames"},"prompts":{"description":"Prompt names (or globs) prompts/get may name; any when absent.","$ref":"#/$defs/mcpNames"},"methods":{"description":"More JSON-RPC methods (or globs) to let through unchecked, e.g. completion/complete or logging/setLevel.","$ref":"#/$defs/mcpNames"}}};
 const schema39 = {"type":"array","items":{"type":"string","minLength":1,"maxLength":1024,"pattern":"^[^\\u0000-\\u001f\\u007f]*$","x-expected":"a name or glob without control characters"},"uniqueItems":true};
 const pattern17 = new RegExp("^[^\\u0000-\\u001f\\u007f]*$", "u");
@@ -1636,14 +1637,119 @@ errors++;
 }
 }
 }
-}
-else {
-const err53 = {instancePath:instancePath+"/limits",schemaPath:"#/$defs/limitOverrides/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema37.type,parentSchema:schema37,data:data8};
+if(data8.ask_timeout_ms !== undefined){
+let data19 = data8.ask_timeout_ms;
+if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
+const err53 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema37.properties.ask_timeout_ms.type,parentSchema:schema37.properties.ask_timeout_ms,data:data19};
 if(vErrors === null){
 vErrors = [err53];
 }
 else {
 vErrors.push(err53);
+}
+errors++;
+}
+if((typeof data19 == "number") && (isFinite(data19))){
+if(data19 > 2147483647 || isNaN(data19)){
+const err54 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_timeout_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2147483647},message:"must be <= 2147483647",schema:2147483647,parentSchema:schema37.properties.ask_timeout_ms,data:data19};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
+}
+errors++;
+}
+if(data19 < 1 || isNaN(data19)){
+const err55 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema37.properties.ask_timeout_ms,data:data19};
+if(vErrors === null){
+vErrors = [err55];
+}
+else {
+vErrors.push(err55);
+}
+errors++;
+}
+}
+}
+if(data8.max_pending_per_tool !== undefined){
+let data20 = data8.max_pending_per_tool;
+if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
+const err56 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/$defs/limitOverrides/properties/max_pending_per_tool/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema37.properties.max_pending_per_tool.type,parentSchema:schema37.properties.max_pending_per_tool,data:data20};
+if(vErrors === null){
+vErrors = [err56];
+}
+else {
+vErrors.push(err56);
+}
+errors++;
+}
+if((typeof data20 == "number") && (isFinite(data20))){
+if(data20 > 100000 || isNaN(data20)){
+const err57 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/$defs/limitOverrides/properties/max_pending_per_tool/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema37.properties.max_pending_per_tool,data:data20};
+if(vErrors === null){
+vErrors = [err57];
+}
+else {
+vErrors.push(err57);
+}
+errors++;
+}
+if(data20 < 1 || isNaN(data20)){
+const err58 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/$defs/limitOverrides/properties/max_pending_per_tool/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema37.properties.max_pending_per_tool,data:data20};
+if(vErrors === null){
+vErrors = [err58];
+}
+else {
+vErrors.push(err58);
+}
+errors++;
+}
+}
+}
+if(data8.ask_deny_remember_ms !== undefined){
+let data21 = data8.ask_deny_remember_ms;
+if(!(((typeof data21 == "number") && (!(data21 % 1) && !isNaN(data21))) && (isFinite(data21)))){
+const err59 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_deny_remember_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema37.properties.ask_deny_remember_ms.type,parentSchema:schema37.properties.ask_deny_remember_ms,data:data21};
+if(vErrors === null){
+vErrors = [err59];
+}
+else {
+vErrors.push(err59);
+}
+errors++;
+}
+if((typeof data21 == "number") && (isFinite(data21))){
+if(data21 > 2147483647 || isNaN(data21)){
+const err60 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_deny_remember_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2147483647},message:"must be <= 2147483647",schema:2147483647,parentSchema:schema37.properties.ask_deny_remember_ms,data:data21};
+if(vErrors === null){
+vErrors = [err60];
+}
+else {
+vErrors.push(err60);
+}
+errors++;
+}
+if(data21 < 0 || isNaN(data21)){
+const err61 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_deny_remember_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema37.properties.ask_deny_remember_ms,data:data21};
+if(vErrors === null){
+vErrors = [err61];
+}
+else {
+vErrors.push(err61);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err62 = {instancePath:instancePath+"/limits",schemaPath:"#/$defs/limitOverrides/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema37.type,parentSchema:schema37,data:data8};
+if(vErrors === null){
+vErrors = [err62];
+}
+else {
+vErrors.push(err62);
 }
 errors++;
 }
@@ -1655,151 +1761,17 @@ errors = vErrors.length;
 }
 }
 if(data.git !== undefined){
-let data20 = data.git;
-if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
-if(data20.push === undefined){
-data20.push = {};
+let data23 = data.git;
+if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
+if(data23.push === undefined){
+data23.push = {};
 }
-if(data20.fetch === undefined){
-data20.fetch = true;
+if(data23.fetch === undefined){
+data23.fetch = true;
 }
-for(const key2 in data20){
+for(const key2 in data23){
 if(!((key2 === "push") || (key2 === "fetch"))){
-const err54 = {instancePath:instancePath+"/git",schemaPath:"#/properties/git/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.git,data:data20};
-if(vErrors === null){
-vErrors = [err54];
-}
-else {
-vErrors.push(err54);
-}
-errors++;
-}
-}
-let data21 = data20.push;
-if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
-if(data21.refs === undefined){
-data21.refs = [];
-}
-if(data21.create === undefined){
-data21.create = true;
-}
-if(data21.delete === undefined){
-data21.delete = false;
-}
-if(data21.tags === undefined){
-data21.tags = false;
-}
-for(const key3 in data21){
-if(!((((key3 === "refs") || (key3 === "create")) || (key3 === "delete")) || (key3 === "tags"))){
-const err55 = {instancePath:instancePath+"/git/push",schemaPath:"#/properties/git/properties/push/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.git.properties.push,data:data21};
-if(vErrors === null){
-vErrors = [err55];
-}
-else {
-vErrors.push(err55);
-}
-errors++;
-}
-}
-let data22 = data21.refs;
-if(Array.isArray(data22)){
-const len3 = data22.length;
-for(let i6=0; i6<len3; i6++){
-let data23 = data22[i6];
-if(typeof data23 === "string"){
-if(!pattern21.test(data23)){
-const err56 = {instancePath:instancePath+"/git/push/refs/" + i6,schemaPath:"#/properties/git/properties/push/properties/refs/items/pattern",keyword:"pattern",params:{pattern: "^refs/"},message:"must match pattern \""+"^refs/"+"\"",schema:"^refs/",parentSchema:schema36.properties.git.properties.push.properties.refs.items,data:data23};
-if(vErrors === null){
-vErrors = [err56];
-}
-else {
-vErrors.push(err56);
-}
-errors++;
-}
-}
-else {
-const err57 = {instancePath:instancePath+"/git/push/refs/" + i6,schemaPath:"#/properties/git/properties/push/properties/refs/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.git.properties.push.properties.refs.items.type,parentSchema:schema36.properties.git.properties.push.properties.refs.items,data:data23};
-if(vErrors === null){
-vErrors = [err57];
-}
-else {
-vErrors.push(err57);
-}
-errors++;
-}
-}
-let i7 = data22.length;
-let j3;
-if(i7 > 1){
-const indices3 = {};
-for(;i7--;){
-let item3 = data22[i7];
-if(typeof item3 !== "string"){
-continue;
-}
-if(typeof indices3[item3] == "number"){
-j3 = indices3[item3];
-const err58 = {instancePath:instancePath+"/git/push/refs",schemaPath:"#/properties/git/properties/push/properties/refs/uniqueItems",keyword:"uniqueItems",params:{i: i7, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i7+" are identical)",schema:true,parentSchema:schema36.properties.git.properties.push.properties.refs,data:data22};
-if(vErrors === null){
-vErrors = [err58];
-}
-else {
-vErrors.push(err58);
-}
-errors++;
-break;
-}
-indices3[item3] = i7;
-}
-}
-}
-else {
-const err59 = {instancePath:instancePath+"/git/push/refs",schemaPath:"#/properties/git/properties/push/properties/refs/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.git.properties.push.properties.refs.type,parentSchema:schema36.properties.git.properties.push.properties.refs,data:data22};
-if(vErrors === null){
-vErrors = [err59];
-}
-else {
-vErrors.push(err59);
-}
-errors++;
-}
-let data24 = data21.create;
-if(typeof data24 !== "boolean"){
-const err60 = {instancePath:instancePath+"/git/push/create",schemaPath:"#/properties/git/properties/push/properties/create/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.create.type,parentSchema:schema36.properties.git.properties.push.properties.create,data:data24};
-if(vErrors === null){
-vErrors = [err60];
-}
-else {
-vErrors.push(err60);
-}
-errors++;
-}
-let data25 = data21.delete;
-if(typeof data25 !== "boolean"){
-const err61 = {instancePath:instancePath+"/git/push/delete",schemaPath:"#/properties/git/properties/push/properties/delete/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.delete.type,parentSchema:schema36.properties.git.properties.push.properties.delete,data:data25};
-if(vErrors === null){
-vErrors = [err61];
-}
-else {
-vErrors.push(err61);
-}
-errors++;
-}
-let data26 = data21.tags;
-if(typeof data26 !== "boolean"){
-const err62 = {instancePath:instancePath+"/git/push/tags",schemaPath:"#/properties/git/properties/push/properties/tags/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.tags.type,parentSchema:schema36.properties.git.properties.push.properties.tags,data:data26};
-if(vErrors === null){
-vErrors = [err62];
-}
-else {
-vErrors.push(err62);
-}
-errors++;
-}
-}
-else {
-const err63 = {instancePath:instancePath+"/git/push",schemaPath:"#/properties/git/properties/push/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.git.properties.push.type,parentSchema:schema36.properties.git.properties.push,data:data21};
+const err63 = {instancePath:instancePath+"/git",schemaPath:"#/properties/git/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.git,data:data23};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1808,9 +1780,24 @@ vErrors.push(err63);
 }
 errors++;
 }
-let data27 = data20.fetch;
-if(typeof data27 !== "boolean"){
-const err64 = {instancePath:instancePath+"/git/fetch",schemaPath:"#/properties/git/properties/fetch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.fetch.type,parentSchema:schema36.properties.git.properties.fetch,data:data27};
+}
+let data24 = data23.push;
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+if(data24.refs === undefined){
+data24.refs = [];
+}
+if(data24.create === undefined){
+data24.create = true;
+}
+if(data24.delete === undefined){
+data24.delete = false;
+}
+if(data24.tags === undefined){
+data24.tags = false;
+}
+for(const key3 in data24){
+if(!((((key3 === "refs") || (key3 === "create")) || (key3 === "delete")) || (key3 === "tags"))){
+const err64 = {instancePath:instancePath+"/git/push",schemaPath:"#/properties/git/properties/push/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.git.properties.push,data:data24};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1820,8 +1807,14 @@ vErrors.push(err64);
 errors++;
 }
 }
-else {
-const err65 = {instancePath:instancePath+"/git",schemaPath:"#/properties/git/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.git.type,parentSchema:schema36.properties.git,data:data20};
+let data25 = data24.refs;
+if(Array.isArray(data25)){
+const len3 = data25.length;
+for(let i6=0; i6<len3; i6++){
+let data26 = data25[i6];
+if(typeof data26 === "string"){
+if(!pattern21.test(data26)){
+const err65 = {instancePath:instancePath+"/git/push/refs/" + i6,schemaPath:"#/properties/git/properties/push/properties/refs/items/pattern",keyword:"pattern",params:{pattern: "^refs/"},message:"must match pattern \""+"^refs/"+"\"",schema:"^refs/",parentSchema:schema36.properties.git.properties.push.properties.refs.items,data:data26};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1831,11 +1824,8 @@ vErrors.push(err65);
 errors++;
 }
 }
-if(data.exfil_ok !== undefined){
-let data28 = data.exfil_ok;
-if(typeof data28 === "string"){
-if(func2(data28) < 1){
-const err66 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema36.properties.exfil_ok,data:data28};
+else {
+const err66 = {instancePath:instancePath+"/git/push/refs/" + i6,schemaPath:"#/properties/git/properties/push/properties/refs/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.git.properties.push.properties.refs.items.type,parentSchema:schema36.properties.git.properties.push.properties.refs.items,data:data26};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1845,8 +1835,18 @@ vErrors.push(err66);
 errors++;
 }
 }
-else {
-const err67 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.exfil_ok.type,parentSchema:schema36.properties.exfil_ok,data:data28};
+let i7 = data25.length;
+let j3;
+if(i7 > 1){
+const indices3 = {};
+for(;i7--;){
+let item3 = data25[i7];
+if(typeof item3 !== "string"){
+continue;
+}
+if(typeof indices3[item3] == "number"){
+j3 = indices3[item3];
+const err67 = {instancePath:instancePath+"/git/push/refs",schemaPath:"#/properties/git/properties/push/properties/refs/uniqueItems",keyword:"uniqueItems",params:{i: i7, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i7+" are identical)",schema:true,parentSchema:schema36.properties.git.properties.push.properties.refs,data:data25};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1854,16 +1854,182 @@ else {
 vErrors.push(err67);
 }
 errors++;
+break;
+}
+indices3[item3] = i7;
 }
 }
 }
 else {
-const err68 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data};
+const err68 = {instancePath:instancePath+"/git/push/refs",schemaPath:"#/properties/git/properties/push/properties/refs/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.git.properties.push.properties.refs.type,parentSchema:schema36.properties.git.properties.push.properties.refs,data:data25};
 if(vErrors === null){
 vErrors = [err68];
 }
 else {
 vErrors.push(err68);
+}
+errors++;
+}
+let data27 = data24.create;
+if(typeof data27 !== "boolean"){
+const err69 = {instancePath:instancePath+"/git/push/create",schemaPath:"#/properties/git/properties/push/properties/create/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.create.type,parentSchema:schema36.properties.git.properties.push.properties.create,data:data27};
+if(vErrors === null){
+vErrors = [err69];
+}
+else {
+vErrors.push(err69);
+}
+errors++;
+}
+let data28 = data24.delete;
+if(typeof data28 !== "boolean"){
+const err70 = {instancePath:instancePath+"/git/push/delete",schemaPath:"#/properties/git/properties/push/properties/delete/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.delete.type,parentSchema:schema36.properties.git.properties.push.properties.delete,data:data28};
+if(vErrors === null){
+vErrors = [err70];
+}
+else {
+vErrors.push(err70);
+}
+errors++;
+}
+let data29 = data24.tags;
+if(typeof data29 !== "boolean"){
+const err71 = {instancePath:instancePath+"/git/push/tags",schemaPath:"#/properties/git/properties/push/properties/tags/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.push.properties.tags.type,parentSchema:schema36.properties.git.properties.push.properties.tags,data:data29};
+if(vErrors === null){
+vErrors = [err71];
+}
+else {
+vErrors.push(err71);
+}
+errors++;
+}
+}
+else {
+const err72 = {instancePath:instancePath+"/git/push",schemaPath:"#/properties/git/properties/push/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.git.properties.push.type,parentSchema:schema36.properties.git.properties.push,data:data24};
+if(vErrors === null){
+vErrors = [err72];
+}
+else {
+vErrors.push(err72);
+}
+errors++;
+}
+let data30 = data23.fetch;
+if(typeof data30 !== "boolean"){
+const err73 = {instancePath:instancePath+"/git/fetch",schemaPath:"#/properties/git/properties/fetch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.git.properties.fetch.type,parentSchema:schema36.properties.git.properties.fetch,data:data30};
+if(vErrors === null){
+vErrors = [err73];
+}
+else {
+vErrors.push(err73);
+}
+errors++;
+}
+}
+else {
+const err74 = {instancePath:instancePath+"/git",schemaPath:"#/properties/git/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.git.type,parentSchema:schema36.properties.git,data:data23};
+if(vErrors === null){
+vErrors = [err74];
+}
+else {
+vErrors.push(err74);
+}
+errors++;
+}
+}
+if(data.exfil_ok !== undefined){
+let data31 = data.exfil_ok;
+if(typeof data31 === "string"){
+if(func2(data31) < 1){
+const err75 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema36.properties.exfil_ok,data:data31};
+if(vErrors === null){
+vErrors = [err75];
+}
+else {
+vErrors.push(err75);
+}
+errors++;
+}
+}
+else {
+const err76 = {instancePath:instancePath+"/exfil_ok",schemaPath:"#/properties/exfil_ok/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.exfil_ok.type,parentSchema:schema36.properties.exfil_ok,data:data31};
+if(vErrors === null){
+vErrors = [err76];
+}
+else {
+vErrors.push(err76);
+}
+errors++;
+}
+}
+if(data.expires_at !== undefined){
+let data32 = data.expires_at;
+if(typeof data32 === "string"){
+if(!pattern22.test(data32)){
+const err77 = {instancePath:instancePath+"/expires_at",schemaPath:"#/properties/expires_at/pattern",keyword:"pattern",params:{pattern: "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$"},message:"must match pattern \""+"^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$"+"\"",schema:"^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$",parentSchema:schema36.properties.expires_at,data:data32};
+if(vErrors === null){
+vErrors = [err77];
+}
+else {
+vErrors.push(err77);
+}
+errors++;
+}
+}
+else {
+const err78 = {instancePath:instancePath+"/expires_at",schemaPath:"#/properties/expires_at/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.expires_at.type,parentSchema:schema36.properties.expires_at,data:data32};
+if(vErrors === null){
+vErrors = [err78];
+}
+else {
+vErrors.push(err78);
+}
+errors++;
+}
+}
+if(data.max_uses !== undefined){
+let data33 = data.max_uses;
+if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
+const err79 = {instancePath:instancePath+"/max_uses",schemaPath:"#/properties/max_uses/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema36.properties.max_uses.type,parentSchema:schema36.properties.max_uses,data:data33};
+if(vErrors === null){
+vErrors = [err79];
+}
+else {
+vErrors.push(err79);
+}
+errors++;
+}
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 > 1000000000 || isNaN(data33)){
+const err80 = {instancePath:instancePath+"/max_uses",schemaPath:"#/properties/max_uses/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000},message:"must be <= 1000000000",schema:1000000000,parentSchema:schema36.properties.max_uses,data:data33};
+if(vErrors === null){
+vErrors = [err80];
+}
+else {
+vErrors.push(err80);
+}
+errors++;
+}
+if(data33 < 1 || isNaN(data33)){
+const err81 = {instancePath:instancePath+"/max_uses",schemaPath:"#/properties/max_uses/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema36.properties.max_uses,data:data33};
+if(vErrors === null){
+vErrors = [err81];
+}
+else {
+vErrors.push(err81);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err82 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data};
+if(vErrors === null){
+vErrors = [err82];
+}
+else {
+vErrors.push(err82);
 }
 errors++;
 }
@@ -2475,9 +2641,10 @@ errors++;
 }
 }
 }
-}
-else {
-const err45 = {instancePath:instancePath+"/limits",schemaPath:"#/$defs/limitOverrides/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema37.type,parentSchema:schema37,data:data6};
+if(data6.ask_timeout_ms !== undefined){
+let data17 = data6.ask_timeout_ms;
+if(!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))){
+const err45 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema37.properties.ask_timeout_ms.type,parentSchema:schema37.properties.ask_timeout_ms,data:data17};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -2486,11 +2653,9 @@ vErrors.push(err45);
 }
 errors++;
 }
-}
-if(data.protected !== undefined){
-let data17 = data.protected;
-if(typeof data17 !== "boolean"){
-const err46 = {instancePath:instancePath+"/protected",schemaPath:"#/properties/protected/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema35.properties.protected.type,parentSchema:schema35.properties.protected,data:data17};
+if((typeof data17 == "number") && (isFinite(data17))){
+if(data17 > 2147483647 || isNaN(data17)){
+const err46 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_timeout_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2147483647},message:"must be <= 2147483647",schema:2147483647,parentSchema:schema37.properties.ask_timeout_ms,data:data17};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -2499,11 +2664,8 @@ vErrors.push(err46);
 }
 errors++;
 }
-}
-if(data.on_violation !== undefined){
-let data18 = data.on_violation;
-if(!((data18 === "block") || (data18 === "review"))){
-const err47 = {instancePath:instancePath+"/on_violation",schemaPath:"#/properties/on_violation/enum",keyword:"enum",params:{allowedValues: schema35.properties.on_violation.enum},message:"must be equal to one of the allowed values",schema:schema35.properties.on_violation.enum,parentSchema:schema35.properties.on_violation,data:data18};
+if(data17 < 1 || isNaN(data17)){
+const err47 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema37.properties.ask_timeout_ms,data:data17};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -2513,11 +2675,11 @@ vErrors.push(err47);
 errors++;
 }
 }
-if(data.review_until !== undefined){
-let data19 = data.review_until;
-if(typeof data19 === "string"){
-if(!pattern22.test(data19)){
-const err48 = {instancePath:instancePath+"/review_until",schemaPath:"#/properties/review_until/pattern",keyword:"pattern",params:{pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"},message:"must match pattern \""+"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"+"\"",schema:"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",parentSchema:schema35.properties.review_until,data:data19};
+}
+if(data6.max_pending_per_tool !== undefined){
+let data18 = data6.max_pending_per_tool;
+if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
+const err48 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/$defs/limitOverrides/properties/max_pending_per_tool/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema37.properties.max_pending_per_tool.type,parentSchema:schema37.properties.max_pending_per_tool,data:data18};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -2526,9 +2688,9 @@ vErrors.push(err48);
 }
 errors++;
 }
-}
-else {
-const err49 = {instancePath:instancePath+"/review_until",schemaPath:"#/properties/review_until/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.properties.review_until.type,parentSchema:schema35.properties.review_until,data:data19};
+if((typeof data18 == "number") && (isFinite(data18))){
+if(data18 > 100000 || isNaN(data18)){
+const err49 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/$defs/limitOverrides/properties/max_pending_per_tool/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema37.properties.max_pending_per_tool,data:data18};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -2537,15 +2699,124 @@ vErrors.push(err49);
 }
 errors++;
 }
-}
-}
-else {
-const err50 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema35.type,parentSchema:schema35,data};
+if(data18 < 1 || isNaN(data18)){
+const err50 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/$defs/limitOverrides/properties/max_pending_per_tool/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema37.properties.max_pending_per_tool,data:data18};
 if(vErrors === null){
 vErrors = [err50];
 }
 else {
 vErrors.push(err50);
+}
+errors++;
+}
+}
+}
+if(data6.ask_deny_remember_ms !== undefined){
+let data19 = data6.ask_deny_remember_ms;
+if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
+const err51 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_deny_remember_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema37.properties.ask_deny_remember_ms.type,parentSchema:schema37.properties.ask_deny_remember_ms,data:data19};
+if(vErrors === null){
+vErrors = [err51];
+}
+else {
+vErrors.push(err51);
+}
+errors++;
+}
+if((typeof data19 == "number") && (isFinite(data19))){
+if(data19 > 2147483647 || isNaN(data19)){
+const err52 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_deny_remember_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2147483647},message:"must be <= 2147483647",schema:2147483647,parentSchema:schema37.properties.ask_deny_remember_ms,data:data19};
+if(vErrors === null){
+vErrors = [err52];
+}
+else {
+vErrors.push(err52);
+}
+errors++;
+}
+if(data19 < 0 || isNaN(data19)){
+const err53 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/$defs/limitOverrides/properties/ask_deny_remember_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema37.properties.ask_deny_remember_ms,data:data19};
+if(vErrors === null){
+vErrors = [err53];
+}
+else {
+vErrors.push(err53);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err54 = {instancePath:instancePath+"/limits",schemaPath:"#/$defs/limitOverrides/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema37.type,parentSchema:schema37,data:data6};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
+}
+errors++;
+}
+}
+if(data.protected !== undefined){
+let data20 = data.protected;
+if(typeof data20 !== "boolean"){
+const err55 = {instancePath:instancePath+"/protected",schemaPath:"#/properties/protected/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema35.properties.protected.type,parentSchema:schema35.properties.protected,data:data20};
+if(vErrors === null){
+vErrors = [err55];
+}
+else {
+vErrors.push(err55);
+}
+errors++;
+}
+}
+if(data.on_violation !== undefined){
+let data21 = data.on_violation;
+if(!(((data21 === "block") || (data21 === "review")) || (data21 === "ask"))){
+const err56 = {instancePath:instancePath+"/on_violation",schemaPath:"#/properties/on_violation/enum",keyword:"enum",params:{allowedValues: schema35.properties.on_violation.enum},message:"must be equal to one of the allowed values",schema:schema35.properties.on_violation.enum,parentSchema:schema35.properties.on_violation,data:data21};
+if(vErrors === null){
+vErrors = [err56];
+}
+else {
+vErrors.push(err56);
+}
+errors++;
+}
+}
+if(data.review_until !== undefined){
+let data22 = data.review_until;
+if(typeof data22 === "string"){
+if(!pattern23.test(data22)){
+const err57 = {instancePath:instancePath+"/review_until",schemaPath:"#/properties/review_until/pattern",keyword:"pattern",params:{pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"},message:"must match pattern \""+"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"+"\"",schema:"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",parentSchema:schema35.properties.review_until,data:data22};
+if(vErrors === null){
+vErrors = [err57];
+}
+else {
+vErrors.push(err57);
+}
+errors++;
+}
+}
+else {
+const err58 = {instancePath:instancePath+"/review_until",schemaPath:"#/properties/review_until/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.properties.review_until.type,parentSchema:schema35.properties.review_until,data:data22};
+if(vErrors === null){
+vErrors = [err58];
+}
+else {
+vErrors.push(err58);
+}
+errors++;
+}
+}
+}
+else {
+const err59 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema35.type,parentSchema:schema35,data};
+if(vErrors === null){
+vErrors = [err59];
+}
+else {
+vErrors.push(err59);
 }
 errors++;
 }
@@ -2624,7 +2895,7 @@ return errors === 0;
 }
 validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 
-const pattern23 = new RegExp("^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$", "u");
+const pattern24 = new RegExp("^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$", "u");
 
 function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 /*# sourceURL="https://sluice.dev/schema/network-egress.schema.json" */;
@@ -3032,6 +3303,15 @@ data13.max_connections_per_tool = 256;
 if(data13.requests_per_minute === undefined){
 data13.requests_per_minute = 0;
 }
+if(data13.ask_timeout_ms === undefined){
+data13.ask_timeout_ms = 30000;
+}
+if(data13.max_pending_per_tool === undefined){
+data13.max_pending_per_tool = 16;
+}
+if(data13.ask_deny_remember_ms === undefined){
+data13.ask_deny_remember_ms = 10000;
+}
 for(const key3 in data13){
 if(!(func1.call(schema31.properties.limits.properties, key3))){
 const err24 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.limits,data:data13};
@@ -3374,14 +3654,113 @@ vErrors.push(err54);
 errors++;
 }
 }
-}
-else {
-const err55 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.limits.type,parentSchema:schema31.properties.limits,data:data13};
+let data24 = data13.ask_timeout_ms;
+if(!(((typeof data24 == "number") && (!(data24 % 1) && !isNaN(data24))) && (isFinite(data24)))){
+const err55 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/properties/limits/properties/ask_timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.limits.properties.ask_timeout_ms.type,parentSchema:schema31.properties.limits.properties.ask_timeout_ms,data:data24};
 if(vErrors === null){
 vErrors = [err55];
 }
 else {
 vErrors.push(err55);
+}
+errors++;
+}
+if((typeof data24 == "number") && (isFinite(data24))){
+if(data24 > 2147483647 || isNaN(data24)){
+const err56 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/properties/limits/properties/ask_timeout_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2147483647},message:"must be <= 2147483647",schema:2147483647,parentSchema:schema31.properties.limits.properties.ask_timeout_ms,data:data24};
+if(vErrors === null){
+vErrors = [err56];
+}
+else {
+vErrors.push(err56);
+}
+errors++;
+}
+if(data24 < 1 || isNaN(data24)){
+const err57 = {instancePath:instancePath+"/limits/ask_timeout_ms",schemaPath:"#/properties/limits/properties/ask_timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema31.properties.limits.properties.ask_timeout_ms,data:data24};
+if(vErrors === null){
+vErrors = [err57];
+}
+else {
+vErrors.push(err57);
+}
+errors++;
+}
+}
+let data25 = data13.max_pending_per_tool;
+if(!(((typeof data25 == "number") && (!(data25 % 1) && !isNaN(data25))) && (isFinite(data25)))){
+const err58 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/properties/limits/properties/max_pending_per_tool/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.limits.properties.max_pending_per_tool.type,parentSchema:schema31.properties.limits.properties.max_pending_per_tool,data:data25};
+if(vErrors === null){
+vErrors = [err58];
+}
+else {
+vErrors.push(err58);
+}
+errors++;
+}
+if((typeof data25 == "number") && (isFinite(data25))){
+if(data25 > 100000 || isNaN(data25)){
+const err59 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/properties/limits/properties/max_pending_per_tool/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100000},message:"must be <= 100000",schema:100000,parentSchema:schema31.properties.limits.properties.max_pending_per_tool,data:data25};
+if(vErrors === null){
+vErrors = [err59];
+}
+else {
+vErrors.push(err59);
+}
+errors++;
+}
+if(data25 < 1 || isNaN(data25)){
+const err60 = {instancePath:instancePath+"/limits/max_pending_per_tool",schemaPath:"#/properties/limits/properties/max_pending_per_tool/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema31.properties.limits.properties.max_pending_per_tool,data:data25};
+if(vErrors === null){
+vErrors = [err60];
+}
+else {
+vErrors.push(err60);
+}
+errors++;
+}
+}
+let data26 = data13.ask_deny_remember_ms;
+if(!(((typeof data26 == "number") && (!(data26 % 1) && !isNaN(data26))) && (isFinite(data26)))){
+const err61 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/properties/limits/properties/ask_deny_remember_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.limits.properties.ask_deny_remember_ms.type,parentSchema:schema31.properties.limits.properties.ask_deny_remember_ms,data:data26};
+if(vErrors === null){
+vErrors = [err61];
+}
+else {
+vErrors.push(err61);
+}
+errors++;
+}
+if((typeof data26 == "number") && (isFinite(data26))){
+if(data26 > 2147483647 || isNaN(data26)){
+const err62 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/properties/limits/properties/ask_deny_remember_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2147483647},message:"must be <= 2147483647",schema:2147483647,parentSchema:schema31.properties.limits.properties.ask_deny_remember_ms,data:data26};
+if(vErrors === null){
+vErrors = [err62];
+}
+else {
+vErrors.push(err62);
+}
+errors++;
+}
+if(data26 < 0 || isNaN(data26)){
+const err63 = {instancePath:instancePath+"/limits/ask_deny_remember_ms",schemaPath:"#/properties/limits/properties/ask_deny_remember_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.limits.properties.ask_deny_remember_ms,data:data26};
+if(vErrors === null){
+vErrors = [err63];
+}
+else {
+vErrors.push(err63);
+}
+errors++;
+}
+}
+}
+else {
+const err64 = {instancePath:instancePath+"/limits",schemaPath:"#/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.limits.type,parentSchema:schema31.properties.limits,data:data13};
+if(vErrors === null){
+vErrors = [err64];
+}
+else {
+vErrors.push(err64);
 }
 errors++;
 }
@@ -3394,61 +3773,61 @@ vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.error
 errors = vErrors.length;
 }
 if(data.include !== undefined){
-let data26 = data.include;
-if(Array.isArray(data26)){
-const len3 = data26.length;
+let data29 = data.include;
+if(Array.isArray(data29)){
+const len3 = data29.length;
 for(let i6=0; i6<len3; i6++){
-let data27 = data26[i6];
-if(typeof data27 === "string"){
-if(func2(data27) < 1){
-const err56 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.include.items,data:data27};
+let data30 = data29[i6];
+if(typeof data30 === "string"){
+if(func2(data30) < 1){
+const err65 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.include.items,data:data30};
 if(vErrors === null){
-vErrors = [err56];
+vErrors = [err65];
 }
 else {
-vErrors.push(err56);
+vErrors.push(err65);
 }
 errors++;
 }
-if(!pattern23.test(data27)){
-const err57 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/pattern",keyword:"pattern",params:{pattern: "^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$"},message:"must match pattern \""+"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$"+"\"",schema:"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$",parentSchema:schema31.properties.include.items,data:data27};
+if(!pattern24.test(data30)){
+const err66 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/pattern",keyword:"pattern",params:{pattern: "^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$"},message:"must match pattern \""+"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$"+"\"",schema:"^(?!/)(?!.*(^|/)\\.\\.(/|$)).*$",parentSchema:schema31.properties.include.items,data:data30};
 if(vErrors === null){
-vErrors = [err57];
+vErrors = [err66];
 }
 else {
-vErrors.push(err57);
-}
-errors++;
-}
-}
-else {
-const err58 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.include.items.type,parentSchema:schema31.properties.include.items,data:data27};
-if(vErrors === null){
-vErrors = [err58];
-}
-else {
-vErrors.push(err58);
+vErrors.push(err66);
 }
 errors++;
 }
 }
-let i7 = data26.length;
+else {
+const err67 = {instancePath:instancePath+"/include/" + i6,schemaPath:"#/properties/include/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.include.items.type,parentSchema:schema31.properties.include.items,data:data30};
+if(vErrors === null){
+vErrors = [err67];
+}
+else {
+vErrors.push(err67);
+}
+errors++;
+}
+}
+let i7 = data29.length;
 let j3;
 if(i7 > 1){
 const indices3 = {};
 for(;i7--;){
-let item3 = data26[i7];
+let item3 = data29[i7];
 if(typeof item3 !== "string"){
 continue;
 }
 if(typeof indices3[item3] == "number"){
 j3 = indices3[item3];
-const err59 = {instancePath:instancePath+"/include",schemaPath:"#/properties/include/uniqueItems",keyword:"uniqueItems",params:{i: i7, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i7+" are identical)",schema:true,parentSchema:schema31.properties.include,data:data26};
+const err68 = {instancePath:instancePath+"/include",schemaPath:"#/properties/include/uniqueItems",keyword:"uniqueItems",params:{i: i7, j: j3},message:"must NOT have duplicate items (items ## "+j3+" and "+i7+" are identical)",schema:true,parentSchema:schema31.properties.include,data:data29};
 if(vErrors === null){
-vErrors = [err59];
+vErrors = [err68];
 }
 else {
-vErrors.push(err59);
+vErrors.push(err68);
 }
 errors++;
 break;
@@ -3458,24 +3837,24 @@ indices3[item3] = i7;
 }
 }
 else {
-const err60 = {instancePath:instancePath+"/include",schemaPath:"#/properties/include/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.include.type,parentSchema:schema31.properties.include,data:data26};
+const err69 = {instancePath:instancePath+"/include",schemaPath:"#/properties/include/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.include.type,parentSchema:schema31.properties.include,data:data29};
 if(vErrors === null){
-vErrors = [err60];
+vErrors = [err69];
 }
 else {
-vErrors.push(err60);
+vErrors.push(err69);
 }
 errors++;
 }
 }
 }
 else {
-const err61 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};
+const err70 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};
 if(vErrors === null){
-vErrors = [err61];
+vErrors = [err70];
 }
 else {
-vErrors.push(err61);
+vErrors.push(err70);
 }
 errors++;
 }

@@ -68,6 +68,10 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
       if (namedPort !== null && rule.ports) {
         report('port_twice', [...at, 'ports'], `host "${rule.host}" already names port ${namedPort}; drop ports or the port in host`);
       }
+      // issue 17: the schema checks the form of expires_at; this checks that the date exists.
+      if (rule.expires_at !== undefined && Number.isNaN(Date.parse(rule.expires_at))) {
+        report('bad_format', [...at, 'expires_at'], `"${rule.expires_at}" is not a real date and time`);
+      }
       rule.paths?.forEach((pattern, j) => {
         try {
           compilePathGlob(pattern);

@@ -15,6 +15,10 @@ export interface Limits {
   max_connections_per_tool: number;
   /** 0 = unlimited */
   requests_per_minute: number;
+  // issue 17 (ask a supervisor): how long a held request waits, how many wait per tool, how long a deny is remembered
+  ask_timeout_ms: number;
+  max_pending_per_tool: number;
+  ask_deny_remember_ms: number;
 }
 
 export type SecretSource = { env: string } | { file: string };
@@ -53,6 +57,10 @@ export interface RuleDoc {
   mcp?: McpRuleDoc;
   /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
   git?: GitRuleDoc;
+  /** issue 17: the rule stops matching at this RFC 3339 time */
+  expires_at?: string;
+  /** issue 17: the rule stops matching after this many allowed requests (counts kept in the grants store) */
+  max_uses?: number;
   // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
   exfil_ok?: string;
 }
@@ -83,8 +91,8 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
-  // issue 16: per-tool learning; absent = the policy's on_violation
-  on_violation?: 'block' | 'review';
+  // issue 16: per-tool learning; issue 17: "ask" holds a request no rule allows until a supervisor decides; absent = the policy's on_violation
+  on_violation?: 'block' | 'review' | 'ask';
   /** RFC 3339; with on_violation: review, when the review ends and the tool blocks again */
   review_until?: string;
 }
@@ -133,4 +141,7 @@ export const DEFAULT_LIMITS: Limits = {
   request_timeout_ms: 0,
   max_connections_per_tool: 256,
   requests_per_minute: 0,
+  ask_timeout_ms: 30000,
+  max_pending_per_tool: 16,
+  ask_deny_remember_ms: 10000,
 };

@@ -1,5 +1,5 @@
 // The admin port: metrics, health, readiness, a policy summary, the last signed audit checkpoint and
-// the interception CA certificate.
+// the interception CA certificate; and, mounted by serve, the approvals API and page (issue 17).
 // It serves only what is listed here; the CA key and secret values are never reachable from it.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +26,11 @@ export interface AdminServerOptions {
   caPem: () => string | null;
   /** the last signed audit checkpoint (GET /audit/head); null or absent when the audit is not signed */
   auditHead?: () => object | null;
+  /**
+   * More routes (the approvals API, its page): answers the request itself and resolves true, or
+   * resolves false to leave it to the routes here. It owns its methods, auth and streaming.
+   */
+  extra?: (req: http.IncomingMessage, res: http.ServerResponse, pathname: string) => Promise<boolean>;
 }
 
 export interface AdminServer {
@@ -83,6 +88,15 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   // eslint-disable-next-line @typescript-eslint/no-misused-promises
   const server = http.createServer(async (req, res) => {
     const pathname = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (opts.extra) {
+      try {
+        if (await opts.extra(req, res, pathname)) return;
+      } catch {
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': TEXT });
+        res.end('internal error\n');
+        return;
+      }
+    }
     let reply: Reply;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       reply = text(405, 'method not allowed');

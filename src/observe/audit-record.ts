@@ -51,6 +51,12 @@ export const AUDIT_EXTRAS = [
   'where',
   'detail',
   'expected_sha256',
+  // issue 17: approvals and grants
+  'approval',
+  'approval_decision',
+  'scope',
+  'grants_sha256',
+  // issue 16
   'via',
   'mcp_method',
   'mcp_name',
@@ -96,6 +102,10 @@ export interface AuditRecord {
   where?: string;
   detail?: string;
   expected_sha256?: string;
+  approval?: string;
+  approval_decision?: string;
+  scope?: string;
+  grants_sha256?: string;
   /** issue 16: passthrough | intercept | tunnel */
   via?: string;
   mcp_method?: string;
@@ -187,6 +197,10 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
   // Lifecycle events keep their whole detail: the operator's policy file is its source, not a tool.
   if (typeof e.detail === 'string') record.detail = LIFECYCLE_TYPES.has(e.type) ? scrub(e.detail) : text(e.detail, AUDIT_FIELD_MAX.detail)!;
   if (typeof e.expected_sha256 === 'string') record.expected_sha256 = text(e.expected_sha256)!;
+  if (typeof e.approval === 'string') record.approval = text(e.approval)!;
+  if (typeof e.approval_decision === 'string') record.approval_decision = text(e.approval_decision)!;
+  if (typeof e.scope === 'string') record.scope = text(e.scope)!;
+  if (typeof e.grants_sha256 === 'string') record.grants_sha256 = text(e.grants_sha256)!;
   if (typeof e.via === 'string') record.via = text(e.via)!;
   if (typeof e.mcp_method === 'string') record.mcp_method = text(e.mcp_method)!;
   if (typeof e.mcp_name === 'string') record.mcp_name = text(e.mcp_name)!;

@@ -14,6 +14,13 @@ export const AUDIT_TYPES = [
   'policy.drift',
   // One per JSON-RPC call an mcp: rule read (issue 18), besides the exchange's own record.
   'mcp.call',
+  // issue 17: a request held for a supervisor, and the grants file approvals write
+  'approval.requested',
+  'approval.granted',
+  'approval.denied',
+  'approval.expired',
+  'grants.load',
+  'grants.refused',
   // Written by the audit sink itself (signed, about the trail), never by the data path; not a request.
   'audit.checkpoint',
 ] as const;
@@ -46,6 +53,15 @@ export interface AuditInput {
   detail?: string | null;
   /** the other hash of a drift, or of a reload */
   expected_sha256?: string | null;
+  // issue 17
+  /** the id of a held request (GET /approvals) */
+  approval?: string | null;
+  /** the supervisor's decision: allow-once, allow, deny; timeout for an expired one */
+  approval_decision?: string | null;
+  /** what an allow grants: host (the host and port) or path (that path too) */
+  scope?: string | null;
+  /** the digest of the grants file after the event (its own, not covered by the policy's) */
+  grants_sha256?: string | null;
   /** issue 16: how sluice saw a request or tunnel: passthrough, intercept, tunnel (absent: on the proxy port) */
   via?: 'passthrough' | 'intercept' | 'tunnel' | null;
   /** mcp.call: the JSON-RPC method and the tool, resource or prompt it names (bounded) */

@@ -32,6 +32,11 @@ export interface SluiceMetrics {
    * one worker under --workers, whose primary sums the workers' registries.
    */
   auditSeq(read: () => number, worker?: number | null): void;
+  // issue 17
+  /** sluice_approvals_pending{tool}: requests held for a supervisor now */
+  approvalsPending(tool: string, count: number): void;
+  /** sluice_approval_decisions_total{tool,decision}: allow-once, allow, deny, timeout */
+  approvalDecision(tool: string, decision: string): void;
   /**
    * sluice_halted: 1 while the proxy is halted (pinned-policy drift, an audit that cannot be
    * written), else 0; read at each scrape. A gauge of its own, so an alert keys on it per instance
@@ -107,6 +112,19 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     labelNames: ['tool', 'method', 'mcp_tool', 'decision'] as const,
     registers,
   });
+  // issue 17: the supervisor's queue
+  const approvalsPending = new Gauge({
+    name: 'sluice_approvals_pending',
+    help: 'Requests held for a supervisor (on_violation: ask) now',
+    labelNames: ['tool'] as const,
+    registers,
+  });
+  const approvalDecisions = new Counter({
+    name: 'sluice_approval_decisions_total',
+    help: 'Held requests answered: allow-once, allow, deny, or timeout',
+    labelNames: ['tool', 'decision'] as const,
+    registers,
+  });
 
   let readAuditSeq: (() => number) | null = null;
   let auditWorker: string | null = null;
@@ -167,6 +185,8 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     },
     reloadFailed: () => reloadFailures.inc(),
     mcpCall: (tool, method, mcpTool, decision) => mcpCalls.inc({ tool, method, mcp_tool: mcpTool, decision }),
+    approvalsPending: (tool, count) => approvalsPending.set({ tool }, count),
+    approvalDecision: (tool, decision) => approvalDecisions.inc({ tool, decision }),
     auditSeq: (read, worker) => {
       readAuditSeq = read;
       auditWorker = worker == null ? null : String(worker);

@@ -2,6 +2,7 @@
 // canonical host patterns indexed by exact host and by wildcard suffix, allowed ports per rule,
 // path globs as RegExp, merged limits. A CompiledPolicy is immutable and replaced on reload; its
 // only mutable part is the per-tool route memo, which dies with it.
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
@@ -45,6 +46,23 @@ export interface CompiledRule {
   readonly mcp: CompiledMcp | null;
   /** issue 21: git push rules, read by the content seam (src/proxy/inspect.ts); null = none */
   readonly git: CompiledGitRule | null;
+  // issue 17: a rule may stop matching at a time or after a number of uses
+  /** epoch ms after which the rule no longer matches; null = never */
+  readonly expiresAt: number | null;
+  /** allowed requests after which the rule no longer matches; null = no count */
+  readonly maxUses: number | null;
+  /** the key its use count is kept under: a grant's id, or the rule's id and a digest of its text */
+  readonly usesKey: string;
+  /** the grant this rule came from (an approval); null for a policy rule */
+  readonly grant: string | null;
+}
+
+/** issue 17: a grant an approval wrote: one more rule for one tool, kept outside the policy files. */
+export interface GrantDoc {
+  /** short id; the rule's id is "<tool>.grant[<id>]" */
+  id: string;
+  tool: string;
+  rule: RuleDoc;
 }
 
 /** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
@@ -87,9 +105,11 @@ export class CompiledTool {
   readonly byId: ReadonlyMap<string, CompiledRule>;
   /** policy, then tool limits: what applies when no rule does */
   readonly limits: Readonly<Limits>;
-  /** issue 16: the tool's own on_violation (null: the policy's), and when its review ends (ms; null: never) */
-  readonly onViolation: 'block' | 'review' | null;
+  /** issue 16: the tool's own on_violation (null: the policy's), and when its review ends (ms; null: never); issue 17: "ask" holds a refusal for a supervisor */
+  readonly onViolation: 'block' | 'review' | 'ask' | null;
   readonly reviewUntil: number | null;
+  /** issue 17: some rule has expires_at or max_uses: decide checks liveness (skipped otherwise, the hot path) */
+  readonly bounded: boolean;
 
   readonly #exact = new Map<string, CompiledRule[]>();
   readonly #subdomains = new Map<string, CompiledRule[]>();
@@ -101,7 +121,13 @@ export class CompiledTool {
   // one tool churning hosts only evicts its own entries.
   readonly #routes = new LRUCache<string, Route>({ max: ROUTE_MEMO_SIZE });
 
-  constructor(name: string, doc: ToolDoc, policy: PolicyDoc, secretPatterns: ReadonlyMap<string, readonly HostPattern[]>) {
+  constructor(
+    name: string,
+    doc: ToolDoc,
+    policy: PolicyDoc,
+    secretPatterns: ReadonlyMap<string, readonly HostPattern[]>,
+    grants: readonly GrantDoc[] = [],
+  ) {
     this.name = name;
     this.token_sha256 = doc.token_sha256 ?? null;
     this.token_env = doc.token_env ?? null;
@@ -117,8 +143,12 @@ export class CompiledTool {
       return [alias, hosts] as const;
     });
     this.#anySecretHosts = [...secretPatterns.values()].flat();
-    this.rules = Object.freeze(doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)));
+    this.rules = Object.freeze([
+      ...doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)),
+      ...grants.map((grant, i) => compileRule(name, doc.allow.length + i, grant.rule, this.limits, policy, grant.id)),
+    ]);
     this.byId = new Map(this.rules.map((rule) => [rule.id, rule]));
+    this.bounded = this.rules.some((rule) => rule.expiresAt !== null || rule.maxUses !== null);
     for (const rule of this.rules) {
       const { host } = rule;
       if (host.kind === 'any') this.#any.push(rule);
@@ -171,7 +201,11 @@ export class CompiledPolicy {
   /** policy-level limits with defaults */
   readonly limits: Readonly<Limits>;
 
-  constructor(doc: PolicyDoc, sha256: string) {
+  /** the digest of the grants compiled in (issue 17); null when none were given */
+  readonly grantsSha256: string | null;
+
+  constructor(doc: PolicyDoc, sha256: string, grants: { sha256: string; grants: readonly GrantDoc[] } | null = null) {
+    this.grantsSha256 = grants?.sha256 ?? null;
     this.doc = doc;
     this.sha256 = sha256;
     this.limits = mergeLimits(doc.limits, undefined);
@@ -187,7 +221,12 @@ export class CompiledPolicy {
         }),
       );
     }
-    this.tools = new Map(Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns)]));
+    // A grant for a tool the policy no longer has is never compiled: it cannot be used.
+    const byTool = new Map<string, GrantDoc[]>();
+    for (const grant of grants?.grants ?? []) appendTo(byTool, grant.tool, grant);
+    this.tools = new Map(
+      Object.entries(doc.tools).map(([name, tool]) => [name, new CompiledTool(name, tool, doc, secretPatterns, byTool.get(name))]),
+    );
   }
 
   /**
@@ -201,17 +240,21 @@ export class CompiledPolicy {
   }
 }
 
-export function compilePolicy(doc: PolicyDoc, sha256: string): CompiledPolicy {
-  return new CompiledPolicy(doc, sha256);
+export function compilePolicy(
+  doc: PolicyDoc,
+  sha256: string,
+  grants: { sha256: string; grants: readonly GrantDoc[] } | null = null,
+): CompiledPolicy {
+  return new CompiledPolicy(doc, sha256, grants);
 }
 
 export function isPort(port: number): boolean {
   return Number.isInteger(port) && port >= 1 && port <= 65535;
 }
 
-function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limits, policy: PolicyDoc): CompiledRule {
-  const id = `${tool}.allow[${index}]`;
-  const where = `tools.${tool}.allow[${index}]`;
+function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limits, policy: PolicyDoc, grant?: string): CompiledRule {
+  const id = grant === undefined ? `${tool}.allow[${index}]` : `${tool}.grant[${grant}]`;
+  const where = grant === undefined ? `tools.${tool}.allow[${index}]` : `grants.${grant}`;
   const host = compileHostPattern(doc.host);
   if (!host)
     throw new PolicyCompileError(
@@ -253,6 +296,12 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     caps: ruleCaps(doc.limits),
     git,
     mcp: doc.mcp ? compileMcp(doc.mcp) : null,
+    expiresAt: doc.expires_at === undefined ? null : Date.parse(doc.expires_at),
+    maxUses: doc.max_uses ?? null,
+    // A policy rule's count follows its text, not its place: an edit or a move starts a new count.
+    usesKey:
+      grant === undefined ? `rule:${tool}:${createHash('sha256').update(JSON.stringify(doc)).digest('hex').slice(0, 16)}` : `grant:${grant}`,
+    grant: grant ?? null,
   });
 }
 
@@ -275,7 +324,7 @@ function mergeLimits(base: Partial<Limits>, override: Partial<Limits> | undefine
   return Object.freeze(merged);
 }
 
-function appendTo(index: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
+function appendTo<T>(index: Map<string, T[]>, key: string, rule: T): void {
   const list = index.get(key);
   if (list) list.push(rule);
   else index.set(key, [rule]);

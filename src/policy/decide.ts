@@ -38,7 +38,23 @@ export function decide(policy: CompiledPolicy, tool: string, req: DecisionReques
   if (!route.host) {
     return freeze({ ...refusedBase(req, compiled.name, compiled.limits), reason: 'bad_request', detail: detail.badHost(req.host) });
   }
-  return decideForRoute(policy, compiled, route as ValidRoute, req);
+  return decideForRoute(policy, compiled, live(compiled, route as ValidRoute, req), req);
+}
+
+/** issue 17: the route without the rules that expired or are used up (only a tool with such rules pays for this). */
+function live(tool: CompiledTool, route: ValidRoute, req: DecisionRequest): ValidRoute {
+  if (!tool.bounded) return route;
+  const alive = (rule: CompiledRule): boolean => ruleLive(rule, req) === null;
+  return { ...route, byHost: route.byHost.filter(alive), byPort: route.byPort.filter(alive) };
+}
+
+/** Null while the rule may match; else why not (expired, used up). */
+function ruleLive(rule: CompiledRule, req: DecisionRequest): string | null {
+  if (rule.expiresAt !== null && req.now !== undefined && req.now >= rule.expiresAt) {
+    return `the rule expired at ${new Date(rule.expiresAt).toISOString()}`;
+  }
+  if (rule.maxUses !== null && (req.uses?.(rule.usesKey) ?? 0) >= rule.maxUses) return `the rule is used up (max_uses ${rule.maxUses})`;
+  return null;
 }
 
 /** The decision plus, for each rule of the tool in file order, whether it matched and why not. */
@@ -137,6 +153,7 @@ function allow(
     ruleCaps: rule.caps,
     path,
     secrets: route.secrets,
+    uses: rule.maxUses === null ? null : { key: rule.usesKey, max: rule.maxUses },
   });
 }
 
@@ -149,6 +166,7 @@ function violation(
   sentence: string,
   path: string | null,
 ): Decision {
+  // issue 16: the tool's own review window or the policy's; issue 17: an ask tool is never reviewed (its tool mode is not null).
   const mode = reviewMode(policy, tool, req.now);
   const review = mode.review && OUTCOME[reason].reviewable;
   return freeze({
@@ -166,6 +184,35 @@ function violation(
     ruleCaps: null,
     path,
     secrets: route.secrets,
+    uses: null,
+  });
+}
+
+/**
+ * issue 17: a supervisor allowed this one request (allow-once) that no rule allows: an allow without
+ * a rule, with the tool's limits. Null when the request could not have been decided (unknown tool, bad host or port).
+ */
+export function allowedOnce(policy: CompiledPolicy, toolName: string, req: DecisionRequest, approval: string): Decision | null {
+  const tool = policy.tools.get(toolName);
+  if (!tool || !isPort(req.port)) return null;
+  const route = tool.route(req.host, req.port);
+  if (!route.host) return null;
+  const path = req.phase === 'request' ? normalizePath(req.path ?? '/') : null;
+  return freeze({
+    verdict: 'allow',
+    reason: null,
+    detail: `a supervisor allowed this request of tool ${tool.name} once (approval ${approval})`,
+    tool: tool.name,
+    rule: `${tool.name}.approval[${approval}]`,
+    host: route.host.host,
+    port: req.port,
+    intercept: req.phase === 'connect' && mustIntercept([], route),
+    limits: tool.limits,
+    sha256: null,
+    ruleCaps: null,
+    path: path?.ok ? path.path : null,
+    secrets: route.secrets,
+    uses: null,
   });
 }
 
@@ -201,6 +248,7 @@ function refusedBase(req: DecisionRequest, tool: string, limits: Readonly<Limits
     ruleCaps: null,
     path: null,
     secrets: NO_SECRETS,
+    uses: null,
   };
 }
 
@@ -214,6 +262,8 @@ function consider(
   req: DecisionRequest,
   path: NormalizedPath | null,
 ): { matched: boolean; why: string } {
+  const dead = ruleLive(rule, req);
+  if (dead !== null) return { matched: false, why: dead };
   if (!patternMatchesHost(rule.host, host)) {
     return { matched: false, why: `host ${hostForUrl(host.host)} does not match "${rule.host.text}"` };
   }

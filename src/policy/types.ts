@@ -14,10 +14,13 @@ export interface DecisionRequest {
   /** raw request-target path with query (origin-form), absent for the connect phase */
   path?: string;
   /**
-   * issue 16: the evaluation time (ms since the epoch), given by the caller so the decision stays a
-   * pure function. Only a tool's review_until reads it; absent, a review window counts as ended.
+   * The evaluation time (ms since the epoch), given by the caller so the decision stays a pure
+   * function. issue 16: a tool's review_until reads it (absent: a review window counts as ended);
+   * issue 17: a rule's expires_at reads it (absent: no rule counts as expired, explain without a clock).
    */
   now?: number;
+  /** issue 17: uses so far of a rule's usesKey; absent = none */
+  uses?: (key: string) => number;
 }
 
 export type Verdict = 'allow' | 'deny' | 'review';
@@ -47,4 +50,6 @@ export interface Decision {
   ruleCaps: RuleCaps | null;
   /** aliases granted to the tool whose hosts include this host (swap, inject, require apply) */
   secrets: readonly string[];
+  /** issue 17: the matching rule counts its uses (max_uses): the caller takes one under this key; null = not counted */
+  uses: { key: string; max: number } | null;
 }

@@ -2,13 +2,17 @@
 // absolute-form request, a CONNECT, an Upgrade, and every request read inside a tunnel (intercepted
 // TLS, or plain HTTP in a tunnel), each against the policy and the identity in force at that moment.
 // The steps, in order (each refusal is settled on the exchange and answered by the caller):
-//   halted → authenticate → parse target → framing → Host → decide → size → slot and rate → vet address
+//   halted → authenticate → parse target → framing → Host → decide → ask → uses → size → slot and rate → vet address
+// ask (issue 17): a tool with on_violation: ask has a refusal decide could review held for a
+// supervisor here, holding the tool's connection slot while it waits, on every transport alike.
 // Nothing is sent upstream until this says yes. No transport writes its own copy of these steps.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CanonicalHost } from '../net/host.js';
-import { decide } from '../policy/decide.js';
-import type { Outcome } from '../policy/reasons.js';
-import type { Decision } from '../policy/types.js';
+import type { Limits } from '../config/types.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import { allowedOnce, decide } from '../policy/decide.js';
+import { OUTCOME, type Outcome } from '../policy/reasons.js';
+import type { Decision, DecisionRequest } from '../policy/types.js';
 import type { Answer } from './answers.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
@@ -119,17 +123,50 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
     }
   }
 
-  // 6. decide.
-  const decision = decide(runtime.compiled, tool, {
+  // 6. decide, against the policy with the grants in force, the clock and the use counts.
+  const asked: DecisionRequest = {
     phase: head.kind === 'connect' ? 'connect' : 'request',
     host: target.host.host,
     port: target.port,
     method: head.kind === 'connect' ? 'CONNECT' : head.method.toUpperCase(),
     ...(head.kind === 'connect' ? {} : { path: target.path }),
-    now: Date.now(),
-  });
+  };
+  const approvals = deps.approvals;
+  const decideNow = (): Decision =>
+    decide(approvals ? approvals.policyFor(runtime.compiled) : runtime.compiled, tool, {
+      ...asked,
+      now: Date.now(),
+      ...(approvals ? { uses: approvals.uses } : {}),
+    });
+  let decision = decideNow();
   ex.decided(decision);
+
+  // 6a. ask: held for a supervisor, holding the tool's slot (a tunnel's request rides on the tunnel's).
+  let slotHeld = false;
+  if (decision.verdict === 'deny' && approvals && asks(runtime.compiled, tool, decision)) {
+    const toolLimits = runtime.compiled.tools.get(tool)!.limits;
+    if (scope.tunnel === null) {
+      const slot = await deps.limiter.acquire(tool, { ...toolLimits, requests_per_minute: 0 });
+      if (!slot.ok) return refuse('rate_limited', slot.detail, false, slot.retryAfterSeconds);
+      release = slot.release;
+      slotHeld = true;
+    }
+    const answered = await askSupervisor(deps, approvals, ex, tool, target, asked, toolLimits, decideNow, runtime);
+    if (!answered.ok) return refuse(answered.code, answered.detail, false, answered.retryAfterSeconds);
+    decision = answered.decision;
+    ex.decided(decision);
+  }
   if (decision.verdict === 'deny') return refuse(decision.reason ?? 'no_rule', decision.detail);
+
+  // 6b. uses: a rule with max_uses counts the requests (and passthrough tunnels) it allows; an
+  // intercepted tunnel's requests are counted one by one instead. Lost a race for the last use: decide again.
+  if (decision.uses && approvals && (asked.phase === 'request' || !decision.intercept)) {
+    if (!(await approvals.take(decision.uses.key, decision.uses.max))) {
+      decision = decideNow();
+      ex.decided(decision);
+      if (decision.verdict === 'deny') return refuse(decision.reason ?? 'no_rule', decision.detail);
+    }
+  }
   // How sluice saw it: what a rule written from the audit record must say (issue 16).
   if (scope.tunnel) ex.via = scope.scheme === 'https' ? 'intercept' : 'tunnel';
   else if (head.kind === 'connect') ex.via = decision.intercept ? 'intercept' : 'passthrough';
@@ -148,10 +185,11 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
   // 8. slot and rate: a request inside a tunnel takes a rate token; the tunnel holds the slot.
   const toolCaps = runtime.compiled.tools.get(tool)?.limits ?? limits;
   // Inside a tunnel with no rate to count there is nothing to take (and no turn of the event loop to wait).
-  if (scope.tunnel === null || toolCaps.requests_per_minute > 0) {
-    const grant = await deps.limiter.acquire(tool, toolCaps, { slot: scope.tunnel === null });
+  // A request that was held already holds its slot.
+  if ((scope.tunnel === null && !slotHeld) || toolCaps.requests_per_minute > 0) {
+    const grant = await deps.limiter.acquire(tool, toolCaps, { slot: scope.tunnel === null && !slotHeld });
     if (!grant.ok) return refuse('rate_limited', grant.detail, false, grant.retryAfterSeconds);
-    release = grant.release;
+    release = both(release, grant.release);
   }
   if (decision.ruleCaps && decision.rule) {
     const ruleGrant = await deps.limiter.acquire(`${tool}\u0000${decision.rule}`, decision.ruleCaps, { who: `rule ${decision.rule}` });
@@ -164,6 +202,59 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
   if (!vetted.ok) return refuse(vetted.reason, vetted.detail);
   ex.ip = vetted.ip;
   return { ok: true, ex, runtime, tool, target, decision, ip: vetted.ip, upstreamPath: upstreamPath(target.path, decision), release };
+}
+
+/** Whether a tool asks a supervisor about this refusal: on_violation: ask, and a refusal review could wave through. */
+function asks(policy: CompiledPolicy, tool: string, decision: Decision): boolean {
+  return policy.tools.get(tool)?.onViolation === 'ask' && decision.reason !== null && OUTCOME[decision.reason].reviewable;
+}
+
+type Asked = { ok: true; decision: Decision } | { ok: false; code: Outcome; detail: string; retryAfterSeconds?: number };
+
+/** Holds the request until a supervisor answers (or ask_timeout_ms passes), then the decision it goes on with. */
+async function askSupervisor(
+  deps: ProxyDeps,
+  approvals: NonNullable<ProxyDeps['approvals']>,
+  ex: Exchange,
+  tool: string,
+  target: Target,
+  asked: DecisionRequest,
+  limits: Readonly<Limits>,
+  decideNow: () => Decision,
+  runtime: PolicyRuntime,
+): Promise<Asked> {
+  const ticket = approvals.hold(
+    {
+      tool,
+      method: asked.method,
+      scheme: ex.scheme,
+      host: target.host.host,
+      port: target.port,
+      path: asked.phase === 'request' ? target.path : null,
+      requestId: ex.requestId,
+    },
+    limits,
+  );
+  if (!ticket.held) {
+    return { ok: false, code: ticket.code, detail: ticket.detail, ...(ticket.code === 'approval_queue_full' ? { retryAfterSeconds: 5 } : {}) };
+  }
+  const answer = await ticket.answer;
+  // The proxy may have halted while the request waited: nothing goes out then.
+  const halted = deps.halted();
+  if (halted) return { ok: false, code: 'policy_halted', detail: halted };
+  switch (answer.kind) {
+    case 'timeout':
+      return { ok: false, code: 'approval_timeout', detail: answer.detail };
+    case 'deny':
+      return { ok: false, code: 'approval_denied', detail: answer.detail };
+    case 'allow-once': {
+      const once = allowedOnce(runtime.compiled, tool, asked, answer.approval);
+      return once ? { ok: true, decision: once } : { ok: false, code: 'bad_request', detail: 'the request can no longer be decided' };
+    }
+    case 'allow':
+      // The grant is in the store now: decided again like any request, so it takes its use like any other.
+      return { ok: true, decision: decideNow() };
+  }
 }
 
 /** The head of a request Node's parser read. */

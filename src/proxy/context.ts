@@ -1,7 +1,7 @@
 // What the data path needs, passed in (no globals). A PolicyRuntime is built once per policy load
 // and never changed. Every admission reads the runtime in force at that moment (deps.current()),
 // also for each request inside a tunnel opened under an older one.
-import type { LoadedPolicy } from '../config/types.js';
+import type { Limits, LoadedPolicy } from '../config/types.js';
 import type { UpstreamPools } from '../net/dial.js';
 import type { VettingResolver } from '../net/resolve.js';
 import type { Observer } from '../observe/events.js';
@@ -34,6 +34,45 @@ export interface ProxyDeps {
   limiter: ToolLimiter;
   /** open raw connections (tunnels, upgraded requests): re-checked on reload, cut at shutdown */
   open: OpenConnections<PolicyRuntime>;
+  /** issue 17: grants, use counts and the supervisor's queue; absent = no grants, and ask blocks */
+  approvals?: AskGate;
+}
+
+// issue 17: what the admission pipeline needs from approvals (src/approvals/ implements it).
+
+/** A request held for a supervisor, as GET /approvals lists it. */
+export interface HeldRequest {
+  tool: string;
+  method: string;
+  scheme: 'http' | 'https';
+  host: string;
+  port: number;
+  /** null for a CONNECT */
+  path: string | null;
+  /** the exchange's request id, so the approval events join its record */
+  requestId: string;
+}
+
+/** How a held request ended. */
+export type SupervisorAnswer =
+  | { kind: 'allow-once'; approval: string }
+  | { kind: 'allow'; approval: string }
+  | { kind: 'deny'; approval: string; detail: string }
+  | { kind: 'timeout'; approval: string; detail: string };
+
+export type HoldTicket =
+  | { held: false; code: 'approval_denied' | 'approval_queue_full'; detail: string }
+  | { held: true; approval: string; answer: Promise<SupervisorAnswer> };
+
+export interface AskGate {
+  /** the policy with the grants in force compiled in (memoized per policy and grants digest) */
+  policyFor(compiled: CompiledPolicy): CompiledPolicy;
+  /** uses so far of a rule's usesKey (a bound function: decide calls it on its own) */
+  readonly uses: (key: string) => number;
+  /** takes one use of a counted rule; false when another request took the last one first */
+  take(key: string, max: number): Promise<boolean>;
+  /** lists the request as pending (or refuses it at once: a remembered deny, a full queue) */
+  hold(req: HeldRequest, limits: Readonly<Limits>): HoldTicket;
 }
 
 export interface SelfCheck {

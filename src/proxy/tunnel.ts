@@ -113,7 +113,7 @@ async function passthrough(
   }
   life.link(upstream);
   life.idle(limits.idle_timeout_ms);
-  life.recheck = (runtime) => stillAllowed(runtime, tunnel, admission.tool);
+  life.recheck = (runtime) => stillAllowed(deps, runtime, tunnel, admission.tool);
   ex.bytesUp += start.bytes.length;
   upstream.write(start.bytes);
   client.resume();
@@ -124,10 +124,11 @@ async function passthrough(
 }
 
 /** Under a new policy: null while the same tool may still open this passthrough tunnel, else why not. */
-function stillAllowed(runtime: PolicyRuntime, tunnel: TunnelScope, tool: string): string | null {
+function stillAllowed(deps: ProxyDeps, runtime: PolicyRuntime, tunnel: TunnelScope, tool: string): string | null {
   const auth = runtime.tokens.authenticate(tunnel.credentials);
   if (!auth.ok || auth.tool !== tool) return `tool ${tool} no longer authenticates`;
-  const decision = decide(runtime.compiled, tool, {
+  // With the grants in force and the clock (issue 17); a use is not taken again for a tunnel already open.
+  const decision = decide(deps.approvals ? deps.approvals.policyFor(runtime.compiled) : runtime.compiled, tool, {
     phase: 'connect',
     host: tunnel.target.host.host,
     port: tunnel.target.port,

@@ -57,6 +57,10 @@ export interface TestSluiceOptions {
   adminHost?: string;
   /** --max-connections: client connections open at once, all tools together */
   maxConnections?: number;
+  /** --grants: the grants file (default beside the policy, in DIR) */
+  grantsFile?: string;
+  /** the admin token POST /approvals/{id} needs (default none: changes are refused) */
+  adminToken?: string;
   /**
    * Collects the application log here (level debug), scrubbed as `sluice serve` scrubs it, so a
    * test can read what the log would have said. Absent: the log is silent.
@@ -97,6 +101,8 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+    ...(opts.grantsFile !== undefined ? { grantsFile: opts.grantsFile } : {}),
+    ...(opts.adminToken !== undefined ? { adminToken: opts.adminToken } : {}),
   });
   scrub = (text) => scrubSecrets(running.current(), text);
   return {

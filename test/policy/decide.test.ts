@@ -433,3 +433,28 @@ function catchError(fn: () => unknown): unknown {
   }
   return undefined;
 }
+
+// issue 17: a rule with expires_at or max_uses matches only while live; the clock and counts come in.
+t.test('expires_at and max_uses: decided from the clock and counts passed in', async (t) => {
+  const bounded = makePolicy({
+    tools: {
+      asker: {
+        on_violation: 'ask',
+        allow: [
+          { host: 'soon.example', expires_at: '2026-12-02T10:00:00Z' },
+          { host: 'few.example', max_uses: 2 },
+        ],
+      },
+    },
+    on_violation: 'review',
+  });
+  const at = Date.parse('2026-12-02T10:00:00Z');
+  t.equal(decide(bounded, 'asker', { ...connect('soon.example'), now: at - 1 }).verdict, 'allow', 'before expires_at');
+  const expired = decide(bounded, 'asker', { ...connect('soon.example'), now: at });
+  t.equal(expired.verdict, 'deny', 'at expires_at it stops matching; review never waves an ask tool through');
+  t.equal(expired.reason, 'no_rule');
+  const few = decide(bounded, 'asker', { ...connect('few.example'), uses: () => 1 });
+  t.equal(few.verdict, 'allow');
+  t.match(few.uses, { max: 2, key: /^rule:asker:[0-9a-f]{16}$/ }, 'the caller is told to take a use');
+  t.equal(decide(bounded, 'asker', { ...connect('few.example'), uses: () => 2 }).reason, 'no_rule', 'used up');
+});
