@@ -77,8 +77,10 @@ const PASSED: Inspection = Object.freeze({ ok: true, read: null, transform: null
  */
 export function inspectorFor(runtime: PolicyRuntime, tool: string, decision: Decision): Bound | null {
   if (decision.rule === null || decision.verdict !== 'allow') return null;
-  const rule = runtime.compiled.tools.get(tool)?.rules.find((r) => r.id === decision.rule);
-  if (!rule) return null;
+  // The rule id is "<tool>.allow[<index>]": the index finds it without a scan of the tool's rules.
+  const open = decision.rule.lastIndexOf('[');
+  const rule = runtime.compiled.tools.get(tool)?.rules[Number(decision.rule.slice(open + 1, -1))];
+  if (!rule || rule.id !== decision.rule) return null;
   for (const entry of REGISTRY) {
     const bound = entry.bind(rule);
     if (bound) return bound;
@@ -251,8 +253,11 @@ function readPrefix(
   const max = decision.limits.max_request_bytes;
   const idleMs = decision.limits.idle_timeout_ms;
   return new Promise<PrefixRead>((resolve) => {
-    const chunks: Buffer[] = [];
+    // One buffer that doubles as it fills: `enough` sees the whole prefix on every chunk without a
+    // copy of everything read so far each time (a push of many refs has a long command list).
+    let buf = Buffer.allocUnsafe(0);
     let size = 0;
+    const prefix = (): Buffer => buf.subarray(0, size);
     let timer: NodeJS.Timeout | null = null;
     let settled = false;
     const finish = (result: PrefixRead): void => {
@@ -283,14 +288,17 @@ function readPrefix(
           detail: `the request body crossed the limit of ${max} bytes for tool ${tool}`,
         });
       }
-      chunks.push(chunk);
+      if (size + chunk.length > buf.length) {
+        const grown = Buffer.allocUnsafe(Math.min(Math.max(buf.length * 2, size + chunk.length, 16 * 1024), max));
+        buf.copy(grown, 0, 0, size);
+        buf = grown;
+      }
+      chunk.copy(buf, size);
       size += chunk.length;
       arm();
-      if (enough?.(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))) {
-        finish({ kind: 'read', prefix: Buffer.concat(chunks, size), ended: false });
-      }
+      if (enough?.(prefix())) finish({ kind: 'read', prefix: prefix(), ended: false });
     };
-    const onEnd = (): void => finish({ kind: 'read', prefix: Buffer.concat(chunks, size), ended: true });
+    const onEnd = (): void => finish({ kind: 'read', prefix: prefix(), ended: true });
     const onClose = (): void => {
       if (!req.complete) finish({ kind: 'gone' });
     };
