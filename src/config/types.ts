@@ -52,6 +52,8 @@ export interface RuleDoc {
   limits?: Partial<Limits>;
   /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
   git?: GitRuleDoc;
+  // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
+  exfil_ok?: string;
 }
 
 /** A rule's `git:` field (issue 21); the schema fills in the defaults. */
@@ -68,6 +70,10 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
+  // issue 16: per-tool learning; absent = the policy's on_violation
+  on_violation?: 'block' | 'review';
+  /** RFC 3339; with on_violation: review, when the review ends and the tool blocks again */
+  review_until?: string;
 }
 
 export interface PolicyDoc {

@@ -129,7 +129,7 @@ export async function inspectRequest(
   res: ServerResponse,
 ): Promise<Inspection> {
   const step = bound.head(head);
-  if (!('read' in step)) return conclude(step, null, runtime, ex, req, res, decision);
+  if (!('read' in step)) return conclude(step, null, runtime, ex, tool, req, res, decision);
   const hasBody =
     (req.headers['content-length'] !== undefined && Number(req.headers['content-length']) > 0) || req.headers['transfer-encoding'] !== undefined;
   const read = hasBody
@@ -151,7 +151,7 @@ export async function inspectRequest(
     // An inspector is pure and should not throw; if it does, nothing passes unchecked.
     verdict = { pass: false, reason: 'uninspectable_body', detail: `the ${bound.field} inspector failed: ${(err as Error).message}` };
   }
-  return conclude(verdict, read, runtime, ex, req, res, decision);
+  return conclude(verdict, read, runtime, ex, tool, req, res, decision);
 }
 
 function conclude(
@@ -159,13 +159,15 @@ function conclude(
   read: ReadPrefix | null,
   runtime: PolicyRuntime,
   ex: Exchange,
+  tool: string,
   req: IncomingMessage,
   res: ServerResponse,
   decision: Decision,
 ): Inspection {
   if (verdict.pass) return verdict.transform || read ? { ok: true, read, transform: verdict.transform ?? null } : PASSED;
-  // on_violation: review lets a reviewable refusal through, recorded (the same rule as decide's).
-  if (runtime.loaded.doc.on_violation === 'review' && OUTCOME[verdict.reason].reviewable) {
+  // on_violation: review lets a reviewable refusal through, recorded (the same rule as decide's:
+  // the tool's own on_violation, while its review_until has not passed, else the policy's).
+  if (OUTCOME[verdict.reason].reviewable && inReview(runtime, tool)) {
     ex.reviewed(verdict.reason, `on_violation is review: allowed, but ${verdict.detail}`);
     return { ok: true, read, transform: null };
   }
@@ -183,6 +185,12 @@ function conclude(
   }
   drainThen(req, ex, decision, answerNow, res);
   return { ok: false };
+}
+
+function inReview(runtime: PolicyRuntime, tool: string): boolean {
+  const compiled = runtime.compiled.tools.get(tool);
+  if (compiled?.onViolation === 'review') return compiled.reviewUntil === null || Date.now() < compiled.reviewUntil;
+  return (compiled?.onViolation ?? null) === null && runtime.loaded.doc.on_violation === 'review';
 }
 
 /** Answers in the client's protocol, with sluice's reason header so a person can still see why. */
