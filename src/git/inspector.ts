@@ -10,6 +10,7 @@
 // compressed body, a malformed list, a signed push) is refused, never passed unchecked.
 import type { HeadStep, Inspector, InspectHead, Verdict } from '../proxy/inspector.js';
 import { parseCommandList } from './commands.js';
+import { readPktLine } from './pkt-line.js';
 import { refusedAdvertisement, refusedPushReport, wantsReport } from './report.js';
 import { checkPush, type CompiledGitRule } from './rules.js';
 
@@ -69,7 +70,20 @@ function receivePackHead(head: InspectHead): HeadStep {
   if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
     return unreadable(`a push with a compressed body (Content-Encoding: ${coding.slice(0, 40)}) cannot be read; send it uncompressed`);
   }
-  return { read: true, enough: (prefix) => parseCommandList(prefix).state !== 'incomplete' };
+  // Enough once the flush that ends the list (or a malformed line) is in: only pkt-line lengths are
+  // scanned here, from where the last call stopped; the list itself is parsed once, in body().
+  let at = 0;
+  return {
+    read: true,
+    enough: (prefix) => {
+      for (;;) {
+        const read = readPktLine(prefix, at);
+        if (read.state === 'incomplete') return false;
+        if (read.state === 'malformed' || read.line.kind !== 'data') return true;
+        at = read.next;
+      }
+    },
+  };
 }
 
 function fetchRefused(head: InspectHead, service: string | null): Verdict {

@@ -83,8 +83,10 @@ const PASSED: Inspection = Object.freeze({ ok: true, read: null, transform: null
  */
 export function inspectorFor(runtime: PolicyRuntime, tool: string, decision: Decision): Bound | null {
   if (decision.rule === null || decision.verdict !== 'allow') return null;
-  const rule = runtime.compiled.tools.get(tool)?.rules.find((r) => r.id === decision.rule);
-  if (!rule) return null;
+  // The rule id is "<tool>.allow[<index>]": the index finds it without a scan of the tool's rules.
+  const open = decision.rule.lastIndexOf('[');
+  const rule = runtime.compiled.tools.get(tool)?.rules[Number(decision.rule.slice(open + 1, -1))];
+  if (!rule || rule.id !== decision.rule) return null;
   for (const entry of REGISTRY) {
     const bound = entry.bind(rule);
     if (bound) return bound;
@@ -134,7 +136,7 @@ export async function inspectRequest(
   observer?: Observer,
 ): Promise<Inspection> {
   const step = bound.head(head);
-  if (!('read' in step)) return conclude(step, null, runtime, ex, req, res, decision);
+  if (!('read' in step)) return conclude(step, null, runtime, ex, tool, req, res, decision);
   const hasBody =
     (req.headers['content-length'] !== undefined && Number(req.headers['content-length']) > 0) || req.headers['transfer-encoding'] !== undefined;
   const read = hasBody
@@ -156,13 +158,13 @@ export async function inspectRequest(
     // An inspector is pure and should not throw; if it does, nothing passes unchecked.
     verdict = { pass: false, reason: 'uninspectable_body', detail: `the ${bound.field} inspector failed: ${(err as Error).message}` };
   }
-  if (observer && verdict.calls) reportCalls(observer, runtime, ex, verdict.calls);
-  return conclude(verdict, read, runtime, ex, req, res, decision);
+  if (observer && verdict.calls) reportCalls(observer, runtime, ex, tool, verdict.calls);
+  return conclude(verdict, read, runtime, ex, tool, req, res, decision);
 }
 
 /** One mcp.call per call the body held; a refusal review lets through is recorded as review. */
-function reportCalls(observer: Observer, runtime: PolicyRuntime, ex: Exchange, calls: readonly InspectedCall[]): void {
-  const review = runtime.loaded.doc.on_violation === 'review';
+function reportCalls(observer: Observer, runtime: PolicyRuntime, ex: Exchange, tool: string, calls: readonly InspectedCall[]): void {
+  const review = inReview(runtime, tool);
   for (const call of calls) {
     const reviewed = !call.allowed && review && call.reason !== null && OUTCOME[call.reason].reviewable;
     observer.event({
@@ -190,13 +192,15 @@ function conclude(
   read: ReadPrefix | null,
   runtime: PolicyRuntime,
   ex: Exchange,
+  tool: string,
   req: IncomingMessage,
   res: ServerResponse,
   decision: Decision,
 ): Inspection {
   if (verdict.pass) return verdict.transform || read ? { ok: true, read, transform: verdict.transform ?? null } : PASSED;
-  // on_violation: review lets a reviewable refusal through, recorded (the same rule as decide's).
-  if (runtime.loaded.doc.on_violation === 'review' && OUTCOME[verdict.reason].reviewable) {
+  // on_violation: review lets a reviewable refusal through, recorded (the same rule as decide's:
+  // the tool's own on_violation, while its review_until has not passed, else the policy's).
+  if (OUTCOME[verdict.reason].reviewable && inReview(runtime, tool)) {
     ex.reviewed(verdict.reason, `on_violation is review: allowed, but ${verdict.detail}`);
     return { ok: true, read, transform: null };
   }
@@ -214,6 +218,12 @@ function conclude(
   }
   drainThen(req, ex, decision, answerNow, res);
   return { ok: false };
+}
+
+function inReview(runtime: PolicyRuntime, tool: string): boolean {
+  const compiled = runtime.compiled.tools.get(tool);
+  if (compiled?.onViolation === 'review') return compiled.reviewUntil === null || Date.now() < compiled.reviewUntil;
+  return (compiled?.onViolation ?? null) === null && runtime.loaded.doc.on_violation === 'review';
 }
 
 /** Answers in the client's protocol, with sluice's reason header so a person can still see why. */
@@ -284,8 +294,11 @@ function readPrefix(
   const max = decision.limits.max_request_bytes;
   const idleMs = decision.limits.idle_timeout_ms;
   return new Promise<PrefixRead>((resolve) => {
-    const chunks: Buffer[] = [];
+    // One buffer that doubles as it fills: `enough` sees the whole prefix on every chunk without a
+    // copy of everything read so far each time (a push of many refs has a long command list).
+    let buf = Buffer.allocUnsafe(0);
     let size = 0;
+    const prefix = (): Buffer => buf.subarray(0, size);
     let timer: NodeJS.Timeout | null = null;
     let settled = false;
     const finish = (result: PrefixRead): void => {
@@ -316,14 +329,17 @@ function readPrefix(
           detail: `the request body crossed the limit of ${max} bytes for tool ${tool}`,
         });
       }
-      chunks.push(chunk);
+      if (size + chunk.length > buf.length) {
+        const grown = Buffer.allocUnsafe(Math.min(Math.max(buf.length * 2, size + chunk.length, 16 * 1024), max));
+        buf.copy(grown, 0, 0, size);
+        buf = grown;
+      }
+      chunk.copy(buf, size);
       size += chunk.length;
       arm();
-      if (enough?.(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))) {
-        finish({ kind: 'read', prefix: Buffer.concat(chunks, size), ended: false });
-      }
+      if (enough?.(prefix())) finish({ kind: 'read', prefix: prefix(), ended: false });
     };
-    const onEnd = (): void => finish({ kind: 'read', prefix: Buffer.concat(chunks, size), ended: true });
+    const onEnd = (): void => finish({ kind: 'read', prefix: prefix(), ended: true });
     const onClose = (): void => {
       if (!req.complete) finish({ kind: 'gone' });
     };

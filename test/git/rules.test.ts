@@ -189,3 +189,27 @@ t.test('the inspector on a push body', async (t) => {
   t.match(gitInspector.body(rule, h, Buffer.alloc(0), true), { pass: false, reason: 'uninspectable_body' }, 'an empty body');
   t.same(gitInspector.body(rule, h, Buffer.from('0000'), true), { pass: true }, 'a lone flush (git’s probe)');
 });
+
+t.test('the inspector asks for the body up to the flush that ends the command list, at any split', async (t) => {
+  const rule = compileGitRule({ push: { refs: ['refs/heads/agent/**'] } });
+  const list = Buffer.concat([
+    pktLine(`${A} ${B} refs/heads/agent/x\0report-status`),
+    pktLine(`${A} ${B} refs/heads/agent/y\n`),
+    Buffer.from('0000'),
+  ]);
+  const whole = Buffer.concat([list, Buffer.from('PACK and the rest')]);
+  let wrong = 0;
+  for (let step = 1; step <= 7; step++) {
+    const stepHead = gitInspector.head(rule, head('POST', '/r/git-receive-pack'));
+    if (!('read' in stepHead) || !stepHead.enough) throw new Error('a push must be read');
+    // Feed growing prefixes, `step` bytes at a time, as chunks would arrive.
+    let doneAt = -1;
+    for (let cut = 0; cut <= whole.length && doneAt < 0; cut += step) {
+      if (stepHead.enough(whole.subarray(0, cut))) doneAt = cut;
+    }
+    if (doneAt < list.length || doneAt >= list.length + step) wrong++;
+  }
+  t.equal(wrong, 0, 'enough turns true at the first prefix that holds the flush, whatever the chunk size');
+  const bad = gitInspector.head(rule, head('POST', '/r/git-receive-pack'));
+  t.ok('read' in bad && bad.enough?.(Buffer.from('zzzz')), 'a malformed length is enough to decide (to refuse)');
+});
