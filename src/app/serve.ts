@@ -52,6 +52,8 @@ export interface ServeOptions {
   watchPolicy: boolean;
   /** how long a halted proxy lets open connections finish before closing them */
   haltDrainMs: number;
+  /** how long close() lets open transfers finish before it cuts them (--drain-timeout); default 30 s */
+  drainMs?: number;
   logger: Logger;
   env: NodeJS.ProcessEnv;
   /** called once when a pinned policy drifted and the proxy halted */
@@ -83,6 +85,9 @@ export interface RunningSluice {
 }
 
 export class StartupError extends Error {}
+
+/** The drain timeout at shutdown: what compose's stop_grace_period and Kubernetes' grace period give by default. */
+export const DEFAULT_DRAIN_MS = 30_000;
 
 export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   let policy: PolicyHolder;
@@ -161,7 +166,8 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     maxConnections: opts.maxConnections ?? DEFAULT_SERVER_OPTIONS.maxConnections,
     maxHeaderBytes: opts.maxHeaderBytes ?? DEFAULT_SERVER_OPTIONS.maxHeaderBytes,
   };
-  const server = createProxyServer(deps, createInterceptor(deps, leaves, serverOpts), serverOpts);
+  const interceptor = createInterceptor(deps, leaves, serverOpts);
+  const server = createProxyServer(deps, interceptor, serverOpts);
   // One shared listener (on() rather than once(): 'close' fires once) costs nothing per socket.
   function forget(this: Socket): void {
     sockets.delete(this);
@@ -221,18 +227,42 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     opts.onHalt?.(detail);
   }
 
-  const close = async (): Promise<void> => {
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
+  // Shutdown: stop accepting, let what is open finish for up to the drain timeout, then cut what
+  // is left (each recorded as cut, with its bytes so far), flush the audit and say so.
+  const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> => (closed ??= shutdown());
+  const shutdown = async (): Promise<void> => {
+    const busy = deps.open.busy;
+    opts.logger.info({ connections: busy, drain_timeout_ms: drainMs }, `draining ${busy} connections`);
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // A kept-alive connection is closed as soon as it is between requests, here and inside tunnels.
+    const closeIdle = (): void => {
       server.closeIdleConnections();
-      setTimeout(() => {
-        for (const s of sockets) s.destroy();
-      }, 2_000).unref();
-    });
+      interceptor.closeIdle();
+    };
+    closeIdle();
+    const sweeper = setInterval(closeIdle, 100);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      Promise.all([deps.open.drained(), serverClosed]).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+    ]);
+    clearTimeout(timer);
+    if (!drained) {
+      const cut = deps.open.cutAll(drainMs);
+      opts.logger.warn({ cut, drain_timeout_ms: drainMs }, `drain timeout: cut ${cut} open transfers`);
+      // Their 503s and resets get a moment to go out before the sockets are destroyed.
+      await Promise.race([serverClosed, new Promise((resolve) => setTimeout(resolve, 250).unref())]);
+      for (const s of sockets) s.destroy();
+      await serverClosed;
+    }
+    clearInterval(sweeper);
     await admin?.close();
     await policy.close();
     closing = true;
     await sink.close();
+    opts.logger.info({ cut_transfers: !drained }, 'stopped');
   };
 
   return {

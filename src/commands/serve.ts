@@ -38,9 +38,12 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
   --workers N            worker processes sharing the listen socket (default 1); the admin port
                          sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN
                                                                            [SLUICE_WORKERS]
+  --drain-timeout SECONDS  at SIGTERM/SIGINT, how long open transfers may finish before they are
+                         cut and audited as cut (reason shutdown; default 30)  [SLUICE_DRAIN_TIMEOUT]
   --no-watch             reload only on SIGHUP, not when a policy file or fragment changes
 
-Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
+Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain (up to --drain-timeout), flush the audit,
+then exit 0; a second SIGTERM/SIGINT exits at once.
 Exit codes: 2 when sluice refuses to start (reason on stderr), 3 after a pinned-policy halt.
 `;
 
@@ -64,6 +67,7 @@ export async function runServe(args: string[]): Promise<number> {
       'max-connections': { type: 'string' },
       'max-header-bytes': { type: 'string' },
       workers: { type: 'string' },
+      'drain-timeout': { type: 'string' },
       'no-watch': { type: 'boolean' },
     },
     HELP,
@@ -101,6 +105,7 @@ export async function runServe(args: string[]): Promise<number> {
   if (instanceFlag !== null && !/^[A-Za-z0-9._:@-]{1,64}$/.test(instanceFlag)) {
     throw new UsageError('--audit-instance must be 1 to 64 of A-Z a-z 0-9 . _ : @ -');
   }
+  const drainSeconds = wholeNumber(v['drain-timeout'] ?? env.SLUICE_DRAIN_TIMEOUT ?? '30', '--drain-timeout');
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
   const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
   const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
@@ -134,6 +139,7 @@ export async function runServe(args: string[]): Promise<number> {
       maxConnections: wholeNumber(v['max-connections'] ?? env.SLUICE_MAX_CONNECTIONS ?? '0', '--max-connections'),
       maxHeaderBytes: wholeNumber(v['max-header-bytes'] ?? env.SLUICE_MAX_HEADER_BYTES ?? '32768', '--max-header-bytes'),
       haltDrainMs: 500,
+      drainMs: drainSeconds * 1000,
       logger,
       env,
       onHalt: () => {

@@ -36,6 +36,8 @@ export const ERROR_CODES = [
   'secret_unavailable',
   'client_timeout',
   'headers_too_large',
+  // sluice itself stopped (issue 15): a transfer still open when the drain timeout ran out.
+  'shutdown',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -47,7 +49,7 @@ export interface OutcomeEntry {
   status: number;
   /** the response header that names the outcome, and the `error` field of the JSON body */
   header: 'X-Sluice-Deny' | 'X-Sluice-Error';
-  body: 'denied' | 'upstream' | 'client';
+  body: 'denied' | 'upstream' | 'client' | 'proxy';
   /**
    * The audit type of an exchange that ends this way; null = the exchange's own kind (net.req,
    * net.tunnel), for failures that are not violations.
@@ -119,6 +121,16 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   secret_unavailable: upstream(502),
   client_timeout: client(408),
   headers_too_large: client(431),
+  // Not a failure of the tool or the upstream: recorded as the exchange itself, with bytes so far.
+  shutdown: {
+    status: 503,
+    header: 'X-Sluice-Error',
+    body: 'proxy',
+    audit: null,
+    denies: false,
+    reviewable: false,
+    retryAfterSeconds: 5,
+  },
 });
 
 export function isOutcome(code: string): code is Outcome {

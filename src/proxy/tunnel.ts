@@ -24,6 +24,8 @@ export interface Interceptor {
   tls(life: Life, bytes: Buffer, tunnel: TunnelScope): void;
   /** the client's first bytes are plain HTTP; serve its requests (scheme http) */
   http(life: Life, bytes: Buffer, tunnel: TunnelScope): void;
+  /** closes the tunnels that are between requests (shutdown drains them) */
+  closeIdle(): void;
 }
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startSluice, type RunningSluice } from '../../src/app/serve.js';
 import type { AuditRecord } from '../../src/observe/audit.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger, type Logger } from '../../src/observe/log.js';
 
 /** One audit line as the sink writes it. */
 export type { AuditRecord };
@@ -56,6 +56,10 @@ export interface TestSluiceOptions {
   adminHost?: string;
   /** --max-connections: client connections open at once, all tools together */
   maxConnections?: number;
+  /** --drain-timeout in ms (default: serve's 30 s) */
+  drainMs?: number;
+  /** the app logger (default silent) */
+  logger?: Logger;
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
@@ -81,10 +85,11 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     policySha256: opts.policySha256 ?? null,
     watchPolicy: opts.watchPolicy ?? false,
     haltDrainMs: 200,
-    logger: createLogger({ level: 'silent' }),
+    logger: opts.logger ?? createLogger({ level: 'silent' }),
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+    ...(opts.drainMs !== undefined ? { drainMs: opts.drainMs } : {}),
   });
   return {
     running,
