@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // sluice's command line: a thin dispatcher; each command lives in src/commands/.
 import { UsageError } from './commands/usage.js';
+import { VERSION } from './version.js';
 
 const USAGE = `sluice: an HTTP(S) forward egress proxy for sandboxed tools
 
@@ -12,6 +13,7 @@ Usage:
   sluice ca init [--dir certs]
   sluice audit keygen --dir DIR
   sluice audit verify [--key PUB] [--expect-seq N] FILE...
+  sluice version                      (also -v, --version)
 
 Run "sluice COMMAND --help" for the options of one command.
 `;
@@ -31,8 +33,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
-  if (command === '--version') {
-    process.stdout.write('sluice 0.1.0\n');
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`sluice ${VERSION}\n`);
     return 0;
   }
   const load = COMMANDS[command];

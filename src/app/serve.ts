@@ -7,6 +7,7 @@ import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type AuditHead, type FsyncMode } from '../observe/audit.js';
 import { loadAuditSigner, type AuditSigner } from '../observe/audit-key.js';
+import type { AuditInput } from '../observe/events.js';
 import type { Logger } from '../observe/log.js';
 import { createMetrics } from '../observe/metrics.js';
 import { AuditingObserver } from '../observe/observer.js';
@@ -16,7 +17,7 @@ import { OpenConnections } from '../proxy/lifecycle.js';
 import { ToolLimiter } from '../proxy/limits.js';
 import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
 import { SelfEndpoints } from '../net/self.js';
-import { loadCa } from '../tls/ca.js';
+import { initCa, loadCa, type CertificateAuthority } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
 import { PolicyHolder } from './policy-holder.js';
 import { scrubSecrets } from './runtime.js';
@@ -32,8 +33,10 @@ export interface ServeOptions {
   /** null = no admin port */
   admin: Endpoint | null;
   caDir: string;
-  /** audit file; '-' = stdout; null = none */
+  /** audit file; '-' = stdout; null = none (or stdout only, with auditStdout) */
   audit: string | null;
+  /** also write the audit to stdout, next to the file (--audit FILE --audit -) */
+  auditStdout?: boolean;
   auditFsync: FsyncMode;
   auditMaxBytes: number;
   /** Ed25519 private key file signing audit checkpoints (--audit-key); null/absent = a hash chain only */
@@ -98,7 +101,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     const named = err instanceof PolicyError || err instanceof PolicyPinMismatch;
     throw new StartupError(named ? (err as Error).message : `${opts.policyFile}: ${(err as Error).message}`);
   }
-  const ca = await loadCa(opts.caDir, { create: true }).catch(async (err: Error) => {
+  const ca = await openCa(opts.caDir, opts.logger).catch(async (err: Error) => {
     await policy.close();
     throw new StartupError(err.message);
   });
@@ -118,7 +121,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   // A tail that cannot be continued (torn, foreign) refuses the start like a bad policy does.
   const sink = await AuditSink.open({
     file: opts.audit === '-' ? null : opts.audit,
-    stdout: opts.audit === '-',
+    stdout: opts.audit === '-' || opts.auditStdout === true,
     fsync: opts.auditFsync,
     maxBytes: opts.auditMaxBytes,
     onError: (err) => auditFailed(err),
@@ -138,9 +141,15 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       'audit: the trail found was not sealed; a new file opens with a break checkpoint',
     );
   }
-  if (opts.audit !== null) metrics.auditSeq(() => sink.head.seq, opts.worker);
+  if (opts.audit !== null || opts.auditStdout) metrics.auditSeq(() => sink.head.seq, opts.worker);
   // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
-  const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
+  const observer = new AuditingObserver({
+    sink,
+    metrics,
+    onAuditFailure: (err) => auditFailed(err),
+    // --log-level debug: one line per request or tunnel, from its canonical record (query cut off).
+    ...(opts.logger.isLevelEnabled('debug') ? { onRequest: (e: AuditInput) => debugRequest(opts.logger, e) } : {}),
+  });
   // Announces the policy (policy.load) and starts watching; a drift of a pinned policy halts.
   policy.start({ observer, watch: opts.watchPolicy, halted: () => haltedDetail, onDrift: (detail) => halt(detail) });
 
@@ -277,6 +286,22 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     registry: metrics.registry,
     close,
   };
+}
+
+function debugRequest(logger: Logger, e: AuditInput): void {
+  const path = e.path?.split('?', 1)[0] ?? null;
+  const where = `${e.host ?? '?'}${e.port ? `:${e.port}` : ''}${path ?? ''}`;
+  logger.debug(
+    { type: e.type, tool: e.tool, method: e.method, host: e.host, port: e.port, path, status: e.status, reason: e.reason, ms: e.duration_ms },
+    `${e.tool ?? '-'} ${e.method ?? '-'} ${where} -> ${e.status ?? '-'}${e.reason ? ` ${e.reason}` : ''}`,
+  );
+}
+
+/** The interception CA, created on first start: a new one is said in the log, since clients must trust it. */
+async function openCa(dir: string, logger: Logger): Promise<CertificateAuthority> {
+  const { created, certPath } = await initCa(dir);
+  if (created) logger.info({ ca: certPath }, `created a new interception CA: ${certPath} (also GET /ca.pem on the admin port); intercepted clients must trust it`);
+  return loadCa(dir, { create: false });
 }
 
 function listen(server: http.Server, at: Endpoint): Promise<AddressInfo> {

@@ -2,7 +2,9 @@ import { reportToPrimary, runPrimary, workerAuditFile, workerIndex } from '../ap
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS, randomInstance, type FsyncMode } from '../observe/audit.js';
-import { createLogger } from '../observe/log.js';
+import { createLogger, LOG_LEVELS } from '../observe/log.js';
+import { VERSION } from '../version.js';
+import { hostForUrl } from '../net/host.js';
 import { parseEndpoint, parseFlags, UsageError, wholeNumber } from './usage.js';
 
 const HELP = `Usage: sluice serve --policy FILE [options]
@@ -15,7 +17,8 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
                          (default 127.0.0.1:9090; "off" disables it)       [SLUICE_ADMIN]
   --ca-dir DIR           interception CA directory, created when missing (default certs)
                                                                            [SLUICE_CA_DIR]
-  --audit FILE|-         audit log (hash-chained JSON lines); - = stdout   [SLUICE_AUDIT]
+  --audit FILE|-         audit log (hash-chained JSON lines); - = stdout, the default; repeat
+                         for both (--audit FILE --audit -)  [SLUICE_AUDIT, comma-separated]
   --audit-fsync MODE     never | interval | always (default interval)      [SLUICE_AUDIT_FSYNC]
   --audit-max-bytes N    rotate the audit file past N bytes (0 = never; default 100 MiB)
                                                                            [SLUICE_AUDIT_MAX_BYTES]
@@ -55,7 +58,7 @@ export async function runServe(args: string[]): Promise<number> {
       listen: { type: 'string' },
       admin: { type: 'string' },
       'ca-dir': { type: 'string' },
-      audit: { type: 'string' },
+      audit: { type: 'string', multiple: true },
       'audit-fsync': { type: 'string' },
       'audit-max-bytes': { type: 'string' },
       'audit-key': { type: 'string' },
@@ -73,7 +76,7 @@ export async function runServe(args: string[]): Promise<number> {
     HELP,
   );
   if (!parsed) return 0;
-  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean };
+  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean; audit?: string[] };
   const env = process.env;
   const policyFile = v.policy ?? env.SLUICE_POLICY;
   if (!policyFile) throw new UsageError(`--policy FILE is required\n\n${HELP}`);
@@ -86,11 +89,21 @@ export async function runServe(args: string[]): Promise<number> {
   if (pinned !== null && !/^[0-9a-fA-F]{64}$/.test(pinned)) throw new UsageError('--policy-sha256 must be 64 hex digits');
   const workers = wholeNumber(v.workers ?? env.SLUICE_WORKERS ?? '1', '--workers');
   if (workers < 1) throw new UsageError('--workers must be at least 1');
-  const audit = v.audit ?? env.SLUICE_AUDIT ?? null;
+  // The audit goes to stdout unless a file is named; a file and stdout together when both are.
+  const auditTargets = v.audit ?? (env.SLUICE_AUDIT ? env.SLUICE_AUDIT.split(',').map((a) => a.trim()) : []);
+  const auditFiles = [...new Set(auditTargets.filter((a) => a !== '-'))];
+  if (auditFiles.length > 1) throw new UsageError(`--audit takes one file (and - for stdout as well); got ${auditFiles.join(', ')}`);
+  const audit = auditFiles[0] ?? null;
+  const auditStdout = auditTargets.length === 0 || auditTargets.includes('-');
   // Several processes writing whole batches to one stream could interleave records.
-  if (workers > 1 && audit === '-') throw new UsageError('--audit - (stdout) cannot be used with --workers above 1; give a file');
+  if (workers > 1 && auditStdout) {
+    throw new UsageError(
+      auditTargets.length === 0
+        ? '--workers above 1 needs --audit FILE (each worker writes FILE.wN); the default, stdout, cannot be shared by several processes'
+        : '--audit - (stdout) cannot be used with --workers above 1; give a file',
+    );
+  }
   const auditKey = v['audit-key'] ?? env.SLUICE_AUDIT_KEY ?? null;
-  if (auditKey !== null && audit === null) throw new UsageError('--audit-key needs --audit FILE|- (there is no trail to sign)');
   const checkpointRecords = wholeNumber(
     v['audit-checkpoint-records'] ?? env.SLUICE_AUDIT_CHECKPOINT_RECORDS ?? String(DEFAULT_CHECKPOINT_RECORDS),
     '--audit-checkpoint-records',
@@ -112,7 +125,9 @@ export async function runServe(args: string[]): Promise<number> {
   const index = workerIndex();
   // Until the policy (and so the secrets) is loaded there is nothing to scrub.
   let scrub = (text: string): string => text;
-  const logger = createLogger({ level: v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info', scrub: (text) => scrub(text) });
+  const level = v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${level}")`);
+  const logger = createLogger({ level, scrub: (text) => scrub(text) });
 
   if (workers > 1 && index === null) return runPrimary({ workers, admin, listen, caDir, logger });
 
@@ -126,6 +141,7 @@ export async function runServe(args: string[]): Promise<number> {
       alsoSelf: index !== null && admin ? [admin] : [],
       caDir,
       audit: index !== null && audit !== null ? workerAuditFile(audit, index) : audit,
+      auditStdout,
       auditFsync: fsync,
       auditMaxBytes: maxBytes,
       auditKey,
@@ -158,10 +174,18 @@ export async function runServe(args: string[]): Promise<number> {
   const started = running;
   scrub = (text) => scrubSecrets(started.current(), text);
   const { proxy, admin: adminAddress } = started;
+  // The banner: where to point clients and where the admin endpoints are, as URLs to paste. The
+  // message stays "sluice serving" (scripts wait for it); listen and admin are kept as host:port.
+  const proxyUrl = `http://${hostForUrl(proxy.address)}:${proxy.port}`;
+  const adminUrl = adminAddress ? `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}` : null;
   logger.info(
     {
+      version: VERSION,
+      proxy_url: proxyUrl,
+      admin_url: adminUrl,
       listen: `${proxy.address}:${proxy.port}`,
       admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : null,
+      audit: [...(audit ? [audit] : []), ...(auditStdout ? ['stdout'] : [])],
       ...(index !== null ? { worker: index } : {}),
     },
     'sluice serving',

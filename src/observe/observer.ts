@@ -30,12 +30,15 @@ export interface AuditingObserverOptions {
    * invariant 4. Absent: the record is dropped here and the failure is left to the sink's onError.
    */
   onAuditFailure?: (err: Error) => void;
+  /** each request's or tunnel's one record, as it is written (the debug log line) */
+  onRequest?: (e: AuditInput) => void;
 }
 
 export class AuditingObserver implements Observer {
   readonly #sink: AuditSink;
   readonly #metrics: SluiceMetrics;
   readonly #onAuditFailure: ((err: Error) => void) | undefined;
+  readonly #onRequest: ((e: AuditInput) => void) | undefined;
   #policySha256: string | null = null;
   #tools: ReadonlySet<string> = new Set();
   #secrets: ReadonlySet<string> = new Set();
@@ -44,6 +47,7 @@ export class AuditingObserver implements Observer {
     this.#sink = opts.sink;
     this.#metrics = opts.metrics;
     this.#onAuditFailure = opts.onAuditFailure;
+    this.#onRequest = opts.onRequest;
   }
 
   /** Call with the new policy before reporting its policy.load event, so the event carries its hash. */
@@ -85,6 +89,7 @@ export class AuditingObserver implements Observer {
       this.#metrics.request(tool, labelIn(DECISIONS, e.decision), labelIn(REASONS, e.reason));
       this.#metrics.bytes(tool, 'up', e.bytes_up ?? 0);
       this.#metrics.bytes(tool, 'down', e.bytes_down ?? 0);
+      this.#onRequest?.(e);
     }
     if (VIOLATION_TYPES.has(e.type)) this.#metrics.violation(tool, labelIn(REASONS, e.reason));
     if (e.type === 'secret.use') {
