@@ -55,6 +55,10 @@ export interface ServeOptions {
   watchPolicy: boolean;
   /** how long a halted proxy lets open connections finish before closing them */
   haltDrainMs: number;
+  /** more proxy ports, each bound to one tool (--listen-tool NAME=HOST:PORT): no Proxy-Authorization needed there */
+  toolListeners?: Array<{ tool: string; listen: Endpoint }>;
+  /** a sentence appended to the detail of every refusal a client is sent (--deny-message) */
+  denyMessage?: string | null;
   /** how long close() lets open transfers finish before it cuts them (--drain-timeout); default 30 s */
   drainMs?: number;
   logger: Logger;
@@ -71,6 +75,8 @@ export interface ServeOptions {
 
 export interface RunningSluice {
   proxy: AddressInfo;
+  /** the ports bound to one tool, in the order given */
+  toolListeners: Array<{ tool: string; address: AddressInfo }>;
   admin: AddressInfo | null;
   current(): PolicyRuntime;
   /** the policy in force, its reloads and their subscribers */
@@ -164,6 +170,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     self,
     limiter: new ToolLimiter(),
     open: new OpenConnections(),
+    denyMessage: opts.denyMessage ?? null,
   };
   // Open passthrough tunnels the new policy no longer allows are closed at once.
   policy.onReload((next) => deps.open.recheck(next));
@@ -188,6 +195,25 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   const proxy = await listen(server, opts.listen);
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.
   await self.add({ host: opts.listen.host, port: proxy.port });
+  // Ports bound to one tool: the same pipeline, the tool known from the port instead of a header.
+  const servers = [server];
+  const toolListeners: RunningSluice['toolListeners'] = [];
+  for (const bound of opts.toolListeners ?? []) {
+    if (!policy.current().compiled.tools.has(bound.tool)) {
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+      await policy.close();
+      throw new StartupError(`--listen-tool ${bound.tool}=${bound.listen.host}:${bound.listen.port}: the policy has no tool ${bound.tool}`);
+    }
+    const boundServer = createProxyServer(deps, interceptor, serverOpts, bound.tool);
+    boundServer.on('connection', (s: Socket) => {
+      sockets.add(s);
+      s.on('close', forget);
+    });
+    const address = await listen(boundServer, bound.listen);
+    servers.push(boundServer);
+    toolListeners.push({ tool: bound.tool, address });
+    await self.add({ host: bound.listen.host, port: address.port });
+  }
 
   const admin = opts.admin
     ? await startAdminServer({
@@ -244,10 +270,10 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   const shutdown = async (): Promise<void> => {
     const busy = deps.open.busy;
     opts.logger.info({ connections: busy, drain_timeout_ms: drainMs }, `draining ${busy} connections`);
-    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const serverClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
     // A kept-alive connection is closed as soon as it is between requests, here and inside tunnels.
     const closeIdle = (): void => {
-      server.closeIdleConnections();
+      for (const s of servers) s.closeIdleConnections();
       interceptor.closeIdle();
     };
     closeIdle();
@@ -276,6 +302,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
 
   return {
     proxy,
+    toolListeners,
     admin: admin?.address ?? null,
     current: () => policy.current(),
     policy,

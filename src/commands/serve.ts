@@ -13,6 +13,9 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
 
   --policy FILE          policy file, YAML or JSON                         [SLUICE_POLICY]
   --listen HOST:PORT     proxy listen address (default 127.0.0.1:3128)     [SLUICE_LISTEN]
+  --listen-tool NAME=HOST:PORT  one more proxy port, bound to tool NAME: requests on it are NAME's
+                         without Proxy-Authorization (clients that cannot send Basic on CONNECT,
+                         such as the JDK; a one-tool sidecar); repeatable  [SLUICE_LISTEN_TOOL, comma-separated]
   --admin HOST:PORT      admin address: /metrics /healthz /readyz /policy /audit/head /ca.pem
                          (default 127.0.0.1:9090; "off" disables it)       [SLUICE_ADMIN]
   --ca-dir DIR           interception CA directory, created when missing (default certs)
@@ -41,6 +44,8 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
   --workers N            worker processes sharing the listen socket (default 1); the admin port
                          sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN
                                                                            [SLUICE_WORKERS]
+  --deny-message TEXT    a sentence appended to the detail of every refusal's JSON body, e.g. who to
+                         ask for access (the audit keeps sluice's own detail)  [SLUICE_DENY_MESSAGE]
   --drain-timeout SECONDS  at SIGTERM/SIGINT, how long open transfers may finish before they are
                          cut and audited as cut (reason shutdown; default 30)  [SLUICE_DRAIN_TIMEOUT]
   --no-watch             reload only on SIGHUP, not when a policy file or fragment changes
@@ -56,6 +61,7 @@ export async function runServe(args: string[]): Promise<number> {
     {
       policy: { type: 'string' },
       listen: { type: 'string' },
+      'listen-tool': { type: 'string', multiple: true },
       admin: { type: 'string' },
       'ca-dir': { type: 'string' },
       audit: { type: 'string', multiple: true },
@@ -71,12 +77,13 @@ export async function runServe(args: string[]): Promise<number> {
       'max-header-bytes': { type: 'string' },
       workers: { type: 'string' },
       'drain-timeout': { type: 'string' },
+      'deny-message': { type: 'string' },
       'no-watch': { type: 'boolean' },
     },
     HELP,
   );
   if (!parsed) return 0;
-  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean; audit?: string[] };
+  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean; audit?: string[]; 'listen-tool'?: string[] };
   const env = process.env;
   const policyFile = v.policy ?? env.SLUICE_POLICY;
   if (!policyFile) throw new UsageError(`--policy FILE is required\n\n${HELP}`);
@@ -119,6 +126,15 @@ export async function runServe(args: string[]): Promise<number> {
     throw new UsageError('--audit-instance must be 1 to 64 of A-Z a-z 0-9 . _ : @ -');
   }
   const drainSeconds = wholeNumber(v['drain-timeout'] ?? env.SLUICE_DRAIN_TIMEOUT ?? '30', '--drain-timeout');
+  const toolListeners = (v['listen-tool'] ?? (env.SLUICE_LISTEN_TOOL ? env.SLUICE_LISTEN_TOOL.split(',') : [])).map((spec) => {
+    const m = /^\s*([^=\s]+)=(\S+)\s*$/.exec(spec);
+    if (!m) throw new UsageError(`--listen-tool must be NAME=HOST:PORT (got "${spec}")`);
+    return { tool: m[1]!, listen: parseEndpoint(m[2]!, '--listen-tool') };
+  });
+  const denyMessage = v['deny-message'] ?? env.SLUICE_DENY_MESSAGE ?? null;
+  if (denyMessage !== null && !/^[^\x00-\x1f\x7f]{1,500}$/.test(denyMessage)) {
+    throw new UsageError('--deny-message must be one line of 1 to 500 characters, no control characters');
+  }
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
   const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
   const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
@@ -156,6 +172,8 @@ export async function runServe(args: string[]): Promise<number> {
       maxHeaderBytes: wholeNumber(v['max-header-bytes'] ?? env.SLUICE_MAX_HEADER_BYTES ?? '32768', '--max-header-bytes'),
       haltDrainMs: 500,
       drainMs: drainSeconds * 1000,
+      toolListeners,
+      denyMessage,
       logger,
       env,
       onHalt: () => {
@@ -186,6 +204,9 @@ export async function runServe(args: string[]): Promise<number> {
       listen: `${proxy.address}:${proxy.port}`,
       admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : null,
       audit: [...(audit ? [audit] : []), ...(auditStdout ? ['stdout'] : [])],
+      ...(started.toolListeners.length > 0
+        ? { tool_listeners: started.toolListeners.map((l) => `${l.tool}=http://${hostForUrl(l.address.address)}:${l.address.port}`) }
+        : {}),
       ...(index !== null ? { worker: index } : {}),
     },
     'sluice serving',

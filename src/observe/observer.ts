@@ -10,7 +10,7 @@ import type { SluiceMetrics } from './metrics.js';
 export const UNKNOWN_LABEL = 'unknown';
 
 /** The one event per request or tunnel; each increments sluice_requests_total exactly once. */
-const CANONICAL_TYPES: ReadonlySet<AuditType> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+const CANONICAL_TYPES: ReadonlySet<AuditType> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded', 'auth.challenge']);
 /** A limit hit breaks the policy's limits, so it counts as a violation too. */
 const VIOLATION_TYPES: ReadonlySet<AuditType> = new Set(['policy.violation', 'limit.exceeded']);
 const DECISIONS: ReadonlySet<string> = new Set(['allow', 'deny', 'review']);
@@ -92,6 +92,8 @@ export class AuditingObserver implements Observer {
       this.#onRequest?.(e);
     }
     if (VIOLATION_TYPES.has(e.type)) this.#metrics.violation(tool, labelIn(REASONS, e.reason));
+    // Not a violation (libcurl probes without credentials, then retries with them): counted apart.
+    if (e.type === 'auth.challenge') this.#metrics.authChallenge();
     if (e.type === 'secret.use') {
       const secret = e.secret != null && this.#secrets.has(e.secret) ? e.secret : UNKNOWN_LABEL;
       this.#metrics.secretUse(tool, secret);

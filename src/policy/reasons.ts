@@ -55,6 +55,12 @@ export interface OutcomeEntry {
    * net.tunnel), for failures that are not violations.
    */
   audit: 'policy.violation' | 'limit.exceeded' | null;
+  /**
+   * The audit type when the request carried no credentials at all: the proxy-auth challenge that
+   * libcurl (git, curl --proxy-anyauth) and others probe with before sending Basic. Answered by a
+   * retry, it is no violation, so it is recorded and counted apart (issue 15). Null = as `audit`.
+   */
+  challengeAudit: 'auth.challenge' | null;
   /** whether the exchange's verdict becomes deny (a refusal or a limit) or stays as decided */
   denies: boolean;
   /** on_violation: review allows the request and records the violation */
@@ -68,6 +74,7 @@ const deny = (status: number, extra: Partial<OutcomeEntry> = {}): OutcomeEntry =
   header: 'X-Sluice-Deny',
   body: 'denied',
   audit: 'policy.violation',
+  challengeAudit: null,
   denies: true,
   reviewable: false,
   retryAfterSeconds: null,
@@ -79,6 +86,7 @@ const upstream = (status: number): OutcomeEntry => ({
   header: 'X-Sluice-Error',
   body: 'upstream',
   audit: null,
+  challengeAudit: null,
   denies: false,
   reviewable: false,
   retryAfterSeconds: null,
@@ -89,13 +97,14 @@ const client = (status: number): OutcomeEntry => ({
   header: 'X-Sluice-Error',
   body: 'client',
   audit: null,
+  challengeAudit: null,
   denies: false,
   reviewable: false,
   retryAfterSeconds: null,
 });
 
 export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object.freeze({
-  unauthenticated: deny(407),
+  unauthenticated: deny(407, { challengeAudit: 'auth.challenge' }),
   no_rule: deny(403, { reviewable: true }),
   port_not_allowed: deny(403, { reviewable: true }),
   method_not_allowed: deny(403, { reviewable: true }),
@@ -127,6 +136,7 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
     header: 'X-Sluice-Error',
     body: 'proxy',
     audit: null,
+    challengeAudit: null,
     denies: false,
     reviewable: false,
     retryAfterSeconds: 5,

@@ -50,7 +50,7 @@ interface ProcessResult {
   stderr: string;
 }
 
-function runProcess(
+export function runProcess(
   command: string,
   args: string[],
   options: { env: NodeJS.ProcessEnv; input?: string; timeoutMs: number },

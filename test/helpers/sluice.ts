@@ -58,6 +58,10 @@ export interface TestSluiceOptions {
   maxConnections?: number;
   /** --drain-timeout in ms (default: serve's 30 s) */
   drainMs?: number;
+  /** --listen-tool: ports bound to one tool (port 0 = a free one) */
+  toolListeners?: Array<{ tool: string; port?: number }>;
+  /** --deny-message */
+  denyMessage?: string;
   /** the app logger (default silent) */
   logger?: Logger;
 }
@@ -90,6 +94,8 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
     ...(opts.drainMs !== undefined ? { drainMs: opts.drainMs } : {}),
+    ...(opts.denyMessage !== undefined ? { denyMessage: opts.denyMessage } : {}),
+    ...(opts.toolListeners ? { toolListeners: opts.toolListeners.map((l) => ({ tool: l.tool, listen: { host: '127.0.0.1', port: l.port ?? 0 } })) } : {}),
   });
   return {
     running,
@@ -129,7 +135,7 @@ export async function auditWithin(s: TestSluice, match: (r: AuditRecord) => bool
 }
 
 /** The event types that are the one record of an exchange (each moves sluice_requests_total once). */
-export const CANONICAL_TYPES: ReadonlySet<string> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+export const CANONICAL_TYPES: ReadonlySet<string> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded', 'auth.challenge']);
 
 /** The highest seq written so far: take it before an exchange, then read what came after. */
 export async function auditMark(s: TestSluice): Promise<number> {
