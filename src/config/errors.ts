@@ -42,6 +42,8 @@ export const PROBLEM_CODES = [
   'bad_path',
   'secret_host_too_wide',
   'reserved_header',
+  'require_needs_header',
+  'strict_plaintext',
   // the base file and its fragments together
   'include_needs_file',
   'fragment_secret',

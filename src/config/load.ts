@@ -11,7 +11,7 @@ import { PolicyError, type FieldPath, type Problem, type ProblemCode } from './e
 import { schemaProblems } from './schema.js';
 import { checkSecrets, checkSettings, checkTools } from './semantic.js';
 import { lineOf, parseSource, type PolicySource } from './source.js';
-import type { LoadedPolicy, PolicyDoc, SecretDoc, ToolDoc } from './types.js';
+import { swapInOf, type LoadedPolicy, type PolicyDoc, type SecretDoc, type ToolDoc } from './types.js';
 
 /** The placeholder a tool writes for a secret when the policy names none. */
 export function defaultPlaceholder(alias: string): string {
@@ -127,7 +127,7 @@ function checkFile(name: string, absolute: string, bytes: Uint8Array, kind: 'pol
   const value = source.value as { tools: Tools; secrets: Secrets } & PolicyDoc;
   const strict = kind === 'policy' ? value.strict : baseStrict;
   if (kind === 'policy') problems.push(...checkSettings(source, value));
-  problems.push(...checkTools(source, value.tools, strict), ...checkSecrets(source, value.secrets));
+  problems.push(...checkTools(source, value.tools, strict), ...checkSecrets(source, value.secrets, strict));
   fillDerivedDefaults(value, dirname(absolute));
   return { name, absolute, bytes, source, problems: byLine(problems) };
 }
@@ -250,6 +250,7 @@ function placeholderClashes(doc: PolicyDoc, owners: ReadonlyMap<string, Owner>):
 function fillDerivedDefaults(value: { secrets: Secrets; tls?: PolicyDoc['tls'] }, directory: string): void {
   for (const [alias, secret] of Object.entries(value.secrets)) {
     secret.placeholder ??= defaultPlaceholder(alias);
+    secret.swap_in = swapInOf(secret);
     if ('file' in secret.from) secret.from = { file: resolve(directory, secret.from.file) };
   }
   if (value.tls?.upstream_ca) value.tls.upstream_ca = resolve(directory, value.tls.upstream_ca);

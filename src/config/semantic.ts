@@ -3,13 +3,13 @@
 // and secret files are read by serve, never here.
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { getPublicSuffix } from 'tldts';
 import { splitHostPort } from '../net/host.js';
-import { compileHostPattern } from '../match/host-match.js';
+import { compileHostPattern, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob } from '../match/path.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
+import { publicSuffixReached } from './public-suffix.js';
 import { lineOf, type PolicySource } from './source.js';
-import type { PolicyDoc, SecretDoc, ToolDoc } from './types.js';
+import { swapInOf, type PolicyDoc, type SecretDoc, type ToolDoc } from './types.js';
 
 type Report = (code: ProblemCode, path: FieldPath, message: string) => void;
 
@@ -75,12 +75,12 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
   return problems;
 }
 
-export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>): Problem[] {
+export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>, strict: boolean): Problem[] {
   const problems: Problem[] = [];
   const report = reporter(source, problems);
   for (const [alias, secret] of Object.entries(secrets)) {
     secret.hosts.forEach((host, i) => {
-      const problem = secretHostProblem(host);
+      const problem = secretHostProblem(host, strict);
       if (problem) report(problem.code, ['secrets', alias, 'hosts', i], problem.message);
     });
     if (secret.inject && RESERVED_HEADERS.has(secret.inject.header.toLowerCase())) {
@@ -88,6 +88,33 @@ export function checkSecrets(source: PolicySource, secrets: Record<string, Secre
         'reserved_header',
         ['secrets', alias, 'inject', 'header'],
         `sluice manages the "${secret.inject.header}" header itself; inject the secret into another header`,
+      );
+    }
+    // Checked before the loader fills in defaults: swap_in is as written, or absent.
+    const written = (secret as { swap_in?: string[] }).swap_in;
+    const places = swapInOf({ ...secret, swap_in: written });
+    (written ?? []).forEach((place, i) => {
+      const header = place.startsWith('header:') ? place.slice('header:'.length) : null;
+      if (header !== null && RESERVED_HEADERS.has(header.toLowerCase())) {
+        report(
+          'reserved_header',
+          ['secrets', alias, 'swap_in', i],
+          `sluice manages the "${header}" header itself; a placeholder there is never swapped (name the header the credential goes in)`,
+        );
+      }
+    });
+    if (secret.require && !secret.inject && !places.some((place) => place.startsWith('header:'))) {
+      report(
+        'require_needs_header',
+        ['secrets', alias, 'require'],
+        `require: true is checked on a header, and swap_in [${places.join(', ')}] names none; add "header:Authorization" (or the header the credential goes in) to swap_in, or set inject`,
+      );
+    }
+    if (strict && secret.allow_plaintext) {
+      report(
+        'strict_plaintext',
+        ['secrets', alias, 'allow_plaintext'],
+        `allow_plaintext: true lets the real value of secret "${alias}" cross the network in clear over http://; strict mode forbids it (reach ${secret.hosts[0] ?? 'its hosts'} over https, or set strict: false for loopback development only)`,
       );
     }
   }
@@ -125,35 +152,53 @@ function ruleHostProblem(host: string, strict: boolean): Finding | null {
   }
   const pattern = compileHostPattern(host);
   if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
-  if (strict && pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
+  const wide = strict ? publicSuffixWildcard(pattern, true) : null;
+  if (wide?.at) {
     return {
       code: 'allow_all',
-      message: `"${host}" matches every name under the public suffix "${pattern.suffix}"; strict mode forbids allow-all`,
+      message: `"${host}" matches every name under the public suffix "${wide.suffix}"; strict mode forbids allow-all`,
     };
   }
-  return null;
-}
-
-/** Secret hosts are never allow-all, strict or not: that would hand the credential to anyone. */
-function secretHostProblem(host: string): Finding | null {
-  if (splitHostPort(host)?.host === '*') return { code: 'secret_host_too_wide', message: `"${host}" would send the secret to every host` };
-  const pattern = compileHostPattern(host);
-  if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
-  if (pattern.kind === 'subdomains' && isPublicSuffix(pattern.suffix)) {
+  if (wide) {
     return {
-      code: 'secret_host_too_wide',
-      message: `"${host}" would send the secret to every name under the public suffix "${pattern.suffix}"`,
+      code: 'allow_all',
+      message: `"${host}" covers the public suffix "${wide.suffix}"${wide.others}, under which anyone can create names; strict mode forbids allow-all`,
     };
   }
   return null;
 }
 
 /**
- * "*.com", "*.co.uk", and also private-registry suffixes such as "*.github.io" where anyone can
- * publish a site. A TLD unknown to the list ("*.internal") counts too: tldts treats it as one.
+ * Secret hosts are never allow-all, strict or not: that would hand the credential to anyone. Strict
+ * mode also refuses a wildcard with a public suffix under it, as it does for rules.
  */
-function isPublicSuffix(name: string): boolean {
-  return getPublicSuffix(name, { allowPrivateDomains: true }) === name;
+function secretHostProblem(host: string, strict: boolean): Finding | null {
+  if (splitHostPort(host)?.host === '*') return { code: 'secret_host_too_wide', message: `"${host}" would send the secret to every host` };
+  const pattern = compileHostPattern(host);
+  if (!pattern) return { code: 'bad_host', message: `"${host}" is not a valid host: ${HOST_FORMS}` };
+  const wide = publicSuffixWildcard(pattern, strict);
+  if (wide?.at) {
+    return { code: 'secret_host_too_wide', message: `"${host}" would send the secret to every name under the public suffix "${wide.suffix}"` };
+  }
+  if (wide) {
+    return {
+      code: 'secret_host_too_wide',
+      message: `"${host}" would send the secret to names under the public suffix "${wide.suffix}"${wide.others}, which anyone can create; name the hosts`,
+    };
+  }
+  return null;
+}
+
+/**
+ * The one wildcard rule: "*.T" is as wide as allow-all when T is a public suffix ("*.com",
+ * "*.github.io": `at`), or, with `under` (strict mode), when a public suffix of the ICANN or the
+ * private section sits under T: "*.amazonaws.com" covers "x.s3.amazonaws.com", which anyone can create.
+ */
+function publicSuffixWildcard(pattern: HostPattern, under: boolean): { suffix: string; at: boolean; others: string } | null {
+  if (pattern.kind !== 'subdomains') return null;
+  const reached = publicSuffixReached(pattern.suffix, under);
+  if (!reached) return null;
+  return { suffix: reached.suffix, at: reached.suffix === pattern.suffix, others: reached.more > 0 ? ` (and ${reached.more} more)` : '' };
 }
 
 /**

@@ -25,6 +25,22 @@ export interface SecretDoc {
   require: boolean;
   inject?: { header: string; format: string };
   placeholder: string;
+  /**
+   * Where a tool may write the placeholder: "header:<Name>", "query", "path", "body". The loader
+   * fills in the default (swapInOf) when the policy names none.
+   */
+  swap_in: string[];
+  /** swap and inject over plain http:// too (loopback development; strict mode refuses it) */
+  allow_plaintext: boolean;
+}
+
+/**
+ * A secret's swap_in, or its default: request headers only, namely the injected header when the
+ * secret is injected (the tool's own copy of it is dropped anyway), else Authorization. Query, path
+ * and body must be asked for per secret: those are the places an upstream stores and echoes.
+ */
+export function swapInOf(secret: { swap_in?: string[] | undefined; inject?: { header: string } | undefined }): string[] {
+  return secret.swap_in ?? [`header:${secret.inject?.header ?? 'Authorization'}`];
 }
 
 export interface RuleDoc {

@@ -14,6 +14,13 @@
 // from 1 and continues across rotations and restarts; `instance` names the process that wrote the
 // record. Every string passes through the sink's scrub function (secret values never reach the
 // file); `path` has its query values replaced by REDACTED.
+//
+// Bounds. A tool chooses much of what a record holds (its path, header names, a Host), and records
+// must not be large enough for a few thousand requests to rotate older evidence out of retention.
+// After scrubbing, a string field longer than its bound keeps its first characters and ends with
+// the marker `…[cut, N chars]` (N = the length before the cut): `path` 2048 characters, `detail`
+// 1024, every other string field 256. Lifecycle events (policy.load, policy.reload_failed,
+// policy.drift) keep their whole detail: the operator's policy file is its source, not a tool.
 import { AUDIT_TYPES, type AuditInput } from './events.js';
 
 export const AUDIT_FIELDS = [
@@ -122,14 +129,27 @@ export function isoNow(): string {
 }
 
 /** The record of one reported event. */
+/** Field bounds, in UTF-16 code units. */
+export const AUDIT_FIELD_MAX = Object.freeze({ path: 2048, detail: 1024, other: 256 });
+const LIFECYCLE_TYPES: ReadonlySet<string> = new Set(['policy.load', 'policy.reload_failed', 'policy.drift']);
+
+/** `text` cut to `max` characters plus a marker with its original length; short text unchanged. */
+export function boundField(text: string, max: number): string {
+  if (text.length <= max) return text;
+  // never split a surrogate pair
+  const end = /[\uD800-\uDBFF]/.test(text[max - 1]!) ? max - 1 : max;
+  return `${text.slice(0, end)}…[cut, ${text.length} chars]`;
+}
+
 export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) => string): AuditRecord {
-  const text = (v: string | null | undefined): string | null => (typeof v === 'string' ? scrub(v) : null);
+  const other: number = AUDIT_FIELD_MAX.other;
+  const text = (v: string | null | undefined, max = other): string | null => (typeof v === 'string' ? boundField(scrub(v), max) : null);
   const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const record = {
     ts: isoNow(),
     seq: at.seq,
     instance: at.instance,
-    type: AUDIT_TYPES.includes(e.type) ? e.type : scrub(String(e.type)),
+    type: AUDIT_TYPES.includes(e.type) ? e.type : boundField(scrub(String(e.type)), other),
     request_id: text(e.request_id),
     tool: text(e.tool),
     decision: text(e.decision),
@@ -138,7 +158,7 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
     scheme: text(e.scheme),
     host: text(e.host),
     port: num(e.port),
-    path: typeof e.path === 'string' ? scrub(redactQuery(e.path)) : null,
+    path: typeof e.path === 'string' ? boundField(scrub(redactQuery(e.path)), AUDIT_FIELD_MAX.path) : null,
     ip: text(e.ip),
     status: num(e.status),
     bytes_up: num(e.bytes_up),
@@ -149,9 +169,10 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
     policy_sha256: text(at.policySha256),
   } as AuditRecord;
   // Extras sit between policy_sha256 and prev; keys are added in canonical order.
-  if (typeof e.where === 'string') record.where = scrub(e.where);
-  if (typeof e.detail === 'string') record.detail = scrub(e.detail);
-  if (typeof e.expected_sha256 === 'string') record.expected_sha256 = scrub(e.expected_sha256);
+  if (typeof e.where === 'string') record.where = text(e.where)!;
+  // Lifecycle events keep their whole detail: the operator's policy file is its source, not a tool.
+  if (typeof e.detail === 'string') record.detail = LIFECYCLE_TYPES.has(e.type) ? scrub(e.detail) : text(e.detail, AUDIT_FIELD_MAX.detail)!;
+  if (typeof e.expected_sha256 === 'string') record.expected_sha256 = text(e.expected_sha256)!;
   record.prev = at.prev;
   return record;
 }

@@ -25,7 +25,7 @@ import type { AuditInput } from './events.js';
 
 export { AuditError } from './audit-error.js';
 export { GENESIS_HASH } from './audit-chain.js';
-export { redactQuery, type AuditRecord } from './audit-record.js';
+export { AUDIT_FIELD_MAX, boundField, redactQuery, type AuditRecord } from './audit-record.js';
 export { verifyAuditFiles, type VerifyReport } from './audit-verify.js';
 
 const DEFAULT_KEEP = 10;

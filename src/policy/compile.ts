@@ -56,12 +56,17 @@ export interface Route {
   readonly byPort: readonly CompiledRule[];
   /** granted aliases whose secret hosts cover (host, port), in grant order */
   readonly secrets: readonly string[];
+  /**
+   * Some secret (granted to this tool or not) covers (host, port): a value may have been planted
+   * there, so what comes back must be read to be scrubbed, whoever asks.
+   */
+  readonly secretHost: boolean;
 }
 
 const ROUTE_MEMO_SIZE = 4096;
 const NO_RULES: readonly CompiledRule[] = Object.freeze([]);
 const NO_SECRETS: readonly string[] = Object.freeze([]);
-const INVALID_ROUTE: Route = Object.freeze({ host: null, byHost: NO_RULES, byPort: NO_RULES, secrets: NO_SECRETS });
+const INVALID_ROUTE: Route = Object.freeze({ host: null, byHost: NO_RULES, byPort: NO_RULES, secrets: NO_SECRETS, secretHost: false });
 
 export class CompiledTool {
   readonly name: string;
@@ -78,6 +83,8 @@ export class CompiledTool {
   readonly #subdomains = new Map<string, CompiledRule[]>();
   readonly #any: CompiledRule[] = [];
   readonly #secretPatterns: ReadonlyArray<readonly [alias: string, hosts: readonly HostPattern[]]>;
+  /** the hosts of every secret in the policy, granted or not */
+  readonly #anySecretHosts: readonly HostPattern[];
   // Keyed on the host as the client wrote it, so a hit skips canonicalization too. Per tool, so
   // one tool churning hosts only evicts its own entries.
   readonly #routes = new LRUCache<string, Route>({ max: ROUTE_MEMO_SIZE });
@@ -94,6 +101,7 @@ export class CompiledTool {
       if (!hosts) throw new PolicyCompileError(`tools.${name}.secrets`, `secret "${alias}" is not defined under secrets`);
       return [alias, hosts] as const;
     });
+    this.#anySecretHosts = [...secretPatterns.values()].flat();
     this.rules = Object.freeze(doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)));
     for (const rule of this.rules) {
       const { host } = rule;
@@ -133,7 +141,8 @@ export class CompiledTool {
     const secrets = Object.freeze(
       this.#secretPatterns.filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port))).map(([alias]) => alias),
     );
-    return Object.freeze({ host, byHost, byPort, secrets });
+    const secretHost = this.#anySecretHosts.some((pattern) => patternCovers(pattern, host, port));
+    return Object.freeze({ host, byHost, byPort, secrets, secretHost });
   }
 }
 

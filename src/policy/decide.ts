@@ -106,11 +106,12 @@ function patternsOf(rules: readonly CompiledRule[]): string[] {
 
 /**
  * A tunnel must be opened up when a rule it relies on checks methods, paths or a digest, or when a
- * granted secret applies to the host. The scheme the client claims does not matter: a tunnel is
+ * secret applies to the host: a granted one is swapped inside, and any secret's value may come
+ * back from its hosts, whoever asks, so the responses must be read to be scrubbed. The scheme the client claims does not matter: a tunnel is
  * opaque either way, and intercepting one that does not carry TLS fails closed.
  */
 function mustIntercept(rules: readonly CompiledRule[], route: Route): boolean {
-  return route.secrets.length > 0 || rules.some((rule) => rule.inspects);
+  return route.secrets.length > 0 || route.secretHost || rules.some((rule) => rule.inspects);
 }
 
 function allow(

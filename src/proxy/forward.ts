@@ -3,9 +3,9 @@
 // within the limits and scrubbed of secret values.
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { DECODABLE_ENCODINGS } from '../secrets/scrub.js';
+import { DECODABLE_ENCODINGS, ScrubFailure, type ResponseScrub, type ScrubSink } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
 import { admit, headOf, servernameOf, type RequestScope } from './admit.js';
 import { sendAnswer } from './answers.js';
@@ -13,7 +13,7 @@ import type { PolicyRuntime, ProxyDeps } from './context.js';
 import type { Exchange } from './exchange.js';
 import { awaitTurn } from './framing.js';
 import { clientHost, endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
-import { bodySwapper, responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
+import { bodySwapper, knownValues, scrubResponse, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
 
@@ -48,7 +48,8 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   // The client's Host as it wrote it (admission checked that it names the target): signed requests
   // such as AWS SigV4 cover it byte for byte. Absent (absolute-form allows that), the target's.
   headers.unshift(['Host', clientHost(req.rawHeaders) ?? target.authority]);
-  if (decision.secrets.length > 0) headers = decodableEncodingsOnly(headers);
+  // Every response is scrubbed while the store knows a value: it must come in a coding sluice reads.
+  if (knownValues(runtime)) headers = decodableEncodingsOnly(headers);
 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
   const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
@@ -57,7 +58,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   res.once('close', deps.open.request(ex, scope.tunnel === null, () => relay.stop()));
   let body: Readable | null = null;
   if (hasBody) {
-    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex);
+    const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);
     const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err));
     pipeline(guarded, swapped, () => undefined);
     body = swapped;
@@ -188,12 +189,14 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   #clientFailure: Error | null = null;
   /** set when request_timeout_ms passed, possibly before undici connected */
   #deadlinePassed: RequestDeadline | null = null;
-  /** where body bytes go: the client, or a scrubber piped to the client */
-  #out: Writable;
+  /** the body's way to the client while the store knows a value: decoded and scrubbed */
+  #scrub: ResponseScrub | null = null;
+  /** the head to write once the scrub says the body may go (its length may be known by then) */
+  #head: { status: number; statusText: string; headers: Array<[string, string]> } | null = null;
   readonly #started = performance.now();
   readonly #maxResponseBytes: number;
   /** the held response of a rule with sha256, until its digest is checked */
-  #pinned: { status: number; statusText: string; headers: Array<[string, string]>; chunks: Buffer[]; hash: Hash } | null = null;
+  #pinned: { chunks: Buffer[]; hash: Hash } | null = null;
 
   constructor(
     private readonly deps: ProxyDeps,
@@ -203,11 +206,14 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly res: ServerResponse,
     private readonly tool: string,
   ) {
-    this.#out = res;
     this.#maxResponseBytes = decision.limits.max_response_bytes;
     res.once('close', () => {
-      if (!res.writableFinished) this.#abort?.();
+      if (!res.writableFinished) {
+        this.#scrub?.destroy();
+        this.#abort?.();
+      }
     });
+    res.on('drain', () => (this.#scrub ? this.#scrub.resume() : this.#resume?.()));
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -250,47 +256,79 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (status < 200) return true;
     this.#resume = resume;
-    let headers = withVia(endToEndHeaders(rawHeaders.map((b) => b.toString('latin1'))));
+    const headers = withVia(endToEndHeaders(rawHeaders.map((b) => b.toString('latin1'))));
     const lengthHeader = headers.find(([name]) => name.toLowerCase() === 'content-length');
     if (lengthHeader && Number(lengthHeader[1]) > this.#maxResponseBytes) {
       const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}`;
-      this.#answeredBySluice = true;
-      sendAnswer(this.res, this.ex.answer('response_too_large', detail));
-      this.#abort?.();
+      this.#refuse('response_too_large', detail);
       return false;
     }
-    const scrub = responseScrubber(this.runtime, this.decision, headers);
+    const hasBody = this.ex.method !== 'HEAD' && status !== 204 && status !== 304;
+    const scrub = scrubResponse(this.runtime, headers, hasBody, this.#sink(), this.#maxResponseBytes);
     if (scrub === 'undecodable') {
-      const detail = 'the response uses a content coding sluice cannot decode to scrub secret values';
-      const answer = this.ex.answer('upstream_protocol', detail);
-      this.#answeredBySluice = true;
-      sendAnswer(this.res, answer);
-      this.#abort?.();
+      this.#refuse('upstream_protocol', 'the response uses a content coding sluice cannot decode to scrub secret values');
       return false;
     }
-    if (scrub) {
-      headers = scrub.headers;
-      this.#out = scrub.body;
-      scrub.body.on('error', () => this.res.destroy());
-      // The cap also holds for the decoded body, so a compression bomb cannot get past it.
-      let decoded = 0;
-      scrub.body.on('data', (chunk: Buffer) => {
-        decoded += chunk.length;
-        if (decoded > this.#maxResponseBytes)
-          this.#cut(`the decoded response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
-      });
-      scrub.body.pipe(this.res);
-    }
-    this.#out.on('drain', () => this.#resume?.());
+    this.#scrub = scrub.body;
+    if (scrub.body) scrub.body.onWritable = () => this.#resume?.();
     this.ex.status = status;
-    statusText = scrubStatusText(this.runtime, statusText);
+    this.#head = { status, statusText: scrubStatusText(this.runtime, statusText), headers: scrub.headers };
     if (this.decision.sha256 !== null) {
       // Artifact pinning: nothing is released until the whole body hashes to the pinned digest.
-      this.#pinned = { status, statusText, headers, chunks: [], hash: createHash('sha256') };
+      this.#pinned = { chunks: [], hash: createHash('sha256') };
       return true;
     }
-    this.res.writeHead(status, statusText, flatten(headers));
+    // A scrubbed body says when its head may go (gzip data is checked before a byte of it).
+    if (!this.#scrub) this.#writeHead(null);
     return true;
+  }
+
+  /** Where a scrubbed body goes: the client, after the head. */
+  #sink(): ScrubSink {
+    return {
+      head: (length) => this.#writeHead(length),
+      data: (chunk) => this.res.write(chunk),
+      end: () => {
+        this.res.end();
+        this.#release();
+      },
+      fail: (error) => {
+        this.#release();
+        const code = error instanceof ScrubFailure ? error.code : 'upstream_protocol';
+        const detail = `${error.message} (tool ${this.tool})`;
+        this.#abort?.();
+        if (this.res.headersSent) {
+          this.ex.settle(code, detail);
+          // Reset rather than end: the client must see a broken response, never a short well-formed one.
+          this.res.destroy();
+        } else {
+          this.#refuse(code, detail);
+        }
+      },
+    };
+  }
+
+  /**
+   * Drops what the response needed once it is over: undici keeps up to 256 finished handlers per
+   * upstream connection before it lets them go, so a handler must not hold its body or its head.
+   */
+  #release(): void {
+    this.#scrub = null;
+    this.#head = null;
+    this.#pinned = null;
+  }
+
+  #writeHead(length: number | null): void {
+    const head = this.#head!;
+    const headers = length === null ? head.headers : [...head.headers, ['Content-Length', String(length)] as [string, string]];
+    this.res.writeHead(head.status, head.statusText, flatten(headers));
+  }
+
+  /** Sluice answers in place of the upstream response, and aborts it. */
+  #refuse(code: 'response_too_large' | 'upstream_protocol', detail: string): void {
+    this.#answeredBySluice = true;
+    sendAnswer(this.res, this.ex.answer(code, detail));
+    this.#abort?.();
   }
 
   onData(chunk: Buffer): boolean {
@@ -299,15 +337,21 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.#cut(`the response crossed the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}; it was cut`);
       return false;
     }
+    if (this.#answeredBySluice) return false;
     if (this.#pinned) {
       this.#pinned.chunks.push(chunk);
       this.#pinned.hash.update(chunk);
       return true;
     }
-    return this.#out.write(chunk);
+    return this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
   }
 
   #cut(detail: string): void {
+    this.#scrub?.destroy();
+    if (!this.res.headersSent) {
+      this.#refuse('response_too_large', detail);
+      return;
+    }
     this.ex.settle('response_too_large', detail);
     this.#abort?.();
     // Reset rather than end: the client must see a broken response, never a short well-formed one.
@@ -316,22 +360,37 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.deps.observer.upstreamDuration(this.tool, (performance.now() - this.#started) / 1000);
+    if (this.#answeredBySluice) return;
     if (this.#pinned) {
-      const { status, statusText, headers, chunks, hash } = this.#pinned;
+      const { chunks, hash } = this.#pinned;
       const digest = hash.digest('hex');
       if (digest !== this.decision.sha256!.toLowerCase()) {
         const detail = `the body from ${this.ex.host} hashes to sha256 ${digest}, not the pinned ${this.decision.sha256} of rule ${this.decision.rule}`;
         const answer = this.ex.answer('digest_mismatch', detail);
         sendAnswer(this.res, answer);
+        this.#scrub?.destroy();
+        this.#release();
         return;
       }
-      this.res.writeHead(status, statusText, flatten(headers));
-      for (const chunk of chunks) this.#out.write(chunk);
+      this.#pinned = null;
+      if (this.#scrub) {
+        for (const chunk of chunks) this.#scrub.write(chunk);
+      } else {
+        this.#writeHead(null);
+        for (const chunk of chunks) this.res.write(chunk);
+      }
     }
-    this.#out.end();
+    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
+    if (this.#scrub) this.#scrub.end();
+    else {
+      this.res.end();
+      this.#release();
+    }
   }
 
   onError(err: Error): void {
+    this.#scrub?.destroy();
+    this.#release();
     // The abort that follows sluice's own answer is not a failure to report over it.
     if (this.#answeredBySluice) return;
     const headersSent = this.res.headersSent || this.res.destroyed;

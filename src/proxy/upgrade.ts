@@ -5,7 +5,7 @@
 // the ordinary response path (scrubbed, audited) and the connection closes. The 101 head is
 // scrubbed like any response head. An upgraded connection holds the tool's slot while it is open.
 import http, { type IncomingMessage } from 'node:http';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { dialTcp, dialTls } from '../net/dial.js';
 import { relaySocket } from '../net/socket-relay.js';
 import { admit, headOf, servernameOf, type RequestScope } from './admit.js';
@@ -14,7 +14,9 @@ import type { ProxyDeps } from './context.js';
 import { awaitTurn } from './framing.js';
 import { clientHost, endToEndHeaders, flatten, withVia } from './headers.js';
 import { ConnectionLife } from './lifecycle.js';
-import { responseScrubber, scrubStatusText, secretsForHead } from './secrets-step.js';
+import { knownValues, scrubHead, scrubResponse, scrubStatusText, secretsForHead } from './secrets-step.js';
+import { ScrubFailure, scrubPlan } from '../secrets/scrub.js';
+import { agreedExtensions, readableOffer, WsFrameScrubber, WsProtocolError } from '../secrets/ws-scrub.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 
 export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
@@ -47,6 +49,13 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   const credentials = secretsForHead(deps.observer, runtime, ex, tool, decision, handshake, admission.upstreamPath);
   if (!credentials.ok) return sendRawAnswer(client, credentials.answer);
   const requested = (req.headers.upgrade ?? '').trim().toLowerCase();
+  // While the store knows a value, what comes back must be read to be scrubbed: sluice reads
+  // WebSocket frames, and no other protocol an Upgrade can switch to.
+  const scrubbing = knownValues(runtime) !== null;
+  if (scrubbing && requested !== 'websocket') {
+    const detail = `an Upgrade to ${JSON.stringify(requested.slice(0, 40))} is not relayed while sluice holds secret values: it reads WebSocket frames only, and cannot scrub another protocol`;
+    return sendRawAnswer(client, ex.answer('bad_request', detail));
+  }
 
   const dialTarget = { ip, port: target.port, servername: servernameOf(target.host) };
   let upstream: Duplex;
@@ -62,10 +71,17 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   life.link(upstream);
   if (client.destroyed) return;
 
+  let handshakeHeaders = credentials.headers;
+  if (scrubbing) {
+    // Only extensions sluice can read are offered: their frames must be scrubbed on the way back.
+    const offer = readableOffer(req.headers['sec-websocket-extensions']);
+    handshakeHeaders = handshakeHeaders.filter(([n]) => n.toLowerCase() !== 'sec-websocket-extensions');
+    if (offer !== null) handshakeHeaders.push(['Sec-WebSocket-Extensions', offer]);
+  }
   const headers: Array<[string, string]> = [
     ['Host', clientHost(req.rawHeaders) ?? target.authority],
     ['Connection', 'Upgrade'],
-    ...credentials.headers,
+    ...handshakeHeaders,
   ];
   const outgoing = http.request({
     createConnection: () => upstream,
@@ -100,30 +116,69 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     // Node hands a 101 without an Upgrade header here, as a final response: it upgrades to nothing.
     if (res.statusCode === 101) return refuseAnswer('the upstream answered 101 without naming the protocol it switched to');
     ex.status = res.statusCode ?? 502;
-    const scrub = responseScrubber(runtime, decision, endToEndHeaders(res.rawHeaders));
-    if (scrub === 'undecodable') return refuseAnswer('the response uses a content coding sluice cannot decode to scrub secret values');
-    const kept = (scrub ? scrub.headers : endToEndHeaders(res.rawHeaders)).filter(
-      ([n]) => !['content-length', 'transfer-encoding'].includes(n.toLowerCase()),
-    );
-    const lines = [statusLine(ex.status, scrubStatusText(runtime, res.statusMessage ?? ''))];
-    for (const [name, value] of withVia(kept)) lines.push(`${name}: ${value}`);
-    lines.push('Connection: close', '', '');
-    client.write(lines.join('\r\n'));
-    const body: Readable = scrub ? scrub.body : res;
-    if (scrub) res.pipe(scrub.body);
+    const statusText = scrubStatusText(runtime, res.statusMessage ?? '', 'latin1');
     let down = 0;
-    body.on('data', (chunk: Buffer) => {
+    const writeHead = (kept: Array<[string, string]>, length: number | null): void => {
+      const lines = [statusLine(ex.status!, statusText)];
+      for (const [name, value] of withVia(kept)) lines.push(`${name}: ${value}`);
+      if (length !== null) lines.push(`Content-Length: ${length}`);
+      lines.push('Connection: close', '', '');
+      client.write(lines.join('\r\n'));
+    };
+    const forward = (chunk: Buffer): boolean => {
       down += chunk.length;
       ex.bytesDown = down;
       if (down > limits.max_response_bytes) {
         life.end('response_too_large', `the response crossed the limit of ${limits.max_response_bytes} bytes for tool ${tool}; it was cut`);
-        return;
+        return false;
       }
-      if (!client.write(chunk)) body.pause();
-    });
-    client.on('drain', () => body.resume());
-    body.on('end', () => client.end());
-    body.on('error', () => client.destroy());
+      return client.write(chunk);
+    };
+    const headersOut = endToEndHeaders(res.rawHeaders).filter(([n]) => n.toLowerCase() !== 'transfer-encoding');
+    let headSent = false;
+    const scrub = scrubResponse(
+      runtime,
+      headersOut,
+      ex.method !== 'HEAD' && ex.status !== 204 && ex.status !== 304,
+      {
+        head: (length) => {
+          headSent = true;
+          writeHead(scrubbedHead, length);
+        },
+        data: forward,
+        end: () => client.end(),
+        fail: (error) => {
+          const outcome = error instanceof ScrubFailure ? error.code : 'upstream_protocol';
+          if (headSent) life.end(outcome, error.message);
+          else {
+            sendRawAnswer(client, ex.answer(outcome, error.message));
+            upstream.destroy();
+          }
+        },
+      },
+      limits.max_response_bytes,
+    );
+    if (scrub === 'undecodable') return refuseAnswer('the response uses a content coding sluice cannot decode to scrub secret values');
+    // Close-delimited: the length is sent only when the scrub knows it.
+    const scrubbedHead = scrub.headers.filter(([n]) => n.toLowerCase() !== 'content-length');
+    const body = scrub.body;
+    if (!body) {
+      writeHead(scrubbedHead, null);
+      res.on('data', (chunk: Buffer) => {
+        if (!forward(chunk)) res.pause();
+      });
+      client.on('drain', () => res.resume());
+      res.on('end', () => client.end());
+    } else {
+      body.onWritable = () => res.resume();
+      res.on('data', (chunk: Buffer) => {
+        if (!body.write(chunk)) res.pause();
+      });
+      client.on('drain', () => body.resume());
+      res.on('end', () => body.end());
+      client.once('close', () => body.destroy());
+    }
+    res.on('error', () => client.destroy());
   });
 
   outgoing.on('upgrade', (res: IncomingMessage, socket: Duplex, upstreamHead: Buffer) => {
@@ -131,31 +186,44 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     const protocol = (res.headers.upgrade ?? '').trim().toLowerCase();
     if (protocol !== requested) {
       return refuseAnswer(
-        `the upstream switched to ${JSON.stringify(protocol.slice(0, 40))}, not the requested ${JSON.stringify(requested.slice(0, 40))}`,
+        // scrubbed before it is cut: a cut could leave part of a value that the scrub no longer sees
+        `the upstream switched to ${JSON.stringify(scrubStatusText(runtime, protocol, 'latin1').slice(0, 40))}, not the requested ${JSON.stringify(requested.slice(0, 40))}`,
       );
     }
+    let frames: WsFrameScrubber | null = null;
+    if (scrubbing) {
+      const offered = res.headers['sec-websocket-extensions'];
+      // scrubbed first: the refusal names (a cut of) what the upstream agreed to
+      const agreed = agreedExtensions(offered === undefined ? undefined : scrubStatusText(runtime, offered, 'latin1'));
+      if (typeof agreed === 'string') return refuseAnswer(agreed);
+      frames = new WsFrameScrubber(scrubPlan(knownValues(runtime) ?? []), {
+        deflate: agreed.deflate,
+        maxMessageBytes: limits.max_response_bytes,
+      });
+    }
     ex.status = 101;
-    const scrub = responseScrubber(runtime, decision, endToEndHeaders(res.rawHeaders, true));
-    const kept = scrub && scrub !== 'undecodable' ? scrub.headers : endToEndHeaders(res.rawHeaders, true);
-    const lines = [statusLine(101, scrubStatusText(runtime, res.statusMessage ?? 'Switching Protocols')), 'Connection: Upgrade'];
+    const kept = scrubHead(runtime, endToEndHeaders(res.rawHeaders, true));
+    const lines = [statusLine(101, scrubStatusText(runtime, res.statusMessage ?? 'Switching Protocols', 'latin1')), 'Connection: Upgrade'];
     for (const [name, value] of withVia(kept)) lines.push(`${name}: ${value}`);
     lines.push('', '');
     client.write(lines.join('\r\n'));
-    if (upstreamHead.length > 0) {
-      ex.bytesDown += upstreamHead.length;
-      client.write(upstreamHead);
+    // The size limits hold for an upgraded connection's bytes as for a request's and a response's.
+    const admitDown = (bytes: number): boolean => {
+      ex.bytesDown += bytes;
+      if (ex.bytesDown <= limits.max_response_bytes) return true;
+      life.end('response_too_large', `the upgraded connection carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
+      return false;
+    };
+    if (frames) {
+      relayFrames(socket, client, upstreamHead, frames, admitDown, (error) => life.end(error.code, error.message));
+    } else {
+      if (upstreamHead.length > 0 && admitDown(upstreamHead.length)) client.write(upstreamHead);
+      relaySocket(socket, client, admitDown);
     }
     if (head.length > 0) {
       ex.bytesUp += head.length;
       socket.write(head);
     }
-    // The size limits hold for an upgraded connection's bytes as for a request's and a response's.
-    relaySocket(socket, client, (bytes) => {
-      ex.bytesDown += bytes;
-      if (ex.bytesDown <= limits.max_response_bytes) return true;
-      life.end('response_too_large', `the upgraded connection carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
-      return false;
-    });
     relaySocket(client, socket, (bytes) => {
       ex.bytesUp += bytes;
       if (ex.bytesUp <= limits.max_request_bytes) return true;
@@ -166,4 +234,37 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     client.resume();
   });
   outgoing.end();
+}
+
+/** The upstream's WebSocket frames to the client, scrubbed, with backpressure; a framing error ends the connection. */
+function relayFrames(
+  upstream: Duplex,
+  client: Duplex,
+  first: Buffer,
+  frames: WsFrameScrubber,
+  admit: (bytes: number) => boolean,
+  fail: (error: WsProtocolError) => void,
+): void {
+  const pass = (chunk: Buffer): boolean => {
+    if (!admit(chunk.length)) return true;
+    let out: Buffer;
+    try {
+      out = frames.push(chunk);
+    } catch (error) {
+      // Whatever went wrong reading a frame, nothing unread is passed on.
+      fail(
+        error instanceof WsProtocolError
+          ? error
+          : new WsProtocolError('upstream_protocol', 'sluice could not read a WebSocket frame from the upstream'),
+      );
+      return true;
+    }
+    return out.length === 0 || client.write(out);
+  };
+  if (first.length > 0) pass(first);
+  upstream.on('data', (chunk: Buffer) => {
+    if (!pass(chunk)) upstream.pause();
+  });
+  client.on('drain', () => upstream.resume());
+  upstream.on('end', () => client.end());
 }

@@ -1,12 +1,20 @@
 // The shapes a secret value takes on the wire, and percent-encoding helpers for placeholders.
+//
+// Two families, because they are searched differently (scanner.ts):
+// - text forms are looked for in the bytes as they are: raw, percent-encoded, JSON-escaped;
+// - encoded forms (base64, base64url, hex) are looked for with the line breaks of a wrapped blob
+//   taken out (MIME, PEM, GitHub's contents API wrap base64 at 60, 64 or 76 columns).
+// Anything else an upstream does to a value (other encodings, compression inside a payload, a
+// value cut into pieces it sends apart) is out of reach of a scanner; the README says so.
 
-/** A base64 form shorter than this is too likely to occur by chance to be scrubbed or flagged. */
+/** A base64 or hex form shorter than this is too likely to occur by chance to be scrubbed or flagged. */
 const MIN_ENCODED_FORM = 8;
 
 /**
  * Base64 text that encodes `value` wherever it sits inside a larger base64 blob: the value can
  * start at any of three byte offsets of a 3-byte group, and only the characters whose 6 bits all
  * come from the value are stable. Also the whole, padded encoding at offset 0 (the common case).
+ * For a standard alphabet form with a `/`, also the form a JSON encoder that escapes `/` writes.
  */
 function base64Forms(value: Buffer): string[] {
   const forms: string[] = [];
@@ -19,34 +27,115 @@ function base64Forms(value: Buffer): string[] {
       forms.push(encoded.slice(first, end));
     }
   }
-  return forms.filter((form) => form.length >= MIN_ENCODED_FORM);
+  const escaped = forms.filter((form) => form.includes('/')).map((form) => form.replaceAll('/', '\\/'));
+  return [...forms, ...escaped].filter((form) => form.length >= MIN_ENCODED_FORM);
 }
 
-/** Forms by value: they are asked for on every request and audit line, and values change rarely. */
-const formsCache = new Map<string, readonly string[]>();
-const FORMS_CACHE_MAX = 1024;
+function hexForms(value: Buffer): string[] {
+  const hex = value.toString('hex');
+  return [hex, hex.toUpperCase()].filter((form) => form.length >= MIN_ENCODED_FORM);
+}
 
-/** Every form of a value to look for: raw, percent-encoded, JSON-escaped, base64 and base64url. */
-export function valueForms(value: string): readonly string[] {
-  let forms = formsCache.get(value);
-  if (!forms) {
-    if (formsCache.size >= FORMS_CACHE_MAX) formsCache.clear();
-    forms = Object.freeze(computeForms(value));
-    formsCache.set(value, forms);
+/**
+ * Characters JSON encoders differ on: each class is escaped by some encoders and not by others
+ * (Go escapes `<`, `>`, `&` and U+2028/U+2029; PHP `/` as `\/` and non-ASCII, and with its
+ * JSON_HEX_* flags `<>`, `&`, `'` and `"`; Python's ensure_ascii non-ASCII).
+ */
+const JSON_CLASSES: ReadonlyArray<(code: number) => boolean> = [
+  (c) => c === 0x3c || c === 0x3e,
+  (c) => c === 0x26,
+  (c) => c === 0x27,
+  (c) => c === 0x22,
+  (c) => c === 0x2f,
+  (c) => c === 0x2028 || c === 0x2029,
+  (c) => c > 0x7e && c !== 0x2028 && c !== 0x2029,
+];
+
+const SHORT_ESCAPES: Readonly<Record<number, string>> = { 0x08: '\\b', 0x09: '\\t', 0x0a: '\\n', 0x0c: '\\f', 0x0d: '\\r' };
+
+function unicodeEscape(code: number, upper: boolean): string {
+  const hex = code.toString(16).padStart(4, '0');
+  return `\\u${upper ? hex.toUpperCase() : hex}`;
+}
+
+/** `value` as a JSON string body, the classes in `escaped` written as escapes. */
+function jsonEscaped(value: string, escaped: ReadonlySet<number>, upper: boolean): string {
+  let out = '';
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    const klass = JSON_CLASSES.findIndex((test) => test(code));
+    if (klass >= 0 && escaped.has(klass)) out += code === 0x2f ? '\\/' : unicodeEscape(code, upper);
+    else if (code === 0x22) out += '\\"';
+    else if (code === 0x5c) out += '\\\\';
+    else if (code < 0x20) out += SHORT_ESCAPES[code] ?? unicodeEscape(code, upper);
+    else out += value[i];
+  }
+  return out;
+}
+
+/** Every way a JSON encoder may write the value: each mix of the classes it contains, either hex case, and all-escaped. */
+function jsonForms(value: string): string[] {
+  const codes = Array.from({ length: value.length }, (_, i) => value.charCodeAt(i));
+  const present = JSON_CLASSES.flatMap((test, klass) => (codes.some(test) ? [klass] : []));
+  const forms: string[] = [];
+  for (const upper of [false, true]) {
+    forms.push(codes.map((code) => unicodeEscape(code, upper)).join(''));
+    for (let mask = 0; mask < 1 << present.length; mask++) {
+      const escaped = new Set(present.filter((_, bit) => mask & (1 << bit)));
+      forms.push(jsonEscaped(value, escaped, upper));
+    }
   }
   return forms;
 }
 
-function computeForms(value: string): string[] {
-  const encoded = encodeURIComponent(value);
-  const forms = [
-    value,
-    encoded,
-    encoded.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase()),
-    JSON.stringify(value).slice(1, -1),
-    ...base64Forms(Buffer.from(value, 'utf8')),
-  ];
-  return [...new Set(forms)].filter((form) => form.length > 0);
+/** Forms by value: they are asked for on every request and audit line, and values change rarely. */
+const textCache = new Map<string, readonly string[]>();
+const encodedCache = new Map<string, readonly string[]>();
+const allCache = new Map<string, readonly string[]>();
+const FORMS_CACHE_MAX = 1024;
+
+function cached(cache: Map<string, readonly string[]>, value: string, compute: (value: string) => string[]): readonly string[] {
+  let forms = cache.get(value);
+  if (!forms) {
+    if (cache.size >= FORMS_CACHE_MAX) cache.clear();
+    forms = Object.freeze([...new Set(compute(value))].filter((form) => form.length > 0));
+    cache.set(value, forms);
+  }
+  return forms;
+}
+
+/**
+ * Forms to look for in text as it is: raw; percent-encoded (upper- and lower-case hex, and as a
+ * form field with `+` for space); JSON-escaped as JSON.stringify writes it, with `/` as `\/`, with
+ * the HTML characters, non-ASCII, or every character as \uXXXX (either case), and their mixes.
+ */
+export function textForms(value: string): readonly string[] {
+  return cached(textCache, value, (v) => {
+    const encoded = encodeURIComponent(v);
+    return [
+      v,
+      encoded,
+      encoded.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase()),
+      new URLSearchParams({ v }).toString().slice(2),
+      ...jsonForms(v),
+    ];
+  });
+}
+
+/**
+ * Forms to look for with wrapped lines joined (scanner.ts): base64 and base64url at any offset in
+ * a larger blob (also with `\/`), hex in lower and upper case. Each at least MIN_ENCODED_FORM long.
+ */
+export function encodedForms(value: string): readonly string[] {
+  return cached(encodedCache, value, (v) => {
+    const bytes = Buffer.from(v, 'utf8');
+    return [...base64Forms(bytes), ...hexForms(bytes)];
+  });
+}
+
+/** Every form of a value: text forms, then encoded forms (for checks on text that is never wrapped). */
+export function valueForms(value: string): readonly string[] {
+  return cached(allCache, value, (v) => [...textForms(v), ...encodedForms(v)]);
 }
 
 /** Decodes %XX escapes, leaving malformed ones as they are (never throws, unlike decodeURIComponent). */

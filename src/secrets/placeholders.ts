@@ -1,8 +1,11 @@
-// Request side, pure: find placeholders, refuse the ones a tool may not use here, catch real
-// credentials leaving, and swap in-scope placeholders for values in headers and the target.
+// Request side, pure: find placeholders, refuse the ones a tool may not use here (not granted, out
+// of scope, outside the secret's swap_in, over plain HTTP), catch real credentials leaving (also
+// split across headers), and swap in-scope placeholders for values in headers and the target.
 import type { SecretDoc } from '../config/types.js';
+import { requestCodings } from './codings.js';
 import { percentDecode, rawOrPercentEncoded, valueForms } from './forms.js';
 import { findLeakIn, LEAK_PATTERNS, type LeakPattern } from './leak-patterns.js';
+import { insecureDetail, mayGoIn, misplacedDetail, placesOf } from './placement.js';
 import type { SecretRefusal } from './violation.js';
 
 /** The prefix of every default placeholder: `__sluice_secret_<alias>__`. */
@@ -76,6 +79,11 @@ export interface RequestSecretsInput {
   /** values to treat as leaks; default: values() of every alias. Pass SecretStore.knownValues() to include rotated ones. */
   known?: ReadonlyArray<{ alias: string; value: string }>;
   leakPatterns?: readonly LeakPattern[];
+  /**
+   * The request goes upstream over TLS sluice verified (https). Without it no placeholder is swapped
+   * and nothing injected for a secret that does not allow_plaintext: the value would cross in clear.
+   */
+  tls: boolean;
 }
 
 export type RequestSecretsPlan =
@@ -118,13 +126,34 @@ function surfacesOf(headers: RequestSecretsInput['headers'], target: string): Su
   return surfaces;
 }
 
+/**
+ * Header values two by two, joined with nothing between, as an upstream's own code may put a split
+ * credential together: each value with the next one sent (of one name or of two), and each with the
+ * next repeat of its own name. One pair per line, so a shape's look-arounds see the pair's own
+ * edges: a match inside one value is one the per-header pass finds too, and only a token that spans
+ * the two halves is new. Pieces further apart (or in three parts) are out of a scanner's reach.
+ */
+function joinedHeaders(headers: RequestSecretsInput['headers']): Surface {
+  const values = headers.map(([name, value]) => ({ name: name.toLowerCase(), value: value.trim() })).filter((h) => h.value !== '');
+  const pairs: string[] = [];
+  const lastOfName = new Map<string, number>();
+  values.forEach((header, i) => {
+    if (i > 0) pairs.push(values[i - 1]!.value + header.value);
+    const previous = lastOfName.get(header.name);
+    if (previous !== undefined && previous !== i - 1) pairs.push(values[previous]!.value + header.value);
+    lastOfName.set(header.name, i);
+  });
+  return { where: 'the headers joined', text: pairs.join('\n') };
+}
+
 function findLeakedCredential(
   surfaces: Surface[],
+  joined: Surface,
   known: ReadonlyArray<{ alias: string; value: string }>,
   patterns: readonly LeakPattern[],
 ): Refusal | null {
   const knownForms = known.filter((k) => k.value.length > 0).map((k) => ({ alias: k.alias, forms: valueForms(k.value) }));
-  for (const surface of surfaces) {
+  for (const surface of [...surfaces, joined]) {
     const decoded = percentDecode(surface.text);
     for (const { alias, forms } of knownForms) {
       if (forms.some((form) => surface.text.includes(form) || decoded.includes(form))) {
@@ -194,6 +223,13 @@ function checkPlaceholders(surfaces: Surface[], input: RequestSecretsInput, inde
           detail: `secret "${alias}" may only be sent to its own hosts, and this host is not one of them (placeholder in ${surface.where})`,
         };
       }
+      const secret = input.secrets[alias]!;
+      if (!mayGoIn(placesOf(secret), surface.where)) {
+        return { ok: false, reason: 'secret_misplaced', alias, detail: misplacedDetail(alias, secret, surface.where) };
+      }
+      if (!input.tls && !secret.allow_plaintext) {
+        return { ok: false, reason: 'secret_insecure', alias, detail: insecureDetail(alias, `its placeholder in ${surface.where}`) };
+      }
     }
     if (hasUnknownPlaceholder(surface.text, index)) {
       return {
@@ -214,9 +250,87 @@ function swap(text: string, pattern: RegExp, placeholder: string, raw: string, e
   return text.replace(pattern, (match) => (match === placeholder ? raw : encoded));
 }
 
+/** An injection over plain HTTP would put the value on the wire in clear. */
+function insecureInjection(input: RequestSecretsInput): Refusal | null {
+  if (input.tls) return null;
+  for (const alias of input.inScope) {
+    const secret = input.secrets[alias];
+    if (secret?.inject && !secret.allow_plaintext) {
+      return { ok: false, reason: 'secret_insecure', alias, detail: insecureDetail(alias, `injecting it into ${secret.inject.header}`) };
+    }
+  }
+  return null;
+}
+
+const AUTH_SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +(\S+)$/;
+/** A Basic user name is not a credential, but a long one may be (some APIs take the key as the user). */
+const MAX_BASIC_USER = 64;
+
+/**
+ * Whether a header value carries the placeholder and no other credential: the placeholder alone,
+ * after an auth scheme ("Bearer <placeholder>"), or in Basic auth as the password (the user name
+ * free, up to 64 characters) or as the user name with an empty password.
+ */
+function carriesOnly(value: string, placeholder: string): boolean {
+  const text = value.trim();
+  if (text === placeholder) return true;
+  const scheme = AUTH_SCHEME.exec(text);
+  if (!scheme) return false;
+  if (scheme[2] === placeholder) return true;
+  if (scheme[1]!.toLowerCase() !== 'basic') return false;
+  const decoded = Buffer.from(scheme[2]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return false;
+  const user = decoded.slice(0, colon);
+  const password = decoded.slice(colon + 1);
+  if (password === placeholder) return user.length <= MAX_BASIC_USER && !user.includes(placeholder);
+  return user === placeholder && password === '';
+}
+
+/**
+ * require: the secret's header (a header: entry of swap_in) carries its placeholder, and every
+ * copy of that header carries it and nothing else; an injected secret satisfies it by itself.
+ */
+function requireProblem(input: RequestSecretsInput, alias: string): Refusal | null {
+  const secret = input.secrets[alias];
+  if (!secret?.require || secret.inject) return null;
+  const places = placesOf(secret);
+  const declared = input.headers.filter(([name]) => places.headers.has(name.toLowerCase()));
+  // the loader refuses a require with no header to check (require_needs_header)
+  const where = secret.swap_in.filter((place) => place.startsWith('header:')).join(' or ');
+  if (!declared.some(([, value]) => findPlaceholderIn(value, secret.placeholder))) {
+    return {
+      ok: false,
+      reason: 'secret_required',
+      alias,
+      detail: `requests to this host must carry the placeholder of secret "${alias}" in ${where}`,
+    };
+  }
+  const other = declared.find(([, value]) => !carriesOnly(value, secret.placeholder));
+  if (other) {
+    return {
+      ok: false,
+      reason: 'secret_required',
+      alias,
+      detail: `header ${other[0]} must carry the placeholder of secret "${alias}" and no other credential (in every copy of the header)`,
+    };
+  }
+  return null;
+}
+
+/** The placeholder in a header value, raw or inside Basic credentials. */
+function findPlaceholderIn(value: string, placeholder: string): boolean {
+  if (value.includes(placeholder)) return true;
+  const basic = decodeBasic(value);
+  return basic !== null && basic.includes(placeholder);
+}
+
+const RANGE_HEADERS = new Set(['range', 'if-range']);
+
 /**
  * Decides what a request carries toward this host and rewrites it: placeholders swapped for values,
- * injected headers set. Never returns a value in `detail`.
+ * injected headers set, Range and If-Range dropped toward a host a secret may be swapped into the
+ * body of (so a stored value cannot be read back in pieces). Never returns a value in `detail`.
  */
 export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPlan {
   const index = placeholderIndex(input.secrets);
@@ -228,24 +342,38 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
       return value ? [{ alias, value }] : [];
     });
 
+  const coded = requestCodings(input.headers);
+  if (!coded.ok) return { ok: false, reason: 'bad_request', alias: null, detail: coded.detail };
+
   const patterns = input.leakPatterns ?? LEAK_PATTERNS;
   // Most requests carry neither a credential nor a placeholder: one look at all surfaces together
   // settles that, and only a hit pays for the per-surface pass that names where it is.
+  const joined = joinedHeaders(input.headers);
   const all = surfaces.map((surface) => surface.text).join('\n');
-  const mayLeak = mayCarryCredential(all, known, patterns);
+  const mayLeak = mayCarryCredential(`${all}\n${joined.text}`, known, patterns);
   const mayHavePlaceholder = index.entries.some((entry) => occurs(entry.pattern, all)) || hasUnknownPlaceholder(all, index);
   const refusal =
-    (mayLeak ? findLeakedCredential(surfaces, known, patterns) : null) ??
-    (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null);
+    (mayLeak ? findLeakedCredential(surfaces, joined, known, patterns) : null) ??
+    (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null) ??
+    insecureInjection(input);
   if (refusal) return refusal;
+  const stripRanges = input.inScope.some((alias) => {
+    const secret = input.secrets[alias];
+    return secret !== undefined && placesOf(secret).body;
+  });
+  const kept = stripRanges ? input.headers.filter(([name]) => !RANGE_HEADERS.has(name.toLowerCase())) : input.headers;
   const needsNothing = !mayHavePlaceholder && input.inScope.every((alias) => !input.secrets[alias]?.inject && !input.secrets[alias]?.require);
-  if (needsNothing) return { ok: true, headers: input.headers.map(([name, value]) => [name, value]), target: input.target, uses: [] };
+  if (needsNothing) return { ok: true, headers: kept.map(([name, value]) => [name, value]), target: input.target, uses: [] };
 
   // in-scope secrets to fill now: those written somewhere, and those injected
   const present = new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index)));
   const active = index.entries.filter(
     (entry) => input.inScope.includes(entry.alias) && (present.has(entry.alias) || input.secrets[entry.alias]?.inject),
   );
+  for (const alias of input.inScope) {
+    const problem = requireProblem(input, alias);
+    if (problem) return problem;
+  }
   const values = new Map<string, string>();
   for (const { alias } of active) {
     const value = input.values(alias);
@@ -264,6 +392,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const used = (alias: string, where: string): void => {
     if (!uses.some((u) => u.alias === alias && u.where === where)) uses.push({ alias, where });
   };
+  // Every placeholder present passed checkPlaceholders: it sits where its swap_in allows.
   const swapAll = (text: string, where: string, encodeRaw: boolean): string => {
     let out = text;
     for (const { alias, placeholder, pattern } of active) {
@@ -283,7 +412,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const injected = new Set(injects.map((i) => i.header.toLowerCase()));
 
   const headers: Array<[string, string]> = [];
-  for (const [name, value] of input.headers) {
+  for (const [name, value] of kept) {
     if (injected.has(name.toLowerCase())) continue;
     const where = `header:${name}`;
     const basic = name.toLowerCase() === 'authorization' ? BASIC.exec(value) : null;
@@ -304,16 +433,5 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
 
   const { path, query } = splitTarget(input.target);
   const target = swapAll(path, 'path', true) + (query === null ? '' : `?${swapAll(query, 'query', true)}`);
-
-  for (const alias of input.inScope) {
-    if (input.secrets[alias]?.require && !uses.some((u) => u.alias === alias)) {
-      return {
-        ok: false,
-        reason: 'secret_required',
-        alias,
-        detail: `requests to this host must carry the placeholder of secret "${alias}" in a header or the query`,
-      };
-    }
-  }
   return { ok: true, headers, target, uses };
 }

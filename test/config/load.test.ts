@@ -210,6 +210,39 @@ t.test('semantic problems', async (t) => {
       ],
     },
     {
+      name: 'a rule wildcard with a public suffix under it, ICANN or private section',
+      text: withRules('      - host: "*.amazonaws.com"\n      - host: "*.core.windows.net"\n      - host: "*.example.com"\n'),
+      expected: [
+        'policy.yaml:7: tools.web-fetch.allow[1].host: "*.amazonaws.com" covers the public suffix "s3.amazonaws.com" (and 650 more), under which anyone can create names; strict mode forbids allow-all',
+        'policy.yaml:8: tools.web-fetch.allow[2].host: "*.core.windows.net" covers the public suffix "web.core.windows.net" (and 2 more), under which anyone can create names; strict mode forbids allow-all',
+      ],
+    },
+    {
+      name: 'secret wildcards with a public suffix at or under them, in strict mode',
+      text: 'version: 1\nsecrets:\n  aws:\n    from: { env: AWS }\n    hosts: ["*.amazonaws.com", "*.s3.amazonaws.com", "*.core.windows.net", "*.github.io", "*.example.com", "mybucket.s3.amazonaws.com"]\n',
+      expected: [
+        'policy.yaml:5: secrets.aws.hosts[0]: "*.amazonaws.com" would send the secret to names under the public suffix "s3.amazonaws.com" (and 650 more), which anyone can create; name the hosts',
+        'policy.yaml:5: secrets.aws.hosts[1]: "*.s3.amazonaws.com" would send the secret to every name under the public suffix "s3.amazonaws.com"',
+        'policy.yaml:5: secrets.aws.hosts[2]: "*.core.windows.net" would send the secret to names under the public suffix "web.core.windows.net" (and 2 more), which anyone can create; name the hosts',
+        'policy.yaml:5: secrets.aws.hosts[3]: "*.github.io" would send the secret to every name under the public suffix "github.io"',
+      ],
+    },
+    {
+      name: 'allow_plaintext in strict mode',
+      text: 'version: 1\nsecrets:\n  dev:\n    from: { env: DEV }\n    hosts: [localhost]\n    allow_plaintext: true\n',
+      expected: [
+        'policy.yaml:6: secrets.dev.allow_plaintext: allow_plaintext: true lets the real value of secret "dev" cross the network in clear over http://; strict mode forbids it (reach localhost over https, or set strict: false for loopback development only)',
+      ],
+    },
+    {
+      name: 'require with no header to check, and swap_in into a header sluice manages',
+      text: 'version: 1\nsecrets:\n  a:\n    from: { env: A }\n    hosts: [a.example]\n    require: true\n    swap_in: [query, body]\n  b:\n    from: { env: B }\n    hosts: [b.example]\n    swap_in: ["header:Host", "header:X-Key"]\n',
+      expected: [
+        'policy.yaml:6: secrets.a.require: require: true is checked on a header, and swap_in [query, body] names none; add "header:Authorization" (or the header the credential goes in) to swap_in, or set inject',
+        'policy.yaml:11: secrets.b.swap_in[0]: sluice manages the "Host" header itself; a placeholder there is never swapped (name the header the credential goes in)',
+      ],
+    },
+    {
       name: 'wildcard in the middle',
       text: withRules('      - host: "api.*.com"\n'),
       expected: [
@@ -344,6 +377,52 @@ t.test('strict: false permits allow-all, review and private_ip: allow', async (t
   ]);
 });
 
+t.test('strict: false permits rule and secret wildcards with public suffixes under them', async (t) => {
+  const loaded = load(t, {
+    'policy.yaml': withRules(
+      '      - host: "*.amazonaws.com"\n',
+      'strict: false\nsecrets:\n  aws:\n    from: { env: AWS }\n    hosts: ["*.amazonaws.com"]\n',
+    ),
+  });
+  t.same(loaded.doc.secrets.aws!.hosts, ['*.amazonaws.com']);
+  t.same(
+    loaded.doc.tools['web-fetch']!.allow.map((r) => r.host),
+    ['api.github.com', '*.amazonaws.com'],
+  );
+  t.same(problems(t, { 'policy.yaml': 'version: 1\nstrict: false\nsecrets:\n  a:\n    from: { env: A }\n    hosts: ["*.github.io"]\n' }), [
+    'policy.yaml:6: secrets.a.hosts[0]: "*.github.io" would send the secret to every name under the public suffix "github.io"',
+  ]);
+});
+
+t.test('strict: false permits allow_plaintext; swap_in is kept as written', async (t) => {
+  const loaded = load(t, {
+    'policy.yaml':
+      'version: 1\nstrict: false\nsecrets:\n  dev:\n    from: { env: DEV }\n    hosts: [localhost]\n    allow_plaintext: true\n    swap_in: [header:X-Key, query]\n',
+  });
+  t.equal(loaded.doc.secrets.dev!.allow_plaintext, true);
+  t.same(loaded.doc.secrets.dev!.swap_in, ['header:X-Key', 'query']);
+});
+
+t.test('swap_in: its default, and its forms', async (t) => {
+  const loaded = load(t, {
+    'policy.yaml':
+      'version: 1\nsecrets:\n  plain:\n    from: { env: A }\n    hosts: [a.example]\n  injected:\n    from: { env: B }\n    hosts: [b.example]\n    inject: { header: X-Api-Key, format: "{value}" }\n',
+  });
+  t.same(loaded.doc.secrets.plain!.swap_in, ['header:Authorization'], 'request headers only: Authorization');
+  t.same(loaded.doc.secrets.injected!.swap_in, ['header:X-Api-Key'], 'or the injected header');
+  t.same(
+    problems(t, {
+      'policy.yaml':
+        'version: 1\nsecrets:\n  a:\n    from: { env: A }\n    hosts: [a.example]\n    swap_in: [Body, "header: Authorization", body, body]\n',
+    }),
+    [
+      'policy.yaml:6: secrets.a.swap_in[0]: expected "header:<Name>" (e.g. "header:Authorization"), "query", "path" or "body"',
+      'policy.yaml:6: secrets.a.swap_in[1]: expected "header:<Name>" (e.g. "header:Authorization"), "query", "path" or "body"',
+      'policy.yaml:6: secrets.a.swap_in[3]: repeats entry [2]; list each value once',
+    ],
+  );
+});
+
 t.test('accepted host forms', async (t) => {
   const hosts = ['"*.example.com"', 'example.com:8443', '192.0.2.10', '"[2001:db8::1]"', '"[2001:db8::1]:8443"', 'bücher.example'];
   const loaded = load(t, { 'policy.yaml': withRules(hosts.map((h) => `      - host: ${h}\n`).join('')) });
@@ -384,6 +463,8 @@ tools:
     hosts: ['api.github.com'],
     require: false,
     placeholder: '__sluice_secret_github__',
+    swap_in: ['header:Authorization'],
+    allow_plaintext: false,
   });
   t.equal(doc.secrets.custom!.placeholder, 'MY_CUSTOM_PLACEHOLDER');
   t.same(doc.secrets.custom!.from, { file: join(process.cwd(), 'secrets/custom.txt') }, 'file paths are taken from the policy directory');

@@ -12,7 +12,7 @@ import { basicAuth, closedBy, exchangeRaw, openSocket, roundTrip, tlsTunnel } fr
 import { startDns, type DnsServer } from '../helpers/dns.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
 import { CANONICAL_TYPES, startTestSluice, TOKEN, TOOL, waitForAudit, type AuditRecord, type TestSluice } from '../helpers/sluice.js';
-import { upgradeRequest, wsAccept } from '../helpers/upgrade.js';
+import { serverFrame, upgradeRequest, wsAccept } from '../helpers/upgrade.js';
 import { startScriptedUpstream, type ScriptedUpstream, type UpstreamRequestHead } from '../helpers/upstream.js';
 import { settles } from '../helpers/wait.js';
 
@@ -115,8 +115,10 @@ t.before(async () => {
   });
   sluice = await startTestSluice({
     env: { GATE_WS_SECRET: SECRET, GATE_WS_INJECTED: INJECTED },
+    // ws:// cases swap over plain HTTP: allow_plaintext (refused in strict mode) keeps them covered.
     policy: `
 version: 1
+strict: false
 network:
   allow_private_cidrs: ["127.0.0.2/32"]
   dns_servers: ["${dns.address}"]
@@ -127,10 +129,13 @@ secrets:
   ws:
     from: { env: GATE_WS_SECRET }
     hosts: ["${HOST}"]
+    swap_in: [header:X-Ws-Token]
+    allow_plaintext: true
   inj:
     from: { env: GATE_WS_INJECTED }
     hosts: ["${INJECT_HOST}"]
     inject: { header: X-Api-Key, format: "{value}" }
+    allow_plaintext: true
 tools:
   ${TOOL}:
     token_sha256: "\${TOKEN_SHA}"
@@ -311,7 +316,8 @@ for (const tr of transports) {
         check();
       });
       socket.resume();
-      socket.write('after-101');
+      // The upstream echoes raw bytes: a server frame comes back as one (sluice reads every frame).
+      socket.write(serverFrame('after-101', 0x1));
       t.match(await echoed, /after-101/, 'bytes after the 101 flow both ways');
     });
   }
@@ -323,7 +329,7 @@ for (const tr of transports) {
     t.equal(r.status, 101);
     socket.on('error', () => {});
     // The upstream echoes: each half of the cap fits, the second pushes both directions past it.
-    const chunk = Buffer.alloc(CAPPED_BYTES / 2 + 100, 0x61);
+    const chunk = serverFrame(Buffer.alloc(CAPPED_BYTES / 2 + 100, 0x61));
     socket.write(chunk);
     socket.write(chunk);
     t.ok((await closedBy(socket, 5000)).closed, 'sluice cut the connection');

@@ -37,8 +37,10 @@ t.before(async () => {
   });
   sluice = await startTestSluice({
     env: { GOV_METRICS_SECRET: SECRET_VALUE },
+    // The secret is swapped over plain http://: allow_plaintext, which strict mode refuses.
     policy: `
 version: 1
+strict: false
 network:
   allow_private_cidrs: ["127.0.0.2/32"]
   dns_servers: ["${dns.address}"]
@@ -49,6 +51,7 @@ secrets:
   gh:
     from: { env: GOV_METRICS_SECRET }
     hosts: ["127.0.0.2"]
+    allow_plaintext: true
 tools:
   ${TOOL}:
     token_sha256: "\${TOKEN_SHA}"

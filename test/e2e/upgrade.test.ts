@@ -29,8 +29,10 @@ t.before(async () => {
       - host: ws.test`;
   sluice = await startTestSluice({
     env: { WS_SECRET_FOR_TEST: SECRET_VALUE },
+    // The handshakes are ws:// (plain HTTP): allow_plaintext (refused in strict mode) lets them swap.
     policy: `
 version: 1
+strict: false
 network:
   allow_private_cidrs: ["127.0.0.2/32"]
   dns_servers: ["${dns.address}"]
@@ -39,6 +41,8 @@ secrets:
   ws:
     from: { env: WS_SECRET_FOR_TEST }
     hosts: ["ws.test"]
+    swap_in: [header:X-Ws-Token]
+    allow_plaintext: true
 tools:
   ${TOOL}:
     token_sha256: "\${TOKEN_SHA}"

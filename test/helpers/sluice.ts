@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startSluice, type RunningSluice } from '../../src/app/serve.js';
 import type { AuditRecord } from '../../src/observe/audit.js';
+import { scrubSecrets } from '../../src/app/runtime.js';
 import { createLogger, type Logger } from '../../src/observe/log.js';
 
 /** One audit line as the sink writes it. */
@@ -64,6 +65,11 @@ export interface TestSluiceOptions {
   denyMessage?: string;
   /** the app logger (default silent) */
   logger?: Logger;
+  /**
+   * Collects the application log here (level debug), scrubbed as `sluice serve` scrubs it, so a
+   * test can read what the log would have said. Absent: the log is silent.
+   */
+  log?: string[];
 }
 
 export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSluice> {
@@ -78,6 +84,12 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
   opts.setup?.(dir);
   const auditFile = opts.audit ?? path.join(dir, 'audit.log');
   const caDir = opts.caDir ?? path.join(dir, 'certs');
+  // As `sluice serve` does: nothing to scrub until the policy (and so the secrets) is loaded.
+  let scrub = (text: string): string => text;
+  const lines = opts.log;
+  const logger = lines
+    ? createLogger({ level: 'debug', scrub: (text) => scrub(text), destination: { write: (line: string) => void lines.push(line) } })
+    : createLogger({ level: 'silent' });
   const running = await startSluice({
     policyFile: opts.serve ? path.join(dir, opts.serve) : policyFile,
     listen: { host: opts.listenHost ?? '127.0.0.1', port: 0 },
@@ -89,7 +101,7 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     policySha256: opts.policySha256 ?? null,
     watchPolicy: opts.watchPolicy ?? false,
     haltDrainMs: 200,
-    logger: opts.logger ?? createLogger({ level: 'silent' }),
+    logger: opts.logger ?? logger,
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
@@ -97,6 +109,7 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     ...(opts.denyMessage !== undefined ? { denyMessage: opts.denyMessage } : {}),
     ...(opts.toolListeners ? { toolListeners: opts.toolListeners.map((l) => ({ tool: l.tool, listen: { host: '127.0.0.1', port: l.port ?? 0 } })) } : {}),
   });
+  scrub = (text) => scrubSecrets(running.current(), text);
   return {
     running,
     port: running.proxy.port,

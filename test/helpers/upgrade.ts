@@ -57,6 +57,18 @@ export function maskedFrame(payload: string | Buffer, opcode = 0x1): Buffer {
   return Buffer.concat([length, mask, masked]);
 }
 
+/**
+ * One unmasked frame, as a server sends it (binary by default; payloads under 64 KiB). Written by a
+ * client to a raw-echo upstream, it comes back as a well-formed server frame: while sluice holds
+ * secret values it reads (and scrubs) every frame the upstream sends, and refuses what is not one.
+ */
+export function serverFrame(payload: string | Buffer, opcode = 0x2): Buffer {
+  const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+  const length =
+    data.length < 126 ? Buffer.from([0x80 | opcode, data.length]) : Buffer.from([0x80 | opcode, 126, data.length >> 8, data.length & 0xff]);
+  return Buffer.concat([length, data]);
+}
+
 export interface WsOutcome {
   /** 101 when the socket opened, else the status of the answer the client got instead */
   status: number;

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { AuditSink, type AuditSinkOptions } from '../../src/observe/audit.js';
 import { CHECKPOINT_SIGNING_PREFIX, GENESIS_HASH } from '../../src/observe/audit-chain.js';
 import { generateAuditKeys, loadAuditSigner, loadAuditVerifyKey, type AuditSigner, type AuditVerifyKey } from '../../src/observe/audit-key.js';
-import { AUDIT_FIELDS, redactQuery } from '../../src/observe/audit-record.js';
+import { AUDIT_FIELD_MAX, AUDIT_FIELDS, boundField, redactQuery } from '../../src/observe/audit-record.js';
 import { formatVerifyReport, verifyAuditFiles, type VerifyReport } from '../../src/observe/audit-verify.js';
 import type { AuditInput } from '../../src/observe/events.js';
 import { waitFor } from '../helpers/wait.js';
@@ -379,6 +379,41 @@ t.test('scrub keeps secret values out of the file; query values redacted', async
   t.equal(record.detail, 'saw __sluice_secret_github__ in the body');
   t.equal(record.host, '__sluice_secret_github__.evil.example');
   t.equal(verifyAuditFiles([file]).ok, true);
+});
+
+t.test('tool-chosen fields are cut at their bound with a marker and the original length; lifecycle details are whole', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const secretValue = 'ghp_FAKE0123456789abcdef';
+  const sink = await AuditSink.open({ file, scrub: (s) => s.split(secretValue).join('__sluice_secret_github__') });
+  const path30k = `/${'p'.repeat(30_000)}`;
+  sink.write(
+    {
+      ...requestEvent(0),
+      type: 'policy.violation',
+      path: path30k,
+      detail: `${'d'.repeat(5000)}${secretValue}`,
+      where: `header:X-${'w'.repeat(1000)}`,
+      host: 'h'.repeat(300),
+      tool: 't'.repeat(300),
+    },
+    POLICY,
+  );
+  sink.write({ type: 'policy.reload_failed', detail: 'e'.repeat(5000) }, POLICY);
+  await sink.close();
+  const [first, second] = lines(file).map((l) => JSON.parse(l) as Record<string, string>);
+  t.equal(first!.path, `${path30k.slice(0, AUDIT_FIELD_MAX.path)}…[cut, ${path30k.length} chars]`, 'path: 2048 characters and a marker');
+  const scrubbedDetailLength = 5000 + '__sluice_secret_github__'.length;
+  t.equal(first!.detail, `${'d'.repeat(AUDIT_FIELD_MAX.detail)}…[cut, ${scrubbedDetailLength} chars]`, 'detail: cut after the scrub');
+  for (const key of ['where', 'host', 'tool']) {
+    t.ok(first![key]!.length <= AUDIT_FIELD_MAX.other + 20, `${key} bounded`);
+    t.match(first![key], /…\[cut, \d+ chars\]$/, `${key} marked`);
+  }
+  t.equal(second!.detail, 'e'.repeat(5000), 'a lifecycle detail is kept whole');
+  t.ok(lines(file)[0]!.length < 5000, 'the record is small');
+  t.equal(verifyAuditFiles([file]).ok, true, 'the chain verifies');
+  t.equal(boundField('short', 10), 'short');
+  t.equal(boundField(`${'a'.repeat(9)}\u{1F600}`, 10), `${'a'.repeat(9)}…[cut, 11 chars]`, 'a surrogate pair is never split');
 });
 
 t.test('a failing destination is reported once and later writes throw', async (t) => {

@@ -26,7 +26,14 @@ export function makeDoc(spec: PolicySpec): PolicyDoc {
     secrets: Object.fromEntries(
       Object.entries(spec.secrets ?? {}).map(([alias, s]) => [
         alias,
-        { from: { env: `SECRET_${alias.toUpperCase()}` }, require: false, placeholder: `__sluice_secret_${alias}__`, ...s },
+        {
+          from: { env: `SECRET_${alias.toUpperCase()}` },
+          require: false,
+          placeholder: `__sluice_secret_${alias}__`,
+          swap_in: ['header:Authorization'],
+          allow_plaintext: false,
+          ...s,
+        },
       ]),
     ),
     tools: Object.fromEntries(Object.entries(spec.tools).map(([name, t]) => [name, { token_sha256: 'a'.repeat(64), secrets: [], ...t }])),

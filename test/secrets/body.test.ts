@@ -1,3 +1,4 @@
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { createBodySwapper, type BodySwapOptions } from '../../src/secrets/body.js';
 import { SecretViolation } from '../../src/secrets/violation.js';
@@ -10,6 +11,7 @@ function swapper(overrides: Partial<BodySwapOptions> = {}, uses: string[] = []) 
     inScope: ['github', 'gh', 'custom'],
     secrets: SECRETS,
     values,
+    tls: true,
     onUse: (alias, where) => uses.push(`${alias}@${where}`),
     ...overrides,
   });
@@ -112,4 +114,81 @@ t.test('the violation carries a stable code and names no value', async (t) => {
   t.equal((error as SecretViolation).code, 'SLUICE_SECRET_VIOLATION');
   t.notOk(error!.message.includes(FAKE.other));
   t.match(error!.message, /"other"/);
+});
+
+t.test('a body placeholder of a secret whose swap_in has no body is misplaced; over plain HTTP it is insecure', async (t) => {
+  const misplaced = await run(swapper({ inScope: ['other'], granted: ['other'] }), [Buffer.from('x __sluice_secret_other__ y')]);
+  t.ok(misplaced.error instanceof SecretViolation && misplaced.error.reason === 'secret_misplaced', 'misplaced');
+  t.match(misplaced.error?.message ?? '', 'only in header:Authorization; its placeholder was found in body');
+  t.equal(misplaced.out.length, 0, 'nothing passed on');
+  const insecure = await run(swapper({ tls: false }), [Buffer.from('x __sluice_secret_gh__ y')]);
+  t.ok(insecure.error instanceof SecretViolation && insecure.error.reason === 'secret_insecure', 'insecure');
+  const plaintext = { ...SECRETS, gh: { ...SECRETS.gh!, allow_plaintext: true } };
+  const allowed = await run(swapper({ tls: false, secrets: plaintext }), [Buffer.from('x __sluice_secret_gh__ y')]);
+  t.equal(allowed.error, null, 'allow_plaintext swaps over plain HTTP');
+  t.ok(allowed.out.toString() === `x ${FAKE.gh} y`);
+});
+
+const coded = (headers: Array<[string, string]>, overrides: Partial<BodySwapOptions> = {}) => swapper({ headers, ...overrides });
+
+t.test('a coded body is decoded for the scan, and passed on unchanged', async (t) => {
+  const plain = Buffer.from('{"note":"nothing to see"}'.repeat(50));
+  const encodings: Array<[string, Buffer]> = [
+    ['gzip', gzipSync(plain)],
+    ['x-gzip', gzipSync(plain)],
+    ['deflate', deflateSync(plain)],
+    ['deflate', deflateRawSync(plain)],
+    ['br', brotliCompressSync(plain)],
+    ['gzip, br', brotliCompressSync(gzipSync(plain))],
+  ];
+  for (const [coding, body] of encodings) {
+    const { out, error } = await run(coded([['Content-Encoding', coding]]), [body.subarray(0, 7), body.subarray(7)]);
+    t.equal(error, null, coding);
+    t.ok(out.equals(body), `${coding}: the bytes as sent`);
+  }
+});
+
+t.test('a coded body carrying a value, a credential shape or a placeholder is refused, and nothing passes', async (t) => {
+  const cases: Array<[string, string, string]> = [
+    ['a real value', `x ${FAKE.other} y`, 'secret_leak'],
+    ['a credential shape', `x ghp_${'R'.repeat(36)} y`, 'secret_leak'],
+    ['a placeholder it cannot swap in there', 'x __sluice_secret_gh__ y', 'secret_misplaced'],
+    ['a placeholder not granted', 'x __sluice_secret_other__ y', 'secret_not_granted'],
+  ];
+  for (const [name, text, reason] of cases) {
+    for (const [coding, body] of [
+      ['gzip', gzipSync(text)],
+      ['br', brotliCompressSync(text)],
+      ['deflate', deflateSync(text)],
+      ['gzip, gzip', gzipSync(gzipSync(text))],
+    ] as const) {
+      const headers: Array<[string, string]> = coding.includes(',')
+        ? [
+            ['Content-Encoding', 'gzip'],
+            ['Content-Encoding', 'gzip'],
+          ]
+        : [['Content-Encoding', coding]];
+      const { out, error } = await run(coded(headers), [body]);
+      t.ok(error instanceof SecretViolation && error.reason === reason, `${name} in ${coding}`);
+      t.equal(out.length, 0, `${name} in ${coding}: nothing passed on`);
+      t.notOk(error?.message.includes(FAKE.other), 'no value in the message');
+    }
+  }
+});
+
+t.test('a coded body that does not decode, or decodes past the limit, is refused', async (t) => {
+  const corrupt = await run(coded([['Content-Encoding', 'gzip']]), [Buffer.from('not gzip at all')]);
+  t.ok(corrupt.error instanceof SecretViolation && corrupt.error.reason === 'bad_request', 'corrupt');
+  const truncated = gzipSync('x'.repeat(1000)).subarray(0, 20);
+  const cut = await run(coded([['Content-Encoding', 'gzip']]), [truncated]);
+  t.ok(cut.error instanceof SecretViolation && cut.error.reason === 'bad_request', 'truncated');
+  const bomb = gzipSync(Buffer.alloc(200_000, 'a'));
+  const large = await run(coded([['Content-Encoding', 'gzip']], { maxDecodedBytes: 100_000 }), [bomb]);
+  t.ok(large.error instanceof SecretViolation && large.error.reason === 'request_too_large', 'decoded past the limit');
+  t.equal(large.out.length, 0);
+  const inner = gzipSync(gzipSync(Buffer.alloc(200_000, 'a')));
+  const layered = await run(coded([['Content-Encoding', 'gzip, gzip']], { maxDecodedBytes: 100_000 }), [inner]);
+  t.ok(layered.error instanceof SecretViolation && layered.error.reason === 'request_too_large', 'every layer counts');
+  const unknown = await run(coded([['Content-Encoding', 'zstd']]), [Buffer.from('x')]);
+  t.ok(unknown.error instanceof SecretViolation && unknown.error.reason === 'bad_request', 'an unknown coding');
 });

@@ -11,18 +11,49 @@ export const FAKE = {
   other: 'other-fake-value-99',
 } as const;
 
+/** Each swap_in names the places the tests below write its placeholder in. */
 export const SECRETS: Record<string, SecretDoc> = {
-  github: { from: { env: 'GH_TOKEN' }, hosts: ['api.github.com'], require: false, placeholder: '__sluice_secret_github__' },
-  gh: { from: { env: 'GH2' }, hosts: ['gh.example'], require: false, placeholder: '__sluice_secret_gh__' },
+  github: {
+    from: { env: 'GH_TOKEN' },
+    hosts: ['api.github.com'],
+    require: false,
+    placeholder: '__sluice_secret_github__',
+    swap_in: ['header:Authorization', 'header:X-Token', 'header:X', 'query', 'path', 'body'],
+    allow_plaintext: false,
+  },
+  gh: {
+    from: { env: 'GH2' },
+    hosts: ['gh.example'],
+    require: false,
+    placeholder: '__sluice_secret_gh__',
+    swap_in: ['header:Authorization', 'body'],
+    allow_plaintext: false,
+  },
   stripe: {
     from: { env: 'STRIPE' },
     hosts: ['api.stripe.com'],
     require: true,
     inject: { header: 'Authorization', format: 'Bearer {value}' },
     placeholder: '__sluice_secret_stripe__',
+    swap_in: ['header:Authorization'],
+    allow_plaintext: false,
   },
-  custom: { from: { env: 'CUSTOM' }, hosts: ['custom.example'], require: true, placeholder: 'CUSTOM-PLACEHOLDER-1' },
-  other: { from: { env: 'OTHER' }, hosts: ['other.example'], require: false, placeholder: '__sluice_secret_other__' },
+  custom: {
+    from: { env: 'CUSTOM' },
+    hosts: ['custom.example'],
+    require: true,
+    placeholder: 'CUSTOM-PLACEHOLDER-1',
+    swap_in: ['header:X-Key', 'query', 'body'],
+    allow_plaintext: false,
+  },
+  other: {
+    from: { env: 'OTHER' },
+    hosts: ['other.example'],
+    require: false,
+    placeholder: '__sluice_secret_other__',
+    swap_in: ['header:Authorization'],
+    allow_plaintext: false,
+  },
 };
 
 export const values = (alias: string): string | null => (FAKE as Record<string, string>)[alias] ?? null;

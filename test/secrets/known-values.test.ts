@@ -11,7 +11,14 @@ import { SecretStore } from '../../src/secrets/store.js';
 
 const V1 = 'fake-rotating-value-one';
 const V2 = 'fake-rotating-value-two';
-const fromFile = (file: string): SecretDoc => ({ from: { file }, hosts: ['h.example'], require: false, placeholder: '__p__' });
+const fromFile = (file: string): SecretDoc => ({
+  from: { file },
+  hosts: ['h.example'],
+  require: false,
+  placeholder: '__p__',
+  swap_in: ['header:Authorization'],
+  allow_plaintext: false,
+});
 
 t.test('the same frozen list until the file changes, then a new one that scrubs the new value', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-known-'));

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
-import { percentDecode, rawOrPercentEncoded, valueForms } from '../../src/secrets/forms.js';
+import { encodedForms, percentDecode, rawOrPercentEncoded, valueForms } from '../../src/secrets/forms.js';
 import {
   defaultPlaceholder,
   findPlaceholders,
@@ -24,6 +24,7 @@ function plan(overrides: Partial<RequestSecretsInput>): RequestSecretsPlan {
     target: '/',
     secrets: SECRETS,
     values,
+    tls: true,
     ...overrides,
   });
   if (!result.ok) {
@@ -88,9 +89,13 @@ t.test('swaps inside Authorization: Basic', async (t) => {
 t.test('swaps in the query, raw and percent-encoded, percent-encoding the value', async (t) => {
   const encoded = encodeURIComponent(FAKE.custom);
   t.not(encoded, FAKE.custom, 'the fixture value needs encoding');
-  const raw = ok(t, plan({ inScope: ['custom'], target: '/x?token=CUSTOM-PLACEHOLDER-1&a=1' }));
+  // custom has require: its header must carry the placeholder too
+  const raw = ok(t, plan({ inScope: ['custom'], headers: [['X-Key', 'CUSTOM-PLACEHOLDER-1']], target: '/x?token=CUSTOM-PLACEHOLDER-1&a=1' }));
   t.ok(raw.target === `/x?token=${encoded}&a=1`, 'raw occurrence');
-  t.same(raw.uses, [{ alias: 'custom', where: 'query' }]);
+  t.same(raw.uses, [
+    { alias: 'custom', where: 'header:X-Key' },
+    { alias: 'custom', where: 'query' },
+  ]);
 
   const mixed = ok(t, plan({ inScope: ['github'], target: '/x?a=%5F%5fsluice%5Fsecret%5Fgithub%5f%5F&b=__sluice_secret_github__' }));
   const value = encodeURIComponent(FAKE.github);
@@ -126,6 +131,156 @@ t.test('require', async (t) => {
   t.same(satisfied.uses, [{ alias: 'custom', where: 'header:X-Key' }]);
   const missing = plan({ inScope: ['custom'], headers: [['X-Key', 'a foreign token']] });
   t.same(missing.ok ? null : [missing.reason, missing.alias], ['secret_required', 'custom']);
+});
+
+t.test('require: only the declared header counts, and it may carry nothing but the placeholder', async (t) => {
+  const refused = (headers: Array<[string, string]>, target = '/'): unknown => {
+    const result = plan({ inScope: ['custom'], headers, target });
+    return result.ok ? 'ok' : result.reason;
+  };
+  t.equal(refused([], '/?k=CUSTOM-PLACEHOLDER-1'), 'secret_required', 'the query does not satisfy it');
+  t.equal(refused([['X-Pad', 'CUSTOM-PLACEHOLDER-1']]), 'secret_misplaced', 'another header is not a place it may go');
+  t.equal(refused([['X-Key', 'foreign CUSTOM-PLACEHOLDER-1']]), 'ok', 'a scheme word before it is fine');
+  t.equal(refused([['X-Key', 'foreign-token, CUSTOM-PLACEHOLDER-1']]), 'secret_required', 'a foreign credential beside it');
+  t.equal(refused([['X-Key', 'CUSTOM-PLACEHOLDER-1 foreign-token']]), 'secret_required', 'or after it');
+  t.equal(
+    refused([
+      ['X-Key', 'CUSTOM-PLACEHOLDER-1'],
+      ['x-key', 'foreign-token'],
+    ]),
+    'secret_required',
+    'a second copy of the header with a foreign token',
+  );
+  const detail = plan({ inScope: ['custom'], headers: [['X-Key', 'foreign-token, CUSTOM-PLACEHOLDER-1']] });
+  t.match(detail.ok ? '' : detail.detail, /X-Key.*"custom"/);
+
+  // Basic: the placeholder is the password (a user name is free), or the user name with no password
+  const basicSecrets = { ...SECRETS, github: { ...SECRETS.github!, require: true } };
+  const basic = (credentials: string): unknown => {
+    const result = plan({ inScope: ['github'], secrets: basicSecrets, headers: [['Authorization', `Basic ${b64(credentials)}`]] });
+    return result.ok ? 'ok' : result.reason;
+  };
+  t.equal(basic('x-access-token:__sluice_secret_github__'), 'ok');
+  t.equal(basic('__sluice_secret_github__:'), 'ok');
+  t.equal(basic('__sluice_secret_github__:foreign'), 'secret_required');
+  t.equal(basic(`${'u'.repeat(65)}:__sluice_secret_github__`), 'secret_required', 'a user name as long as a key');
+});
+
+t.test('swap_in: a placeholder outside the places its secret names is misplaced, with the places in the detail', async (t) => {
+  const cases: Array<[string, Partial<RequestSecretsInput>, string]> = [
+    ['another header', { inScope: ['gh'], headers: [['X-Pad', '__sluice_secret_gh__']] }, 'header:X-Pad'],
+    ['the query', { inScope: ['gh'], target: '/?t=__sluice_secret_gh__' }, 'query'],
+    ['the path', { inScope: ['gh'], target: '/__sluice_secret_gh__/x' }, 'path'],
+    ['percent-encoded in the query', { inScope: ['gh'], target: '/?t=%5F%5Fsluice_secret_gh__' }, 'query'],
+    ['the default: Authorization only', { inScope: ['other'], headers: [['X-Other', '__sluice_secret_other__']] }, 'header:X-Other'],
+  ];
+  for (const [name, input, where] of cases) {
+    const result = plan({ granted: ['github', 'gh', 'stripe', 'custom', 'other'], ...input });
+    t.same(result.ok ? null : [result.reason, result.alias], ['secret_misplaced', input.inScope![0]], name);
+    t.match(result.ok ? '' : result.detail, `found in ${where}`, `${name}: names where it was`);
+  }
+  const gh = plan({ inScope: ['gh'], headers: [['X-Pad', '__sluice_secret_gh__']] });
+  t.match(gh.ok ? '' : gh.detail, 'only in header:Authorization, body', 'names the places it may go');
+  const headerNamesAnyCase = ok(t, plan({ inScope: ['gh'], headers: [['authorization', 'token __sluice_secret_gh__']] }));
+  t.ok(header(headerNamesAnyCase.headers, 'authorization')[0] === `token ${FAKE.gh}`, 'header names match in any case');
+  const notGrantedFirst = plan({ inScope: ['gh'], headers: [['X-Pad', '__sluice_secret_other__']] });
+  t.same(notGrantedFirst.ok ? null : notGrantedFirst.reason, 'secret_not_granted', 'not granted is said before misplaced');
+});
+
+t.test('TLS only: no swap and no injection toward a secret host over plain HTTP', async (t) => {
+  const written = plan({ tls: false, inScope: ['gh'], headers: [['Authorization', 'token __sluice_secret_gh__']] });
+  t.same(written.ok ? null : [written.reason, written.alias], ['secret_insecure', 'gh']);
+  t.match(written.ok ? '' : written.detail, /plain http/);
+  const injected = plan({ tls: false, inScope: ['stripe'], headers: [['Accept', '*/*']] });
+  t.same(injected.ok ? null : [injected.reason, injected.alias], ['secret_insecure', 'stripe'], 'an injection, with nothing written');
+  const nothing = ok(t, plan({ tls: false, inScope: ['gh'], headers: [['Accept', '*/*']] }));
+  t.same(nothing.uses, [], 'a request that carries no placeholder goes on');
+  const plaintext = { ...SECRETS, gh: { ...SECRETS.gh!, allow_plaintext: true } };
+  const allowed = ok(t, plan({ tls: false, secrets: plaintext, inScope: ['gh'], headers: [['Authorization', 'token __sluice_secret_gh__']] }));
+  t.same(allowed.uses, [{ alias: 'gh', where: 'header:Authorization' }], 'allow_plaintext swaps over plain HTTP');
+  const misplacedFirst = plan({ tls: false, inScope: ['gh'], headers: [['X-Pad', '__sluice_secret_gh__']] });
+  t.same(misplacedFirst.ok ? null : misplacedFirst.reason, 'secret_misplaced');
+});
+
+t.test('Range and If-Range are dropped toward a host a secret may be swapped into the body of', async (t) => {
+  const headers: Array<[string, string]> = [
+    ['Range', 'bytes=0-3'],
+    ['If-Range', '"etag"'],
+    ['Accept', '*/*'],
+  ];
+  const bodySecret = ok(t, plan({ inScope: ['gh'], headers }));
+  t.same(bodySecret.headers, [['Accept', '*/*']], 'gh may be swapped into a body');
+  const headerOnly = ok(t, plan({ inScope: ['other'], granted: ['other'], headers }));
+  t.same(headerOnly.headers, headers, 'other may not: ranges pass');
+  const noSecret = ok(t, plan({ inScope: [], headers }));
+  t.same(noSecret.headers, headers);
+});
+
+t.test('a credential split across two headers is found in the headers joined', async (t) => {
+  const key = 'AKIA' + 'Z'.repeat(16);
+  const same = plan({
+    headers: [
+      ['X-Part', key.slice(0, 9)],
+      ['X-Part', key.slice(9)],
+    ],
+  });
+  t.same(same.ok ? null : [same.reason, same.alias], ['secret_leak', null], 'two headers of one name');
+  t.match(same.ok ? '' : same.detail, /aws_access_key_id.*joined/);
+  const different = plan({
+    headers: [
+      ['X-A', FAKE.gh.slice(0, 10)],
+      ['X-B', FAKE.gh.slice(10)],
+    ],
+  });
+  t.same(different.ok ? null : [different.reason, different.alias], ['secret_leak', 'gh'], 'a known value across two headers');
+  const apart = ok(
+    t,
+    plan({
+      headers: [
+        ['X-A', 'AKIA'],
+        ['Accept', '*/*'],
+        ['X-B', 'Z'.repeat(16)],
+      ],
+    }),
+  );
+  t.same(apart.uses, [], 'pieces not next to each other are not joined into one');
+  const repeats = plan({
+    headers: [
+      ['X-Part', key.slice(0, 9)],
+      ['Accept', '*/*'],
+      ['X-Part', key.slice(9)],
+    ],
+  });
+  t.same(repeats.ok ? null : repeats.reason, 'secret_leak', 'repeats of one header, apart');
+  // A shape inside a longer word is not one: joining must not lose the look-arounds at the seam.
+  const blob = 'Zm9v' + 'AIza' + 'E'.repeat(35) + 'YmFy';
+  const inside = ok(
+    t,
+    plan({
+      headers: [
+        ['Cookie', `s=${blob}`],
+        ['Accept', 'text/html'],
+      ],
+    }),
+  );
+  t.same(inside.uses, [], 'a key shape inside a longer token of one header is still not a leak');
+});
+
+t.test('a request Content-Encoding sluice cannot decode is refused, whatever the host', async (t) => {
+  for (const coding of ['zstd', 'gzip, compress', 'gzip, gzip, gzip, gzip']) {
+    const result = plan({ headers: [['Content-Encoding', coding]] });
+    t.same(result.ok ? null : result.reason, 'bad_request', coding);
+  }
+  const stacked = ok(
+    t,
+    plan({
+      headers: [
+        ['Content-Encoding', 'gzip'],
+        ['Content-Encoding', 'br'],
+      ],
+    }),
+  );
+  t.same(stacked.uses, [], 'known codings, also on two lines, go on (the body is checked decoded)');
 });
 
 t.test('a placeholder of a secret the tool is not granted is refused', async (t) => {
@@ -245,7 +400,8 @@ t.test('valueForms: raw, encoded, base64 at every offset; no short forms', async
       `base64 with ${prefix.length} bytes before`,
     );
   }
-  t.same(valueForms('abc'), ['abc'], 'base64 forms under 8 characters are dropped');
+  t.ok(valueForms('abc').includes('abc'));
+  t.same(encodedForms('abc'), [], 'base64 and hex forms under 8 characters are dropped');
 });
 
 t.test('fuzz: a leak or a placeholder anywhere among many surfaces is found and placed', async (t) => {

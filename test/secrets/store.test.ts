@@ -14,8 +14,17 @@ const fromEnv = (name: string): SecretDoc => ({
   hosts: ['h.example'],
   require: false,
   placeholder: '__sluice_secret_gh__',
+  swap_in: ['header:Authorization'],
+  allow_plaintext: false,
 });
-const fromFile = (file: string): SecretDoc => ({ from: { file }, hosts: ['h.example'], require: false, placeholder: '__p__' });
+const fromFile = (file: string): SecretDoc => ({
+  from: { file },
+  hosts: ['h.example'],
+  require: false,
+  placeholder: '__p__',
+  swap_in: ['header:Authorization'],
+  allow_plaintext: false,
+});
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-secrets-'));

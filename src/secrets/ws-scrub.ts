@@ -1,0 +1,297 @@
+// WebSocket frames from the upstream, scrubbed before the client reads them (RFC 6455, RFC 7692).
+// Text and binary messages are scrubbed as one stream per message, across fragments; a compressed
+// message (permessage-deflate) is inflated, scrubbed and sent on uncompressed, which a client that
+// negotiated the extension accepts; control frames (close reason, ping and pong payloads) are
+// scrubbed too. Frames are re-framed because a placeholder is not as long as the value it replaces.
+// Anything this parser does not understand (reserved bits or opcodes, a masked server frame, an
+// extension other than permessage-deflate) ends the connection: what cannot be read is not passed.
+import { constants, inflateRawSync } from 'node:zlib';
+import { Scrubber, type ScrubPlan } from './scanner.js';
+
+/** The upstream broke the WebSocket framing (or a limit): the connection must end. */
+export class WsProtocolError extends Error {
+  constructor(
+    readonly code: 'upstream_protocol' | 'response_too_large',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WsProtocolError';
+  }
+}
+
+export interface WsDeflate {
+  /** server_no_context_takeover: each message is compressed on its own */
+  noContextTakeover: boolean;
+}
+
+export interface WsScrubOptions {
+  /** permessage-deflate as the 101 accepted it, or null when no extension was agreed */
+  deflate: WsDeflate | null;
+  /** the largest message, inflated, that is accepted (max_response_bytes) */
+  maxMessageBytes: number;
+}
+
+/**
+ * What the 101's Sec-WebSocket-Extensions agreed: null for none, the deflate settings for
+ * permessage-deflate alone, or a sentence when it names anything else (then the upgrade is refused).
+ */
+export function agreedExtensions(header: string | undefined): { deflate: WsDeflate | null } | string {
+  if (header === undefined || header.trim() === '') return { deflate: null };
+  const offers = header.split(',').map((offer) => offer.trim());
+  if (offers.length !== 1) return `the upstream agreed to ${offers.length} WebSocket extensions; sluice reads only permessage-deflate`;
+  const [name, ...params] = offers[0]!.split(';').map((part) => part.trim().toLowerCase());
+  if (name !== 'permessage-deflate')
+    return `the upstream agreed to the WebSocket extension ${JSON.stringify(name!.slice(0, 40))}, which sluice cannot read`;
+  let noContextTakeover = false;
+  for (const param of params) {
+    const key = param.split('=')[0]!.trim();
+    if (key === 'server_no_context_takeover') noContextTakeover = true;
+    else if (!['client_no_context_takeover', 'server_max_window_bits', 'client_max_window_bits'].includes(key)) {
+      return `the upstream agreed to permessage-deflate with ${JSON.stringify(key.slice(0, 40))}, which sluice cannot read`;
+    }
+  }
+  return { deflate: { noContextTakeover } };
+}
+
+/** The client's Sec-WebSocket-Extensions offer, cut to what sluice can read (null: offer nothing). */
+export function readableOffer(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  const kept = header
+    .split(',')
+    .map((offer) => offer.trim())
+    .filter((offer) => offer.split(';')[0]!.trim().toLowerCase() === 'permessage-deflate');
+  return kept.length > 0 ? kept.join(', ') : null;
+}
+
+const WINDOW = 32 * 1024;
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+const EMPTY: Buffer = Buffer.alloc(0);
+
+interface Message {
+  opcode: 0x1 | 0x2;
+  compressed: boolean;
+  /** uncompressed messages are scrubbed as they stream */
+  scrubber: Scrubber;
+  /** compressed messages are held until their last frame */
+  parts: Buffer[];
+  bytes: number;
+  /** an output frame was already sent for this message (later ones are continuations) */
+  started: boolean;
+}
+
+interface FrameHead {
+  fin: boolean;
+  rsv1: boolean;
+  opcode: number;
+  length: number;
+  /** payload bytes still to come */
+  left: number;
+  /** control frames are collected whole */
+  control: Buffer[] | null;
+}
+
+/** Server-to-client frames in, scrubbed frames out. push() throws WsProtocolError. */
+export class WsFrameScrubber {
+  readonly #plan: ScrubPlan;
+  readonly #deflate: WsDeflate | null;
+  readonly #max: number;
+  #buffer: Buffer = EMPTY;
+  #frame: FrameHead | null = null;
+  #message: Message | null = null;
+  /** the inflater's window: the tail of what earlier compressed messages inflated to */
+  #window: Buffer = EMPTY;
+
+  constructor(plan: ScrubPlan, options: WsScrubOptions) {
+    this.#plan = plan;
+    this.#deflate = options.deflate;
+    this.#max = options.maxMessageBytes;
+  }
+
+  push(chunk: Buffer): Buffer {
+    const out: Buffer[] = [];
+    let input = this.#buffer.length > 0 ? Buffer.concat([this.#buffer, chunk]) : chunk;
+    this.#buffer = EMPTY;
+    for (;;) {
+      if (!this.#frame) {
+        const parsed = this.#parseHead(input);
+        if (!parsed) {
+          this.#buffer = Buffer.from(input);
+          break;
+        }
+        input = input.subarray(parsed.size);
+        this.#frame = parsed.head;
+        this.#startFrame(parsed.head);
+      }
+      const frame = this.#frame;
+      const take = Math.min(frame.left, input.length);
+      const payload = input.subarray(0, take);
+      input = input.subarray(take);
+      frame.left -= take;
+      if (frame.control) frame.control.push(Buffer.from(payload));
+      else if (take > 0) this.#payload(payload, out);
+      if (frame.left > 0) break;
+      this.#frame = null;
+      this.#endFrame(frame, out);
+      if (input.length === 0) break;
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  #parseHead(input: Buffer): { head: FrameHead; size: number } | null {
+    if (input.length < 2) return null;
+    const b0 = input[0]!;
+    const b1 = input[1]!;
+    let size = 2;
+    let length = b1 & 0x7f;
+    if (length === 126) {
+      if (input.length < 4) return null;
+      length = input.readUInt16BE(2);
+      size = 4;
+    } else if (length === 127) {
+      if (input.length < 10) return null;
+      const high = input.readUInt32BE(2);
+      if (high > 0x1fffff) throw new WsProtocolError('upstream_protocol', 'the upstream sent a WebSocket frame longer than 2^53 bytes');
+      length = high * 2 ** 32 + input.readUInt32BE(6);
+      size = 10;
+    }
+    if (b1 & 0x80) throw new WsProtocolError('upstream_protocol', 'the upstream sent a masked WebSocket frame (a server must not mask)');
+    const fin = (b0 & 0x80) !== 0;
+    const rsv1 = (b0 & 0x40) !== 0;
+    const opcode = b0 & 0x0f;
+    if (b0 & 0x30)
+      throw new WsProtocolError('upstream_protocol', 'the upstream set reserved bits of a WebSocket frame that no extension gave a meaning');
+    const control = opcode >= 0x8;
+    if (control) {
+      if (opcode > 0xa) throw new WsProtocolError('upstream_protocol', `the upstream sent a WebSocket frame with reserved opcode ${opcode}`);
+      if (!fin || length > 125)
+        throw new WsProtocolError('upstream_protocol', 'the upstream sent a fragmented or oversized WebSocket control frame');
+      if (rsv1) throw new WsProtocolError('upstream_protocol', 'the upstream compressed a WebSocket control frame');
+    } else if (opcode > 0x2) {
+      throw new WsProtocolError('upstream_protocol', `the upstream sent a WebSocket frame with reserved opcode ${opcode}`);
+    }
+    return { head: { fin, rsv1, opcode, length, left: length, control: control ? [] : null }, size };
+  }
+
+  #startFrame(head: FrameHead): void {
+    if (head.control) return;
+    if (head.opcode === 0x0) {
+      if (!this.#message) throw new WsProtocolError('upstream_protocol', 'the upstream sent a WebSocket continuation frame outside a message');
+      if (head.rsv1) throw new WsProtocolError('upstream_protocol', 'the upstream set the compression bit on a WebSocket continuation frame');
+      return;
+    }
+    if (this.#message) throw new WsProtocolError('upstream_protocol', 'the upstream started a WebSocket message inside another one');
+    if (head.rsv1 && !this.#deflate) {
+      throw new WsProtocolError('upstream_protocol', 'the upstream compressed a WebSocket message without having agreed permessage-deflate');
+    }
+    this.#message = {
+      opcode: head.opcode as 0x1 | 0x2,
+      compressed: head.rsv1,
+      scrubber: new Scrubber(this.#plan),
+      parts: [],
+      bytes: 0,
+      started: false,
+    };
+  }
+
+  #payload(payload: Buffer, out: Buffer[]): void {
+    const message = this.#message!;
+    message.bytes += payload.length;
+    if (message.bytes > this.#max)
+      throw new WsProtocolError('response_too_large', `a WebSocket message crossed the limit of ${this.#max} bytes`);
+    if (message.compressed) {
+      message.parts.push(Buffer.from(payload));
+      return;
+    }
+    const scrubbed = message.scrubber.push(payload);
+    if (scrubbed.length > 0) this.#emit(message, scrubbed, false, out);
+  }
+
+  #endFrame(frame: FrameHead, out: Buffer[]): void {
+    if (frame.control) {
+      out.push(encodeFrame(true, frame.opcode, this.#controlPayload(frame.opcode, Buffer.concat(frame.control))));
+      return;
+    }
+    if (!frame.fin) return;
+    const message = this.#message!;
+    this.#message = null;
+    let rest: Buffer;
+    if (message.compressed) {
+      const scrubber = message.scrubber;
+      const inflated = this.#inflate(Buffer.concat(message.parts));
+      rest = Buffer.concat([scrubber.push(inflated), scrubber.end()]);
+    } else {
+      rest = message.scrubber.end();
+    }
+    this.#emit(message, rest, true, out);
+  }
+
+  #emit(message: Message, payload: Buffer, fin: boolean, out: Buffer[]): void {
+    out.push(encodeFrame(fin, message.started ? 0x0 : message.opcode, payload));
+    message.started = true;
+  }
+
+  #inflate(compressed: Buffer): Buffer {
+    const takeover = !this.#deflate!.noContextTakeover;
+    let inflated: Buffer;
+    try {
+      inflated = inflateRawSync(Buffer.concat([compressed, DEFLATE_TAIL]), {
+        finishFlush: constants.Z_SYNC_FLUSH,
+        maxOutputLength: Math.max(1, this.#max),
+        ...(takeover && this.#window.length > 0 ? { dictionary: this.#window } : {}),
+      });
+    } catch (error) {
+      if (error instanceof RangeError) {
+        throw new WsProtocolError('response_too_large', `a compressed WebSocket message inflates past the limit of ${this.#max} bytes`);
+      }
+      throw new WsProtocolError('upstream_protocol', 'the upstream sent a WebSocket message that does not inflate');
+    }
+    if (inflated.length > this.#max) {
+      throw new WsProtocolError('response_too_large', `a compressed WebSocket message inflates past the limit of ${this.#max} bytes`);
+    }
+    if (takeover) {
+      const joined = this.#window.length > 0 ? Buffer.concat([this.#window, inflated]) : inflated;
+      this.#window = Buffer.from(joined.subarray(Math.max(0, joined.length - WINDOW)));
+    }
+    return inflated;
+  }
+
+  /** A control frame's payload scrubbed, and cut back to what fits in a control frame. */
+  #controlPayload(opcode: number, payload: Buffer): Buffer {
+    if (payload.length === 0) return payload;
+    const scrubber = new Scrubber(this.#plan);
+    if (opcode === 0x8) {
+      if (payload.length < 2) return payload;
+      const reason = Buffer.concat([scrubber.push(payload.subarray(2)), scrubber.end()]);
+      return Buffer.concat([payload.subarray(0, 2), utf8Prefix(reason, 123)]);
+    }
+    return utf8Prefix(Buffer.concat([scrubber.push(payload), scrubber.end()]), 125);
+  }
+}
+
+/** At most `max` bytes, cut before a UTF-8 continuation byte so text stays whole characters. */
+function utf8Prefix(bytes: Buffer, max: number): Buffer {
+  if (bytes.length <= max) return bytes;
+  let end = max;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
+/** An unmasked frame, as a server sends it. */
+export function encodeFrame(fin: boolean, opcode: number, payload: Buffer): Buffer {
+  const b0 = (fin ? 0x80 : 0) | opcode;
+  let head: Buffer;
+  if (payload.length < 126) head = Buffer.from([b0, payload.length]);
+  else if (payload.length < 0x10000) {
+    head = Buffer.alloc(4);
+    head[0] = b0;
+    head[1] = 126;
+    head.writeUInt16BE(payload.length, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[0] = b0;
+    head[1] = 127;
+    head.writeUInt32BE(Math.floor(payload.length / 2 ** 32), 2);
+    head.writeUInt32BE(payload.length % 2 ** 32, 6);
+  }
+  return Buffer.concat([head, payload]);
+}
