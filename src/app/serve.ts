@@ -327,7 +327,11 @@ function debugRequest(logger: Logger, e: AuditInput): void {
 /** The interception CA, created on first start: a new one is said in the log, since clients must trust it. */
 async function openCa(dir: string, logger: Logger): Promise<CertificateAuthority> {
   const { created, certPath } = await initCa(dir);
-  if (created) logger.info({ ca: certPath }, `created a new interception CA: ${certPath} (also GET /ca.pem on the admin port); intercepted clients must trust it`);
+  if (created)
+    logger.info(
+      { ca: certPath },
+      `created a new interception CA: ${certPath} (also GET /ca.pem on the admin port); intercepted clients must trust it`,
+    );
   return loadCa(dir, { create: false });
 }
 

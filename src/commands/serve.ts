@@ -132,7 +132,8 @@ export async function runServe(args: string[]): Promise<number> {
     return { tool: m[1]!, listen: parseEndpoint(m[2]!, '--listen-tool') };
   });
   const denyMessage = v['deny-message'] ?? env.SLUICE_DENY_MESSAGE ?? null;
-  if (denyMessage !== null && !/^[^\x00-\x1f\x7f]{1,500}$/.test(denyMessage)) {
+  // One line for a JSON string the client reads: no control characters (code points below 0x20, and DEL).
+  if (denyMessage !== null && (denyMessage.length < 1 || denyMessage.length > 500 || [...denyMessage].some((c) => c < ' ' || c === '\u007f'))) {
     throw new UsageError('--deny-message must be one line of 1 to 500 characters, no control characters');
   }
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
@@ -142,7 +143,8 @@ export async function runServe(args: string[]): Promise<number> {
   // Until the policy (and so the secrets) is loaded there is nothing to scrub.
   let scrub = (text: string): string => text;
   const level = v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${level}")`);
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${level}")`);
   const logger = createLogger({ level, scrub: (text) => scrub(text) });
 
   if (workers > 1 && index === null) return runPrimary({ workers, admin, listen, caDir, logger });

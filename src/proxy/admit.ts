@@ -186,7 +186,11 @@ export function identify(runtime: PolicyRuntime, credentials: string | undefined
   const auth = runtime.tokens.authenticate(credentials);
   if (!auth.ok) return auth;
   if (auth.tool !== boundTool) {
-    return { ok: false, claimed: auth.tool, why: `this listener is bound to tool ${boundTool}; credentials of tool ${auth.tool} are refused on it` };
+    return {
+      ok: false,
+      claimed: auth.tool,
+      why: `this listener is bound to tool ${boundTool}; credentials of tool ${auth.tool} are refused on it`,
+    };
   }
   return auth;
 }

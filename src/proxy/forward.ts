@@ -55,7 +55,10 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
   const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
   // In flight until the response closes: a shutdown drains it, and cuts it (recorded as cut) if the drain runs out.
-  res.once('close', deps.open.request(ex, scope.tunnel === null, () => relay.stop()));
+  res.once(
+    'close',
+    deps.open.request(ex, scope.tunnel === null, () => relay.stop()),
+  );
   let body: Readable | null = null;
   if (hasBody) {
     const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);

@@ -118,7 +118,10 @@ except requests.exceptions.ProxyError as e:
   const git = await runProcess(
     'git',
     ['-c', `http.proxy=${proxy()}`, '-c', 'http.proxyAuthMethod=basic', 'ls-remote', `https://pypi.test:${upstream.port}/repo.git`],
-    { env: cleanEnv({ GIT_CURL_VERBOSE: '1', GIT_TERMINAL_PROMPT: '0', HOME: mkdtempSync(path.join(tmpdir(), 'git-home-')) }), timeoutMs: 20_000 },
+    {
+      env: cleanEnv({ GIT_CURL_VERBOSE: '1', GIT_TERMINAL_PROMPT: '0', HOME: mkdtempSync(path.join(tmpdir(), 'git-home-')) }),
+      timeoutMs: 20_000,
+    },
   );
   t.not(git.code, 0);
   t.match(git.stderr, /403 Forbidden \(sluice: no_rule pypi\.test\)/);
@@ -152,7 +155,15 @@ t.test("item 8: libcurl's probe without credentials, answered by a retry, is an 
   const gitRun = async (extra: string[]): Promise<void> => {
     await runProcess(
       'git',
-      ['-c', `http.proxy=${proxy()}`, '-c', `http.sslCAInfo=${testCa}`, ...extra, 'ls-remote', `https://upstream.test:${upstream.port}/repo.git`],
+      [
+        '-c',
+        `http.proxy=${proxy()}`,
+        '-c',
+        `http.sslCAInfo=${testCa}`,
+        ...extra,
+        'ls-remote',
+        `https://upstream.test:${upstream.port}/repo.git`,
+      ],
       { env: cleanEnv({ GIT_TERMINAL_PROMPT: '0', HOME: mkdtempSync(path.join(tmpdir(), 'git-home-')) }), timeoutMs: 20_000 },
     );
   };
@@ -216,13 +227,32 @@ public class Fetch {
   const store = path.join(dir, 'trust.p12');
   const keytool = await runProcess(
     'keytool',
-    ['-importcert', '-noprompt', '-alias', 'sluice', '-file', sluiceCaFile, '-keystore', store, '-storepass', 'changeit', '-storetype', 'PKCS12'],
+    [
+      '-importcert',
+      '-noprompt',
+      '-alias',
+      'sluice',
+      '-file',
+      sluiceCaFile,
+      '-keystore',
+      store,
+      '-storepass',
+      'changeit',
+      '-storetype',
+      'PKCS12',
+    ],
     { env: cleanEnv(), timeoutMs: 30_000 },
   );
   t.equal(keytool.code, 0, keytool.stderr);
   const run = await runProcess(
     'java',
-    [`-Djavax.net.ssl.trustStore=${store}`, '-Djavax.net.ssl.trustStorePassword=changeit', source, `https://api.test:${upstream.port}/anything/jdk/Fetch`, String(boundPort)],
+    [
+      `-Djavax.net.ssl.trustStore=${store}`,
+      '-Djavax.net.ssl.trustStorePassword=changeit',
+      source,
+      `https://api.test:${upstream.port}/anything/jdk/Fetch`,
+      String(boundPort),
+    ],
     { env: cleanEnv(), timeoutMs: 60_000 },
   );
   t.equal(run.stdout.toString().trim(), 'status 200', run.stderr);

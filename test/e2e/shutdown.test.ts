@@ -75,8 +75,7 @@ function received(socket: net.Socket, bytes: number): Promise<Buffer> {
 t.test('a transfer still open when the drain timeout runs out is cut and audited as cut, with its bytes', async (t) => {
   // A download that sends its head and 1000 of 100000 bytes, then stalls; and an echo behind a tunnel.
   const download = await startRawUpstream(
-    (socket) =>
-      socket.once('data', () => socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${'a'.repeat(1000)}`)),
+    (socket) => socket.once('data', () => socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${'a'.repeat(1000)}`)),
     { host: HOST },
   );
   const echo = await startRawUpstream((socket) => socket.on('data', (chunk: Buffer) => socket.write(chunk)), { host: TUNNEL_HOST });

@@ -107,7 +107,9 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
     ...(opts.drainMs !== undefined ? { drainMs: opts.drainMs } : {}),
     ...(opts.denyMessage !== undefined ? { denyMessage: opts.denyMessage } : {}),
-    ...(opts.toolListeners ? { toolListeners: opts.toolListeners.map((l) => ({ tool: l.tool, listen: { host: '127.0.0.1', port: l.port ?? 0 } })) } : {}),
+    ...(opts.toolListeners
+      ? { toolListeners: opts.toolListeners.map((l) => ({ tool: l.tool, listen: { host: '127.0.0.1', port: l.port ?? 0 } })) }
+      : {}),
   });
   scrub = (text) => scrubSecrets(running.current(), text);
   return {
