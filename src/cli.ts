@@ -9,7 +9,8 @@ Usage:
   sluice serve --policy FILE [--listen 127.0.0.1:3128] [--admin 127.0.0.1:9090] [--ca-dir certs]
                [--audit FILE|-] [--audit-key FILE] [--policy-sha256 HEX]
   sluice check FILE
-  sluice explain --policy FILE --tool NAME [--resolve] METHOD URL
+  sluice explain --policy FILE --tool NAME [--resolve] [--at TIME] METHOD URL
+  sluice policy suggest --audit FILE... [--tool NAME] [--policy CURRENT]
   sluice ca init [--dir certs]
   sluice audit keygen --dir DIR
   sluice audit verify [--key PUB] [--expect-seq N] FILE...
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>
   explain: async () => (await import('./commands/explain.js')).runExplain,
   ca: async () => (await import('./commands/ca.js')).runCa,
   audit: async () => (await import('./commands/audit.js')).runAudit,
+  policy: async () => (await import('./commands/policy.js')).runPolicy,
 };
 
 async function main(argv: string[]): Promise<number> {

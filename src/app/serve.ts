@@ -148,6 +148,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     );
   }
   if (opts.audit !== null || opts.auditStdout) metrics.auditSeq(() => sink.head.seq, opts.worker);
+  metrics.halted(() => haltedDetail !== null);
   // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
   const observer = new AuditingObserver({
     sink,

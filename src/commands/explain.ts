@@ -6,19 +6,30 @@ import { compilePolicy } from '../policy/compile.js';
 import { decide, explain } from '../policy/decide.js';
 import { parseAbsoluteTarget, parseConnectTarget } from '../proxy/target.js';
 import { parseFlags, UsageError } from './usage.js';
+import { parseReviewUntil } from '../config/review.js';
+import { loadExfilList } from '../exfil/surface.js';
+import { exfilWarnings } from '../warnings/policy-warnings.js';
 
-const HELP = `Usage: sluice explain --policy FILE --tool NAME [--resolve] METHOD URL
+const HELP = `Usage: sluice explain --policy FILE --tool NAME [--resolve] [--at TIME] METHOD URL
 
 Prints what sluice would decide for one request, without any network I/O: the decision, the
 matching rule (or why each rule did not match), the address verdict for an IP-literal target,
 and which secrets would be injected. --resolve also resolves the host and vets its addresses.
-URL is http://host[:port]/path or https://host[:port]/path. Exit 0 allow (or review), 1 deny.
+URL is http://host[:port]/path or https://host[:port]/path. --at decides as of an RFC 3339 time
+(a tool's review_until is compared with it; default now). A warning line follows when the matching
+rule can write to an exfiltration surface (data/exfil-hosts.json). Exit 0 allow (or review), 1 deny.
 `;
 
 export async function runExplain(args: string[]): Promise<number> {
-  const parsed = parseFlags(args, { policy: { type: 'string' }, tool: { type: 'string' }, resolve: { type: 'boolean' } }, HELP);
+  const parsed = parseFlags(
+    args,
+    { policy: { type: 'string' }, tool: { type: 'string' }, resolve: { type: 'boolean' }, at: { type: 'string' } },
+    HELP,
+  );
   if (!parsed) return 0;
-  const { policy: file, tool, resolve } = parsed.values as { policy?: string; tool?: string; resolve?: boolean };
+  const { policy: file, tool, resolve, at } = parsed.values as { policy?: string; tool?: string; resolve?: boolean; at?: string };
+  const now = at === undefined ? Date.now() : parseReviewUntil(at);
+  if (now === null) throw new UsageError(`--at must be an RFC 3339 time such as 2026-12-16T00:00:00Z (got "${at}")`);
   const [methodArg, url] = parsed.positionals;
   if (!file || !tool || !methodArg || !url) throw new UsageError(`--policy, --tool, METHOD and URL are required\n\n${HELP}`);
   const method = methodArg.toUpperCase();
@@ -45,12 +56,13 @@ export async function runExplain(args: string[]): Promise<number> {
     port,
     method,
     ...(method === 'CONNECT' ? {} : { path }),
+    now,
   });
   const d = result.decision;
   const out = [`decision: ${d.verdict}${d.reason ? ` (${d.reason})` : ''}`, `detail: ${d.detail}`, `rule: ${d.rule ?? 'none'}`];
   if (https) {
     // Whether the tunnel is opened up is the CONNECT's decision, whatever the method asked about.
-    const connect = method === 'CONNECT' ? d : decide(compiled, tool, { phase: 'connect', host: host.host, port, method: 'CONNECT' });
+    const connect = method === 'CONNECT' ? d : decide(compiled, tool, { phase: 'connect', host: host.host, port, method: 'CONNECT', now });
     out.push(`tls: ${connect.intercept ? 'intercepted (a rule or secret needs to see inside)' : 'tunnelled untouched'}`);
   }
   const l = d.limits;
@@ -86,6 +98,10 @@ export async function runExplain(args: string[]): Promise<number> {
       : 'swaps its placeholder';
     out.push(`secret ${alias}: ${inject}${secret.require ? ' (required)' : ''}`);
   }
+  // issue 16: the rule that decided may open a way out for data.
+  const ruleIndex = compiled.tools.get(tool)?.rules.find((r) => r.id === d.rule)?.index;
+  const ruleDoc = ruleIndex === undefined ? undefined : loaded.doc.tools[tool]?.allow[ruleIndex];
+  if (ruleDoc) for (const sentence of exfilWarnings(loadExfilList(), ruleDoc)) out.push(`warning: rule ${d.rule} ${sentence} [exfil_surface]`);
   process.stdout.write(out.join('\n') + '\n');
   return d.verdict === 'deny' ? 1 : 0;
 }

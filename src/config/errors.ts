@@ -44,6 +44,11 @@ export const PROBLEM_CODES = [
   'reserved_header',
   'require_needs_header',
   'strict_plaintext',
+  // issue 16: per-tool review (learning a tool's traffic)
+  'review_until_needed',
+  'review_too_long',
+  'review_until_unused',
+  'bad_time',
   // the base file and its fragments together
   'include_needs_file',
   'fragment_secret',

@@ -7,6 +7,7 @@ import { splitHostPort } from '../net/host.js';
 import { compileHostPattern, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob } from '../match/path.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
+import { MAX_REVIEW_DAYS, parseReviewUntil } from './review.js';
 import { publicSuffixReached } from './public-suffix.js';
 import { lineOf, type PolicySource } from './source.js';
 import { swapInOf, type PolicyDoc, type SecretDoc, type ToolDoc } from './types.js';
@@ -51,10 +52,12 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
   return problems;
 }
 
-export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>, strict: boolean): Problem[] {
+/** now: when the policy is loaded (ms since the epoch); strict mode measures review_until from it. */
+export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>, strict: boolean, now: number): Problem[] {
   const problems: Problem[] = [];
   const report = reporter(source, problems);
   for (const [name, tool] of Object.entries(tools)) {
+    checkToolReview(report, name, tool, strict, now);
     tool.allow.forEach((rule, i) => {
       const at = ['tools', name, 'allow', i];
       const hostProblem = ruleHostProblem(rule.host, strict);
@@ -73,6 +76,39 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
     });
   }
   return problems;
+}
+
+// --- issue 16: per-tool review ---------------------------------------------------------------
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function checkToolReview(report: Report, name: string, tool: ToolDoc, strict: boolean, now: number): void {
+  const at = ['tools', name];
+  const until = tool.review_until === undefined ? undefined : parseReviewUntil(tool.review_until);
+  if (until === null) {
+    report('bad_time', [...at, 'review_until'], `"${tool.review_until}" is not a real date and time (RFC 3339, e.g. "2026-12-16T00:00:00Z")`);
+    return;
+  }
+  if (tool.on_violation !== 'review') {
+    if (tool.review_until !== undefined) {
+      report('review_until_unused', [...at, 'review_until'], 'review_until applies only with on_violation: review on the same tool; remove it');
+    }
+    return;
+  }
+  if (!strict) return;
+  if (until === undefined) {
+    report(
+      'review_until_needed',
+      [...at, 'on_violation'],
+      `strict mode lets a tool review only until a set time; add review_until (RFC 3339), at most ${MAX_REVIEW_DAYS} days ahead`,
+    );
+  } else if (until - now > MAX_REVIEW_DAYS * DAY_MS) {
+    report(
+      'review_too_long',
+      [...at, 'review_until'],
+      `review_until is more than ${MAX_REVIEW_DAYS} days ahead; strict mode allows a review of at most ${MAX_REVIEW_DAYS} days`,
+    );
+  }
 }
 
 export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>, strict: boolean): Problem[] {

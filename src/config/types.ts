@@ -50,6 +50,8 @@ export interface RuleDoc {
   paths?: string[];
   sha256?: string;
   limits?: Partial<Limits>;
+  // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
+  exfil_ok?: string;
 }
 
 export interface ToolDoc {
@@ -59,6 +61,10 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
+  // issue 16: per-tool learning; absent = the policy's on_violation
+  on_violation?: 'block' | 'review';
+  /** RFC 3339; with on_violation: review, when the review ends and the tool blocks again */
+  review_until?: string;
 }
 
 export interface PolicyDoc {

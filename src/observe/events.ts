@@ -46,6 +46,8 @@ export interface AuditInput {
   detail?: string | null;
   /** the other hash of a drift, or of a reload */
   expected_sha256?: string | null;
+  /** issue 16: how sluice saw a request or tunnel: passthrough, intercept, tunnel (absent: on the proxy port) */
+  via?: 'passthrough' | 'intercept' | 'tunnel' | null;
 }
 
 export interface Observer {

@@ -32,6 +32,12 @@ export interface SluiceMetrics {
    * one worker under --workers, whose primary sums the workers' registries.
    */
   auditSeq(read: () => number, worker?: number | null): void;
+  /**
+   * sluice_halted: 1 while the proxy is halted (pinned-policy drift, an audit that cannot be
+   * written), else 0; read at each scrape. A gauge of its own, so an alert keys on it per instance
+   * rather than on a scrape job's name.
+   */
+  halted(read: () => boolean): void;
 }
 
 const DEFAULT_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -115,6 +121,18 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     },
   });
 
+  let readHalted: (() => boolean) | null = null;
+  new Gauge({
+    name: 'sluice_halted',
+    help: '1 while sluice is halted (pinned policy drifted, or the audit cannot be written) and refuses every request; else 0',
+    registers,
+    // Under --workers the primary reports 1 when any worker is halted.
+    aggregator: 'max',
+    collect() {
+      this.set(readHalted?.() ? 1 : 0);
+    },
+  });
+
   // Labelled children kept per label set: prom-client otherwise hashes the label object on every
   // inc. Label values are bounded (policy names and closed sets), so these maps are too.
   const requestChildren = new Map<string, { inc(): void }>();
@@ -151,6 +169,9 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     auditSeq: (read, worker) => {
       readAuditSeq = read;
       auditWorker = worker == null ? null : String(worker);
+    },
+    halted: (read) => {
+      readHalted = read;
     },
   };
 }

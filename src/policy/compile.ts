@@ -7,6 +7,7 @@ import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
+import { parseReviewUntil } from '../config/review.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -78,6 +79,9 @@ export class CompiledTool {
   readonly rules: readonly CompiledRule[];
   /** policy, then tool limits: what applies when no rule does */
   readonly limits: Readonly<Limits>;
+  /** issue 16: the tool's own on_violation (null: the policy's), and when its review ends (ms; null: never) */
+  readonly onViolation: 'block' | 'review' | null;
+  readonly reviewUntil: number | null;
 
   readonly #exact = new Map<string, CompiledRule[]>();
   readonly #subdomains = new Map<string, CompiledRule[]>();
@@ -96,6 +100,9 @@ export class CompiledTool {
     this.protected = doc.protected ?? false;
     this.secrets = Object.freeze([...doc.secrets]);
     this.limits = mergeLimits(policy.limits, doc.limits);
+    this.onViolation = doc.on_violation ?? null;
+    // An unreadable time (the loader refuses it) counts as already past: the review fails closed.
+    this.reviewUntil = doc.review_until === undefined ? null : (parseReviewUntil(doc.review_until) ?? 0);
     this.#secretPatterns = doc.secrets.map((alias) => {
       const hosts = secretPatterns.get(alias);
       if (!hosts) throw new PolicyCompileError(`tools.${name}.secrets`, `secret "${alias}" is not defined under secrets`);

@@ -149,11 +149,12 @@ function violation(
   sentence: string,
   path: string | null,
 ): Decision {
-  const review = policy.doc.on_violation === 'review' && OUTCOME[reason].reviewable;
+  const mode = reviewMode(policy, tool, req.now);
+  const review = mode.review && OUTCOME[reason].reviewable;
   return freeze({
     verdict: review ? 'review' : 'deny',
     reason,
-    detail: review ? detail.review(sentence) : sentence,
+    detail: mode.describe(sentence),
     tool: tool.name,
     rule: null,
     host: route.host.host,
@@ -166,6 +167,23 @@ function violation(
     path,
     secrets: route.secrets,
   });
+}
+
+/**
+ * issue 16: whether a violation of this tool is let through and recorded, and the sentence it gets.
+ * A tool's own on_violation wins over the policy's; its review lasts while now < review_until, and
+ * past it (or with no time given) the tool blocks and the refusal says the review ended.
+ */
+function reviewMode(policy: CompiledPolicy, tool: CompiledTool, now: number | undefined): { review: boolean; describe: (s: string) => string } {
+  if (tool.onViolation === 'review') {
+    const until = tool.reviewUntil;
+    if (until === null || (now !== undefined && now < until)) {
+      return { review: true, describe: (s) => detail.toolReview(tool.name, until === null ? null : new Date(until).toISOString(), s) };
+    }
+    return { review: false, describe: (s) => detail.reviewEnded(tool.name, new Date(until).toISOString(), s) };
+  }
+  if (tool.onViolation === null && policy.doc.on_violation === 'review') return { review: true, describe: detail.review };
+  return { review: false, describe: (s) => s };
 }
 
 /** The fields of a refusal made before any rule could be looked at. */
