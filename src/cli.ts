@@ -2,6 +2,7 @@
 // sluice's command line: a thin dispatcher; each command lives in src/commands/.
 import module from 'node:module';
 import { UsageError } from './commands/usage.js';
+import { VERSION } from './version.js';
 
 // Node 22.1+ keeps V8's compiled code of the modules a start loads on disk (in NODE_COMPILE_CACHE, or
 // the OS temp dir), so the next start skips most of the compiling; Node 20 has no such API. A cache
@@ -20,6 +21,7 @@ Usage:
   sluice audit keygen --dir DIR
   sluice audit verify [--key PUB] [--expect-seq N] FILE...
   sluice approvals list | allow ID [--ttl 10m] [--max-uses N] | allow-once ID | deny ID [--admin URL]
+  sluice version                      (also -v, --version)
 
 Run "sluice COMMAND --help" for the options of one command.
 `;
@@ -41,8 +43,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
-  if (command === '--version') {
-    process.stdout.write('sluice 0.1.0\n');
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`sluice ${VERSION}\n`);
     return 0;
   }
   const load = COMMANDS[command];

@@ -162,6 +162,7 @@ export class PolicyHolder {
     if (next.digest === this.#runtime.loaded.digest) {
       // Same bytes, but a symlink may point elsewhere now (a ConfigMap swap to identical content).
       this.#rewatch();
+      this.#opts.logger.info({ sha256: next.digest }, 'policy reload: nothing changed (same sha256); the policy in force stays');
       return 'unchanged';
     }
     let runtime: PolicyRuntime;

@@ -10,6 +10,7 @@ import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type AuditHead, type FsyncMode } from '../observe/audit.js';
 import { loadAuditSigner, type AuditSigner } from '../observe/audit-key.js';
+import type { AuditInput } from '../observe/events.js';
 import type { Logger } from '../observe/log.js';
 import { createMetrics } from '../observe/metrics.js';
 import { AuditingObserver } from '../observe/observer.js';
@@ -19,7 +20,7 @@ import { OpenConnections } from '../proxy/lifecycle.js';
 import { ToolLimiter } from '../proxy/limits.js';
 import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
 import { SelfEndpoints } from '../net/self.js';
-import { loadCa } from '../tls/ca.js';
+import { initCa, loadCa, type CertificateAuthority } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
 import { PolicyHolder } from './policy-holder.js';
 import { scrubSecrets } from './runtime.js';
@@ -35,8 +36,10 @@ export interface ServeOptions {
   /** null = no admin port */
   admin: Endpoint | null;
   caDir: string;
-  /** audit file; '-' = stdout; null = none */
+  /** audit file; '-' = stdout; null = none (or stdout only, with auditStdout) */
   audit: string | null;
+  /** also write the audit to stdout, next to the file (--audit FILE --audit -) */
+  auditStdout?: boolean;
   auditFsync: FsyncMode;
   auditMaxBytes: number;
   /** Ed25519 private key file signing audit checkpoints (--audit-key); null/absent = a hash chain only */
@@ -55,6 +58,12 @@ export interface ServeOptions {
   watchPolicy: boolean;
   /** how long a halted proxy lets open connections finish before closing them */
   haltDrainMs: number;
+  /** more proxy ports, each bound to one tool (--listen-tool NAME=HOST:PORT): no Proxy-Authorization needed there */
+  toolListeners?: Array<{ tool: string; listen: Endpoint }>;
+  /** a sentence appended to the detail of every refusal a client is sent (--deny-message) */
+  denyMessage?: string | null;
+  /** how long close() lets open transfers finish before it cuts them (--drain-timeout); default 30 s */
+  drainMs?: number;
   logger: Logger;
   env: NodeJS.ProcessEnv;
   /** called once when a pinned policy drifted and the proxy halted */
@@ -74,6 +83,8 @@ export interface ServeOptions {
 
 export interface RunningSluice {
   proxy: AddressInfo;
+  /** the ports bound to one tool, in the order given */
+  toolListeners: Array<{ tool: string; address: AddressInfo }>;
   admin: AddressInfo | null;
   current(): PolicyRuntime;
   /** the policy in force, its reloads and their subscribers */
@@ -94,6 +105,9 @@ export interface RunningSluice {
 
 export class StartupError extends Error {}
 
+/** The drain timeout at shutdown: what compose's stop_grace_period and Kubernetes' grace period give by default. */
+export const DEFAULT_DRAIN_MS = 30_000;
+
 export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   let policy: PolicyHolder;
   try {
@@ -103,7 +117,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     const named = err instanceof PolicyError || err instanceof PolicyPinMismatch;
     throw new StartupError(named ? (err as Error).message : `${opts.policyFile}: ${(err as Error).message}`);
   }
-  const ca = await loadCa(opts.caDir, { create: true }).catch(async (err: Error) => {
+  const ca = await openCa(opts.caDir, opts.logger).catch(async (err: Error) => {
     await policy.close();
     throw new StartupError(err.message);
   });
@@ -132,7 +146,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   // A tail that cannot be continued (torn, foreign) refuses the start like a bad policy does.
   const sink = await AuditSink.open({
     file: opts.audit === '-' ? null : opts.audit,
-    stdout: opts.audit === '-',
+    stdout: opts.audit === '-' || opts.auditStdout === true,
     fsync: opts.auditFsync,
     maxBytes: opts.auditMaxBytes,
     onError: (err) => auditFailed(err),
@@ -152,10 +166,16 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       'audit: the trail found was not sealed; a new file opens with a break checkpoint',
     );
   }
-  if (opts.audit !== null) metrics.auditSeq(() => sink.head.seq, opts.worker);
+  if (opts.audit !== null || opts.auditStdout) metrics.auditSeq(() => sink.head.seq, opts.worker);
   metrics.halted(() => haltedDetail !== null);
   // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
-  const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
+  const observer = new AuditingObserver({
+    sink,
+    metrics,
+    onAuditFailure: (err) => auditFailed(err),
+    // --log-level debug: one line per request or tunnel, from its canonical record (query cut off).
+    ...(opts.logger.isLevelEnabled('debug') ? { onRequest: (e: AuditInput) => debugRequest(opts.logger, e) } : {}),
+  });
   // Announces the policy (policy.load) and starts watching; a drift of a pinned policy halts.
   policy.start({ observer, watch: opts.watchPolicy, halted: () => haltedDetail, onDrift: (detail) => halt(detail) });
 
@@ -201,6 +221,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     limiter: new ToolLimiter(),
     open: new OpenConnections(),
     approvals,
+    denyMessage: opts.denyMessage ?? null,
   };
   // Open passthrough tunnels the new policy no longer allows are closed at once.
   policy.onReload((next) => deps.open.recheck(next));
@@ -212,7 +233,8 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     maxConnections: opts.maxConnections ?? DEFAULT_SERVER_OPTIONS.maxConnections,
     maxHeaderBytes: opts.maxHeaderBytes ?? DEFAULT_SERVER_OPTIONS.maxHeaderBytes,
   };
-  const server = createProxyServer(deps, createInterceptor(deps, leaves, serverOpts), serverOpts);
+  const interceptor = createInterceptor(deps, leaves, serverOpts);
+  const server = createProxyServer(deps, interceptor, serverOpts);
   // One shared listener (on() rather than once(): 'close' fires once) costs nothing per socket.
   function forget(this: Socket): void {
     sockets.delete(this);
@@ -258,6 +280,26 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   serving = true;
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.
   await self.add({ host: opts.listen.host, port: proxy.port });
+  // Ports bound to one tool: the same pipeline, the tool known from the port instead of a header.
+  const servers = [server];
+  const toolListeners: RunningSluice['toolListeners'] = [];
+  for (const bound of opts.toolListeners ?? []) {
+    if (!policy.current().compiled.tools.has(bound.tool)) {
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+      await admin?.close();
+      await policy.close();
+      throw new StartupError(`--listen-tool ${bound.tool}=${bound.listen.host}:${bound.listen.port}: the policy has no tool ${bound.tool}`);
+    }
+    const boundServer = createProxyServer(deps, interceptor, serverOpts, bound.tool);
+    boundServer.on('connection', (s: Socket) => {
+      sockets.add(s);
+      s.on('close', forget);
+    });
+    const address = await listen(boundServer, bound.listen);
+    servers.push(boundServer);
+    toolListeners.push({ tool: bound.tool, address });
+    await self.add({ host: bound.listen.host, port: address.port });
+  }
 
   // The holder has written policy.drift and logged it; this stops the traffic.
   function halt(detail: string): void {
@@ -280,26 +322,51 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     opts.onHalt?.(detail);
   }
 
-  const close = async (): Promise<void> => {
+  // Shutdown: stop accepting, let what is open finish for up to the drain timeout, then cut what
+  // is left (each recorded as cut, with its bytes so far), flush the audit and say so.
+  const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> => (closed ??= shutdown());
+  const shutdown = async (): Promise<void> => {
     stopGrantsWatch();
     if (grantsTimer) clearTimeout(grantsTimer);
-    // Held requests are answered (approval_timeout) before the server stops taking connections.
+    // Held requests are answered (approval_timeout) before the drain: they would only wait it out.
     approvals.close();
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      setTimeout(() => {
-        for (const s of sockets) s.destroy();
-      }, 2_000).unref();
-    });
+    const busy = deps.open.busy;
+    opts.logger.info({ connections: busy, drain_timeout_ms: drainMs }, `draining ${busy} connections`);
+    const serverClosed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
+    // A kept-alive connection is closed as soon as it is between requests, here and inside tunnels.
+    const closeIdle = (): void => {
+      for (const s of servers) s.closeIdleConnections();
+      interceptor.closeIdle();
+    };
+    closeIdle();
+    const sweeper = setInterval(closeIdle, 100);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      Promise.all([deps.open.drained(), serverClosed]).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+    ]);
+    clearTimeout(timer);
+    if (!drained) {
+      const cut = deps.open.cutAll(drainMs);
+      opts.logger.warn({ cut, drain_timeout_ms: drainMs }, `drain timeout: cut ${cut} open transfers`);
+      // Their 503s and resets get a moment to go out before the sockets are destroyed.
+      await Promise.race([serverClosed, new Promise((resolve) => setTimeout(resolve, 250).unref())]);
+      for (const s of sockets) s.destroy();
+      await serverClosed;
+    }
+    clearInterval(sweeper);
     await admin?.close();
     await policy.close();
     closing = true;
     await sink.close();
+    opts.logger.info({ cut_transfers: !drained }, 'stopped');
   };
 
   return {
     proxy,
+    toolListeners,
     admin: admin?.address ?? null,
     current: () => policy.current(),
     policy,
@@ -316,6 +383,26 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     approvals,
     close,
   };
+}
+
+function debugRequest(logger: Logger, e: AuditInput): void {
+  const path = e.path?.split('?', 1)[0] ?? null;
+  const where = `${e.host ?? '?'}${e.port ? `:${e.port}` : ''}${path ?? ''}`;
+  logger.debug(
+    { type: e.type, tool: e.tool, method: e.method, host: e.host, port: e.port, path, status: e.status, reason: e.reason, ms: e.duration_ms },
+    `${e.tool ?? '-'} ${e.method ?? '-'} ${where} -> ${e.status ?? '-'}${e.reason ? ` ${e.reason}` : ''}`,
+  );
+}
+
+/** The interception CA, created on first start: a new one is said in the log, since clients must trust it. */
+async function openCa(dir: string, logger: Logger): Promise<CertificateAuthority> {
+  const { created, certPath } = await initCa(dir);
+  if (created)
+    logger.info(
+      { ca: certPath },
+      `created a new interception CA: ${certPath} (also GET /ca.pem on the admin port); intercepted clients must trust it`,
+    );
+  return loadCa(dir, { create: false });
 }
 
 function listen(server: http.Server, at: Endpoint): Promise<AddressInfo> {

@@ -3,7 +3,9 @@ import { autoWorkers, reportToPrimary, runPrimary, workerAuditFile, workerIndex 
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS, randomInstance, type FsyncMode } from '../observe/audit.js';
-import { createLogger } from '../observe/log.js';
+import { createLogger, LOG_LEVELS } from '../observe/log.js';
+import { VERSION } from '../version.js';
+import { hostForUrl } from '../net/host.js';
 import { parseEndpoint, parseFlags, UsageError, wholeNumber } from './usage.js';
 
 const HELP = `Usage: sluice serve --policy FILE [options]
@@ -12,11 +14,15 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
 
   --policy FILE          policy file, YAML or JSON                         [SLUICE_POLICY]
   --listen HOST:PORT     proxy listen address (default 127.0.0.1:3128)     [SLUICE_LISTEN]
+  --listen-tool NAME=HOST:PORT  one more proxy port, bound to tool NAME: requests on it are NAME's
+                         without Proxy-Authorization (clients that cannot send Basic on CONNECT,
+                         such as the JDK; a one-tool sidecar); repeatable  [SLUICE_LISTEN_TOOL, comma-separated]
   --admin HOST:PORT      admin address: /metrics /healthz /readyz /policy /audit/head /ca.pem
                          (default 127.0.0.1:9090; "off" disables it)       [SLUICE_ADMIN]
   --ca-dir DIR           interception CA directory, created when missing (default certs)
                                                                            [SLUICE_CA_DIR]
-  --audit FILE|-         audit log (hash-chained JSON lines); - = stdout   [SLUICE_AUDIT]
+  --audit FILE|-         audit log (hash-chained JSON lines); - = stdout, the default; repeat
+                         for both (--audit FILE --audit -)  [SLUICE_AUDIT, comma-separated]
   --audit-fsync MODE     never | interval | always (default interval)      [SLUICE_AUDIT_FSYNC]
   --audit-max-bytes N    rotate the audit file past N bytes (0 = never; default 100 MiB)
                                                                            [SLUICE_AUDIT_MAX_BYTES]
@@ -40,6 +46,10 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
                          sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN;
                          auto = one per usable core (affinity, cgroup quota), 1 on 2 cores or fewer
                                                                            [SLUICE_WORKERS]
+  --deny-message TEXT    a sentence appended to the detail of every refusal's JSON body, e.g. who to
+                         ask for access (the audit keeps sluice's own detail)  [SLUICE_DENY_MESSAGE]
+  --drain-timeout SECONDS  at SIGTERM/SIGINT, how long open transfers may finish before they are
+                         cut and audited as cut (reason shutdown; default 30)  [SLUICE_DRAIN_TIMEOUT]
   --no-watch             reload only on SIGHUP, not when a policy file or fragment changes
   --grants FILE          grants file approvals write (default POLICY-NAME.grants.json beside the
                          policy); its own digest, never part of --policy-sha256  [SLUICE_GRANTS]
@@ -48,7 +58,8 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
   --admin-token-env NAME   or the environment variable holding it      [SLUICE_ADMIN_TOKEN_ENV]
                          Without either, the approvals API and /ui are read-only (403 on changes).
 
-Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and flush the audit, then exit 0.
+Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain (up to --drain-timeout), flush the audit,
+then exit 0; a second SIGTERM/SIGINT exits at once.
 Exit codes: 2 when sluice refuses to start (reason on stderr), 3 after a pinned-policy halt.
 `;
 
@@ -58,9 +69,10 @@ export async function runServe(args: string[]): Promise<number> {
     {
       policy: { type: 'string' },
       listen: { type: 'string' },
+      'listen-tool': { type: 'string', multiple: true },
       admin: { type: 'string' },
       'ca-dir': { type: 'string' },
-      audit: { type: 'string' },
+      audit: { type: 'string', multiple: true },
       'audit-fsync': { type: 'string' },
       'audit-max-bytes': { type: 'string' },
       'audit-key': { type: 'string' },
@@ -72,6 +84,8 @@ export async function runServe(args: string[]): Promise<number> {
       'max-connections': { type: 'string' },
       'max-header-bytes': { type: 'string' },
       workers: { type: 'string' },
+      'drain-timeout': { type: 'string' },
+      'deny-message': { type: 'string' },
       'no-watch': { type: 'boolean' },
       grants: { type: 'string' },
       'admin-token-file': { type: 'string' },
@@ -80,7 +94,7 @@ export async function runServe(args: string[]): Promise<number> {
     HELP,
   );
   if (!parsed) return 0;
-  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean };
+  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean; audit?: string[]; 'listen-tool'?: string[] };
   const env = process.env;
   const policyFile = v.policy ?? env.SLUICE_POLICY;
   if (!policyFile) throw new UsageError(`--policy FILE is required\n\n${HELP}`);
@@ -94,11 +108,21 @@ export async function runServe(args: string[]): Promise<number> {
   const workersText = v.workers ?? env.SLUICE_WORKERS ?? '1';
   const workers = workersText === 'auto' ? autoWorkers() : wholeNumber(workersText, '--workers');
   if (workers < 1) throw new UsageError('--workers must be at least 1');
-  const audit = v.audit ?? env.SLUICE_AUDIT ?? null;
+  // The audit goes to stdout unless a file is named; a file and stdout together when both are.
+  const auditTargets = v.audit ?? (env.SLUICE_AUDIT ? env.SLUICE_AUDIT.split(',').map((a) => a.trim()) : []);
+  const auditFiles = [...new Set(auditTargets.filter((a) => a !== '-'))];
+  if (auditFiles.length > 1) throw new UsageError(`--audit takes one file (and - for stdout as well); got ${auditFiles.join(', ')}`);
+  const audit = auditFiles[0] ?? null;
+  const auditStdout = auditTargets.length === 0 || auditTargets.includes('-');
   // Several processes writing whole batches to one stream could interleave records.
-  if (workers > 1 && audit === '-') throw new UsageError('--audit - (stdout) cannot be used with --workers above 1; give a file');
+  if (workers > 1 && auditStdout) {
+    throw new UsageError(
+      auditTargets.length === 0
+        ? '--workers above 1 needs --audit FILE (each worker writes FILE.wN); the default, stdout, cannot be shared by several processes'
+        : '--audit - (stdout) cannot be used with --workers above 1; give a file',
+    );
+  }
   const auditKey = v['audit-key'] ?? env.SLUICE_AUDIT_KEY ?? null;
-  if (auditKey !== null && audit === null) throw new UsageError('--audit-key needs --audit FILE|- (there is no trail to sign)');
   const checkpointRecords = wholeNumber(
     v['audit-checkpoint-records'] ?? env.SLUICE_AUDIT_CHECKPOINT_RECORDS ?? String(DEFAULT_CHECKPOINT_RECORDS),
     '--audit-checkpoint-records',
@@ -113,6 +137,17 @@ export async function runServe(args: string[]): Promise<number> {
   if (instanceFlag !== null && !/^[A-Za-z0-9._:@-]{1,64}$/.test(instanceFlag)) {
     throw new UsageError('--audit-instance must be 1 to 64 of A-Z a-z 0-9 . _ : @ -');
   }
+  const drainSeconds = wholeNumber(v['drain-timeout'] ?? env.SLUICE_DRAIN_TIMEOUT ?? '30', '--drain-timeout');
+  const toolListeners = (v['listen-tool'] ?? (env.SLUICE_LISTEN_TOOL ? env.SLUICE_LISTEN_TOOL.split(',') : [])).map((spec) => {
+    const m = /^\s*([^=\s]+)=(\S+)\s*$/.exec(spec);
+    if (!m) throw new UsageError(`--listen-tool must be NAME=HOST:PORT (got "${spec}")`);
+    return { tool: m[1]!, listen: parseEndpoint(m[2]!, '--listen-tool') };
+  });
+  const denyMessage = v['deny-message'] ?? env.SLUICE_DENY_MESSAGE ?? null;
+  // One line for a JSON string the client reads: no control characters (code points below 0x20, and DEL).
+  if (denyMessage !== null && (denyMessage.length < 1 || denyMessage.length > 500 || [...denyMessage].some((c) => c < ' ' || c === '\u007f'))) {
+    throw new UsageError('--deny-message must be one line of 1 to 500 characters, no control characters');
+  }
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
   const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
   const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
@@ -124,7 +159,10 @@ export async function runServe(args: string[]): Promise<number> {
   const index = workerIndex();
   // Until the policy (and so the secrets) is loaded there is nothing to scrub.
   let scrub = (text: string): string => text;
-  const logger = createLogger({ level: v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info', scrub: (text) => scrub(text) });
+  const level = v['log-level'] ?? env.SLUICE_LOG_LEVEL ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${level}")`);
+  const logger = createLogger({ level, scrub: (text) => scrub(text) });
 
   if (workers > 1 && index === null) return runPrimary({ workers, admin, listen, caDir, logger });
 
@@ -138,6 +176,7 @@ export async function runServe(args: string[]): Promise<number> {
       alsoSelf: index !== null && admin ? [admin] : [],
       caDir,
       audit: index !== null && audit !== null ? workerAuditFile(audit, index) : audit,
+      auditStdout,
       auditFsync: fsync,
       auditMaxBytes: maxBytes,
       auditKey,
@@ -153,6 +192,9 @@ export async function runServe(args: string[]): Promise<number> {
       haltDrainMs: 500,
       grantsFile: v.grants ?? env.SLUICE_GRANTS ?? null,
       adminToken,
+      drainMs: drainSeconds * 1000,
+      toolListeners,
+      denyMessage,
       logger,
       env,
       onHalt: () => {
@@ -171,10 +213,21 @@ export async function runServe(args: string[]): Promise<number> {
   const started = running;
   scrub = (text) => scrubSecrets(started.current(), text);
   const { proxy, admin: adminAddress } = started;
+  // The banner: where to point clients and where the admin endpoints are, as URLs to paste. The
+  // message stays "sluice serving" (scripts wait for it); listen and admin are kept as host:port.
+  const proxyUrl = `http://${hostForUrl(proxy.address)}:${proxy.port}`;
+  const adminUrl = adminAddress ? `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}` : null;
   logger.info(
     {
+      version: VERSION,
+      proxy_url: proxyUrl,
+      admin_url: adminUrl,
       listen: `${proxy.address}:${proxy.port}`,
       admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : null,
+      audit: [...(audit ? [audit] : []), ...(auditStdout ? ['stdout'] : [])],
+      ...(started.toolListeners.length > 0
+        ? { tool_listeners: started.toolListeners.map((l) => `${l.tool}=http://${hostForUrl(l.address.address)}:${l.address.port}`) }
+        : {}),
       ...(index !== null ? { worker: index } : {}),
     },
     'sluice serving',

@@ -34,6 +34,7 @@ export const PROBLEM_CODES = [
   'strict_private_ip',
   'bad_cidr',
   'cidr_too_wide',
+  'cidr_metadata',
   'bad_dns_server',
   'allow_all',
   'bad_host',

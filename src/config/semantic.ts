@@ -290,8 +290,14 @@ function publicSuffixWildcard(pattern: HostPattern, under: boolean): { suffix: s
   return { suffix: reached.suffix, at: reached.suffix === pattern.suffix, others: reached.more > 0 ? ` (and ${reached.more} more)` : '' };
 }
 
-/** Shorter prefixes than these span beyond any private range: the same as private_ip: allow. */
-const NARROWEST_WIDE_PREFIX = { ipv4: 8, ipv6: 7 } as const;
+/**
+ * Under strict mode a private exception is at most a /16 (IPv4) or a /48 (IPv6, one site): wider
+ * ones open whole address plans (a /8, a cloud VPC's supernet) to every tool (issue 15).
+ */
+const WIDEST_STRICT_PREFIX = { ipv4: 16, ipv6: 48 } as const;
+
+/** Cloud metadata services (AWS/GCP/Azure link-local, AWS IPv6, Alibaba, Azure's wire server): credentials live there. */
+export const METADATA_ADDRESSES = ['169.254.169.254', 'fd00:ec2::254', '100.100.100.200', '168.63.129.16'] as const;
 
 function cidrProblem(cidr: string, strict: boolean): Finding | null {
   const invalid: Finding = { code: 'bad_cidr', message: `"${cidr}" is not a CIDR such as "10.1.2.3/32" or "fd00:1::/64"` };
@@ -310,11 +316,24 @@ function cidrProblem(cidr: string, strict: boolean): Finding | null {
   if (network.toString() !== ip.toString()) {
     return { code: 'bad_cidr', message: `"${cidr}" has host bits set; did you mean "${network.toString()}/${length}"?` };
   }
-  if (strict && length < NARROWEST_WIDE_PREFIX[ip.kind()]) {
-    return {
-      code: 'cidr_too_wide',
-      message: `"${cidr}" is wider than any private range, the same as private_ip: allow; strict mode forbids it`,
-    };
+  if (strict) {
+    const metadata = METADATA_ADDRESSES.find((a) => {
+      const addr = ipaddr.parse(a);
+      return addr.kind() === ip.kind() && addr.match(ip, length);
+    });
+    if (metadata) {
+      return {
+        code: 'cidr_metadata',
+        message: `"${cidr}" contains the cloud metadata address ${metadata}; strict mode forbids it (instance credentials are served there)`,
+      };
+    }
+    const widest = WIDEST_STRICT_PREFIX[ip.kind()];
+    if (length < widest) {
+      return {
+        code: 'cidr_too_wide',
+        message: `"${cidr}" is wider than /${widest}; strict mode allows private exceptions of /${widest} or narrower (list the ranges actually needed)`,
+      };
+    }
   }
   return null;
 }

@@ -9,6 +9,8 @@ export const AUDIT_TYPES = [
   'policy.violation',
   'secret.use',
   'limit.exceeded',
+  // A 407 to a request with no Proxy-Authorization at all: the challenge a client probes with (issue 15).
+  'auth.challenge',
   'policy.load',
   'policy.reload_failed',
   'policy.drift',

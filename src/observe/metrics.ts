@@ -16,6 +16,8 @@ export interface SluiceMetrics {
   readonly registry: Registry;
   request(tool: string, decision: string, reason: string): void;
   violation(tool: string, reason: string): void;
+  /** a 407 to a request with no credentials at all (a client's probe before it sends Basic) */
+  authChallenge(): void;
   secretUse(tool: string, secret: string): void;
   bytes(tool: string, direction: ByteDirection, count: number): void;
   upstreamDuration(seconds: number): void;
@@ -100,6 +102,12 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     // Under --workers every worker reports 1 for the policy it runs: 1, not N, in the sum.
     aggregator: 'max',
   });
+  // Apart from violations (issue 15): libcurl probes without credentials first, then retries with them.
+  const authChallenges = new Counter({
+    name: 'sluice_auth_challenges_total',
+    help: 'Requests answered 407 that carried no Proxy-Authorization at all (a client probing before it sends Basic); not violations',
+    registers,
+  });
   const reloadFailures = new Counter({
     name: 'sluice_policy_reload_failures_total',
     help: 'Policy reloads rejected (the last good policy stays in force)',
@@ -165,6 +173,7 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
       child.inc();
     },
     violation: (tool, reason) => violations.inc({ tool, reason }),
+    authChallenge: () => authChallenges.inc(),
     secretUse: (tool, secret) => secretUses.inc({ tool, secret }),
     bytes: (tool, direction, count) => {
       if (!(count > 0 && Number.isFinite(count))) return;

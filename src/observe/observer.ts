@@ -10,7 +10,7 @@ import type { SluiceMetrics } from './metrics.js';
 export const UNKNOWN_LABEL = 'unknown';
 
 /** The one event per request or tunnel; each increments sluice_requests_total exactly once. */
-const CANONICAL_TYPES: ReadonlySet<AuditType> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+const CANONICAL_TYPES: ReadonlySet<AuditType> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded', 'auth.challenge']);
 /** A limit hit breaks the policy's limits, so it counts as a violation too. */
 const VIOLATION_TYPES: ReadonlySet<AuditType> = new Set(['policy.violation', 'limit.exceeded']);
 const DECISIONS: ReadonlySet<string> = new Set(['allow', 'deny', 'review']);
@@ -51,12 +51,15 @@ export interface AuditingObserverOptions {
    * invariant 4. Absent: the record is dropped here and the failure is left to the sink's onError.
    */
   onAuditFailure?: (err: Error) => void;
+  /** each request's or tunnel's one record, as it is written (the debug log line) */
+  onRequest?: (e: AuditInput) => void;
 }
 
 export class AuditingObserver implements Observer {
   readonly #sink: AuditSink;
   readonly #metrics: SluiceMetrics;
   readonly #onAuditFailure: ((err: Error) => void) | undefined;
+  readonly #onRequest: ((e: AuditInput) => void) | undefined;
   #policySha256: string | null = null;
   #tools: ReadonlySet<string> = new Set();
   #secrets: ReadonlySet<string> = new Set();
@@ -66,6 +69,7 @@ export class AuditingObserver implements Observer {
     this.#sink = opts.sink;
     this.#metrics = opts.metrics;
     this.#onAuditFailure = opts.onAuditFailure;
+    this.#onRequest = opts.onRequest;
   }
 
   /** Call with the new policy before reporting its policy.load event, so the event carries its hash. */
@@ -108,8 +112,11 @@ export class AuditingObserver implements Observer {
       this.#metrics.request(tool, labelIn(DECISIONS, e.decision), labelIn(REASONS, e.reason));
       this.#metrics.bytes(tool, 'up', e.bytes_up ?? 0);
       this.#metrics.bytes(tool, 'down', e.bytes_down ?? 0);
+      this.#onRequest?.(e);
     }
     if (VIOLATION_TYPES.has(e.type)) this.#metrics.violation(tool, labelIn(REASONS, e.reason));
+    // Not a violation (libcurl probes without credentials, then retries with them): counted apart.
+    if (e.type === 'auth.challenge') this.#metrics.authChallenge();
     if (e.type === 'secret.use') {
       const secret = e.secret != null && this.#secrets.has(e.secret) ? e.secret : UNKNOWN_LABEL;
       this.#metrics.secretUse(tool, secret);

@@ -51,6 +51,8 @@ export const ERROR_CODES = [
   'secret_unavailable',
   'client_timeout',
   'headers_too_large',
+  // sluice itself stopped (issue 15): a transfer still open when the drain timeout ran out.
+  'shutdown',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -62,12 +64,18 @@ export interface OutcomeEntry {
   status: number;
   /** the response header that names the outcome, and the `error` field of the JSON body */
   header: 'X-Sluice-Deny' | 'X-Sluice-Error';
-  body: 'denied' | 'upstream' | 'client';
+  body: 'denied' | 'upstream' | 'client' | 'proxy';
   /**
    * The audit type of an exchange that ends this way; null = the exchange's own kind (net.req,
    * net.tunnel), for failures that are not violations.
    */
   audit: 'policy.violation' | 'limit.exceeded' | null;
+  /**
+   * The audit type when the request carried no credentials at all: the proxy-auth challenge that
+   * libcurl (git, curl --proxy-anyauth) and others probe with before sending Basic. Answered by a
+   * retry, it is no violation, so it is recorded and counted apart (issue 15). Null = as `audit`.
+   */
+  challengeAudit: 'auth.challenge' | null;
   /** whether the exchange's verdict becomes deny (a refusal or a limit) or stays as decided */
   denies: boolean;
   /** on_violation: review allows the request and records the violation */
@@ -81,6 +89,7 @@ const deny = (status: number, extra: Partial<OutcomeEntry> = {}): OutcomeEntry =
   header: 'X-Sluice-Deny',
   body: 'denied',
   audit: 'policy.violation',
+  challengeAudit: null,
   denies: true,
   reviewable: false,
   retryAfterSeconds: null,
@@ -92,6 +101,7 @@ const upstream = (status: number): OutcomeEntry => ({
   header: 'X-Sluice-Error',
   body: 'upstream',
   audit: null,
+  challengeAudit: null,
   denies: false,
   reviewable: false,
   retryAfterSeconds: null,
@@ -102,13 +112,14 @@ const client = (status: number): OutcomeEntry => ({
   header: 'X-Sluice-Error',
   body: 'client',
   audit: null,
+  challengeAudit: null,
   denies: false,
   reviewable: false,
   retryAfterSeconds: null,
 });
 
 export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object.freeze({
-  unauthenticated: deny(407),
+  unauthenticated: deny(407, { challengeAudit: 'auth.challenge' }),
   no_rule: deny(403, { reviewable: true }),
   port_not_allowed: deny(403, { reviewable: true }),
   method_not_allowed: deny(403, { reviewable: true }),
@@ -151,6 +162,17 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   secret_unavailable: upstream(502),
   client_timeout: client(408),
   headers_too_large: client(431),
+  // Not a failure of the tool or the upstream: recorded as the exchange itself, with bytes so far.
+  shutdown: {
+    status: 503,
+    header: 'X-Sluice-Error',
+    body: 'proxy',
+    audit: null,
+    challengeAudit: null,
+    denies: false,
+    reviewable: false,
+    retryAfterSeconds: 5,
+  },
 });
 
 export function isOutcome(code: string): code is Outcome {

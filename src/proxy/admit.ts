@@ -14,6 +14,7 @@ import { allowedOnce, decide } from '../policy/decide.js';
 import { OUTCOME, type Outcome } from '../policy/reasons.js';
 import type { Decision, DecisionRequest } from '../policy/types.js';
 import type { Answer } from './answers.js';
+import type { AuthResult } from './auth.js';
 import type { PolicyRuntime, ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
 import { framingProblem } from './framing.js';
@@ -35,12 +36,16 @@ export interface TunnelScope {
   /** the CONNECT's Proxy-Authorization, checked again against the policy in force for each request */
   credentials: string | undefined;
   target: Target;
+  /** the tool the CONNECT's listener is bound to (--listen-tool), checked again for each request */
+  boundTool?: string | undefined;
 }
 
 /** Where a head arrived: straight on the proxy port, or inside a tunnel. */
 export interface RequestScope {
   scheme: 'http' | 'https';
   tunnel: TunnelScope | null;
+  /** arrived on a listener bound to this tool (--listen-tool): that tool, without Proxy-Authorization */
+  boundTool?: string | undefined;
 }
 
 export interface Admitted {
@@ -72,6 +77,7 @@ const NOTHING_HELD = (): void => undefined;
 export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): Promise<Admission> {
   const ex = new Exchange(deps.observer, scope.scheme);
   ex.method = head.method;
+  ex.denyNote = deps.denyMessage ?? null;
   let release = NOTHING_HELD;
   const refuse = (code: Outcome, detail: string, close = false, retryAfterSeconds?: number): Refused => {
     release();
@@ -85,7 +91,9 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
   // 2. authenticate, against the tokens in force now (also for a tunnel opened under an older policy).
   const runtime = deps.current();
   const credentials = scope.tunnel ? scope.tunnel.credentials : head.headers['proxy-authorization'];
-  const auth = runtime.tokens.authenticate(credentials);
+  const boundTool = scope.tunnel ? scope.tunnel.boundTool : scope.boundTool;
+  const auth = identify(runtime, credentials, boundTool);
+  ex.credentialsAbsent = credentials === undefined && boundTool === undefined;
   // What the next hop could read differently from sluice: found now, refused once the record can name who sent it.
   const framing = head.kind === 'connect' ? null : framingProblem(head);
   if (!auth.ok) return refuse('unauthenticated', `proxy authentication failed: ${auth.why}`, scope.tunnel !== null || framing !== null);
@@ -255,6 +263,31 @@ async function askSupervisor(
       // The grant is in the store now: decided again like any request, so it takes its use like any other.
       return { ok: true, decision: decideNow() };
   }
+}
+
+/**
+ * Who is asking: the tool its Basic credentials name, or on a listener bound to one tool
+ * (--listen-tool, for clients such as the JDK that send no Basic on CONNECT) that tool, as long as
+ * the policy in force defines it. Credentials sent there anyway must be that tool's. The one
+ * authentication step: admission, the re-check of open tunnels at reload, and the records of
+ * malformed input inside a tunnel all ask this.
+ */
+export function identify(runtime: PolicyRuntime, credentials: string | undefined, boundTool: string | undefined): AuthResult {
+  if (boundTool === undefined) return runtime.tokens.authenticate(credentials);
+  if (!runtime.compiled.tools.has(boundTool)) {
+    return { ok: false, claimed: null, why: `this listener is bound to tool ${boundTool}, which the policy in force does not define` };
+  }
+  if (credentials === undefined) return { ok: true, tool: boundTool };
+  const auth = runtime.tokens.authenticate(credentials);
+  if (!auth.ok) return auth;
+  if (auth.tool !== boundTool) {
+    return {
+      ok: false,
+      claimed: auth.tool,
+      why: `this listener is bound to tool ${boundTool}; credentials of tool ${auth.tool} are refused on it`,
+    };
+  }
+  return auth;
 }
 
 /** The head of a request Node's parser read. */

@@ -17,7 +17,14 @@ export interface Answer {
   body: string;
 }
 
-export function outcomeAnswer(code: Outcome, detail: string, requestId: string, retryAfterSeconds?: number, host?: string | null): Answer {
+export function outcomeAnswer(
+  code: Outcome,
+  detail: string,
+  requestId: string,
+  retryAfterSeconds?: number,
+  host?: string | null,
+  denyNote?: string | null,
+): Answer {
   const entry = OUTCOME[code];
   const headers: Record<string, string> = {
     'Content-Type': 'application/json',
@@ -28,7 +35,9 @@ export function outcomeAnswer(code: Outcome, detail: string, requestId: string, 
   if (code === 'unauthenticated') headers['Proxy-Authenticate'] = 'Basic realm="sluice"';
   const retry = retryAfterSeconds ?? entry.retryAfterSeconds;
   if (retry !== null) headers['Retry-After'] = String(retry);
-  const body = JSON.stringify({ error: entry.body, reason: code, detail, request_id: requestId });
+  // The operator's sentence (--deny-message) goes to the client with every refusal, not into the audit.
+  const told = denyNote && entry.header === 'X-Sluice-Deny' ? `${detail} ${denyNote}` : detail;
+  const body = JSON.stringify({ error: entry.body, reason: code, detail: told, request_id: requestId });
   const phrase = `${STATUS_TEXT[entry.status] ?? 'Error'} (sluice: ${code}${host ? ` ${phraseSafe(host)}` : ''})`;
   return { status: entry.status, phrase, headers, body };
 }

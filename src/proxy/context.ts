@@ -34,6 +34,8 @@ export interface ProxyDeps {
   limiter: ToolLimiter;
   /** open raw connections (tunnels, upgraded requests): re-checked on reload, cut at shutdown */
   open: OpenConnections<PolicyRuntime>;
+  /** the operator's sentence appended to the detail of every refusal (--deny-message); null = none */
+  denyMessage?: string | null;
   /** issue 17: grants, use counts and the supervisor's queue; absent = no grants, and ask blocks */
   approvals?: AskGate;
 }

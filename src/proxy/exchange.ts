@@ -38,6 +38,10 @@ export class Exchange {
   /** the violation a review verdict let through (decided, or found by the credentials step) */
   #reviewed: { reason: Outcome; detail: string } | null = null;
   #outcome: { code: Outcome; detail: string } | null = null;
+  /** the request carried no credentials at all (an unauthenticated answer to it is a challenge) */
+  credentialsAbsent = false;
+  /** the operator's sentence appended to the detail of every refusal the client is sent (--deny-message) */
+  denyNote: string | null = null;
   /** how an exchange that ended without a failure ended: a sentence for the audit record */
   #note: string | null = null;
 
@@ -87,7 +91,7 @@ export class Exchange {
    */
   answer(code: Outcome, detail: string, retryAfterSeconds?: number): Answer {
     this.settle(code, detail);
-    const answer = outcomeAnswer(code, detail, this.requestId, retryAfterSeconds, this.host);
+    const answer = outcomeAnswer(code, detail, this.requestId, retryAfterSeconds, this.host, this.denyNote);
     this.status = answer.status;
     return answer;
   }
@@ -111,7 +115,8 @@ export class Exchange {
     const outcome = this.#outcome;
     const entry = outcome ? OUTCOME[outcome.code] : null;
     let type: AuditType = kind;
-    if (entry?.audit) type = entry.audit;
+    if (entry?.challengeAudit && this.credentialsAbsent) type = entry.challengeAudit;
+    else if (entry?.audit) type = entry.audit;
     else if (this.#verdict === 'review' || this.#verdict === 'deny') type = 'policy.violation';
     const decision: Verdict | null = entry?.denies ? 'deny' : this.#verdict;
     return {

@@ -79,6 +79,11 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     ? read.prefix.length > 0 || !read.ended
     : (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
   const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool, transform);
+  // In flight until the response closes: a shutdown drains it, and cuts it (recorded as cut) if the drain runs out.
+  res.once(
+    'close',
+    deps.open.request(ex, scope.tunnel === null, () => relay.stop()),
+  );
   let body: Readable | null = null;
   if (hasBody) {
     const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);
@@ -278,6 +283,17 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       sendAnswer(this.res, this.ex.answer(this.ex.outcome ?? 'client_timeout', err.message), true);
     }
     this.#abort?.(err);
+  }
+
+  /** Shutdown cut the request (its exchange is settled as shutdown): a 503 if nothing was relayed yet, else a reset. */
+  stop(): void {
+    if (this.res.headersSent || this.#answeredBySluice) {
+      this.res.destroy();
+    } else {
+      this.#answeredBySluice = true;
+      sendAnswer(this.res, this.ex.answer('shutdown', 'sluice is shutting down; retry the request'), true);
+    }
+    this.#abort?.();
   }
 
   setDeadline(ms: number): void {

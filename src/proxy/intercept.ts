@@ -39,6 +39,7 @@ export function createInterceptor(deps: ProxyDeps, leaves: LeafCertificates, opt
   };
 
   return {
+    closeIdle: () => inner.closeIdleConnections(),
     http(life, bytes, tunnel) {
       const client = life.client as Socket;
       client.unshift(bytes);

@@ -2,7 +2,8 @@
 // intercepted) and an upgraded request. It owns the connection's timer (the ClientHello or header
 // wait, then the idle timeout), the tool slot it holds, the upstream it is linked to, and the one
 // audit event it reports however it ends: completed, closed by either side, timed out, cut by a
-// limit, refused by the gate, closed by a reload or at shutdown, or aborted.
+// limit, refused by the gate, closed by a reload, cut at shutdown, or aborted. The forwarded requests
+// in flight are tracked here too, so a shutdown drains and cuts everything through one place.
 import type { Duplex } from 'node:stream';
 import type { Outcome } from '../policy/reasons.js';
 import type { Exchange } from './exchange.js';
@@ -113,9 +114,24 @@ export class ConnectionLife<R = unknown> {
   }
 }
 
-/** The raw connections open now: re-checked on every reload, ended at shutdown. */
+/** A forwarded request in flight (it has no raw connection of its own): cut at shutdown like one. */
+interface InFlight {
+  ex: Exchange;
+  /** sent straight to the proxy port (not inside a tunnel, whose life is counted already) */
+  direct: boolean;
+  /** ends the request now, after its exchange was settled */
+  cut(): void;
+}
+
+/**
+ * The raw connections open now, and the forwarded requests in flight: re-checked on every reload,
+ * drained and then cut at shutdown.
+ */
 export class OpenConnections<R = unknown> {
   readonly #lives = new Set<ConnectionLife<R>>();
+  readonly #requests = new Set<InFlight>();
+  /** resolves drained() once nothing is open */
+  #onEmpty: (() => void) | null = null;
 
   add(life: ConnectionLife<R>): void {
     this.#lives.add(life);
@@ -123,10 +139,47 @@ export class OpenConnections<R = unknown> {
 
   delete(life: ConnectionLife<R>): void {
     this.#lives.delete(life);
+    this.#checkEmpty();
+  }
+
+  /** A forwarded request until it closes; returns what to call then. */
+  request(ex: Exchange, direct: boolean, cut: () => void): () => void {
+    const entry: InFlight = { ex, direct, cut };
+    this.#requests.add(entry);
+    return () => {
+      this.#requests.delete(entry);
+      this.#checkEmpty();
+    };
   }
 
   get size(): number {
     return this.#lives.size;
+  }
+
+  /** What a drain waits for: raw connections plus requests sent straight to the proxy port. */
+  get busy(): number {
+    let direct = 0;
+    for (const r of this.#requests) if (r.direct) direct++;
+    return this.#lives.size + direct;
+  }
+
+  /** Resolves once no connection is open and no request is in flight. */
+  drained(): Promise<void> {
+    if (this.#lives.size === 0 && this.#requests.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const before = this.#onEmpty;
+      this.#onEmpty = () => {
+        before?.();
+        resolve();
+      };
+    });
+  }
+
+  #checkEmpty(): void {
+    if (this.#onEmpty === null || this.#lives.size > 0 || this.#requests.size > 0) return;
+    const fire = this.#onEmpty;
+    this.#onEmpty = null;
+    fire();
   }
 
   /** After a reload: every connection whose admission the new policy no longer gives is closed. */
@@ -141,8 +194,25 @@ export class OpenConnections<R = unknown> {
     return closed;
   }
 
-  /** At shutdown (or halt): ends every open connection with a sentence saying so. */
-  endAll(detail: string): void {
-    for (const life of [...this.#lives]) life.end(null, detail);
+  /**
+   * At shutdown, once the drain timeout ran out: every request still in flight and every connection
+   * still open is cut, and its record says so (reason shutdown, with the bytes it had carried), so a
+   * transfer cut short is never recorded as a complete one. Returns how many were cut.
+   */
+  cutAll(drainMs: number): number {
+    const why = (ex: Exchange): string =>
+      `sluice shut down and the drain timeout (${drainMs} ms) ran out with this transfer open; ` +
+      `it was cut after ${ex.bytesDown} bytes down and ${ex.bytesUp} bytes up`;
+    let cut = 0;
+    for (const r of [...this.#requests]) {
+      r.ex.settle('shutdown', why(r.ex));
+      r.cut();
+      cut++;
+    }
+    for (const life of [...this.#lives]) {
+      life.end('shutdown', why(life.ex));
+      cut++;
+    }
+    return cut;
   }
 }

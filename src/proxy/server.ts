@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Outcome } from '../policy/reasons.js';
-import type { RequestScope } from './admit.js';
+import { identify, type RequestScope } from './admit.js';
 import { sendRawAnswer } from './answers.js';
 import type { ProxyDeps } from './context.js';
 import { Exchange } from './exchange.js';
@@ -42,9 +42,12 @@ export function serverOptions(opts: ProxyServerOptions): http.ServerOptions {
   };
 }
 
-const DIRECT: RequestScope = Object.freeze({ scheme: 'http', tunnel: null });
-
-export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor, opts = DEFAULT_SERVER_OPTIONS): http.Server {
+/**
+ * The proxy port, or (with `boundTool`, --listen-tool) a port bound to one tool: every request on
+ * it is that tool's without Proxy-Authorization, for clients that cannot send Basic on CONNECT.
+ */
+export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor, opts = DEFAULT_SERVER_OPTIONS, boundTool?: string): http.Server {
+  const DIRECT: RequestScope = Object.freeze({ scheme: 'http', tunnel: null, boundTool });
   const server = http.createServer(serverOptions(opts));
   if (opts.maxConnections > 0) {
     server.maxConnections = opts.maxConnections;
@@ -63,7 +66,7 @@ export function createProxyServer(deps: ProxyDeps, interceptor: Interceptor, opt
     void forwardRequest(deps, DIRECT, req, res);
   });
   server.on('connect', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
-    void handleConnect(deps, interceptor, req, socket, head);
+    void handleConnect(deps, interceptor, req, socket, head, boundTool);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     void forwardUpgrade(deps, DIRECT, req, socket, head);
@@ -87,9 +90,10 @@ export function answerClientError(deps: ProxyDeps, err: NodeJS.ErrnoException, s
     return;
   }
   const ex = new Exchange(deps.observer, scope?.scheme ?? 'http');
+  ex.denyNote = deps.denyMessage ?? null;
   if (scope?.tunnel) {
     // Inside a tunnel the record names whose tunnel it is, as the policy in force knows it.
-    const auth = deps.current().tokens.authenticate(scope.tunnel.credentials);
+    const auth = identify(deps.current(), scope.tunnel.credentials, scope.tunnel.boundTool);
     if (auth.ok) ex.tool = auth.tool;
     ex.host = scope.tunnel.target.host.host;
     ex.port = scope.tunnel.target.port;

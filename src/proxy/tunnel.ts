@@ -11,7 +11,7 @@ import { ReadRelay } from '../net/read-relay.js';
 import { relaySocket } from '../net/socket-relay.js';
 import { decide } from '../policy/decide.js';
 import { gateTunnelStart, type GateResult } from '../tls/hello-gate.js';
-import { admit, headOf, type Admitted, type TunnelScope } from './admit.js';
+import { admit, headOf, identify, type Admitted, type TunnelScope } from './admit.js';
 import { sendRawAnswer } from './answers.js';
 import type { Life, PolicyRuntime, ProxyDeps } from './context.js';
 import { ConnectionLife } from './lifecycle.js';
@@ -24,6 +24,8 @@ export interface Interceptor {
   tls(life: Life, bytes: Buffer, tunnel: TunnelScope): void;
   /** the client's first bytes are plain HTTP; serve its requests (scheme http) */
   http(life: Life, bytes: Buffer, tunnel: TunnelScope): void;
+  /** closes the tunnels that are between requests (shutdown drains them) */
+  closeIdle(): void;
 }
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\nVia: 1.1 sluice\r\n\r\n';
@@ -34,14 +36,15 @@ export async function handleConnect(
   req: IncomingMessage,
   client: Socket,
   head: Buffer,
+  boundTool?: string,
 ): Promise<void> {
-  const admission = await admit(deps, { scheme: 'https', tunnel: null }, headOf('connect', req));
+  const admission = await admit(deps, { scheme: 'https', tunnel: null, boundTool }, headOf('connect', req));
   const life = new ConnectionLife(deps.open, client, admission.ex, 'net.tunnel');
   if (!admission.ok) return sendRawAnswer(client, admission.answer);
   life.hold(admission.release);
   if (client.destroyed) return;
   const { ex, decision, target } = admission;
-  const tunnel: TunnelScope = { credentials: req.headers['proxy-authorization'], target };
+  const tunnel: TunnelScope = { credentials: req.headers['proxy-authorization'], target, boundTool };
 
   if (decision.intercept) {
     ex.status = 200;
@@ -125,7 +128,7 @@ async function passthrough(
 
 /** Under a new policy: null while the same tool may still open this passthrough tunnel, else why not. */
 function stillAllowed(deps: ProxyDeps, runtime: PolicyRuntime, tunnel: TunnelScope, tool: string): string | null {
-  const auth = runtime.tokens.authenticate(tunnel.credentials);
+  const auth = identify(runtime, tunnel.credentials, tunnel.boundTool);
   if (!auth.ok || auth.tool !== tool) return `tool ${tool} no longer authenticates`;
   // With the grants in force and the clock (issue 17); a use is not taken again for a tunnel already open.
   const decision = decide(deps.approvals ? deps.approvals.policyFor(runtime.compiled) : runtime.compiled, tool, {

@@ -300,7 +300,21 @@ t.test('semantic problems', async (t) => {
       name: 'a CIDR as wide as private_ip: allow',
       text: 'version: 1\nnetwork:\n  allow_private_cidrs: ["0.0.0.0/0"]\n',
       expected: [
-        'policy.yaml:3: network.allow_private_cidrs[0]: "0.0.0.0/0" is wider than any private range, the same as private_ip: allow; strict mode forbids it',
+        'policy.yaml:3: network.allow_private_cidrs[0]: "0.0.0.0/0" contains the cloud metadata address 169.254.169.254; strict mode forbids it (instance credentials are served there)',
+      ],
+    },
+    {
+      name: 'strict: private exceptions wider than /16 or /48, or containing a cloud metadata address',
+      text:
+        'version: 1\nnetwork:\n  allow_private_cidrs:\n    - 10.0.0.0/8\n    - fd00:1::/32\n    - 169.254.0.0/16\n    - fd00:ec2::/64\n' +
+        '    - 100.100.100.200/32\n    - 168.63.128.0/17\n    - 10.1.0.0/16\n    - fd00:1:2::/48\n',
+      expected: [
+        'policy.yaml:4: network.allow_private_cidrs[0]: "10.0.0.0/8" is wider than /16; strict mode allows private exceptions of /16 or narrower (list the ranges actually needed)',
+        'policy.yaml:5: network.allow_private_cidrs[1]: "fd00:1::/32" is wider than /48; strict mode allows private exceptions of /48 or narrower (list the ranges actually needed)',
+        'policy.yaml:6: network.allow_private_cidrs[2]: "169.254.0.0/16" contains the cloud metadata address 169.254.169.254; strict mode forbids it (instance credentials are served there)',
+        'policy.yaml:7: network.allow_private_cidrs[3]: "fd00:ec2::/64" contains the cloud metadata address fd00:ec2::254; strict mode forbids it (instance credentials are served there)',
+        'policy.yaml:8: network.allow_private_cidrs[4]: "100.100.100.200/32" contains the cloud metadata address 100.100.100.200; strict mode forbids it (instance credentials are served there)',
+        'policy.yaml:9: network.allow_private_cidrs[5]: "168.63.128.0/17" contains the cloud metadata address 168.63.129.16; strict mode forbids it (instance credentials are served there)',
       ],
     },
     {

@@ -50,13 +50,13 @@ interface ProcessResult {
   stderr: string;
 }
 
-function runProcess(
+export function runProcess(
   command: string,
   args: string[],
-  options: { env: NodeJS.ProcessEnv; input?: string; timeoutMs: number },
+  options: { env: NodeJS.ProcessEnv; input?: string; timeoutMs: number; cwd?: string },
 ): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: options.env, stdio: ['pipe', 'pipe', 'pipe'], ...(options.cwd ? { cwd: options.cwd } : {}) });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);

@@ -213,7 +213,7 @@ export async function settledRecords(
 }
 
 /** The audit types that are the one canonical event of a request or tunnel. */
-export const CANONICAL_TYPES = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+export const CANONICAL_TYPES = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded', 'auth.challenge']);
 
 /** Canonical records of the CONNECT (the tunnel itself) to `host`. */
 export const tunnelRecordsOf =

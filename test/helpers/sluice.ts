@@ -8,7 +8,7 @@ import path from 'node:path';
 import { startSluice, type RunningSluice } from '../../src/app/serve.js';
 import type { AuditRecord } from '../../src/observe/audit.js';
 import { scrubSecrets } from '../../src/app/runtime.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger, type Logger } from '../../src/observe/log.js';
 
 /** One audit line as the sink writes it. */
 export type { AuditRecord };
@@ -61,6 +61,14 @@ export interface TestSluiceOptions {
   grantsFile?: string;
   /** the admin token POST /approvals/{id} needs (default none: changes are refused) */
   adminToken?: string;
+  /** --drain-timeout in ms (default: serve's 30 s) */
+  drainMs?: number;
+  /** --listen-tool: ports bound to one tool (port 0 = a free one) */
+  toolListeners?: Array<{ tool: string; port?: number }>;
+  /** --deny-message */
+  denyMessage?: string;
+  /** the app logger (default silent) */
+  logger?: Logger;
   /**
    * Collects the application log here (level debug), scrubbed as `sluice serve` scrubs it, so a
    * test can read what the log would have said. Absent: the log is silent.
@@ -97,12 +105,17 @@ export async function startTestSluice(opts: TestSluiceOptions): Promise<TestSlui
     policySha256: opts.policySha256 ?? null,
     watchPolicy: opts.watchPolicy ?? false,
     haltDrainMs: 200,
-    logger,
+    logger: opts.logger ?? logger,
     env: { ...process.env, ...opts.env },
     ...(opts.onHalt ? { onHalt: opts.onHalt } : {}),
     ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
     ...(opts.grantsFile !== undefined ? { grantsFile: opts.grantsFile } : {}),
     ...(opts.adminToken !== undefined ? { adminToken: opts.adminToken } : {}),
+    ...(opts.drainMs !== undefined ? { drainMs: opts.drainMs } : {}),
+    ...(opts.denyMessage !== undefined ? { denyMessage: opts.denyMessage } : {}),
+    ...(opts.toolListeners
+      ? { toolListeners: opts.toolListeners.map((l) => ({ tool: l.tool, listen: { host: '127.0.0.1', port: l.port ?? 0 } })) }
+      : {}),
   });
   scrub = (text) => scrubSecrets(running.current(), text);
   return {
@@ -143,7 +156,7 @@ export async function auditWithin(s: TestSluice, match: (r: AuditRecord) => bool
 }
 
 /** The event types that are the one record of an exchange (each moves sluice_requests_total once). */
-export const CANONICAL_TYPES: ReadonlySet<string> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded']);
+export const CANONICAL_TYPES: ReadonlySet<string> = new Set(['net.req', 'net.tunnel', 'policy.violation', 'limit.exceeded', 'auth.challenge']);
 
 /** The highest seq written so far: take it before an exchange, then read what came after. */
 export async function auditMark(s: TestSluice): Promise<number> {
