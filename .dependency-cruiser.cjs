@@ -55,5 +55,7 @@ module.exports = {
     // Type-only imports count too: a layer that needs another's types depends on it.
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.test.json' },
+    // Packages that name their entry points in package.json "exports" (the MCP SDK's subpaths).
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'node', 'default'] },
   },
 };

@@ -12,6 +12,7 @@ WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 COPY config ./config
+COPY data ./data
 RUN npm ci --no-audit --no-fund
 
 # Production dependencies only; --ignore-scripts because prepare (tsc) needs the dev dependencies.
@@ -38,6 +39,7 @@ COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 # The schema is read at run time (src/config/schema.ts); the example policy is there to copy from.
 COPY --from=build /src/config/network-egress.schema.json /src/config/policy.example.yaml ./config/
+COPY --from=build /src/data/exfil-hosts.json ./data/
 COPY package.json ./
 USER 10001:10001
 # certs holds the CA key (0600); public is where deploy/compose/publish-ca.mjs puts the certificate

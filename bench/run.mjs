@@ -27,11 +27,18 @@ const RESULTS = path.join(BENCH, 'results');
 const DEFAULT_PORTS = {
   upstreamHttp: 18080,
   upstreamHttps: 18443,
+  upstreamMcp: 18444,
   squid: 13128,
   tinyproxy: 13129,
   sluice: 13130,
   squidBump: 13132,
   sluiceAdmin: 19090,
+  // the startup and rss rows spawn short-lived instances of their own, on ports of their own
+  coldSluice: 13140,
+  coldSluiceAdmin: 19091,
+  coldSquid: 13141,
+  coldTinyproxy: 13142,
+  coldNode: 13143,
 };
 const portOffset = portOffsetFromEnv();
 const PORTS = Object.fromEntries(Object.entries(DEFAULT_PORTS).map(([name, port]) => [name, port + portOffset]));
@@ -41,9 +48,12 @@ const CREDENTIALS = {
   bench: 'bench:sluice-bench-token',
   mitm: 'bench-mitm:bench-mitm-token',
   secret: 'bench-secret:bench-secret-token',
+  mcp: 'bench-mcp:bench-mcp-token',
 };
 
 const quick = process.env.BENCH_QUICK === '1';
+/** the bench_api secret sluice injects (bench-secret tool): random per run */
+const secretValue = randomBytes(24).toString('hex');
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 const settings = {
@@ -58,14 +68,40 @@ const settings = {
 const onlyColumns = envList('BENCH_ONLY');
 /** node flags for the sluice process only (e.g. to compare GC settings), never for the clients or upstream */
 const sluiceNodeFlags = (process.env.BENCH_SLUICE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-const onlyRows = envList('BENCH_ROWS');
+/** rows (or row groups, e.g. `startup`) to run: BENCH_ROWS, or `--only a,b` on the command line */
+const onlyRows = onlyFromArgs() ?? envList('BENCH_ROWS');
 
-const COLUMNS = ['direct', 'sluice', 'squid', 'squid-bump', 'tinyproxy'];
+// node = a bare Node `http.createServer().listen()`: the floor of any Node server (startup, rss rows)
+// sluice-base = another build of sluice (BENCH_SLUICE_BASE=path/to/dist/cli.js), for an A/B of the cold rows
+const sluiceBase = process.env.BENCH_SLUICE_BASE ? path.resolve(process.env.BENCH_SLUICE_BASE) : null;
+const BASE_COLUMN = sluiceBase ? ['sluice-base'] : [];
+const COLUMNS = ['direct', 'sluice', ...BASE_COLUMN, 'squid', 'squid-bump', 'tinyproxy', 'node'];
 const RATIOS = [
   ['sluice/squid', 'squid'],
   ['sluice/squid-bump', 'squid-bump'],
   ['sluice/tinyproxy', 'tinyproxy'],
+  ['sluice/node', 'node'],
+  ...(sluiceBase ? [['sluice/sluice-base', 'sluice-base']] : []),
 ];
+
+function onlyFromArgs() {
+  const args = process.argv.slice(2);
+  const at = args.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  if (at < 0) return null;
+  const raw = args[at].startsWith('--only=') ? args[at].slice('--only='.length) : args[at + 1];
+  if (!raw) throw new Error('--only needs a list of rows, e.g. --only startup,rss');
+  return new Set(
+    raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+}
+
+/** A row runs when nothing was picked, or when its id or its group was. */
+function rowSelected(row) {
+  return !onlyRows || onlyRows.has(row.id) || (row.group !== undefined && onlyRows.has(row.group));
+}
 
 function envNumber(name, fallback) {
   const raw = process.env[name];
@@ -369,13 +405,14 @@ function benchPolicy() {
     .readFileSync(original, 'utf8')
     .replaceAll(`:${DEFAULT_PORTS.upstreamHttp}"`, `:${PORTS.upstreamHttp}"`)
     .replaceAll(`:${DEFAULT_PORTS.upstreamHttps}"`, `:${PORTS.upstreamHttps}"`)
+    .replaceAll(`:${DEFAULT_PORTS.upstreamMcp}"`, `:${PORTS.upstreamMcp}"`)
     .replace('upstream_ca: tls/upstream.pem', `upstream_ca: ${path.join(BENCH, 'tls', 'upstream.pem')}`);
   const copy = path.join(tmp, 'policy.yaml');
   fs.writeFileSync(copy, text);
   return copy;
 }
 
-async function startSluice(secretValue) {
+async function startSluice() {
   const cli = path.join(ROOT, 'dist', 'cli.js');
   if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
   const policy = benchPolicy();
@@ -473,6 +510,21 @@ async function wrkSmallGet({ proxyPort, auth, target, seconds }) {
       errors,
       read_errors: r.errors.read,
     },
+  };
+}
+
+/** MCP tools/call round trips with the official SDK (bench/mcpload.mjs runs its own MCP server). */
+async function mcpCalls({ proxyPort, auth, ca, seconds }) {
+  const env = { MCP_PORT: String(PORTS.upstreamMcp), SECONDS: String(seconds), CONC: '8' };
+  if (proxyPort) Object.assign(env, { PROXY_URL: `http://127.0.0.1:${proxyPort}`, PROXY_AUTH: auth, CA_FILE: ca });
+  const { stdout, stderr } = await runClient(process.execPath, [path.join(BENCH, 'mcpload.mjs')], { env, timeoutMs: (seconds + 30) * 1000 });
+  const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (!line) return { error: `mcpload: ${(stderr || stdout).trim().split('\n').at(-1)}` };
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  if (r.requests <= 0) return { error: `mcpload: no successful call (${r.errors} failed)` };
+  return {
+    requests: r.requests,
+    values: { rps: r.requests / (r.duration_us / 1e6), p50_ms: r.p50_us / 1000, p99_ms: r.p99_us / 1000, errors: r.errors },
   };
 }
 
@@ -592,6 +644,202 @@ function idleTunnelCount() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// cold rows: startup and resident memory, measured on short-lived instances each row spawns on
+// ports of its own (the long-running proxies above are not involved)
+
+const COLD_STARTS = envNumber('BENCH_STARTS', 10);
+const RSS_STARTS = envNumber('BENCH_RSS_STARTS', 3);
+const RSS_REQUESTS = 1000;
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * How to start one fresh instance of a contender. `n` names the instance's own files (audit log,
+ * and with newCa its own empty CA directory, so sluice creates a CA as on a first start).
+ */
+function coldSpec(column, n, { newCa = false } = {}) {
+  switch (column) {
+    case 'node': {
+      const port = PORTS.coldNode;
+      // the floor of any Node server: http.createServer().listen(), answering "ok" so the rss row can load it
+      const code = `require('node:http').createServer((q, s) => s.end('ok')).listen(${port}, '127.0.0.1')`;
+      return { port, cmd: process.execPath, args: ['-e', code], url: `http://127.0.0.1:${port}/` };
+    }
+    case 'sluice':
+    case 'sluice-base': {
+      const cli = column === 'sluice' ? path.join(ROOT, 'dist', 'cli.js') : sluiceBase;
+      if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
+      const port = PORTS.coldSluice;
+      const args = [
+        ...sluiceNodeFlags,
+        cli,
+        'serve',
+        '--policy',
+        benchPolicy(),
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--admin',
+        `127.0.0.1:${PORTS.coldSluiceAdmin}`,
+        '--ca-dir',
+        path.join(tmp, newCa ? `cold-ca-${column}-${n}` : 'cold-ca'),
+        '--audit',
+        path.join(tmp, `cold-audit-${column}-${n}.log`),
+        '--no-watch',
+      ];
+      return { port, admin: PORTS.coldSluiceAdmin, cmd: process.execPath, args, env: { BENCH_SECRET: secretValue }, auth: CREDENTIALS.bench };
+    }
+    case 'squid': {
+      const dir = squidDir('cold-squid');
+      const conf = path.join(tmp, 'cold-squid.conf');
+      // squid sizes its descriptor table (and so its memory) by this: a common production figure,
+      // not the idle row's hard limit
+      fs.writeFileSync(conf, fill('squid.conf.tmpl', { PORT: PORTS.coldSquid, DIR: dir, MAXFD: 4096 }));
+      return { port: PORTS.coldSquid, cmd: 'squid', args: ['-N', '-n', 'sluicebenchcold', '-f', conf] };
+    }
+    case 'tinyproxy': {
+      const dir = path.join(tmp, 'cold-tinyproxy');
+      fs.mkdirSync(dir, { recursive: true });
+      const conf = path.join(tmp, 'cold-tinyproxy.conf');
+      fs.writeFileSync(conf, fill('tinyproxy.conf.tmpl', { PORT: PORTS.coldTinyproxy, DIR: dir, MAXCLIENTS: 100 }));
+      // it closes the connection after each response: the rss row's client reconnects per request
+      return { port: PORTS.coldTinyproxy, cmd: 'tinyproxy', args: ['-d', '-c', conf], closes: true };
+    }
+    default:
+      throw new Error(`no cold start for ${column}`);
+  }
+}
+
+async function readyzStatus(port) {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Spawns one instance and times spawn → first accepted connection (a TCP connect that succeeds),
+ * its CPU until then, and for sluice the first /readyz 200 (polled alongside from the spawn) and
+ * whether /readyz said ready when asked right after that first connection.
+ */
+async function spawnCold(name, spec) {
+  const log = path.join(tmp, `${name}.log`);
+  const out = fs.openSync(log, 'a');
+  const deadline = performance.now() + 20_000;
+  const t0 = performance.now();
+  const child = spawn(spec.cmd, spec.args, { cwd: ROOT, env: { ...process.env, ...spec.env }, stdio: ['ignore', out, out], detached: true });
+  fs.closeSync(out);
+  children.add(child);
+  let exited = null;
+  const gone = new Promise((resolve) => child.once('close', resolve));
+  child.once('exit', (code, sig) => (exited = sig ?? `exit ${code}`));
+  child.once('error', (err) => (exited = err.message));
+  const failed = () => exited !== null || performance.now() > deadline;
+  const readyz = spec.admin
+    ? (async () => {
+        while (!failed()) {
+          if ((await readyzStatus(spec.admin)) === 200) return performance.now() - t0;
+          await sleep(2);
+        }
+        return null;
+      })()
+    : Promise.resolve(null);
+  while (!(await portOpen(spec.port))) {
+    if (failed()) {
+      await stopCold({ child, gone });
+      throw new Error(`${name} ${exited ? `stopped (${exited})` : 'did not listen within 20s'}: ${failureFromLog(log)}`);
+    }
+    await sleep(2);
+  }
+  const acceptedMs = performance.now() - t0;
+  const cpuMs = cpuSeconds(child.pid) * 1000;
+  const readyAtAccept = spec.admin ? (await readyzStatus(spec.admin)) === 200 : null;
+  const readyzMs = await readyz;
+  return { child, gone, acceptedMs, cpuMs, readyAtAccept, readyzMs };
+}
+
+/** Ends a cold instance at once (its shutdown is not what is measured) and waits for it. */
+async function stopCold({ child, gone }) {
+  for (const pid of processTree(child.pid)) signal(pid, 'SIGKILL');
+  await Promise.race([gone, sleep(5000)]);
+  children.delete(child);
+}
+
+const coldCache = new Map();
+
+/** The startup row: COLD_STARTS spawns after one unrecorded one (it warms the page cache). */
+async function measureStartup(column, { newCa = false } = {}) {
+  const key = `${column}${newCa ? '+new-ca' : ''}`;
+  // the bare node server has no CA: its figures are the same for both startup rows
+  if (coldCache.has(key)) return coldCache.get(key);
+  if (column.startsWith('sluice') && !newCa && !fs.existsSync(path.join(tmp, 'cold-ca'))) {
+    execFileSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'ca', 'init', '--dir', path.join(tmp, 'cold-ca')], { stdio: 'ignore' });
+  }
+  const runs = [];
+  try {
+    for (let i = 0; i <= COLD_STARTS; i++) {
+      const started = await spawnCold(`cold-${column}`, coldSpec(column, `${newCa ? 'new' : 'start'}-${i}`, { newCa }));
+      await stopCold(started);
+      if (i > 0) runs.push(started);
+    }
+  } catch (err) {
+    return { na: err.message };
+  }
+  const values = {
+    startup_ms: median(runs.map((r) => r.acceptedMs)),
+    startup_cpu_ms: median(runs.map((r) => r.cpuMs)),
+  };
+  if (runs[0].readyAtAccept !== null) {
+    values.readyz_ms = median(runs.map((r) => r.readyzMs ?? Infinity));
+    values.ready_at_accept = runs.filter((r) => r.readyAtAccept).length;
+  }
+  const cell = { values };
+  if (column === 'node' && !newCa) coldCache.set('node+new-ca', cell);
+  return cell;
+}
+
+/** The rss row: RSS of a fresh instance idle for 2 s, then after RSS_REQUESTS small GETs (median of RSS_STARTS). */
+async function measureRss(column) {
+  const idle = [];
+  const loaded = [];
+  try {
+    for (let i = 0; i < RSS_STARTS; i++) {
+      const spec = coldSpec(column, `rss-${i}`);
+      const started = await spawnCold(`cold-${column}`, spec);
+      try {
+        await sleep(2000);
+        idle.push(rssKib(started.child.pid));
+        const args = [path.join(BENCH, 'count.mjs'), '--url', spec.url ?? HTTP_SMALL, '--count', String(RSS_REQUESTS), '--conc', '10'];
+        if (!spec.url) args.push('--proxy', String(spec.port));
+        if (spec.auth) args.push('--auth', spec.auth);
+        if (spec.closes) args.push('--close');
+        const { stdout, stderr } = await runClient(process.execPath, args, { timeoutMs: 60_000 });
+        let report;
+        try {
+          report = JSON.parse(stdout.trim().split('\n').at(-1));
+        } catch {
+          throw new Error(`count.mjs: ${(stderr || stdout).trim().split('\n').at(-1)}`);
+        }
+        if (report.ok !== RSS_REQUESTS) throw new Error(`count.mjs: ${report.ok} of ${RSS_REQUESTS} answered 200 (${report.first_error})`);
+        await sleep(1000);
+        loaded.push(rssKib(started.child.pid));
+      } finally {
+        await stopCold(started);
+      }
+    }
+  } catch (err) {
+    return { na: err.message };
+  }
+  return { values: { idle_rss_mib: median(idle) / 1024, rss_1k_mib: median(loaded) / 1024 } };
+}
+
+// ---------------------------------------------------------------------------------------------
 // rows
 
 const METRICS = {
@@ -610,6 +858,12 @@ const METRICS = {
   rss_base_mib: { label: 'RSS before MiB', better: 'lower', digits: 1 },
   rss_held_mib: { label: 'RSS holding tunnels MiB', better: 'lower', digits: 1 },
   kib_per_tunnel: { label: 'KiB per idle tunnel', better: 'lower', digits: 1 },
+  startup_ms: { label: 'spawn → first accepted connection ms (median)', better: 'lower', digits: 1 },
+  startup_cpu_ms: { label: 'CPU ms until then (median)', better: 'lower', digits: 0 },
+  readyz_ms: { label: 'spawn → /readyz 200 ms (median)', better: 'lower', digits: 1, ratio: false },
+  ready_at_accept: { label: `/readyz 200 right after the first connection (of ${COLD_STARTS})`, better: 'higher', digits: 0, ratio: false },
+  idle_rss_mib: { label: 'RSS idle 2 s after start MiB', better: 'lower', digits: 1 },
+  rss_1k_mib: { label: `RSS after ${RSS_REQUESTS} small GETs MiB`, better: 'lower', digits: 1 },
 };
 
 /**
@@ -617,6 +871,30 @@ const METRICS = {
  * `measure(route)` runs the client; CPU and peak RSS of the proxy are added around it.
  */
 const ROWS = [
+  {
+    id: 'startup',
+    group: 'startup',
+    title: `startup, existing CA (median of ${COLD_STARTS} spawns)`,
+    columns: ['sluice', ...BASE_COLUMN, 'squid', 'tinyproxy', 'node'],
+    metrics: ['startup_ms', 'startup_cpu_ms', 'readyz_ms', 'ready_at_accept'],
+    cold: (column) => measureStartup(column),
+  },
+  {
+    id: 'startup_new_ca',
+    group: 'startup',
+    title: `startup, first start that creates the CA (median of ${COLD_STARTS} spawns)`,
+    columns: ['sluice', ...BASE_COLUMN, 'node'],
+    metrics: ['startup_ms', 'startup_cpu_ms', 'readyz_ms', 'ready_at_accept'],
+    cold: (column) => measureStartup(column, { newCa: true }),
+  },
+  {
+    id: 'rss',
+    group: 'rss',
+    title: `resident memory of a fresh instance, idle and after ${RSS_REQUESTS} small GETs (median of ${RSS_STARTS})`,
+    columns: ['sluice', ...BASE_COLUMN, 'squid', 'tinyproxy', 'node'],
+    metrics: ['idle_rss_mib', 'rss_1k_mib'],
+    cold: measureRss,
+  },
   {
     id: 'small_get',
     title: 'small GET 1 KiB, keep-alive, absolute-form (wrk -t1)',
@@ -703,6 +981,18 @@ const ROWS = [
     measure: bulk,
   },
   {
+    id: 'mcp_call',
+    title: 'MCP tools/call round trips, official SDK client and server, 8 sessions (sluice reads every call; mcpload)',
+    columns: ['direct', 'sluice'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
+    route: (p) => ({ auth: CREDENTIALS.mcp, ca: p.direct ? UPSTREAM_CA : p.mitmCa }),
+    measure: mcpCalls,
+    warmup: true,
+    // The MCP server runs inside mcpload.mjs: there is nothing to probe before it starts.
+    noProbe: true,
+    intercepted: true,
+  },
+  {
     id: 'idle_tunnels',
     title: 'memory holding idle CONNECT tunnels (TLS, one GET each, then idle; run first, on fresh processes)',
     columns: ['sluice', 'squid', 'tinyproxy'],
@@ -719,11 +1009,11 @@ const ROWS = [
 async function runCell(row, column, proxy) {
   const direct = column === 'direct';
   if (!direct && proxy.reason) return { na: proxy.reason };
-  if (row.id.startsWith('mitm') || row.id === 'bulk_mitm') {
+  if (row.id.startsWith('mitm') || row.id === 'bulk_mitm' || row.intercepted) {
     if (!direct && !proxy.mitmCa) return { na: proxy.mitmReason ?? 'no interception CA' };
   }
   const route = { ...row.route({ ...proxy, direct }), proxyPort: direct ? undefined : proxy.port, rootPid: proxy.pid };
-  const refused = await probe(route);
+  const refused = row.noProbe ? null : await probe(route);
   if (refused) return { na: `probe: ${refused}` };
   // an unrecorded first pass, so a JIT-compiled proxy is measured warm like the others
   if (row.warmup) await row.measure({ ...route, seconds: settings.warmupSeconds });
@@ -847,6 +1137,47 @@ function toMarkdown(report) {
 // ---------------------------------------------------------------------------------------------
 // main
 
+/** Runs every column of one row; cold rows measure on their own, the others through runCell. */
+async function runRow(row, proxies) {
+  const result = { id: row.id, title: row.title, columns: row.columns, na: {}, cells: {} };
+  for (const column of row.columns) {
+    if (stopping) break;
+    // direct and the bare node server are references: BENCH_ONLY never skips them
+    if (onlyColumns && !['direct', 'node', 'sluice-base'].includes(column) && !onlyColumns.has(column)) {
+      result.na[column] = 'skipped (BENCH_ONLY)';
+      continue;
+    }
+    process.stdout.write(`bench: ${row.id} / ${column} ... `);
+    const cell = row.cold ? await row.cold(column) : await runCell(row, column, proxies[column]);
+    if (cell.na) {
+      result.na[column] = cell.na;
+      console.log(`n/a (${cell.na})`);
+    } else {
+      result.cells[column] = cell.values;
+      console.log(
+        row.metrics
+          .map((m) => `${m}=${format(cell.values[m], m)}`)
+          .filter((s) => !s.endsWith('='))
+          .join(' '),
+      );
+    }
+  }
+  result.metrics = row.metrics.map((metric) => {
+    const values = {};
+    for (const column of row.columns) {
+      const v = result.cells[column]?.[metric];
+      if (typeof v === 'number') values[column] = +v.toFixed(4);
+    }
+    const ratios = {};
+    if (METRICS[metric].ratio !== false && values.sluice !== undefined) {
+      for (const [label, peer] of RATIOS) if (values[peer]) ratios[label] = +(values.sluice / values[peer]).toFixed(4);
+    }
+    return { metric, label: METRICS[metric].label, better: METRICS[metric].better, values, ratios };
+  });
+  delete result.cells;
+  return result;
+}
+
 async function main() {
   const required = ['squid', 'tinyproxy', 'wrk', 'curl', '/usr/lib/squid/security_file_certgen'];
   const missing = required.filter((cmd) => !commandExists(cmd));
@@ -858,7 +1189,6 @@ async function main() {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
   // squid drops root for the proxy user, which must reach its own subdirectory
   fs.chmodSync(tmp, 0o755);
-  const secretValue = randomBytes(24).toString('hex');
   const caveats = [
     `${os.cpus().length} cores shared by the client, the upstream and the proxy; wrk runs one thread and the node clients one core each.`,
     'tinyproxy closes the client connection after each response, so wrk reconnects: its read errors are those closes, not failures.',
@@ -877,80 +1207,56 @@ async function main() {
     env: { UPSTREAM_HTTP_PORT: String(PORTS.upstreamHttp), UPSTREAM_HTTPS_PORT: String(PORTS.upstreamHttps) },
   });
 
-  /** @type {Record<string, any>} */
-  const proxies = {
-    direct: { name: 'direct' },
-    sluice: { name: 'sluice', port: PORTS.sluice, httpAuth: CREDENTIALS.bench, mitmAuth: CREDENTIALS.mitm },
-    squid: { name: 'squid', port: PORTS.squid, mitmReason: 'plain squid does not intercept (see squid-bump)' },
-    'squid-bump': { name: 'squid-bump', port: PORTS.squidBump, mitmCa: path.join(BENCH, 'tls', 'mitm-ca.pem') },
-    tinyproxy: { name: 'tinyproxy', port: PORTS.tinyproxy, mitmReason: 'tinyproxy does not intercept' },
-  };
-  const starters = {
-    sluice: () => startSluice(secretValue),
-    squid: startSquid,
-    'squid-bump': startSquidBump,
-    tinyproxy: startTinyproxy,
-  };
-  for (const [name, start] of Object.entries(starters)) {
-    if (onlyColumns && !onlyColumns.has(name)) {
-      proxies[name].reason = 'skipped (BENCH_ONLY)';
-      continue;
-    }
-    try {
-      proxies[name].pid = (await start()).pid;
-      console.log(`bench: ${name} up on 127.0.0.1:${proxies[name].port} (pid ${proxies[name].pid})`);
-    } catch (err) {
-      proxies[name].reason = err.message;
-      console.log(`bench: ${name} n/a: ${err.message}`);
-    }
-  }
-  if (proxies.sluice.pid) {
-    const ca = await fetchSluiceCa();
-    proxies.sluice.mitmCa = ca.file;
-    proxies.sluice.mitmReason = ca.reason;
+  const selected = ROWS.filter(rowSelected);
+  const byId = new Map();
+  // Cold rows (startup, rss) spawn their own short-lived instances: they run first, before the
+  // long-running proxies are started, so nothing else of the bench is on the machine.
+  for (const row of selected.filter((r) => r.cold)) {
+    if (stopping) return;
+    byId.set(row.id, await runRow(row, null));
   }
 
-  // Rows marked runFirst run before any load, on freshly started proxies; the table keeps ROWS order.
-  const byId = new Map();
-  const runOrder = [...ROWS.filter((row) => row.runFirst), ...ROWS.filter((row) => !row.runFirst)];
-  for (const row of runOrder) {
-    if (onlyRows && !onlyRows.has(row.id)) continue;
-    const result = { id: row.id, title: row.title, columns: row.columns, na: {}, cells: {} };
-    for (const column of row.columns) {
-      if (stopping) return;
-      if (onlyColumns && column !== 'direct' && !onlyColumns.has(column)) {
-        result.na[column] = 'skipped (BENCH_ONLY)';
+  /** @type {Record<string, any>} */
+  let proxies = {};
+  if (selected.some((r) => !r.cold)) {
+    proxies = {
+      direct: { name: 'direct' },
+      sluice: { name: 'sluice', port: PORTS.sluice, httpAuth: CREDENTIALS.bench, mitmAuth: CREDENTIALS.mitm },
+      squid: { name: 'squid', port: PORTS.squid, mitmReason: 'plain squid does not intercept (see squid-bump)' },
+      'squid-bump': { name: 'squid-bump', port: PORTS.squidBump, mitmCa: path.join(BENCH, 'tls', 'mitm-ca.pem') },
+      tinyproxy: { name: 'tinyproxy', port: PORTS.tinyproxy, mitmReason: 'tinyproxy does not intercept' },
+    };
+    const starters = {
+      sluice: startSluice,
+      squid: startSquid,
+      'squid-bump': startSquidBump,
+      tinyproxy: startTinyproxy,
+    };
+    for (const [name, start] of Object.entries(starters)) {
+      if (onlyColumns && !onlyColumns.has(name)) {
+        proxies[name].reason = 'skipped (BENCH_ONLY)';
         continue;
       }
-      process.stdout.write(`bench: ${row.id} / ${column} ... `);
-      const cell = await runCell(row, column, proxies[column]);
-      if (cell.na) {
-        result.na[column] = cell.na;
-        console.log(`n/a (${cell.na})`);
-      } else {
-        result.cells[column] = cell.values;
-        console.log(
-          row.metrics
-            .map((m) => `${m}=${format(cell.values[m], m)}`)
-            .filter((s) => !s.endsWith('='))
-            .join(' '),
-        );
+      try {
+        proxies[name].pid = (await start()).pid;
+        console.log(`bench: ${name} up on 127.0.0.1:${proxies[name].port} (pid ${proxies[name].pid})`);
+      } catch (err) {
+        proxies[name].reason = err.message;
+        console.log(`bench: ${name} n/a: ${err.message}`);
       }
     }
-    result.metrics = row.metrics.map((metric) => {
-      const values = {};
-      for (const column of row.columns) {
-        const v = result.cells[column]?.[metric];
-        if (typeof v === 'number') values[column] = +v.toFixed(4);
-      }
-      const ratios = {};
-      if (METRICS[metric].ratio !== false && values.sluice !== undefined) {
-        for (const [label, peer] of RATIOS) if (values[peer]) ratios[label] = +(values.sluice / values[peer]).toFixed(4);
-      }
-      return { metric, label: METRICS[metric].label, better: METRICS[metric].better, values, ratios };
-    });
-    delete result.cells;
-    byId.set(row.id, result);
+    if (proxies.sluice.pid) {
+      const ca = await fetchSluiceCa();
+      proxies.sluice.mitmCa = ca.file;
+      proxies.sluice.mitmReason = ca.reason;
+    }
+
+    // Rows marked runFirst run before any load, on freshly started proxies; the table keeps ROWS order.
+    const warm = selected.filter((r) => !r.cold);
+    for (const row of [...warm.filter((r) => r.runFirst), ...warm.filter((r) => !r.runFirst)]) {
+      if (stopping) return;
+      byId.set(row.id, await runRow(row, proxies));
+    }
   }
   const rows = ROWS.filter((row) => byId.has(row.id)).map((row) => byId.get(row.id));
 

@@ -1,6 +1,12 @@
 #!/usr/bin/env node
 // sluice's command line: a thin dispatcher; each command lives in src/commands/.
+import module from 'node:module';
 import { UsageError } from './commands/usage.js';
+
+// Node 22.1+ keeps V8's compiled code of the modules a start loads on disk (in NODE_COMPILE_CACHE, or
+// the OS temp dir), so the next start skips most of the compiling; Node 20 has no such API. A cache
+// that cannot be written (a read-only root) leaves the start as it was: the call reports, never throws.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 const USAGE = `sluice: an HTTP(S) forward egress proxy for sandboxed tools
 
@@ -8,7 +14,8 @@ Usage:
   sluice serve --policy FILE [--listen 127.0.0.1:3128] [--admin 127.0.0.1:9090] [--ca-dir certs]
                [--audit FILE|-] [--audit-key FILE] [--policy-sha256 HEX]
   sluice check FILE
-  sluice explain --policy FILE --tool NAME [--resolve] METHOD URL
+  sluice explain --policy FILE --tool NAME [--resolve] [--at TIME] METHOD URL
+  sluice policy suggest --audit FILE... [--tool NAME] [--policy CURRENT]
   sluice ca init [--dir certs]
   sluice audit keygen --dir DIR
   sluice audit verify [--key PUB] [--expect-seq N] FILE...
@@ -23,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>
   explain: async () => (await import('./commands/explain.js')).runExplain,
   ca: async () => (await import('./commands/ca.js')).runCa,
   audit: async () => (await import('./commands/audit.js')).runAudit,
+  policy: async () => (await import('./commands/policy.js')).runPolicy,
 };
 
 async function main(argv: string[]): Promise<number> {

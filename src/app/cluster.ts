@@ -8,6 +8,8 @@
 // worker that is restarted continues its own file's chain (after a break checkpoint when signed and
 // the worker died without sealing it). The admin's /audit/head lists each worker's last checkpoint.
 import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { AggregatorRegistry, type PrometheusContentType, type Registry } from 'prom-client';
 import { startAdminServer, type AdminServer, type AdminStatus } from '../observe/admin.js';
 import type { AuditHead } from '../observe/audit.js';
@@ -26,6 +28,28 @@ interface WorkerStatus {
   policy: { sha256: string; loadedAt: string; tools: Array<{ name: string; rules: number; secrets: string[] }> };
   /** the worker's last signed audit checkpoint (null when unsigned) */
   auditHead: AuditHead | null;
+}
+
+/**
+ * `--workers auto`: one worker per core this process may use (the CPU affinity, capped by a cgroup
+ * v2 quota: a pod limited to 2 CPUs on a 64-core node gets 2, not 64), and a single process on 2
+ * cores or fewer, where a second worker competes for the same cores with the tool it serves and
+ * with the bench's own clients (issue 20).
+ */
+export function autoWorkers(cores: number = availableParallelism(), cpuQuota: number | null = cgroupCpuQuota()): number {
+  const usable = cpuQuota === null ? cores : Math.min(cores, Math.max(1, Math.floor(cpuQuota)));
+  return usable > 2 ? usable : 1;
+}
+
+/** CPUs the cgroup v2 quota allows (cpu.max "QUOTA PERIOD"), null without a quota or cgroup v2. */
+function cgroupCpuQuota(): number | null {
+  try {
+    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
+    const cpus = Number(quota) / Number(period);
+    return quota === 'max' || !Number.isFinite(cpus) || cpus <= 0 ? null : cpus;
+  } catch {
+    return null;
+  }
 }
 
 /** 1…N inside a worker started by runPrimary, null in a single process or the primary. */

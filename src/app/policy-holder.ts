@@ -217,6 +217,8 @@ export class PolicyHolder {
       sha256: runtime.loaded.digest,
       tools: [...runtime.compiled.tools.keys()],
       secrets: [...runtime.compiled.secrets.keys()],
+      // The MCP tool names rules list literally: the only values of the mcp_tool metric label.
+      mcpTools: [...runtime.compiled.tools.values()].flatMap((tool) => tool.rules.flatMap((rule) => [...(rule.mcp?.tools.exact ?? [])])),
     });
     observer.event({ type: 'policy.load', detail: `loaded ${runtime.loaded.file}` });
   }

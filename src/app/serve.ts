@@ -134,6 +134,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     );
   }
   if (opts.audit !== null) metrics.auditSeq(() => sink.head.seq, opts.worker);
+  metrics.halted(() => haltedDetail !== null);
   // Invariant 4 (no unaudited traffic): once a record cannot be written, sluice halts as on drift.
   const observer = new AuditingObserver({ sink, metrics, onAuditFailure: (err) => auditFailed(err) });
   // Announces the policy (policy.load) and starts watching; a drift of a pinned policy halts.
@@ -170,10 +171,9 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     sockets.add(s);
     s.on('close', forget);
   });
-  const proxy = await listen(server, opts.listen);
-  // Later checks for "is this sluice itself" need the real port when 0 was asked for.
-  await self.add({ host: opts.listen.host, port: proxy.port });
-
+  // The admin port listens first, so /readyz answers (200) from the moment the proxy port accepts,
+  // and no request can reach the proxy before sluice knows the admin port as its own.
+  let serving = false;
   const admin = opts.admin
     ? await startAdminServer({
         listen: opts.admin,
@@ -183,8 +183,8 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         status: () => {
           const runtime = policy.current();
           return {
-            ready: haltedDetail === null,
-            why: haltedDetail,
+            ready: serving && haltedDetail === null,
+            why: haltedDetail ?? (serving ? null : 'starting: the proxy port is not listening yet'),
             policy: {
               sha256: runtime.loaded.digest,
               loadedAt: runtime.loaded.loadedAt,
@@ -199,6 +199,14 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       })
     : null;
   if (admin) await self.add({ host: opts.admin!.host, port: admin.address.port });
+
+  const proxy = await listen(server, opts.listen).catch(async (err: Error) => {
+    await admin?.close();
+    throw err;
+  });
+  serving = true;
+  // Later checks for "is this sluice itself" need the real port when 0 was asked for.
+  await self.add({ host: opts.listen.host, port: proxy.port });
 
   // The holder has written policy.drift and logged it; this stops the traffic.
   function halt(detail: string): void {

@@ -1,4 +1,4 @@
-import { reportToPrimary, runPrimary, workerAuditFile, workerIndex } from '../app/cluster.js';
+import { autoWorkers, reportToPrimary, runPrimary, workerAuditFile, workerIndex } from '../app/cluster.js';
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS, randomInstance, type FsyncMode } from '../observe/audit.js';
@@ -35,8 +35,9 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
                          default; per-tool caps are in the policy)         [SLUICE_MAX_CONNECTIONS]
   --max-header-bytes N   largest request line plus headers accepted (default 32768); larger is
                          431 bad_request                                   [SLUICE_MAX_HEADER_BYTES]
-  --workers N            worker processes sharing the listen socket (default 1); the admin port
-                         sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN
+  --workers N|auto       worker processes sharing the listen socket (default 1); the admin port
+                         sums their metrics, each writes its own audit chain FILE.w1 … FILE.wN;
+                         auto = one per usable core (affinity, cgroup quota), 1 on 2 cores or fewer
                                                                            [SLUICE_WORKERS]
   --no-watch             reload only on SIGHUP, not when a policy file or fragment changes
 
@@ -80,7 +81,8 @@ export async function runServe(args: string[]): Promise<number> {
   if (!Number.isInteger(maxBytes) || maxBytes < 0) throw new UsageError('--audit-max-bytes must be a whole number of bytes');
   const pinned = v['policy-sha256'] ?? env.SLUICE_POLICY_SHA256 ?? null;
   if (pinned !== null && !/^[0-9a-fA-F]{64}$/.test(pinned)) throw new UsageError('--policy-sha256 must be 64 hex digits');
-  const workers = wholeNumber(v.workers ?? env.SLUICE_WORKERS ?? '1', '--workers');
+  const workersText = v.workers ?? env.SLUICE_WORKERS ?? '1';
+  const workers = workersText === 'auto' ? autoWorkers() : wholeNumber(workersText, '--workers');
   if (workers < 1) throw new UsageError('--workers must be at least 1');
   const audit = v.audit ?? env.SLUICE_AUDIT ?? null;
   // Several processes writing whole batches to one stream could interleave records.

@@ -43,6 +43,16 @@ export const PROBLEM_CODES = [
   'reserved_header',
   'require_needs_header',
   'strict_plaintext',
+  // MCP-aware rules (issue 18)
+  'bad_mcp',
+  // git push rules (issue 21)
+  'bad_ref_glob',
+  'git_refs_too_wide',
+  // issue 16: per-tool review (learning a tool's traffic)
+  'review_until_needed',
+  'review_too_long',
+  'review_until_unused',
+  'bad_time',
   // the base file and its fragments together
   'include_needs_file',
   'fragment_secret',

@@ -127,7 +127,7 @@ function checkFile(name: string, absolute: string, bytes: Uint8Array, kind: 'pol
   const value = source.value as { tools: Tools; secrets: Secrets } & PolicyDoc;
   const strict = kind === 'policy' ? value.strict : baseStrict;
   if (kind === 'policy') problems.push(...checkSettings(source, value));
-  problems.push(...checkTools(source, value.tools, strict), ...checkSecrets(source, value.secrets, strict));
+  problems.push(...checkTools(source, value.tools, strict, Date.now()), ...checkSecrets(source, value.secrets, strict));
   fillDerivedDefaults(value, dirname(absolute));
   return { name, absolute, bytes, source, problems: byLine(problems) };
 }

@@ -1,9 +1,10 @@
-// The policy schema (config/network-egress.schema.json), compiled once, and its errors turned
+// The policy schema (config/network-egress.schema.json), compiled at build time, and its errors turned
 // into sentences for operators. The schema fills in defaults; values are never echoed in schema
 // errors because a misplaced token is exactly the kind of mistake this step catches.
 import { readFileSync } from 'node:fs';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
+import * as generated from './policy-validator.gen.js';
 import { lineOf, type PolicySource } from './source.js';
 
 /** The schema document; also what a README generator reads descriptions from. */
@@ -11,22 +12,11 @@ export const policySchema = JSON.parse(readFileSync(new URL('../../config/networ
   $id: string;
 };
 
-const ajv = new Ajv2020({
-  strict: true,
-  // oneOf branches such as { required: [token_env] } name fields their parent declares, which
-  // strictRequired cannot see; every other strict check stays on.
-  strictRequired: false,
-  allowUnionTypes: true,
-  useDefaults: true,
-  allErrors: true,
-  verbose: true,
-});
-// Annotation only: the form a pattern expects, in words, for error messages.
-ajv.addKeyword({ keyword: 'x-expected', schemaType: 'string' });
-
+// Compiled ahead of time (scripts/gen-policy-validator.mjs, run by `npm run build`, holds the Ajv
+// options): a start runs the generated code and never loads Ajv's compiler.
 const validators: Record<'policy' | 'fragment', ValidateFunction> = {
-  policy: ajv.compile(policySchema),
-  fragment: ajv.getSchema(`${policySchema.$id}#/$defs/fragment`)!,
+  policy: generated.policy as unknown as ValidateFunction,
+  fragment: generated.fragment as unknown as ValidateFunction,
 };
 
 /** Validates source.value in place (filling defaults); returns the problems, empty when valid. */

@@ -6,10 +6,13 @@ import ipaddr from 'ipaddr.js';
 import { splitHostPort } from '../net/host.js';
 import { compileHostPattern, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob } from '../match/path.js';
+import { compileRefGlob } from '../git/rules.js';
 import type { FieldPath, Problem, ProblemCode } from './errors.js';
+import { MAX_REVIEW_DAYS, parseReviewUntil } from './review.js';
 import { publicSuffixReached } from './public-suffix.js';
 import { lineOf, type PolicySource } from './source.js';
-import { swapInOf, type PolicyDoc, type SecretDoc, type ToolDoc } from './types.js';
+import { swapInOf, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from './types.js';
+import { CHECKED_METHODS } from '../mcp/names.js';
 
 type Report = (code: ProblemCode, path: FieldPath, message: string) => void;
 
@@ -51,10 +54,12 @@ export function checkSettings(source: PolicySource, doc: PolicyDoc): Problem[] {
   return problems;
 }
 
-export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>, strict: boolean): Problem[] {
+/** now: when the policy is loaded (ms since the epoch); strict mode measures review_until from it. */
+export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>, strict: boolean, now: number): Problem[] {
   const problems: Problem[] = [];
   const report = reporter(source, problems);
   for (const [name, tool] of Object.entries(tools)) {
+    checkToolReview(report, name, tool, strict, now);
     tool.allow.forEach((rule, i) => {
       const at = ['tools', name, 'allow', i];
       const hostProblem = ruleHostProblem(rule.host, strict);
@@ -70,9 +75,89 @@ export function checkTools(source: PolicySource, tools: Record<string, ToolDoc>,
           report('bad_path', [...at, 'paths', j], (error as Error).message);
         }
       });
+      if (rule.mcp) checkMcpRule(rule, at, report);
+      if (rule.git) checkGitRule(report, [...at, 'git'], rule.git, strict);
     });
   }
   return problems;
+}
+
+/** An mcp: rule (issue 18) that could never work as written, or that would let checked calls through. */
+function checkMcpRule(rule: RuleDoc, at: FieldPath, report: Report): void {
+  const mcp = rule.mcp!;
+  if (rule.methods && !rule.methods.includes('POST')) {
+    report('bad_mcp', [...at, 'methods'], 'an mcp: rule carries its JSON-RPC calls in POST requests; add POST to methods or drop methods');
+  }
+  if (rule.sha256 !== undefined) {
+    report('bad_mcp', [...at, 'sha256'], 'an mcp: rule answers change with every call; it cannot be pinned to one sha256');
+  }
+  mcp.methods?.forEach((method, j) => {
+    if (CHECKED_METHODS.has(method)) {
+      const list = method === 'tools/call' ? 'tools' : method === 'resources/read' ? 'resources' : 'prompts';
+      report('bad_mcp', [...at, 'mcp', 'methods', j], `${method} is checked by name; list the names under mcp.${list} instead`);
+    }
+  });
+}
+
+/** Ref names a glob covering "every branch" would match; none of them is a name a policy would single out. */
+const ANY_BRANCH_PROBES = ['refs/heads/main', 'refs/heads/master', 'refs/heads/x7f3q9-sluice-probe'];
+
+/** A rule's git: ref globs compile; a tag glob needs tags: true; strict mode refuses a glob over every branch. */
+function checkGitRule(report: Report, at: FieldPath, git: NonNullable<ToolDoc['allow'][number]['git']>, strict: boolean): void {
+  const tags = git.push?.tags ?? false;
+  git.push?.refs?.forEach((pattern, j) => {
+    const where = [...at, 'push', 'refs', j];
+    let regex: RegExp;
+    try {
+      regex = compileRefGlob(pattern).regex;
+    } catch (error) {
+      report('bad_ref_glob', where, (error as Error).message);
+      return;
+    }
+    if (!tags && pattern.startsWith('refs/tags/')) {
+      report('bad_ref_glob', where, `ref pattern "${pattern}" names tags, but git.push.tags is false, which refuses every tag`);
+    }
+    if (strict && ANY_BRANCH_PROBES.every((ref) => regex.test(`/${ref}`))) {
+      report(
+        'git_refs_too_wide',
+        where,
+        `ref pattern "${pattern}" matches every branch, main included; strict mode forbids it (name the branches the tool owns, e.g. "refs/heads/agent/**")`,
+      );
+    }
+  });
+}
+
+// --- issue 16: per-tool review ---------------------------------------------------------------
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function checkToolReview(report: Report, name: string, tool: ToolDoc, strict: boolean, now: number): void {
+  const at = ['tools', name];
+  const until = tool.review_until === undefined ? undefined : parseReviewUntil(tool.review_until);
+  if (until === null) {
+    report('bad_time', [...at, 'review_until'], `"${tool.review_until}" is not a real date and time (RFC 3339, e.g. "2026-12-16T00:00:00Z")`);
+    return;
+  }
+  if (tool.on_violation !== 'review') {
+    if (tool.review_until !== undefined) {
+      report('review_until_unused', [...at, 'review_until'], 'review_until applies only with on_violation: review on the same tool; remove it');
+    }
+    return;
+  }
+  if (!strict) return;
+  if (until === undefined) {
+    report(
+      'review_until_needed',
+      [...at, 'on_violation'],
+      `strict mode lets a tool review only until a set time; add review_until (RFC 3339), at most ${MAX_REVIEW_DAYS} days ahead`,
+    );
+  } else if (until - now > MAX_REVIEW_DAYS * DAY_MS) {
+    report(
+      'review_too_long',
+      [...at, 'review_until'],
+      `review_until is more than ${MAX_REVIEW_DAYS} days ahead; strict mode allows a review of at most ${MAX_REVIEW_DAYS} days`,
+    );
+  }
 }
 
 export function checkSecrets(source: PolicySource, secrets: Record<string, SecretDoc>, strict: boolean): Problem[] {

@@ -50,6 +50,30 @@ export interface RuleDoc {
   paths?: string[];
   sha256?: string;
   limits?: Partial<Limits>;
+  mcp?: McpRuleDoc;
+  /** issue 21: git push rules (makes sluice intercept the host and read smart-HTTP pushes) */
+  git?: GitRuleDoc;
+  // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
+  exfil_ok?: string;
+}
+
+/** MCP-aware rule (issue 18): names or globs ("*" = any run of characters) the JSON-RPC calls may name. */
+export interface McpRuleDoc {
+  /** what tools/call may name; [] = none */
+  tools: string[];
+  /** what resources/read may name (URIs); absent = any */
+  resources?: string[];
+  /** what prompts/get may name; absent = any */
+  prompts?: string[];
+  /** further JSON-RPC methods let through unchecked */
+  methods?: string[];
+}
+
+/** A rule's `git:` field (issue 21); the schema fills in the defaults. */
+export interface GitRuleDoc {
+  push?: { refs?: string[]; create?: boolean; delete?: boolean; tags?: boolean };
+  /** false refuses git-upload-pack (clone, fetch) on this rule */
+  fetch?: boolean;
 }
 
 export interface ToolDoc {
@@ -59,6 +83,10 @@ export interface ToolDoc {
   allow: RuleDoc[];
   limits?: Partial<Limits>;
   protected?: boolean;
+  // issue 16: per-tool learning; absent = the policy's on_violation
+  on_violation?: 'block' | 'review';
+  /** RFC 3339; with on_violation: review, when the review ends and the tool blocks again */
+  review_until?: string;
 }
 
 export interface PolicyDoc {

@@ -1,9 +1,18 @@
 // The one place sluice opens connections upstream. Callers hand it an address that the resolver
 // vetted; the name is kept only for SNI and certificate checks, so nothing here resolves again.
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Pool, buildConnector } from 'undici';
+import type * as Undici from 'undici';
 import { LRUCache } from 'lru-cache';
+
+// undici's index loads all of undici (fetch, cookies, WebSocket, mocks, proxy agents): about four
+// times what a start spends on the two modules sluice uses (issue 20). Pool.dispatch is the pool's
+// own method, not one of the api helpers the index adds to Dispatcher.prototype.
+const requireUndici = createRequire(import.meta.url);
+const Pool = requireUndici('undici/lib/dispatcher/pool') as typeof Undici.Pool;
+type Pool = Undici.Pool;
+const buildConnector = requireUndici('undici/lib/core/connect') as typeof Undici.buildConnector;
 
 export interface DialTarget {
   /** vetted IP literal */

@@ -47,7 +47,17 @@ export const AUDIT_FIELDS = [
   'policy_sha256',
 ] as const;
 /** Present only when set; a checkpoint has `checkpoint`, `key_id` and `signature` (and `detail` for a break). */
-export const AUDIT_EXTRAS = ['where', 'detail', 'expected_sha256', 'checkpoint', 'key_id', 'signature'] as const;
+export const AUDIT_EXTRAS = [
+  'where',
+  'detail',
+  'expected_sha256',
+  'via',
+  'mcp_method',
+  'mcp_name',
+  'checkpoint',
+  'key_id',
+  'signature',
+] as const;
 
 /**
  * Why a checkpoint was written. `start`: a process began (seq 1 of a new trail, or right after the
@@ -86,6 +96,10 @@ export interface AuditRecord {
   where?: string;
   detail?: string;
   expected_sha256?: string;
+  /** issue 16: passthrough | intercept | tunnel */
+  via?: string;
+  mcp_method?: string;
+  mcp_name?: string;
   checkpoint?: CheckpointKind;
   key_id?: string;
   signature?: string;
@@ -173,6 +187,9 @@ export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) =
   // Lifecycle events keep their whole detail: the operator's policy file is its source, not a tool.
   if (typeof e.detail === 'string') record.detail = LIFECYCLE_TYPES.has(e.type) ? scrub(e.detail) : text(e.detail, AUDIT_FIELD_MAX.detail)!;
   if (typeof e.expected_sha256 === 'string') record.expected_sha256 = text(e.expected_sha256)!;
+  if (typeof e.via === 'string') record.via = text(e.via)!;
+  if (typeof e.mcp_method === 'string') record.mcp_method = text(e.mcp_method)!;
+  if (typeof e.mcp_name === 'string') record.mcp_name = text(e.mcp_name)!;
   record.prev = at.prev;
   return record;
 }

@@ -12,6 +12,8 @@ export const AUDIT_TYPES = [
   'policy.load',
   'policy.reload_failed',
   'policy.drift',
+  // One per JSON-RPC call an mcp: rule read (issue 18), besides the exchange's own record.
+  'mcp.call',
   // Written by the audit sink itself (signed, about the trail), never by the data path; not a request.
   'audit.checkpoint',
 ] as const;
@@ -44,6 +46,11 @@ export interface AuditInput {
   detail?: string | null;
   /** the other hash of a drift, or of a reload */
   expected_sha256?: string | null;
+  /** issue 16: how sluice saw a request or tunnel: passthrough, intercept, tunnel (absent: on the proxy port) */
+  via?: 'passthrough' | 'intercept' | 'tunnel' | null;
+  /** mcp.call: the JSON-RPC method and the tool, resource or prompt it names (bounded) */
+  mcp_method?: string | null;
+  mcp_name?: string | null;
 }
 
 export interface Observer {

@@ -27,11 +27,19 @@ export interface SluiceMetrics {
   /** sluice_policy_info{sha256}=1 for this policy only */
   policyLoaded(sha256: string): void;
   reloadFailed(): void;
+  /** one JSON-RPC call an mcp: rule read (labels already bounded by the observer) */
+  mcpCall(tool: string, method: string, mcpTool: string, decision: string): void;
   /**
    * sluice_audit_last_seq: read at each scrape (nothing per record). `worker` labels the series of
    * one worker under --workers, whose primary sums the workers' registries.
    */
   auditSeq(read: () => number, worker?: number | null): void;
+  /**
+   * sluice_halted: 1 while the proxy is halted (pinned-policy drift, an audit that cannot be
+   * written), else 0; read at each scrape. A gauge of its own, so an alert keys on it per instance
+   * rather than on a scrape job's name.
+   */
+  halted(read: () => boolean): void;
 }
 
 const DEFAULT_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -101,6 +109,13 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     registers,
   });
 
+  const mcpCalls = new Counter({
+    name: 'sluice_mcp_calls_total',
+    help: 'JSON-RPC calls read by mcp: rules, by tool, MCP method, MCP tool (names the policy lists, else "other") and decision',
+    labelNames: ['tool', 'method', 'mcp_tool', 'decision'] as const,
+    registers,
+  });
+
   let readAuditSeq: (() => number) | null = null;
   let auditWorker: string | null = null;
   new Gauge({
@@ -112,6 +127,18 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
       if (readAuditSeq === null) return;
       if (auditWorker === null) this.set(readAuditSeq());
       else this.set({ worker: auditWorker }, readAuditSeq());
+    },
+  });
+
+  let readHalted: (() => boolean) | null = null;
+  new Gauge({
+    name: 'sluice_halted',
+    help: '1 while sluice is halted (pinned policy drifted, or the audit cannot be written) and refuses every request; else 0',
+    registers,
+    // Under --workers the primary reports 1 when any worker is halted.
+    aggregator: 'max',
+    collect() {
+      this.set(readHalted?.() ? 1 : 0);
     },
   });
 
@@ -148,9 +175,13 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
       policyInfo.set({ sha256 }, 1);
     },
     reloadFailed: () => reloadFailures.inc(),
+    mcpCall: (tool, method, mcpTool, decision) => mcpCalls.inc({ tool, method, mcp_tool: mcpTool, decision }),
     auditSeq: (read, worker) => {
       readAuditSeq = read;
       auditWorker = worker == null ? null : String(worker);
+    },
+    halted: (read) => {
+      readHalted = read;
     },
   };
 }

@@ -22,7 +22,28 @@ export interface PolicyLabels {
   sha256: string;
   tools: readonly string[];
   secrets: readonly string[];
+  /** MCP tool names listed literally under some rule's mcp.tools (issue 18); absent = none */
+  mcpTools?: readonly string[];
 }
+
+/** The mcp_tool label of a name the policy does not list, and the method label of an unknown method. */
+export const OTHER_LABEL = 'other';
+/** MCP methods counted under their own name (sluice_mcp_calls_total{method}); any other is "other". */
+const MCP_METHODS: ReadonlySet<string> = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+]);
 
 export interface AuditingObserverOptions {
   sink: AuditSink;
@@ -41,6 +62,7 @@ export class AuditingObserver implements Observer {
   #policySha256: string | null = null;
   #tools: ReadonlySet<string> = new Set();
   #secrets: ReadonlySet<string> = new Set();
+  #mcpTools: ReadonlySet<string> = new Set();
 
   constructor(opts: AuditingObserverOptions) {
     this.#sink = opts.sink;
@@ -53,6 +75,7 @@ export class AuditingObserver implements Observer {
     this.#policySha256 = policy.sha256;
     this.#tools = new Set(policy.tools);
     this.#secrets = new Set(policy.secrets);
+    this.#mcpTools = new Set(policy.mcpTools ?? []);
     this.#metrics.policyLoaded(policy.sha256);
   }
 
@@ -98,6 +121,12 @@ export class AuditingObserver implements Observer {
       this.#metrics.secretUse(tool, secret);
     }
     if (e.type === 'policy.reload_failed') this.#metrics.reloadFailed();
+    if (e.type === 'mcp.call') {
+      const method = e.mcp_method != null && MCP_METHODS.has(e.mcp_method) ? e.mcp_method : OTHER_LABEL;
+      // Only tools/call names a tool; its label is a name the policy lists, never one a server or agent made up.
+      const mcpTool = method !== 'tools/call' ? '' : e.mcp_name != null && this.#mcpTools.has(e.mcp_name) ? e.mcp_name : OTHER_LABEL;
+      this.#metrics.mcpCall(tool, method, mcpTool, labelIn(DECISIONS, e.decision));
+    }
   }
 
   #toolLabel(tool: string | null | undefined): string {

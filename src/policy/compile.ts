@@ -7,6 +7,9 @@ import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob, type PathGlob } from '../match/path.js';
+import { compileMcp, type CompiledMcp } from '../mcp/names.js';
+import { compileGitRule, type CompiledGitRule } from '../git/rules.js';
+import { parseReviewUntil } from '../config/review.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -38,6 +41,10 @@ export interface CompiledRule {
   readonly inspects: boolean;
   /** the rule's own concurrency and rate caps, counted per (tool, rule) on top of the tool's; null = none */
   readonly caps: RuleCaps | null;
+  /** MCP-aware rule (issue 18): the JSON-RPC calls it allows; null = not an MCP rule */
+  readonly mcp: CompiledMcp | null;
+  /** issue 21: git push rules, read by the content seam (src/proxy/inspect.ts); null = none */
+  readonly git: CompiledGitRule | null;
 }
 
 /** Caps a rule declares for itself; a field it leaves out is not capped at the rule level. */
@@ -76,8 +83,13 @@ export class CompiledTool {
   /** aliases this tool may use, as declared */
   readonly secrets: readonly string[];
   readonly rules: readonly CompiledRule[];
+  /** rule id → rule, for the steps that act on the rule a decision names (MCP inspection) */
+  readonly byId: ReadonlyMap<string, CompiledRule>;
   /** policy, then tool limits: what applies when no rule does */
   readonly limits: Readonly<Limits>;
+  /** issue 16: the tool's own on_violation (null: the policy's), and when its review ends (ms; null: never) */
+  readonly onViolation: 'block' | 'review' | null;
+  readonly reviewUntil: number | null;
 
   readonly #exact = new Map<string, CompiledRule[]>();
   readonly #subdomains = new Map<string, CompiledRule[]>();
@@ -96,6 +108,9 @@ export class CompiledTool {
     this.protected = doc.protected ?? false;
     this.secrets = Object.freeze([...doc.secrets]);
     this.limits = mergeLimits(policy.limits, doc.limits);
+    this.onViolation = doc.on_violation ?? null;
+    // An unreadable time (the loader refuses it) counts as already past: the review fails closed.
+    this.reviewUntil = doc.review_until === undefined ? null : (parseReviewUntil(doc.review_until) ?? 0);
     this.#secretPatterns = doc.secrets.map((alias) => {
       const hosts = secretPatterns.get(alias);
       if (!hosts) throw new PolicyCompileError(`tools.${name}.secrets`, `secret "${alias}" is not defined under secrets`);
@@ -103,6 +118,7 @@ export class CompiledTool {
     });
     this.#anySecretHosts = [...secretPatterns.values()].flat();
     this.rules = Object.freeze(doc.allow.map((rule, index) => compileRule(name, index, rule, this.limits, policy)));
+    this.byId = new Map(this.rules.map((rule) => [rule.id, rule]));
     for (const rule of this.rules) {
       const { host } = rule;
       if (host.kind === 'any') this.#any.push(rule);
@@ -215,6 +231,14 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
       }
     }) ?? null;
   const methods = doc.methods?.map((method) => method.toUpperCase()) ?? null;
+  let git: CompiledGitRule | null = null;
+  if (doc.git) {
+    try {
+      git = compileGitRule(doc.git);
+    } catch (error) {
+      throw new PolicyCompileError(`${where}.git.push.refs`, (error as Error).message);
+    }
+  }
   return Object.freeze({
     id,
     index,
@@ -224,8 +248,11 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     paths: paths && Object.freeze(paths),
     sha256: doc.sha256 ?? null,
     limits: mergeLimits(toolLimits, doc.limits),
-    inspects: methods !== null || paths !== null || doc.sha256 !== undefined,
+    // An MCP rule reads the JSON-RPC inside the requests, and a git rule reads pushes: both need the tunnel opened up.
+    inspects: methods !== null || paths !== null || doc.sha256 !== undefined || git !== null || doc.mcp !== undefined,
     caps: ruleCaps(doc.limits),
+    git,
+    mcp: doc.mcp ? compileMcp(doc.mcp) : null,
   });
 }
 

@@ -149,11 +149,12 @@ function violation(
   sentence: string,
   path: string | null,
 ): Decision {
-  const review = policy.doc.on_violation === 'review' && OUTCOME[reason].reviewable;
+  const mode = reviewMode(policy, tool, req.now);
+  const review = mode.review && OUTCOME[reason].reviewable;
   return freeze({
     verdict: review ? 'review' : 'deny',
     reason,
-    detail: review ? detail.review(sentence) : sentence,
+    detail: mode.describe(sentence),
     tool: tool.name,
     rule: null,
     host: route.host.host,
@@ -166,6 +167,23 @@ function violation(
     path,
     secrets: route.secrets,
   });
+}
+
+/**
+ * issue 16: whether a violation of this tool is let through and recorded, and the sentence it gets.
+ * A tool's own on_violation wins over the policy's; its review lasts while now < review_until, and
+ * past it (or with no time given) the tool blocks and the refusal says the review ended.
+ */
+function reviewMode(policy: CompiledPolicy, tool: CompiledTool, now: number | undefined): { review: boolean; describe: (s: string) => string } {
+  if (tool.onViolation === 'review') {
+    const until = tool.reviewUntil;
+    if (until === null || (now !== undefined && now < until)) {
+      return { review: true, describe: (s) => detail.toolReview(tool.name, until === null ? null : new Date(until).toISOString(), s) };
+    }
+    return { review: false, describe: (s) => detail.reviewEnded(tool.name, new Date(until).toISOString(), s) };
+  }
+  if (tool.onViolation === null && policy.doc.on_violation === 'review') return { review: true, describe: detail.review };
+  return { review: false, describe: (s) => s };
 }
 
 /** The fields of a refusal made before any rule could be looked at. */
@@ -203,9 +221,13 @@ function consider(
     return { matched: false, why: `port ${req.port} is not among the allowed ports ${rule.ports.join(', ')}` };
   }
   if (path === null) {
-    const why = rule.inspects
-      ? 'host and port match; methods, paths and digest are checked on each request after TLS interception'
-      : 'host and port match';
+    const why = rule.mcp
+      ? 'host and port match; an mcp: rule intercepts TLS and checks the JSON-RPC calls of each request'
+      : rule.git
+        ? 'host and port match; methods, paths and git pushes (git:) are checked on each request after TLS interception'
+        : rule.inspects
+          ? 'host and port match; methods, paths and digest are checked on each request after TLS interception'
+          : 'host and port match';
     return { matched: true, why };
   }
   if (!methodAllowed(rule, req.method)) {
@@ -217,5 +239,7 @@ function consider(
     return { matched: false, why };
   }
   const pinned = rule.sha256 === null ? '' : '; the body must match the pinned sha256';
-  return { matched: true, why: `host, port, method and path match${pinned}` };
+  const git = rule.git === null ? '' : '; a push is checked ref by ref against git:';
+  const mcp = rule.mcp === null ? '' : `; MCP calls are checked (tools: ${rule.mcp.tools.patterns.join(', ') || 'none'})`;
+  return { matched: true, why: `host, port, method and path match${pinned}${git}${mcp}` };
 }

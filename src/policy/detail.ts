@@ -38,6 +38,11 @@ export const detail = {
   pathUncheckable: (tool: string, host: string, port: number, why: string) =>
     `The path of this request to ${target(host, port)} cannot be checked against the path rules of tool ${tool}: ${why}.`,
   review: (wouldDeny: string) => `Would be denied, allowed because on_violation is review: ${wouldDeny}`,
+  // issue 16: per-tool review
+  toolReview: (tool: string, until: string | null, wouldDeny: string) =>
+    `Would be denied, allowed because tool ${tool} is in review${until === null ? '' : ` until ${until}`}: ${wouldDeny}`,
+  reviewEnded: (tool: string, until: string, denied: string) =>
+    `Tool ${tool}'s review ended at ${until} (review_until), so requests no rule allows are denied again: ${denied}`,
   tunnelAllowed: (tool: string, host: string, port: number, rule: string, intercept: boolean) =>
     `Tool ${tool} may connect to ${target(host, port)} (rule ${rule})${intercept ? '; sluice intercepts TLS to check each request' : ''}.`,
   /** path is null when it could not be normalized and the rule does not restrict paths */

@@ -26,6 +26,15 @@ export const DENY_REASONS = [
   'rate_limited',
   'bad_request',
   'policy_halted',
+  // MCP-aware rules (issue 18): a JSON-RPC call the rule's mcp: lists do not allow
+  'mcp_tool_not_allowed',
+  'mcp_resource_not_allowed',
+  'mcp_prompt_not_allowed',
+  'mcp_method_not_allowed',
+  // Content rules (issue 21: git push rules; the content seam in src/proxy/inspect.ts).
+  'uninspectable_body',
+  'git_ref_not_allowed',
+  'git_fetch_not_allowed',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -116,6 +125,17 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   rate_limited: limit(429, { retryAfterSeconds: 1 }),
   bad_request: deny(400),
   policy_halted: deny(503, { retryAfterSeconds: 5 }),
+  // Answered as JSON-RPC errors when the body holds a request (the client SDK surfaces them); the
+  // status is what a body of notifications only, or the older HTTP+SSE transport, gets.
+  mcp_tool_not_allowed: deny(403, { reviewable: true }),
+  mcp_resource_not_allowed: deny(403, { reviewable: true }),
+  mcp_prompt_not_allowed: deny(403, { reviewable: true }),
+  mcp_method_not_allowed: deny(403, { reviewable: true }),
+  // Content rules: a body a rule's inspector must read but cannot (compressed, malformed) is refused, never passed.
+  uninspectable_body: deny(400),
+  // A git push with a ref its rule refuses (answered in git report-status), and fetch: false.
+  git_ref_not_allowed: deny(403, { reviewable: true }),
+  git_fetch_not_allowed: deny(403, { reviewable: true }),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),

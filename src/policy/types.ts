@@ -13,6 +13,11 @@ export interface DecisionRequest {
   method: string;
   /** raw request-target path with query (origin-form), absent for the connect phase */
   path?: string;
+  /**
+   * issue 16: the evaluation time (ms since the epoch), given by the caller so the decision stays a
+   * pure function. Only a tool's review_until reads it; absent, a review window counts as ended.
+   */
+  now?: number;
 }
 
 export type Verdict = 'allow' | 'deny' | 'review';

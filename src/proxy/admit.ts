@@ -126,9 +126,13 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
     port: target.port,
     method: head.kind === 'connect' ? 'CONNECT' : head.method.toUpperCase(),
     ...(head.kind === 'connect' ? {} : { path: target.path }),
+    now: Date.now(),
   });
   ex.decided(decision);
   if (decision.verdict === 'deny') return refuse(decision.reason ?? 'no_rule', decision.detail);
+  // How sluice saw it: what a rule written from the audit record must say (issue 16).
+  if (scope.tunnel) ex.via = scope.scheme === 'https' ? 'intercept' : 'tunnel';
+  else if (head.kind === 'connect') ex.via = decision.intercept ? 'intercept' : 'passthrough';
   const limits = decision.limits;
 
   // 7. size: a body declared larger than the limit is refused before it is read.

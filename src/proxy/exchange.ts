@@ -28,6 +28,12 @@ export class Exchange {
   bytesUp = 0;
   bytesDown = 0;
   rule: string | null = null;
+  /**
+   * How sluice saw the exchange (issue 16), for a rule written from the record: a CONNECT relayed
+   * untouched (passthrough) or opened up (intercept); a request read inside an intercepted TLS
+   * tunnel (intercept) or inside a plain tunnel (tunnel). Null for a request on the proxy port.
+   */
+  via: 'passthrough' | 'intercept' | 'tunnel' | null = null;
   #verdict: Verdict | null = null;
   /** the violation a review verdict let through (decided, or found by the credentials step) */
   #reviewed: { reason: Outcome; detail: string } | null = null;
@@ -126,6 +132,7 @@ export class Exchange {
       duration_ms: Math.round((performance.now() - this.#started) * 1000) / 1000,
       rule: this.rule,
       detail: outcome?.detail ?? this.#reviewed?.detail ?? this.#note,
+      ...(this.via === null ? {} : { via: this.via }),
     };
   }
 }

@@ -3,7 +3,7 @@
 // within the limits and scrubbed of secret values.
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { PassThrough, pipeline, type Duplex, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { DECODABLE_ENCODINGS, ScrubFailure, type ResponseScrub, type ScrubSink } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
@@ -13,6 +13,7 @@ import type { PolicyRuntime, ProxyDeps } from './context.js';
 import type { Exchange } from './exchange.js';
 import { awaitTurn } from './framing.js';
 import { clientHost, endToEndHeaders, flatten, withVia, withoutHeader } from './headers.js';
+import { inspectHead, inspectorFor, inspectRequest, type ReadPrefix, type ResponseTransform } from './inspect.js';
 import { bodySwapper, knownValues, scrubResponse, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Decision } from '../policy/types.js';
@@ -36,6 +37,28 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
 
+  // The content seam: a rule with an inspector field (git:, …) reads the body it needs and decides
+  // before the credentials step, so nothing is swapped or injected into a request it refuses.
+  let read: ReadPrefix | null = null;
+  let transform: ResponseTransform | null = null;
+  const inspector = inspectorFor(runtime, tool, decision);
+  if (inspector) {
+    const inspection = await inspectRequest(
+      inspector,
+      runtime,
+      ex,
+      tool,
+      decision,
+      inspectHead(req, decision, admission.upstreamPath),
+      req,
+      res,
+      deps.observer,
+    );
+    if (!inspection.ok || res.destroyed) return;
+    read = inspection.read;
+    transform = inspection.transform;
+  }
+
   const head = withVia(endToEndHeaders(req.rawHeaders).filter(([name]) => name.toLowerCase() !== 'host'));
   const credentials = secretsForHead(deps.observer, runtime, ex, tool, decision, head, admission.upstreamPath);
   if (!credentials.ok) {
@@ -52,12 +75,14 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   if (knownValues(runtime)) headers = decodableEncodingsOnly(headers);
 
   const declaredLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
-  const hasBody = (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
-  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool);
+  const hasBody = read
+    ? read.prefix.length > 0 || !read.ended
+    : (declaredLength !== null && declaredLength > 0) || req.headers['transfer-encoding'] !== undefined;
+  const relay = new ResponseRelay(deps, runtime, decision, ex, res, tool, transform);
   let body: Readable | null = null;
   if (hasBody) {
     const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);
-    const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err));
+    const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err), read);
     pipeline(guarded, swapped, () => undefined);
     body = swapped;
     // A swap changes the length: the body then goes upstream chunked.
@@ -104,9 +129,25 @@ function decodableEncodingsOnly(headers: Array<[string, string]>): Array<[string
 /**
  * The request body as it goes upstream, counted against max_request_bytes; a client that stops
  * sending for idle_timeout_ms (while sluice is ready for more) fails the upload with client_timeout.
+ * `read` is what an inspector already read (and counted): it goes first, then the rest of the body.
  */
-function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exchange, tool: string, onFail: (err: Error) => void): Readable {
+function guardedBody(
+  req: IncomingMessage,
+  max: number,
+  idleMs: number,
+  ex: Exchange,
+  tool: string,
+  onFail: (err: Error) => void,
+  read: ReadPrefix | null,
+): Readable {
   const out = new PassThrough();
+  if (read) {
+    if (read.prefix.length > 0) out.write(read.prefix);
+    if (read.ended) {
+      out.end();
+      return out;
+    }
+  }
   /** waiting for the upstream to take what the client already sent */
   let waitingUpstream = false;
   let timer: NodeJS.Timeout | null = null;
@@ -166,6 +207,8 @@ function guardedBody(req: IncomingMessage, max: number, idleMs: number, ex: Exch
     if (!req.complete) out.destroy(new ClientStalled('the client closed the connection in the middle of its request body'));
   });
   arm();
+  // An inspector read the prefix and paused the request; the rest flows from here.
+  if (read) req.resume();
   return out;
 }
 
@@ -195,6 +238,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #maxResponseBytes: number;
   /** the held response of a rule with sha256, until its digest is checked */
   #pinned: { chunks: Buffer[]; hash: Hash } | null = null;
+  /** an inspector's response transform (the content seam): upstream bytes → it → scrub or client */
+  #transform: Duplex | null = null;
 
   constructor(
     private readonly deps: ProxyDeps,
@@ -203,15 +248,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly ex: Exchange,
     private readonly res: ServerResponse,
     private readonly tool: string,
+    /** an inspector's transform of the response body (the content seam), applied before scrubbing */
+    private readonly transform: ResponseTransform | null = null,
   ) {
     this.#maxResponseBytes = decision.limits.max_response_bytes;
     res.once('close', () => {
       if (!res.writableFinished) {
         this.#scrub?.destroy();
+        this.#transform?.destroy();
         this.#abort?.();
       }
     });
-    res.on('drain', () => (this.#scrub ? this.#scrub.resume() : this.#resume?.()));
+    res.on('drain', () => (this.#scrub ? this.#scrub.resume() : this.#transform ? this.#transform.resume() : this.#resume?.()));
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -243,12 +291,17 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (status < 200) return true;
     this.#resume = resume;
-    const headers = withVia(endToEndHeaders(rawHeaders.map((b) => b.toString('latin1'))));
+    let headers = withVia(endToEndHeaders(rawHeaders.map((b) => b.toString('latin1'))));
     const lengthHeader = headers.find(([name]) => name.toLowerCase() === 'content-length');
     if (lengthHeader && Number(lengthHeader[1]) > this.#maxResponseBytes) {
       const detail = `the response (${lengthHeader[1]} bytes) exceeds the limit of ${this.#maxResponseBytes} bytes for tool ${this.tool}`;
       this.#refuse('response_too_large', detail);
       return false;
+    }
+    const transformed = this.transform?.({ status, headers }) ?? null;
+    if (transformed) {
+      headers = transformed.headers;
+      this.#wireTransform(transformed.body);
     }
     const hasBody = this.ex.method !== 'HEAD' && status !== 204 && status !== 304;
     const scrub = scrubResponse(this.runtime, headers, hasBody, this.#sink(), this.#maxResponseBytes);
@@ -257,7 +310,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       return false;
     }
     this.#scrub = scrub.body;
-    if (scrub.body) scrub.body.onWritable = () => this.#resume?.();
+    if (scrub.body) scrub.body.onWritable = () => (this.#transform ? this.#transform.resume() : this.#resume?.());
     this.ex.status = status;
     this.#head = { status, statusText: scrubStatusText(this.runtime, statusText), headers: scrub.headers };
     if (this.decision.sha256 !== null) {
@@ -268,6 +321,42 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     // A scrubbed body says when its head may go (gzip data is checked before a byte of it).
     if (!this.#scrub) this.#writeHead(null);
     return true;
+  }
+
+  /** The transform's output goes on to the scrub or the client; its end ends the response. */
+  #wireTransform(body: Duplex): void {
+    this.#transform = body;
+    body.on('data', (chunk: Buffer) => {
+      if (!this.#downstream(chunk)) body.pause();
+    });
+    body.on('drain', () => this.#resume?.());
+    body.once('end', () => this.#finish());
+    body.once('error', (err: Error) => {
+      const detail = `the response transform of rule ${this.decision.rule} failed: ${err.message}`;
+      this.#scrub?.destroy();
+      this.#release();
+      this.#abort?.();
+      if (this.res.headersSent) {
+        this.ex.settle('upstream_protocol', detail);
+        this.res.destroy();
+      } else {
+        this.#refuse('upstream_protocol', detail);
+      }
+    });
+  }
+
+  /** Body bytes after the transform (if any): to the scrub, or straight to the client. */
+  #downstream(chunk: Buffer): boolean {
+    return this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
+  }
+
+  /** The body is all through: end the scrub (it ends the response) or the response. */
+  #finish(): void {
+    if (this.#scrub) this.#scrub.end();
+    else {
+      this.res.end();
+      this.#release();
+    }
   }
 
   /** Where a scrubbed body goes: the client, after the head. */
@@ -303,6 +392,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.#scrub = null;
     this.#head = null;
     this.#pinned = null;
+    this.#transform = null;
   }
 
   #writeHead(length: number | null): void {
@@ -330,11 +420,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
       this.#pinned.hash.update(chunk);
       return true;
     }
-    return this.#scrub ? this.#scrub.write(chunk) : this.res.write(chunk);
+    return this.#transform ? this.#transform.write(chunk) : this.#downstream(chunk);
   }
 
   #cut(detail: string): void {
     this.#scrub?.destroy();
+    this.#transform?.destroy();
     if (!this.res.headersSent) {
       this.#refuse('response_too_large', detail);
       return;
@@ -356,27 +447,30 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
         const answer = this.ex.answer('digest_mismatch', detail);
         sendAnswer(this.res, answer);
         this.#scrub?.destroy();
+        this.#transform?.destroy();
         this.#release();
         return;
       }
       this.#pinned = null;
-      if (this.#scrub) {
-        for (const chunk of chunks) this.#scrub.write(chunk);
-      } else {
-        this.#writeHead(null);
-        for (const chunk of chunks) this.res.write(chunk);
+      // A scrub writes the head itself when its body may go.
+      if (!this.#scrub) this.#writeHead(null);
+      for (const chunk of chunks) {
+        if (this.#transform) this.#transform.write(chunk);
+        else this.#downstream(chunk);
       }
     }
-    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
-    if (this.#scrub) this.#scrub.end();
-    else {
-      this.res.end();
-      this.#release();
+    // The transform's end finishes the response (it may still hold bytes).
+    if (this.#transform) {
+      this.#transform.end();
+      return;
     }
+    // A scrub releases the rest when its body is out (a held gzip body is still being checked).
+    this.#finish();
   }
 
   onError(err: Error): void {
     this.#scrub?.destroy();
+    this.#transform?.destroy();
     this.#release();
     // The abort that follows sluice's own answer is not a failure to report over it.
     if (this.#answeredBySluice) return;

@@ -132,6 +132,7 @@ function stillAllowed(runtime: PolicyRuntime, tunnel: TunnelScope, tool: string)
     host: tunnel.target.host.host,
     port: tunnel.target.port,
     method: 'CONNECT',
+    now: Date.now(),
   });
   if (decision.verdict === 'deny') return decision.detail;
   if (decision.intercept) return `a rule for ${tunnel.target.host.host} now needs sluice to read inside the tunnel`;

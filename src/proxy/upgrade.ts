@@ -13,6 +13,7 @@ import { sendRawAnswer, statusLine } from './answers.js';
 import type { ProxyDeps } from './context.js';
 import { awaitTurn } from './framing.js';
 import { clientHost, endToEndHeaders, flatten, withVia } from './headers.js';
+import { inspectHead, inspectorFor, upgradeRefusal } from './inspect.js';
 import { ConnectionLife } from './lifecycle.js';
 import { knownValues, scrubHead, scrubResponse, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { ScrubFailure, scrubPlan } from '../secrets/scrub.js';
@@ -46,6 +47,13 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
       client,
       ex.answer('bad_request', `rule ${decision.rule} pins a sha256 digest, which an upgraded connection cannot be checked against`),
     );
+  }
+  // The content seam: an upgraded connection's bytes are never read, so a request an inspector
+  // would read (or refuse) is refused here rather than passed unchecked.
+  const inspector = inspectorFor(runtime, tool, decision);
+  if (inspector) {
+    const refusal = upgradeRefusal(inspector, inspectHead(req, decision, admission.upstreamPath));
+    if (refusal) return sendRawAnswer(client, ex.answer(refusal.reason, refusal.detail));
   }
 
   const handshake = withVia(endToEndHeaders(req.rawHeaders, true).filter(([name]) => name.toLowerCase() !== 'host'));

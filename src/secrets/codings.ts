@@ -1,3 +1,6 @@
+// Content codings, both ways: which ones sluice undoes (for the response scrubber and the request
+// leak scan alike), in what order, and the one decoder for each.
+//
 // Request bodies sent with a Content-Encoding: the leak scan must read what the upstream will
 // decode, not the compressed bytes, or a gzip body carries any credential past it. A body whose
 // coding sluice cannot undo is refused; a coded body is decoded (every layer bounded by the request
@@ -7,54 +10,79 @@ import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import { SecretViolation } from './violation.js';
 
-export type RequestCoding = 'gzip' | 'deflate' | 'br';
+/** Content codings sluice can decode, so a body can be scrubbed or scanned. Sent as Accept-Encoding. */
+export const DECODABLE_ENCODINGS = ['gzip', 'deflate', 'br'] as const;
+
+export type Coding = (typeof DECODABLE_ENCODINGS)[number];
+export type RequestCoding = Coding;
 
 /** More layers than this is no client's doing; refused like an unknown coding. */
 export const MAX_REQUEST_CODINGS = 3;
 
 /**
- * The codings of a request body in the order to undo them (the last applied first), read from
- * every Content-Encoding line (stacked lines are one list); or why the body cannot be checked.
+ * The codings of Content-Encoding fields in the order to undo them (the last applied first); every
+ * field in order is one list (`gzip` then `br` on two lines is `gzip, br`). Or the first unknown one.
  */
-export function requestCodings(
-  headers: ReadonlyArray<readonly [string, string]>,
-): { ok: true; codings: RequestCoding[] } | { ok: false; detail: string } {
-  const codings: RequestCoding[] = [];
-  for (const [name, value] of headers) {
-    if (name.toLowerCase() !== 'content-encoding') continue;
-    for (const raw of value.split(',')) {
+function readCodings(fields: readonly string[]): { codings: Coding[] } | { unknown: string } {
+  const codings: Coding[] = [];
+  for (const field of fields) {
+    for (const raw of field.split(',')) {
       const coding = raw.trim().toLowerCase();
       if (coding === '' || coding === 'identity') continue;
       if (coding === 'gzip' || coding === 'x-gzip') codings.push('gzip');
       else if (coding === 'deflate' || coding === 'br') codings.push(coding);
-      else {
-        return {
-          ok: false,
-          detail: `the request body's Content-Encoding "${coding.slice(0, 40)}" is not one sluice can decode to check it (gzip, deflate, br); send it with one of those or uncompressed`,
-        };
-      }
+      else return { unknown: coding };
     }
   }
-  if (codings.length > MAX_REQUEST_CODINGS) {
-    return {
-      ok: false,
-      detail: `the request body is encoded ${codings.length} times over; sluice decodes at most ${MAX_REQUEST_CODINGS} layers to check it`,
-    };
-  }
-  return { ok: true, codings: codings.reverse() };
+  return { codings: codings.reverse() };
 }
 
-function decoderFor(coding: RequestCoding, firstByte: number | undefined): Transform {
+/** A response's codings in the order to undo them, or null if one is unknown. */
+export function parseCodings(contentEncoding: string | readonly string[] | null | undefined): Coding[] | null {
+  const read = readCodings(typeof contentEncoding === 'string' ? [contentEncoding] : (contentEncoding ?? []));
+  return 'codings' in read ? read.codings : null;
+}
+
+/**
+ * The codings of a request body in the order to undo them, read from every Content-Encoding line;
+ * or why the body cannot be checked.
+ */
+export function requestCodings(
+  headers: ReadonlyArray<readonly [string, string]>,
+): { ok: true; codings: RequestCoding[] } | { ok: false; detail: string } {
+  const read = readCodings(headers.filter(([name]) => name.toLowerCase() === 'content-encoding').map(([, value]) => value));
+  if ('unknown' in read) {
+    return {
+      ok: false,
+      detail: `the request body's Content-Encoding "${read.unknown.slice(0, 40)}" is not one sluice can decode to check it (gzip, deflate, br); send it with one of those or uncompressed`,
+    };
+  }
+  if (read.codings.length > MAX_REQUEST_CODINGS) {
+    return {
+      ok: false,
+      detail: `the request body is encoded ${read.codings.length} times over; sluice decodes at most ${MAX_REQUEST_CODINGS} layers to check it`,
+    };
+  }
+  return { ok: true, codings: read.codings };
+}
+
+/** The decoder of one coding; `first` (the body's first bytes, if known) tells raw deflate from zlib. */
+export function decoderFor(coding: Coding, first: Buffer | null): Transform {
   switch (coding) {
     case 'gzip':
       return createGunzip();
     case 'br':
       return createBrotliDecompress();
     case 'deflate':
-      // "deflate" should be zlib-wrapped, but clients also send raw deflate; a zlib header's first
-      // byte has compression method 8 in its low nibble
-      return firstByte === undefined || (firstByte & 0x0f) === 0x08 ? createInflate() : createInflateRaw();
+      // "deflate" should be zlib-wrapped, but peers also send raw deflate: a zlib header has
+      // compression method 8 and a check value making its first two bytes a multiple of 31
+      return first === null || isZlibHeader(first) ? createInflate() : createInflateRaw();
   }
+}
+
+function isZlibHeader(bytes: Buffer): boolean {
+  if (bytes.length < 2) return (bytes[0]! & 0x0f) === 0x08;
+  return (bytes[0]! & 0x0f) === 0x08 && bytes[0]! >> 4 <= 7 && (bytes[0]! * 256 + bytes[1]!) % 31 === 0;
 }
 
 /**
@@ -94,9 +122,9 @@ export class DecodedScanGate extends Transform {
   }
 
   /** The decoders, built on the first bytes so a raw deflate body can be told from a zlib one. */
-  #pipeline(firstByte: number | undefined): Writable {
+  #pipeline(first: Buffer | null): Writable {
     if (this.#head) return this.#head;
-    const decoders = this.#codings.map((coding, i) => decoderFor(coding, i === 0 ? firstByte : undefined));
+    const decoders = this.#codings.map((coding, i) => decoderFor(coding, i === 0 ? first : null));
     this.#stages = decoders;
     let upstream: Transform | null = null;
     for (const [i, stage] of decoders.entries()) {
@@ -127,13 +155,13 @@ export class DecodedScanGate extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.#failed) return callback();
     this.#held.push(chunk);
-    this.#pipeline(chunk[0]).write(chunk);
+    this.#pipeline(chunk).write(chunk);
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
     if (this.#failed) return callback();
-    this.#pipeline(undefined).end();
+    this.#pipeline(null).end();
     void this.#scanned.then(() => {
       if (this.#failed) return;
       for (const chunk of this.#held.splice(0)) this.push(chunk);

@@ -3,7 +3,8 @@
 // log and audit text, and in bodies, through every content coding. A body that is gzip data without
 // saying so is held, decoded aside and checked; it goes on unchanged only when it carries no value.
 import { Duplex, Transform, type Readable, type TransformCallback } from 'node:stream';
-import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw, type Gunzip } from 'node:zlib';
+import { createGunzip, type Gunzip } from 'node:zlib';
+import { decoderFor, parseCodings, type Coding } from './codings.js';
 import { encodedForms, textForms } from './forms.js';
 import { Scrubber, ScrubNeedles, scrubString, type ScrubNeedle, type ScrubPlan } from './scanner.js';
 
@@ -98,45 +99,7 @@ class ScrubTransform extends Transform {
   }
 }
 
-/** Content codings sluice can decode, so a body can be scrubbed. Send these as Accept-Encoding. */
-export const DECODABLE_ENCODINGS = ['gzip', 'deflate', 'br'] as const;
-
-type Coding = (typeof DECODABLE_ENCODINGS)[number];
-
-/**
- * Codings in the order to undo them (the last applied first), or null if one is unknown. Takes
- * every Content-Encoding field of a response, in order: `gzip` then `br` on two lines is `gzip, br`.
- */
-export function parseCodings(contentEncoding: string | readonly string[] | null | undefined): Coding[] | null {
-  const fields = typeof contentEncoding === 'string' ? [contentEncoding] : (contentEncoding ?? []);
-  const codings: Coding[] = [];
-  for (const raw of fields.join(',').split(',')) {
-    const coding = raw.trim().toLowerCase();
-    if (coding === '' || coding === 'identity') continue;
-    if (coding === 'gzip' || coding === 'x-gzip') codings.push('gzip');
-    else if (coding === 'deflate' || coding === 'br') codings.push(coding);
-    else return null;
-  }
-  return codings.reverse();
-}
-
-function decoderFor(coding: Coding, first: Buffer | null): Transform {
-  switch (coding) {
-    case 'gzip':
-      return createGunzip();
-    case 'br':
-      return createBrotliDecompress();
-    case 'deflate':
-      // "deflate" should be zlib-wrapped, but servers also send raw deflate: a zlib header has
-      // compression method 8 and a check value making its first two bytes a multiple of 31
-      return first === null || isZlibHeader(first) ? createInflate() : createInflateRaw();
-  }
-}
-
-function isZlibHeader(bytes: Buffer): boolean {
-  if (bytes.length < 2) return (bytes[0]! & 0x0f) === 0x08;
-  return (bytes[0]! & 0x0f) === 0x08 && bytes[0]! >> 4 <= 7 && (bytes[0]! * 256 + bytes[1]!) % 31 === 0;
-}
+export { DECODABLE_ENCODINGS, parseCodings } from './codings.js';
 
 /** Why a response body was not passed on; `code` is the outcome the caller answers or records. */
 export class ScrubFailure extends Error {

@@ -1,8 +1,9 @@
 // The interception CA: created once (`sluice ca init`, or `serve` on first start), loaded and
 // checked on every start. Keys are generated and used through WebCrypto, so signing runs off the
-// event loop; the certificate is encoded by @peculiar/x509.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+// event loop; the certificate is encoded by @peculiar/x509. That library (with its ASN.1 stack) is
+// about a tenth of a start's CPU, so a start with an existing CA checks it with node:crypto alone
+// and loads @peculiar/x509 only when a CA is created, a check fails, or the first leaf is issued.
+import type * as X509 from '@peculiar/x509';
 import { X509Certificate, createPrivateKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ export const CA_KEY_FILE = 'ca-key.pem';
 
 const HOUR_MS = 3_600_000;
 const CA_VALIDITY_YEARS = 10;
-const CA_NAME: x509.JsonName = [{ CN: ['sluice interception CA'] }, { O: ['sluice'] }];
+const CA_NAME: X509.JsonName = [{ CN: ['sluice interception CA'] }, { O: ['sluice'] }];
 const P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 
 export const CA_ERROR_CODES = [
@@ -43,14 +44,27 @@ export interface CertificateAuthority {
   /** PEM of the CA certificate, served at /ca.pem and appended to every leaf chain. */
   readonly certPem: string;
   readonly certPath: string;
-  readonly cert: x509.X509Certificate;
   /** SHA-256 fingerprint as Node prints it (AA:BB:...). */
   readonly fingerprint256: string;
-  /** Hex key identifier of the CA key, for the leaves' authorityKeyIdentifier. */
-  readonly keyIdentifier: string;
+  /** What issuing a leaf needs from the certificate; parsed (and @peculiar/x509 loaded) on first use. */
+  issuer(): Promise<CaIssuer>;
   /** Non-extractable signing key. */
   readonly signingKey: webcrypto.CryptoKey;
   readonly signingAlgorithm: webcrypto.EcdsaParams | webcrypto.Algorithm;
+}
+
+export interface CaIssuer {
+  readonly cert: X509.X509Certificate;
+  /** Hex key identifier of the CA key, for the leaves' authorityKeyIdentifier. */
+  readonly keyIdentifier: string;
+}
+
+let x509Loading: Promise<typeof X509> | null = null;
+
+/** @peculiar/x509, loaded once on first need (it wants reflect-metadata loaded before it). */
+export function loadX509(): Promise<typeof X509> {
+  x509Loading ??= import('reflect-metadata').then(() => import('@peculiar/x509'));
+  return x509Loading;
 }
 
 /** A random 128-bit serial; x509 encodes it as a positive INTEGER (RFC 5280 §4.1.2.2: ≤ 20 octets). */
@@ -65,6 +79,7 @@ export async function initCa(dir: string): Promise<{ created: boolean; certPath:
   await mkdir(dir, { recursive: true });
   if ((await exists(certPath)) || (await exists(keyPath))) return { created: false, certPath };
 
+  const x509 = await loadX509();
   const keys = await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify']);
   const now = Date.now();
   const notAfter = new Date(now);
@@ -107,10 +122,8 @@ export async function loadCa(dir: string, opts: { create: boolean }): Promise<Ce
   const keyPem = await readPem(keyPath, 'private key', dir);
 
   let nodeCert: X509Certificate;
-  let cert: x509.X509Certificate;
   try {
     nodeCert = new X509Certificate(certPem);
-    cert = new x509.X509Certificate(certPem);
   } catch (cause) {
     throw new CaError('SLUICE_CA_CORRUPT', `${certPath} is not a valid PEM certificate`, { cause });
   }
@@ -122,16 +135,9 @@ export async function loadCa(dir: string, opts: { create: boolean }): Promise<Ce
     throw new CaError('SLUICE_CA_CORRUPT', `${keyPath} is not a valid PEM private key`);
   }
 
-  const keyUsage = cert.getExtension(x509.KeyUsagesExtension);
-  // RFC 5280 §4.2.1.3: a CA key usage must assert keyCertSign. An absent extension means "any use"
-  // (OpenSSL's default for `req -x509`), so only a present one without the bit is refused. OpenSSL's
-  // CA check below refuses it as well; checking first gives the precise reason.
-  if (keyUsage && (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
-    throw new CaError('SLUICE_CA_NOT_CA', `${certPath} may not sign certificates (keyUsage lacks keyCertSign)`);
-  }
-  if (!nodeCert.ca) {
-    throw new CaError('SLUICE_CA_NOT_CA', `${certPath} is not a CA certificate (basicConstraints CA:true is missing)`);
-  }
+  // OpenSSL's CA check refuses a missing basicConstraints CA:true and, RFC 5280 §4.2.1.3, a keyUsage
+  // without keyCertSign (an absent keyUsage means "any use", OpenSSL's default for `req -x509`).
+  if (!nodeCert.ca) throw await notCaError(certPem, certPath);
   if (!nodeCert.checkPrivateKey(privateKey)) {
     throw new CaError('SLUICE_CA_KEY_MISMATCH', `${keyPath} is not the private key of ${certPath}`);
   }
@@ -146,18 +152,34 @@ export async function loadCa(dir: string, opts: { create: boolean }): Promise<Ce
   const { importParams, signingAlgorithm } = signingParams(privateKey, keyPath);
   const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
   const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, importParams, false, ['sign']);
-  const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
-  const keyIdentifier = ski?.keyId ?? Buffer.from(await cert.publicKey.getKeyIdentifier({ name: 'SHA-1' })).toString('hex');
+  let issuer: Promise<CaIssuer> | null = null;
 
   return Object.freeze({
-    certPem: cert.toString('pem') + '\n',
+    certPem: nodeCert.toString(),
     certPath,
-    cert,
     fingerprint256: nodeCert.fingerprint256,
-    keyIdentifier,
+    issuer: () => (issuer ??= parseIssuer(certPem)),
     signingKey,
     signingAlgorithm,
   });
+}
+
+async function parseIssuer(certPem: string): Promise<CaIssuer> {
+  const x509 = await loadX509();
+  const cert = new x509.X509Certificate(certPem);
+  const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
+  const keyIdentifier = ski?.keyId ?? Buffer.from(await cert.publicKey.getKeyIdentifier({ name: 'SHA-1' })).toString('hex');
+  return { cert, keyIdentifier };
+}
+
+/** Why a certificate OpenSSL will not take as a CA is not one, as precisely as its extensions tell. */
+async function notCaError(certPem: string, certPath: string): Promise<CaError> {
+  const x509 = await loadX509();
+  const keyUsage = new x509.X509Certificate(certPem).getExtension(x509.KeyUsagesExtension);
+  if (keyUsage && (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+    return new CaError('SLUICE_CA_NOT_CA', `${certPath} may not sign certificates (keyUsage lacks keyCertSign)`);
+  }
+  return new CaError('SLUICE_CA_NOT_CA', `${certPath} is not a CA certificate (basicConstraints CA:true is missing)`);
 }
 
 function signingParams(

@@ -1,8 +1,7 @@
 // Leaf certificates for intercepted hosts, issued on demand by the interception CA and kept as
 // ready-to-use SecureContexts. Signing runs on libuv's thread pool (WebCrypto); what stays on the
 // event loop (ASN.1 encoding, building the context) is cut into slices of about a millisecond.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -10,7 +9,7 @@ import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { canonicalHost } from '../net/host.js';
-import { randomSerial, type CertificateAuthority } from './ca.js';
+import { loadX509, randomSerial, type CaIssuer, type CertificateAuthority } from './ca.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -45,7 +44,8 @@ export class LeafCertificates {
   readonly #onIssued: () => void;
   readonly #now: () => number;
   readonly #cache: LRUCache<string, CacheEntry>;
-  readonly #fixedExtensions: readonly x509.Extension[];
+  /** @peculiar/x509, the CA as it reads it, and the extensions every leaf has: made on the first issue */
+  #encoding: Promise<{ x509: typeof X509; issuer: CaIssuer; fixedExtensions: readonly X509.Extension[] }> | null = null;
   #leafKey: Promise<LeafKey> | null = null;
   // Issues run one after another. Each has about a millisecond of synchronous work (ASN.1 encoding,
   // OpenSSL decoding the key PEM inside createSecureContext); run side by side, a burst of new hosts
@@ -64,13 +64,23 @@ export class LeafCertificates {
     this.#onIssued = opts.onIssued ?? (() => {});
     this.#now = opts.now ?? Date.now;
     this.#cache = new LRUCache({ max: opts.max ?? 10_000 });
-    // The same for every leaf; built once because each extension is DER-encoded on construction.
-    this.#fixedExtensions = [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.AuthorityKeyIdentifierExtension(ca.keyIdentifier),
-    ];
+  }
+
+  #encoder(): Promise<{ x509: typeof X509; issuer: CaIssuer; fixedExtensions: readonly X509.Extension[] }> {
+    this.#encoding ??= (async () => {
+      const [x509, issuer] = await Promise.all([loadX509(), this.#ca.issuer()]);
+      // The same for every leaf; built once because each extension is DER-encoded on construction.
+      const fixedExtensions = [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.AuthorityKeyIdentifierExtension(issuer.keyIdentifier),
+      ];
+      return { x509, issuer, fixedExtensions };
+    })();
+    // A failure is not kept: the next issue tries again (as a failed leaf is not cached).
+    this.#encoding.catch(() => (this.#encoding = null));
+    return this.#encoding;
   }
 
   /** Number of hosts currently cached (issued or being issued). */
@@ -115,19 +125,20 @@ export class LeafCertificates {
 
   async #issue(host: string): Promise<{ context: SecureContext; notAfterMs: number }> {
     const leafKey = await this.#sharedLeafKey();
+    const { x509, issuer, fixedExtensions } = await this.#encoder();
     const now = this.#now();
     const notAfter = new Date(now + this.#validityMs);
-    const subjectAltName: x509.JsonGeneralName = isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host };
+    const subjectAltName: X509.JsonGeneralName = isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host };
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
       subject: [{ CN: [host] }],
-      issuer: this.#ca.cert.subjectName,
+      issuer: issuer.cert.subjectName,
       notBefore: new Date(now - HOUR_MS),
       notAfter,
       publicKey: leafKey.publicKey,
       signingKey: this.#ca.signingKey,
       signingAlgorithm: this.#ca.signingAlgorithm,
-      extensions: [...this.#fixedExtensions, new x509.SubjectAlternativeNameExtension([subjectAltName])],
+      extensions: [...fixedExtensions, new x509.SubjectAlternativeNameExtension([subjectAltName])],
     });
     // Building the context is the largest synchronous slice (OpenSSL parses cert, chain and key):
     // give it a macrotask of its own rather than appending it to the encoding above.

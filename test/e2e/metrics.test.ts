@@ -296,7 +296,7 @@ t.test('deploy: the alert rules and the dashboard only name metrics sluice expor
   const alerts = rules.groups.flatMap((g) => g.rules);
   t.same(
     alerts.map((r) => r.alert),
-    ['SluiceViolationBurst', 'SluicePolicyReloadFailed', 'SluiceHalted', 'SluiceUpstreamErrors'],
+    ['SluiceViolationBurst', 'SluicePolicyReloadFailed', 'SluiceHalted', 'SluiceDown', 'SluiceAbsent', 'SluiceUpstreamErrors'],
   );
   for (const rule of alerts) {
     t.type(rule.expr, 'string');

@@ -1,6 +1,8 @@
 // The deployment files, checked without Docker or Kubernetes:
 //   - docker-compose.yml passes `docker-compose config` (a missing docker-compose fails: .ci/run
-//     installs it) and has the sidecar shape (tool only on the internal network, CA variables);
+//     installs it) and has the sidecar shape (tool only on the internal network, CA variables),
+//     cap_drop ALL and no-new-privileges on every service, depends_on by condition;
+//   - deploy/compose/publish-ca.mjs run bare in a checkout, as README.md shows it;
 //   - the same topology as processes on loopback: the ca-publish step (deploy/compose/publish-ca.mjs),
 //     `node dist/cli.js serve` configured by the container's environment, a tool process (curl) with
 //     the compose file's own tool environment, loopback upstreams standing in for the policy's hosts,
@@ -33,6 +35,9 @@ interface ComposeService {
   user?: string;
   read_only?: boolean;
   depends_on?: unknown;
+  cap_drop?: string[];
+  security_opt?: string[];
+  healthcheck?: unknown;
 }
 interface ComposeFile {
   services: Record<string, ComposeService>;
@@ -66,6 +71,21 @@ t.test('docker-compose config accepts docker-compose.yml', async (t) => {
   t.same(networksOf(compose.services.prometheus!), ['egress']);
   t.equal(compose.services.sluice!.user, '10001:10001');
   t.equal(compose.services.sluice!.read_only, true);
+
+  // Hardening on every service, and start order by condition, never by mere start.
+  t.same(Object.keys(compose.services).sort(), ['ca-publish', 'prometheus', 'sluice', 'tool']);
+  for (const [name, service] of Object.entries(compose.services)) {
+    t.same(service.cap_drop, ['ALL'], `${name}: cap_drop ALL`);
+    t.same(service.security_opt, ['no-new-privileges:true'], `${name}: no-new-privileges`);
+    t.notOk(Array.isArray(service.depends_on), `${name}: depends_on names a condition`);
+  }
+  t.same(compose.services.sluice!.depends_on, { 'ca-publish': { condition: 'service_completed_successfully' } });
+  for (const name of ['tool', 'prometheus']) {
+    t.same(compose.services[name]!.depends_on, { sluice: { condition: 'service_healthy' } }, `${name} waits for a healthy sluice`);
+  }
+  // service_healthy needs a health check: the image's HEALTHCHECK, not replaced or disabled here.
+  t.equal(compose.services.sluice!.healthcheck, undefined);
+  t.match(read('Dockerfile'), /^HEALTHCHECK .*\\\n\s+CMD \["node", "-e", .*\/healthz/m);
 
   const env = compose.services.tool!.environment!;
   const proxy = `http://web-fetch:${TOKEN}@sluice:3128`;
@@ -182,6 +202,37 @@ function samples(exposition: string, metric: string): Map<string, number> {
   }
   return found;
 }
+
+t.test('publish-ca.mjs needs no environment when run from a checkout, as README.md shows it', async (t) => {
+  t.match(read('README.md'), /^\s*`node deploy\/compose\/publish-ca\.mjs` writes both files/m, 'the README runs it bare');
+  const cwd = mkdtempSync(path.join(tmpdir(), 'sluice-publish-'));
+  const env = cleanEnv();
+  for (const name of ['SLUICE_CA_DIR', 'SLUICE_CA_PUBLIC_DIR', 'SLUICE_CLI']) delete env[name];
+  const run = () =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [path.join(ROOT, 'deploy/compose/publish-ca.mjs')], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const first = await run();
+  t.equal(first.code, 0, first.stderr);
+  // The CA where `sluice serve` (and `npm start`) look by default; the public files beside the recipes.
+  t.same(readdirSync(path.join(cwd, 'certs')).sort(), ['ca-key.pem', 'ca.pem']);
+  t.same(readdirSync(cwd).sort(), ['ca-bundle.pem', 'ca.pem', 'certs'], 'no key outside certs/');
+  const caPem = readFileSync(path.join(cwd, 'certs/ca.pem'), 'utf8');
+  t.equal(readFileSync(path.join(cwd, 'ca.pem'), 'utf8'), caPem);
+  const bundle = readFileSync(path.join(cwd, 'ca-bundle.pem'), 'utf8');
+  t.equal(bundle.match(/-----BEGIN CERTIFICATE-----/g)?.length, rootCertificates.length + 1);
+  t.ok(bundle.endsWith(caPem));
+  // Run again: the CA is kept (tools keep trusting it), the files rewritten alike.
+  const second = await run();
+  t.equal(second.code, 0, second.stderr);
+  t.equal(readFileSync(path.join(cwd, 'certs/ca.pem'), 'utf8'), caPem);
+  t.equal(readFileSync(path.join(cwd, 'ca.pem'), 'utf8'), caPem);
+});
 
 t.test('the compose topology as processes on loopback', async (t) => {
   const work = mkdtempSync(path.join(tmpdir(), 'sluice-topology-'));

@@ -62,7 +62,7 @@ t.test('record layout: events and checkpoints in the one field order', async (t)
   t.same(Object.keys(event), [...AUDIT_FIELDS, 'where', 'detail', 'prev']);
   const checkpoint = checkpointRecord('break', key.keyId, at, 'why');
   t.same(Object.keys(withSignature(checkpoint, 'x')), [...AUDIT_FIELDS, 'detail', 'checkpoint', 'key_id', 'signature', 'prev']);
-  t.same(AUDIT_EXTRAS, ['where', 'detail', 'expected_sha256', 'checkpoint', 'key_id', 'signature']);
+  t.same(AUDIT_EXTRAS, ['where', 'detail', 'expected_sha256', 'via', 'mcp_method', 'mcp_name', 'checkpoint', 'key_id', 'signature']);
   t.equal(keyIdOf(createPublicKey(key.privateKey)), key.keyId, 'key id: sha256 of the DER SubjectPublicKeyInfo, 16 hex digits');
 });
 

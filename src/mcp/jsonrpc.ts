@@ -1,0 +1,93 @@
+// JSON-RPC 2.0 as MCP's HTTP transports carry it in POST bodies (Streamable HTTP and the older
+// HTTP+SSE transport's message endpoint): one message or a batch (an array). A body that is not
+// exactly that is malformed, and sluice refuses it whole (bad_request) rather than guess what the
+// server would read: nothing of it reaches the server. Pure: bytes in, messages or a reason out.
+
+export type JsonRpcId = string | number;
+
+/** A request (has an id: the server answers it) or a notification (no id: no answer). */
+export interface JsonRpcCall {
+  kind: 'request' | 'notification';
+  method: string;
+  id: JsonRpcId | null;
+  params: Record<string, unknown> | unknown[] | undefined;
+}
+
+/** A client's answer to a request the server made (sampling, elicitation, roots). */
+export interface JsonRpcReply {
+  kind: 'response';
+  id: JsonRpcId | null;
+}
+
+export type JsonRpcMessage = JsonRpcCall | JsonRpcReply;
+
+export type ParsedBody = { ok: true; batch: boolean; messages: JsonRpcMessage[] } | { ok: false; why: string };
+
+/** Bound on the members of one batch: each is checked and audited on its own. */
+export const MAX_BATCH = 100;
+
+export function parseJsonRpcBody(body: Buffer | string): ParsedBody {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof body === 'string' ? body : new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch {
+    return { ok: false, why: 'the MCP request body is not JSON (UTF-8)' };
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 0) return { ok: false, why: 'the MCP request body is an empty JSON-RPC batch' };
+    if (value.length > MAX_BATCH) return { ok: false, why: `the JSON-RPC batch has ${value.length} members; sluice reads at most ${MAX_BATCH}` };
+    const messages: JsonRpcMessage[] = [];
+    for (let i = 0; i < value.length; i++) {
+      const parsed = parseMessage(value[i]);
+      if (typeof parsed === 'string') return { ok: false, why: `member [${i}] of the JSON-RPC batch ${parsed}` };
+      messages.push(parsed);
+    }
+    return { ok: true, batch: true, messages };
+  }
+  const parsed = parseMessage(value);
+  if (typeof parsed === 'string') return { ok: false, why: `the JSON-RPC message ${parsed}` };
+  return { ok: true, batch: false, messages: [parsed] };
+}
+
+/** The message, or what is wrong with it (a sentence fragment). */
+function parseMessage(value: unknown): JsonRpcMessage | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'is not a JSON object';
+  const m = value as Record<string, unknown>;
+  if (m.jsonrpc !== '2.0') return 'does not carry "jsonrpc": "2.0"';
+  const hasId = Object.hasOwn(m, 'id');
+  if (hasId && !validId(m.id)) return 'has an id that is not a string or a whole number';
+  if (Object.hasOwn(m, 'method')) {
+    if (typeof m.method !== 'string' || m.method.length === 0) return 'has a method that is not a non-empty string';
+    if (Object.hasOwn(m, 'result') || Object.hasOwn(m, 'error')) return 'is both a request and a response';
+    const params = m.params;
+    if (params !== undefined && (typeof params !== 'object' || params === null)) return 'has params that are neither an object nor an array';
+    return {
+      kind: hasId ? 'request' : 'notification',
+      method: m.method,
+      id: hasId ? (m.id as JsonRpcId) : null,
+      params: params as JsonRpcCall['params'],
+    };
+  }
+  const hasResult = Object.hasOwn(m, 'result');
+  const hasError = Object.hasOwn(m, 'error');
+  if (hasResult === hasError) return 'is neither a request (method) nor a response (result or error)';
+  // A response to a request sluice could not read (a parse error) may carry a null id.
+  if (!hasId && !hasError) return 'is a response without an id';
+  return { kind: 'response', id: hasId ? (m.id as JsonRpcId | null) : null };
+}
+
+function validId(id: unknown): boolean {
+  return typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id)) || id === null;
+}
+
+/** A key for an id that tells 1 from "1". */
+export function idKey(id: JsonRpcId | null): string {
+  return JSON.stringify(id);
+}
+
+/** A name as it may appear in audit records, answers and details: bounded, no control characters. */
+export function boundedName(name: string, max = 128): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
