@@ -19,6 +19,8 @@ export interface SluiceMetrics {
   /** a 407 to a request with no credentials at all (a client's probe before it sends Basic) */
   authChallenge(): void;
   secretUse(tool: string, secret: string): void;
+  /** sluice_leaks_total: a secret_leak refusal by the shape found and the surface it was on (bounded labels) */
+  leak(tool: string, shape: string, surface: string): void;
   bytes(tool: string, direction: ByteDirection, count: number): void;
   upstreamDuration(seconds: number): void;
   connectionOpened(): void;
@@ -70,6 +72,12 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     name: 'sluice_secret_uses_total',
     help: 'Secret placeholders swapped for a real value or injected',
     labelNames: ['tool', 'secret'] as const,
+    registers,
+  });
+  const leaks = new Counter({
+    name: 'sluice_leaks_total',
+    help: 'Requests and WebSocket messages refused as secret_leak, by credential shape and surface',
+    labelNames: ['tool', 'shape', 'surface'] as const,
     registers,
   });
   const bytes = new Counter({
@@ -175,6 +183,7 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     violation: (tool, reason) => violations.inc({ tool, reason }),
     authChallenge: () => authChallenges.inc(),
     secretUse: (tool, secret) => secretUses.inc({ tool, secret }),
+    leak: (tool, shape, surface) => leaks.inc({ tool, shape, surface }),
     bytes: (tool, direction, count) => {
       if (!(count > 0 && Number.isFinite(count))) return;
       const key = `${tool}\n${direction}`;

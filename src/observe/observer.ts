@@ -2,6 +2,8 @@
 // Metric labels stay bounded: a tool or secret name not in the current policy (or none at all) is
 // counted as "unknown"; decision and reason values outside their closed unions likewise. The audit
 // record keeps the (scrubbed) name as reported.
+import { leakLabels } from '../leak/detect.js';
+import { shapeNames } from '../leak/shapes.js';
 import { OUTCOMES } from '../policy/reasons.js';
 import type { AuditSink } from './audit.js';
 import type { AuditInput, AuditType, Observer } from './events.js';
@@ -117,6 +119,10 @@ export class AuditingObserver implements Observer {
     if (VIOLATION_TYPES.has(e.type)) this.#metrics.violation(tool, labelIn(REASONS, e.reason));
     // Not a violation (libcurl probes without credentials, then retries with them): counted apart.
     if (e.type === 'auth.challenge') this.#metrics.authChallenge();
+    if (CANONICAL_TYPES.has(e.type) && e.reason === 'secret_leak') {
+      const labels = leakLabels(e.detail ?? '', shapeNames());
+      this.#metrics.leak(tool, labels.shape, labels.surface);
+    }
     if (e.type === 'secret.use') {
       const secret = e.secret != null && this.#secrets.has(e.secret) ? e.secret : UNKNOWN_LABEL;
       this.#metrics.secretUse(tool, secret);

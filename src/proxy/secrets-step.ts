@@ -57,6 +57,7 @@ function planSecrets(
     secrets: runtime.loaded.doc.secrets,
     values: (alias) => store.get(alias),
     known: store.knownValues(),
+    maxDecodedBytes: decision.limits.max_request_bytes,
   });
 }
 

@@ -19,6 +19,9 @@ import { knownValues, scrubHead, scrubResponse, scrubStatusText, secretsForHead 
 import { ScrubFailure, scrubPlan } from '../secrets/scrub.js';
 import { agreedExtensions, readableOffer, WsFrameScrubber, WsProtocolError } from '../secrets/ws-scrub.js';
 import { classifyUpstreamError } from './upstream-errors.js';
+import { leakCloseFrame, WsLeakGate } from '../leak/ws-outbound.js';
+import { leakDetectorMode } from '../leak/mode.js';
+import { SecretViolation } from '../secrets/violation.js';
 
 export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
   // Nothing the client sends after the handshake is read until the upstream said 101.
@@ -80,7 +83,10 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
   if (client.destroyed) return;
 
   let handshakeHeaders = credentials.headers;
-  if (scrubbing) {
+  // What the client sends after a WebSocket upgrade is read for leaks, whatever the host: only
+  // extensions sluice can read are offered, as for scrubbing.
+  const readingFrames = requested === 'websocket' && leakDetectorMode() === 'layered';
+  if (scrubbing || readingFrames) {
     // Only extensions sluice can read are offered: their frames must be scrubbed on the way back.
     const offer = readableOffer(req.headers['sec-websocket-extensions']);
     handshakeHeaders = handshakeHeaders.filter(([n]) => n.toLowerCase() !== 'sec-websocket-extensions');
@@ -199,15 +205,19 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
       );
     }
     let frames: WsFrameScrubber | null = null;
-    if (scrubbing) {
+    let outbound: WsLeakGate | null = null;
+    if (scrubbing || readingFrames) {
       const offered = res.headers['sec-websocket-extensions'];
       // scrubbed first: the refusal names (a cut of) what the upstream agreed to
       const agreed = agreedExtensions(offered === undefined ? undefined : scrubStatusText(runtime, offered, 'latin1'));
       if (typeof agreed === 'string') return refuseAnswer(agreed);
-      frames = new WsFrameScrubber(scrubPlan(knownValues(runtime) ?? []), {
-        deflate: agreed.deflate,
-        maxMessageBytes: limits.max_response_bytes,
-      });
+      if (scrubbing) {
+        frames = new WsFrameScrubber(scrubPlan(knownValues(runtime) ?? []), {
+          deflate: agreed.deflate,
+          maxMessageBytes: limits.max_response_bytes,
+        });
+      }
+      if (readingFrames) outbound = new WsLeakGate({ deflate: agreed.deflate, maxMessageBytes: limits.max_request_bytes });
     }
     ex.status = 101;
     const kept = scrubHead(runtime, endToEndHeaders(res.rawHeaders, true));
@@ -228,16 +238,29 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
       if (upstreamHead.length > 0 && admitDown(upstreamHead.length)) client.write(upstreamHead);
       relaySocket(socket, client, admitDown);
     }
-    if (head.length > 0) {
-      ex.bytesUp += head.length;
-      socket.write(head);
-    }
-    relaySocket(client, socket, (bytes) => {
+    const admitUp = (bytes: number): boolean => {
       ex.bytesUp += bytes;
       if (ex.bytesUp <= limits.max_request_bytes) return true;
       life.end('request_too_large', `the upgraded connection carried more than ${limits.max_request_bytes} bytes upstream; it was closed`);
       return false;
-    });
+    };
+    if (outbound) {
+      relayOutbound(client, socket, head, outbound, admitUp, (error) => {
+        if (error instanceof SecretViolation && error.reason === 'secret_leak') {
+          // the client is told why in a close frame; nothing more of the message goes upstream
+          ex.settle('secret_leak', error.message);
+          socket.destroy();
+          client.end(leakCloseFrame(error.message));
+          return;
+        }
+        const code =
+          error instanceof SecretViolation ? (error.reason === 'request_too_large' ? 'request_too_large' : 'bad_request') : error.code;
+        life.end(code, error.message);
+      });
+    } else {
+      if (head.length > 0 && admitUp(head.length)) socket.write(head);
+      relaySocket(client, socket, admitUp);
+    }
     life.idle(limits.idle_timeout_ms);
     client.resume();
   });
@@ -275,4 +298,38 @@ function relayFrames(
   });
   client.on('drain', () => upstream.resume());
   upstream.on('end', () => client.end());
+}
+
+/** The client's WebSocket frames to the upstream, each message once it was scanned for leaks, with backpressure. */
+function relayOutbound(
+  client: Duplex,
+  upstream: Duplex,
+  first: Buffer,
+  gate: WsLeakGate,
+  admit: (bytes: number) => boolean,
+  fail: (error: SecretViolation | WsProtocolError) => void,
+): void {
+  let failed = false;
+  const pass = (chunk: Buffer): boolean => {
+    if (failed || !admit(chunk.length)) return true;
+    let out: Buffer;
+    try {
+      out = gate.push(chunk);
+    } catch (error) {
+      failed = true;
+      fail(
+        error instanceof SecretViolation || error instanceof WsProtocolError
+          ? error
+          : new WsProtocolError('bad_request', 'sluice could not read a WebSocket frame from the client'),
+      );
+      return true;
+    }
+    return out.length === 0 || upstream.write(out);
+  };
+  if (first.length > 0) pass(first);
+  client.on('data', (chunk: Buffer) => {
+    if (!pass(chunk)) client.pause();
+  });
+  upstream.on('drain', () => client.resume());
+  client.on('end', () => upstream.end());
 }

@@ -10,6 +10,9 @@ import { insecureDetail, misplacedDetail, placesOf } from './placement.js';
 import { placeholderIndex } from './placeholders.js';
 import { NeedleSet, RewriteStream, type Needle, type NeedleAction, type RewriteStreamOptions } from './rewrite.js';
 import { SecretViolation } from './violation.js';
+import { DecodeBudget } from '../leak/detect.js';
+import { leakDetectorMode } from '../leak/mode.js';
+import { LeakScan } from '../leak/stream.js';
 
 export interface BodySwapOptions {
   tool: string;
@@ -124,9 +127,12 @@ function rewriteOptions(options: BodySwapOptions, codings: RequestCoding[] | nul
   }
 
   const onUse = options.onUse;
+  // The layered detector replaces the plain shape scan unless the caller (or the bench switch) asks for it.
+  const layered = options.leakPatterns === undefined && leakDetectorMode() === 'layered';
   return {
     needles: new NeedleSet(needles),
-    leakPatterns: options.leakPatterns ?? LEAK_PATTERNS,
+    leakPatterns: layered ? [] : (options.leakPatterns ?? LEAK_PATTERNS),
+    ...(layered ? { leakScan: new LeakScan({ budget: new DecodeBudget(options.maxDecodedBytes ?? 1024 * 1024), where: 'body' }) } : {}),
     ...(onUse && codings === null ? { onUse: (alias: string) => onUse(alias, 'body') } : {}),
   };
 }

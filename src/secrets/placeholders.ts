@@ -6,6 +6,8 @@ import { requestCodings } from './codings.js';
 import { percentDecode, rawOrPercentEncoded, valueForms } from './forms.js';
 import { findLeakIn, LEAK_PATTERNS, type LeakPattern } from './leak-patterns.js';
 import { insecureDetail, mayGoIn, misplacedDetail, placesOf } from './placement.js';
+import { describeFinding, DecodeBudget, DecodeBudgetExceeded, detectLeak } from '../leak/detect.js';
+import { leakDetectorMode } from '../leak/mode.js';
 import type { SecretRefusal } from './violation.js';
 
 /** The prefix of every default placeholder: `__sluice_secret_<alias>__`. */
@@ -78,7 +80,10 @@ export interface RequestSecretsInput {
   values: (alias: string) => string | null;
   /** values to treat as leaks; default: values() of every alias. Pass SecretStore.knownValues() to include rotated ones. */
   known?: ReadonlyArray<{ alias: string; value: string }>;
+  /** plain shapes to scan the text as sent for, instead of the layered detector (src/leak/) */
   leakPatterns?: readonly LeakPattern[];
+  /** the request limit: decoded bytes of the layered detector count against it (default 1 MiB) */
+  maxDecodedBytes?: number;
   /**
    * The request goes upstream over TLS sluice verified (https). Without it no placeholder is swapped
    * and nothing injected for a secret that does not allow_plaintext: the value would cross in clear.
@@ -176,6 +181,31 @@ function findLeakedCredential(
     }
   }
   return null;
+}
+
+/**
+ * A credential shape on any surface of the head, under any chain of decodings (src/leak/detect.ts).
+ * One pass over every surface joined settles most requests; a hit is then named by surface.
+ */
+function findLayeredLeak(surfaces: Surface[], joined: Surface, all: string, maxDecodedBytes: number): Refusal | null {
+  const budget = new DecodeBudget(maxDecodedBytes);
+  try {
+    if (!detectLeak(all, { budget })) return null;
+    for (const surface of [...surfaces, joined]) {
+      const finding = detectLeak(surface.text, { budget: new DecodeBudget(maxDecodedBytes) });
+      if (finding) return { ok: false, reason: 'secret_leak', alias: null, detail: describeFinding(finding, surface.where) };
+    }
+  } catch (error) {
+    if (!(error instanceof DecodeBudgetExceeded)) throw error;
+    return { ok: false, reason: 'bad_request', alias: null, detail: error.message };
+  }
+  // found only across two surfaces (the joined text's own neighbours): name them together
+  return {
+    ok: false,
+    reason: 'secret_leak',
+    alias: null,
+    detail: 'the request carries what looks like a credential across its headers and target',
+  };
 }
 
 /**
@@ -345,7 +375,9 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const coded = requestCodings(input.headers);
   if (!coded.ok) return { ok: false, reason: 'bad_request', alias: null, detail: coded.detail };
 
-  const patterns = input.leakPatterns ?? LEAK_PATTERNS;
+  // The layered detector replaces the plain shape scan unless the caller (or the bench switch) asks for it.
+  const layered = input.leakPatterns === undefined && leakDetectorMode() === 'layered';
+  const patterns = layered ? [] : (input.leakPatterns ?? LEAK_PATTERNS);
   // Most requests carry neither a credential nor a placeholder: one look at all surfaces together
   // settles that, and only a hit pays for the per-surface pass that names where it is.
   const joined = joinedHeaders(input.headers);
@@ -354,6 +386,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const mayHavePlaceholder = index.entries.some((entry) => occurs(entry.pattern, all)) || hasUnknownPlaceholder(all, index);
   const refusal =
     (mayLeak ? findLeakedCredential(surfaces, joined, known, patterns) : null) ??
+    (layered ? findLayeredLeak(surfaces, joined, `${all}\n${joined.text}`, input.maxDecodedBytes ?? 1024 * 1024) : null) ??
     (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null) ??
     insecureInjection(input);
   if (refusal) return refusal;

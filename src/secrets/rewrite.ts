@@ -3,6 +3,7 @@
 // only decided once every needle (and every leak pattern) starting there is fully in view.
 import { Transform, type TransformCallback } from 'node:stream';
 import { findLeakIn, type LeakPattern } from './leak-patterns.js';
+import type { LeakScan } from '../leak/stream.js';
 import { SecretViolation, type SecretFailure } from './violation.js';
 
 export type NeedleAction =
@@ -92,6 +93,8 @@ export interface RewriteStreamOptions {
   leakPatterns?: readonly LeakPattern[];
   /** called once per alias, after the first replacement of it has been pushed */
   onUse?: (alias: string) => void;
+  /** the layered leak detector over the bytes as sent: nothing past what it cleared is passed on */
+  leakScan?: LeakScan;
 }
 
 /**
@@ -102,6 +105,9 @@ export class RewriteStream extends Transform {
   readonly #needles: NeedleSet;
   readonly #patterns: readonly LeakPattern[];
   readonly #onUse: ((alias: string) => void) | undefined;
+  readonly #leakScan: LeakScan | undefined;
+  /** bytes taken in so far: #held ends at this offset of the stream */
+  #received = 0;
   readonly #reported = new Set<string>();
   /** a position is decided once this many bytes from it on are in view */
   readonly #window: number;
@@ -114,16 +120,30 @@ export class RewriteStream extends Transform {
     this.#needles = options.needles;
     this.#patterns = options.leakPatterns ?? [];
     this.#onUse = options.onUse;
+    this.#leakScan = options.leakScan;
     const patternWindow = this.#patterns.length > 0 ? Math.max(...this.#patterns.map((p) => p.maxLength)) + 1 : 0;
     this.#window = Math.max(1, this.#needles.longest, patternWindow);
   }
 
   override _transform(chunk: Buffer | string, encoding: BufferEncoding, callback: TransformCallback): void {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
+    this.#received += bytes.length;
+    try {
+      this.#leakScan?.push(bytes);
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
     this.#process(this.#held.length > 0 ? Buffer.concat([this.#held, bytes]) : bytes, false, callback);
   }
 
   override _flush(callback: TransformCallback): void {
+    try {
+      this.#leakScan?.end();
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
     this.#process(this.#held, true, callback);
   }
 
@@ -131,7 +151,9 @@ export class RewriteStream extends Transform {
     let result: ScanResult;
     try {
       this.#checkLeaks(input, complete);
-      const limit = complete ? input.length : Math.max(0, input.length - this.#window + 1);
+      let limit = complete ? input.length : Math.max(0, input.length - this.#window + 1);
+      // bytes the leak scan holds are not decided yet: input ends at #received
+      if (this.#leakScan && !complete) limit = Math.max(0, Math.min(limit, this.#leakScan.cleared - (this.#received - input.length)));
       result = scan(input, this.#needles, limit);
     } catch (error) {
       callback(error as Error);

@@ -11,7 +11,7 @@ import { Scrubber, type ScrubPlan } from './scanner.js';
 /** The upstream broke the WebSocket framing (or a limit): the connection must end. */
 export class WsProtocolError extends Error {
   constructor(
-    readonly code: 'upstream_protocol' | 'response_too_large',
+    readonly code: 'upstream_protocol' | 'response_too_large' | 'request_too_large' | 'bad_request',
     message: string,
   ) {
     super(message);
@@ -22,6 +22,8 @@ export class WsProtocolError extends Error {
 export interface WsDeflate {
   /** server_no_context_takeover: each message is compressed on its own */
   noContextTakeover: boolean;
+  /** client_no_context_takeover: each message the client sends is compressed on its own */
+  clientNoContextTakeover?: boolean;
 }
 
 export interface WsScrubOptions {
@@ -43,14 +45,16 @@ export function agreedExtensions(header: string | undefined): { deflate: WsDefla
   if (name !== 'permessage-deflate')
     return `the upstream agreed to the WebSocket extension ${JSON.stringify(name!.slice(0, 40))}, which sluice cannot read`;
   let noContextTakeover = false;
+  let clientNoContextTakeover = false;
   for (const param of params) {
     const key = param.split('=')[0]!.trim();
     if (key === 'server_no_context_takeover') noContextTakeover = true;
-    else if (!['client_no_context_takeover', 'server_max_window_bits', 'client_max_window_bits'].includes(key)) {
+    else if (key === 'client_no_context_takeover') clientNoContextTakeover = true;
+    else if (!['server_max_window_bits', 'client_max_window_bits'].includes(key)) {
       return `the upstream agreed to permessage-deflate with ${JSON.stringify(key.slice(0, 40))}, which sluice cannot read`;
     }
   }
-  return { deflate: { noContextTakeover } };
+  return { deflate: { noContextTakeover, clientNoContextTakeover } };
 }
 
 /** The client's Sec-WebSocket-Extensions offer, cut to what sluice can read (null: offer nothing). */
@@ -79,7 +83,7 @@ interface Message {
   started: boolean;
 }
 
-interface FrameHead {
+export interface FrameHead {
   fin: boolean;
   rsv1: boolean;
   opcode: number;
@@ -90,6 +94,106 @@ interface FrameHead {
   control: Buffer[] | null;
 }
 
+/** Which side sent the frames: a client must mask every frame, a server must not (RFC 6455 5.1). */
+export type WsSender = 'upstream' | 'client';
+
+/**
+ * One frame head at the start of `input`, or null while it is not all there; with the masking key
+ * when the frame is masked. Throws WsProtocolError (naming `from`) on anything RFC 6455 forbids.
+ */
+export function parseFrameHead(input: Buffer, from: WsSender): { head: FrameHead; size: number; mask: Buffer | null } | null {
+  if (input.length < 2) return null;
+  const who = from === 'upstream' ? 'the upstream' : 'the client';
+  const broken = from === 'upstream' ? 'upstream_protocol' : 'bad_request';
+  const b0 = input[0]!;
+  const b1 = input[1]!;
+  let size = 2;
+  let length = b1 & 0x7f;
+  if (length === 126) {
+    if (input.length < 4) return null;
+    length = input.readUInt16BE(2);
+    size = 4;
+  } else if (length === 127) {
+    if (input.length < 10) return null;
+    const high = input.readUInt32BE(2);
+    if (high > 0x1fffff) throw new WsProtocolError(broken, `${who} sent a WebSocket frame longer than 2^53 bytes`);
+    length = high * 2 ** 32 + input.readUInt32BE(6);
+    size = 10;
+  }
+  const masked = (b1 & 0x80) !== 0;
+  if (from === 'upstream' && masked)
+    throw new WsProtocolError('upstream_protocol', 'the upstream sent a masked WebSocket frame (a server must not mask)');
+  if (from === 'client' && !masked) throw new WsProtocolError('bad_request', 'the client sent an unmasked WebSocket frame (a client must mask)');
+  let mask: Buffer | null = null;
+  if (masked) {
+    if (input.length < size + 4) return null;
+    mask = Buffer.from(input.subarray(size, size + 4));
+    size += 4;
+  }
+  const fin = (b0 & 0x80) !== 0;
+  const rsv1 = (b0 & 0x40) !== 0;
+  const opcode = b0 & 0x0f;
+  if (b0 & 0x30) throw new WsProtocolError(broken, `${who} set reserved bits of a WebSocket frame that no extension gave a meaning`);
+  const control = opcode >= 0x8;
+  if (control) {
+    if (opcode > 0xa) throw new WsProtocolError(broken, `${who} sent a WebSocket frame with reserved opcode ${opcode}`);
+    if (!fin || length > 125) throw new WsProtocolError(broken, `${who} sent a fragmented or oversized WebSocket control frame`);
+    if (rsv1) throw new WsProtocolError(broken, `${who} compressed a WebSocket control frame`);
+  } else if (opcode > 0x2) {
+    throw new WsProtocolError(broken, `${who} sent a WebSocket frame with reserved opcode ${opcode}`);
+  }
+  return { head: { fin, rsv1, opcode, length, left: length, control: control ? [] : null }, size, mask };
+}
+
+/** XORs `payload` with the masking key in place; `offset` is where in the frame's payload it starts. */
+export function unmask(payload: Buffer, mask: Buffer, offset: number): void {
+  for (let i = 0; i < payload.length; i++) payload[i]! ^= mask[(offset + i) & 3]!;
+}
+
+/**
+ * permessage-deflate's inflater for one direction: each message inflated under `max` bytes, with
+ * the window of the messages before unless the side agreed no_context_takeover.
+ */
+export class WsInflater {
+  readonly #takeover: boolean;
+  readonly #max: number;
+  #window: Buffer = EMPTY;
+
+  constructor(noContextTakeover: boolean, max: number) {
+    this.#takeover = !noContextTakeover;
+    this.#max = max;
+  }
+
+  inflate(compressed: Buffer, from: WsSender): Buffer {
+    const code = from === 'upstream' ? 'response_too_large' : 'request_too_large';
+    const who = from === 'upstream' ? 'the upstream' : 'the client';
+    let inflated: Buffer;
+    try {
+      inflated = inflateRawSync(Buffer.concat([compressed, DEFLATE_TAIL]), {
+        finishFlush: constants.Z_SYNC_FLUSH,
+        maxOutputLength: Math.max(1, this.#max),
+        ...(this.#takeover && this.#window.length > 0 ? { dictionary: this.#window } : {}),
+      });
+    } catch (error) {
+      if (error instanceof RangeError) {
+        throw new WsProtocolError(code, `a compressed WebSocket message inflates past the limit of ${this.#max} bytes`);
+      }
+      throw new WsProtocolError(
+        from === 'upstream' ? 'upstream_protocol' : 'bad_request',
+        `${who} sent a WebSocket message that does not inflate`,
+      );
+    }
+    if (inflated.length > this.#max) {
+      throw new WsProtocolError(code, `a compressed WebSocket message inflates past the limit of ${this.#max} bytes`);
+    }
+    if (this.#takeover) {
+      const joined = this.#window.length > 0 ? Buffer.concat([this.#window, inflated]) : inflated;
+      this.#window = Buffer.from(joined.subarray(Math.max(0, joined.length - WINDOW)));
+    }
+    return inflated;
+  }
+}
+
 /** Server-to-client frames in, scrubbed frames out. push() throws WsProtocolError. */
 export class WsFrameScrubber {
   readonly #plan: ScrubPlan;
@@ -98,13 +202,13 @@ export class WsFrameScrubber {
   #buffer: Buffer = EMPTY;
   #frame: FrameHead | null = null;
   #message: Message | null = null;
-  /** the inflater's window: the tail of what earlier compressed messages inflated to */
-  #window: Buffer = EMPTY;
+  readonly #inflater: WsInflater | null;
 
   constructor(plan: ScrubPlan, options: WsScrubOptions) {
     this.#plan = plan;
     this.#deflate = options.deflate;
     this.#max = options.maxMessageBytes;
+    this.#inflater = options.deflate ? new WsInflater(options.deflate.noContextTakeover, options.maxMessageBytes) : null;
   }
 
   push(chunk: Buffer): Buffer {
@@ -113,7 +217,7 @@ export class WsFrameScrubber {
     this.#buffer = EMPTY;
     for (;;) {
       if (!this.#frame) {
-        const parsed = this.#parseHead(input);
+        const parsed = parseFrameHead(input, 'upstream');
         if (!parsed) {
           this.#buffer = Buffer.from(input);
           break;
@@ -135,41 +239,6 @@ export class WsFrameScrubber {
       if (input.length === 0) break;
     }
     return out.length === 1 ? out[0]! : Buffer.concat(out);
-  }
-
-  #parseHead(input: Buffer): { head: FrameHead; size: number } | null {
-    if (input.length < 2) return null;
-    const b0 = input[0]!;
-    const b1 = input[1]!;
-    let size = 2;
-    let length = b1 & 0x7f;
-    if (length === 126) {
-      if (input.length < 4) return null;
-      length = input.readUInt16BE(2);
-      size = 4;
-    } else if (length === 127) {
-      if (input.length < 10) return null;
-      const high = input.readUInt32BE(2);
-      if (high > 0x1fffff) throw new WsProtocolError('upstream_protocol', 'the upstream sent a WebSocket frame longer than 2^53 bytes');
-      length = high * 2 ** 32 + input.readUInt32BE(6);
-      size = 10;
-    }
-    if (b1 & 0x80) throw new WsProtocolError('upstream_protocol', 'the upstream sent a masked WebSocket frame (a server must not mask)');
-    const fin = (b0 & 0x80) !== 0;
-    const rsv1 = (b0 & 0x40) !== 0;
-    const opcode = b0 & 0x0f;
-    if (b0 & 0x30)
-      throw new WsProtocolError('upstream_protocol', 'the upstream set reserved bits of a WebSocket frame that no extension gave a meaning');
-    const control = opcode >= 0x8;
-    if (control) {
-      if (opcode > 0xa) throw new WsProtocolError('upstream_protocol', `the upstream sent a WebSocket frame with reserved opcode ${opcode}`);
-      if (!fin || length > 125)
-        throw new WsProtocolError('upstream_protocol', 'the upstream sent a fragmented or oversized WebSocket control frame');
-      if (rsv1) throw new WsProtocolError('upstream_protocol', 'the upstream compressed a WebSocket control frame');
-    } else if (opcode > 0x2) {
-      throw new WsProtocolError('upstream_protocol', `the upstream sent a WebSocket frame with reserved opcode ${opcode}`);
-    }
-    return { head: { fin, rsv1, opcode, length, left: length, control: control ? [] : null }, size };
   }
 
   #startFrame(head: FrameHead): void {
@@ -217,7 +286,7 @@ export class WsFrameScrubber {
     let rest: Buffer;
     if (message.compressed) {
       const scrubber = message.scrubber;
-      const inflated = this.#inflate(Buffer.concat(message.parts));
+      const inflated = this.#inflater!.inflate(Buffer.concat(message.parts), 'upstream');
       rest = Buffer.concat([scrubber.push(inflated), scrubber.end()]);
     } else {
       rest = message.scrubber.end();
@@ -228,31 +297,6 @@ export class WsFrameScrubber {
   #emit(message: Message, payload: Buffer, fin: boolean, out: Buffer[]): void {
     out.push(encodeFrame(fin, message.started ? 0x0 : message.opcode, payload));
     message.started = true;
-  }
-
-  #inflate(compressed: Buffer): Buffer {
-    const takeover = !this.#deflate!.noContextTakeover;
-    let inflated: Buffer;
-    try {
-      inflated = inflateRawSync(Buffer.concat([compressed, DEFLATE_TAIL]), {
-        finishFlush: constants.Z_SYNC_FLUSH,
-        maxOutputLength: Math.max(1, this.#max),
-        ...(takeover && this.#window.length > 0 ? { dictionary: this.#window } : {}),
-      });
-    } catch (error) {
-      if (error instanceof RangeError) {
-        throw new WsProtocolError('response_too_large', `a compressed WebSocket message inflates past the limit of ${this.#max} bytes`);
-      }
-      throw new WsProtocolError('upstream_protocol', 'the upstream sent a WebSocket message that does not inflate');
-    }
-    if (inflated.length > this.#max) {
-      throw new WsProtocolError('response_too_large', `a compressed WebSocket message inflates past the limit of ${this.#max} bytes`);
-    }
-    if (takeover) {
-      const joined = this.#window.length > 0 ? Buffer.concat([this.#window, inflated]) : inflated;
-      this.#window = Buffer.from(joined.subarray(Math.max(0, joined.length - WINDOW)));
-    }
-    return inflated;
   }
 
   /** A control frame's payload scrubbed, and cut back to what fits in a control frame. */

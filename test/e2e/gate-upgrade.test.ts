@@ -12,7 +12,7 @@ import { basicAuth, closedBy, exchangeRaw, openSocket, roundTrip, tlsTunnel } fr
 import { startDns, type DnsServer } from '../helpers/dns.js';
 import { makeTestPki, testCaFile } from '../helpers/pki.js';
 import { CANONICAL_TYPES, startTestSluice, TOKEN, TOOL, waitForAudit, type AuditRecord, type TestSluice } from '../helpers/sluice.js';
-import { serverFrame, upgradeRequest, wsAccept } from '../helpers/upgrade.js';
+import { echoFrames, maskedFrame, upgradeRequest, wsAccept } from '../helpers/upgrade.js';
 import { startScriptedUpstream, type ScriptedUpstream, type UpstreamRequestHead } from '../helpers/upstream.js';
 import { settles } from '../helpers/wait.js';
 
@@ -61,10 +61,12 @@ function script(request: UpstreamRequestHead, socket: net.Socket): 'raw' | void 
   switch (kind) {
     case 'ok':
       answer(socket, '101 Switching Protocols', websocket101());
-      return echoRaw();
+      echoFrames(socket);
+      return 'raw';
     case 'case':
       answer(socket, '101 Switching Protocols', websocket101([], 'WebSocket'));
-      return echoRaw();
+      echoFrames(socket);
+      return 'raw';
     case 'no':
       return answer(socket, '403 Forbidden', ['Content-Type: text/plain', 'X-Upstream: said-no'], 'upstream says no');
     case 'fine':
@@ -316,8 +318,8 @@ for (const tr of transports) {
         check();
       });
       socket.resume();
-      // The upstream echoes raw bytes: a server frame comes back as one (sluice reads every frame).
-      socket.write(serverFrame('after-101', 0x1));
+      // The upstream echoes each message back as a server frame (sluice reads every frame, both ways).
+      socket.write(maskedFrame('after-101', 0x1));
       t.match(await echoed, /after-101/, 'bytes after the 101 flow both ways');
     });
   }
@@ -329,7 +331,7 @@ for (const tr of transports) {
     t.equal(r.status, 101);
     socket.on('error', () => {});
     // The upstream echoes: each half of the cap fits, the second pushes both directions past it.
-    const chunk = serverFrame(Buffer.alloc(CAPPED_BYTES / 2 + 100, 0x61));
+    const chunk = maskedFrame(Buffer.alloc(CAPPED_BYTES / 2 + 100, 0x61), 0x2);
     socket.write(chunk);
     socket.write(chunk);
     t.ok((await closedBy(socket, 5000)).closed, 'sluice cut the connection');

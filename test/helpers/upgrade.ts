@@ -69,6 +69,37 @@ export function serverFrame(payload: string | Buffer, opcode = 0x2): Buffer {
   return Buffer.concat([length, data]);
 }
 
+/**
+ * An upstream that echoes WebSocket messages: each masked client frame comes back as the same
+ * frame unmasked, as a server sends it (sluice reads the frames both ways, and refuses a frame
+ * from the wrong side). Payloads under 64 KiB.
+ */
+export function echoFrames(socket: Duplex): void {
+  let buffer = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    for (;;) {
+      if (buffer.length < 2) return;
+      let length = buffer[1]! & 0x7f;
+      let at = 2;
+      if (length === 126) {
+        if (buffer.length < 4) return;
+        length = buffer.readUInt16BE(2);
+        at = 4;
+      }
+      const masked = (buffer[1]! & 0x80) !== 0;
+      const mask = masked ? buffer.subarray(at, at + 4) : null;
+      if (masked) at += 4;
+      if (buffer.length < at + length) return;
+      const payload = Buffer.from(buffer.subarray(at, at + length).map((b, i) => (mask ? b ^ mask[i % 4]! : b)));
+      const b0 = buffer[0]!;
+      buffer = buffer.subarray(at + length);
+      const head = length < 126 ? Buffer.from([b0, length]) : Buffer.from([b0, 126, length >> 8, length & 0xff]);
+      socket.write(Buffer.concat([head, payload]));
+    }
+  });
+}
+
 export interface WsOutcome {
   /** 101 when the socket opened, else the status of the answer the client got instead */
   status: number;

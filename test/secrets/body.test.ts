@@ -90,7 +90,8 @@ for (const violation of VIOLATIONS) {
 }
 
 t.test('near-miss credential shapes pass through at every split', async (t) => {
-  const input = `x AKIA${'A'.repeat(15)} y AKIA${'A'.repeat(17)} ghp_${'a'.repeat(35)} -----BEGIN PUBLIC KEY----- eyJhbGciOiJIUzI1NiJ9 end`;
+  // near-format tokens (a ghp_ two characters short, AKIA with 14 to 20) are leaks now (issue 22): these are further off
+  const input = `x AKIA${'A'.repeat(10)} y AKIA${'A'.repeat(22)} ghp_${'a'.repeat(25)} -----BEGIN PUBLIC KEY----- eyJhbGciOiJIUzI1NiJ9 end`;
   let failures = 0;
   for (const chunks of chunkings(Buffer.from(input))) {
     const { out, error } = await run(swapper(), chunks);

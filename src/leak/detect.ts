@@ -1,0 +1,261 @@
+// The outbound leak detector: a credential shape found in what a tool sends, through the
+// encodings a tool can wrap it in. Pure: text in, the shape and the chain of decodings out.
+//
+// Each level of a text is normalised (JSON \u escapes undone; zero-width and bidi controls taken
+// out; NFKC, so full-width and other compatibility forms become plain ASCII) and matched against
+// the shapes; neighbouring JSON string values and form fields are matched joined in pairs (a key
+// split across two fields); then, up to MAX_DEPTH levels, the level is decoded and the result is
+// a level of its own: percent-encoding (so double encoding is two levels), and every run that
+// looks like base64/base64url (padding optional, wrapped lines joined) or hex (plain, or with
+// `-`/`:` separators). The decoded runs of one kind are joined into one text, so a level is
+// matched once whatever the number of runs. Decoded bytes count against a budget (the request
+// limit): more is DecodeBudgetExceeded. A determined sender can always find an encoding this does
+// not undo: it raises the cost of a leak, it is not a proof that none left.
+import { isUtf8 } from 'node:buffer';
+import { defaultShapes, type ShapeSet } from './shapes.js';
+
+/** Decoding levels under the text as sent. */
+export const MAX_DEPTH = 3;
+
+export type Decoding = 'percent' | 'base64' | 'hex';
+
+export interface LeakFinding {
+  /** the shape's bounded name */
+  shape: string;
+  /** the decodings that uncovered it, outermost first; empty when it was there as sent */
+  chain: Decoding[];
+  /** it was found only with two neighbouring values joined */
+  split: boolean;
+}
+
+/** Decoded bytes left for one request: shared by every surface of it. */
+export class DecodeBudget {
+  left: number;
+  constructor(readonly limit: number) {
+    this.left = limit;
+  }
+  take(bytes: number): void {
+    this.left -= bytes;
+    if (this.left < 0) throw new DecodeBudgetExceeded(this.limit);
+  }
+}
+
+export class DecodeBudgetExceeded extends Error {
+  constructor(readonly limit: number) {
+    super(`the request decodes (percent, base64, hex layers) to more than the limit of ${limit} bytes`);
+    this.name = 'DecodeBudgetExceeded';
+  }
+}
+
+/** Zero-width characters, bidi controls and other invisible format characters a key can be salted with. */
+// Listed one by one as escapes (a class of combining marks would read as one character to a linter).
+const INVISIBLE = new RegExp(
+  // eslint-disable-next-line no-misleading-character-class -- each is its own character here, not a mark on the one before
+  '[\\u00ad\\u034f\\u061c\\u115f\\u1160\\u17b4\\u17b5\\u180b-\\u180f\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u206f\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0]',
+  'g',
+);
+const NON_ASCII = /[\u0080-\uffff]/;
+const JSON_ESCAPE = /\\u([0-9a-fA-F]{4})|\\\//g;
+
+/** The text as the shapes should see it (see the file comment). */
+export function normalize(text: string): string {
+  let out = text;
+  if (out.includes('\\u') || out.includes('\\/'))
+    out = out.replace(JSON_ESCAPE, (m, hex: string | undefined) => (hex ? String.fromCharCode(parseInt(hex, 16)) : '/'));
+  if (NON_ASCII.test(out)) out = out.replace(INVISIBLE, '').normalize('NFKC').replace(INVISIBLE, '');
+  return out;
+}
+
+/** Bytes as text: UTF-8 when they are valid UTF-8, else one character per byte. */
+export function bytesAsText(bytes: Buffer): string {
+  return isUtf8(bytes) ? bytes.toString('utf8') : bytes.toString('latin1');
+}
+
+const PERCENT = /%[0-9a-fA-F]{2}/;
+/** a line break, raw or JSON-escaped */
+const LINE_BREAK = /\r?\n|\\r?\\n/;
+const WRAPPED_LINE_END = /^[A-Za-z0-9+/=_-]{60}$/;
+const ALPHABET_START = /^[A-Za-z0-9+/_-]/;
+
+/**
+ * Text with base64 line wraps taken out: a break that ends a line whose last 60 characters are all
+ * base64 (MIME and PEM wrap at 64 or 76) joins it to the next. Line by line, never a regex over
+ * the whole text that could backtrack across a long run.
+ */
+function unwrap(text: string): string {
+  if (!text.includes('\n')) return text;
+  const lines = text.split(LINE_BREAK);
+  let out = lines[0]!;
+  for (let i = 1; i < lines.length; i++) {
+    const previous = lines[i - 1]!;
+    const joins = previous.length >= 60 && WRAPPED_LINE_END.test(previous.slice(-60)) && ALPHABET_START.test(lines[i]!);
+    out += (joins ? '' : '\n') + lines[i]!;
+  }
+  return out;
+}
+const BASE64_RUN = /[A-Za-z0-9+/_-]{16,}/g;
+const HEX_RUN = /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{16,}|[0-9a-fA-F]{2}(?:([-:])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){6,})(?![0-9a-fA-F])/g;
+const HEX_ONLY = /^[0-9a-fA-F]+$/;
+
+function percentDecode(text: string): string {
+  return decodedText(
+    Buffer.from(
+      text.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+      'latin1',
+    ),
+  );
+}
+
+function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray) => Buffer | null): string | null {
+  run.lastIndex = 0;
+  const parts: string[] = [];
+  for (let m = run.exec(text); m; m = run.exec(text)) {
+    const bytes = decode(m);
+    if (bytes && bytes.length >= 8) {
+      const text = decodedText(bytes);
+      if (text.length >= 8) parts.push(text);
+    }
+  }
+  return parts.length === 0 ? null : parts.join('\n');
+}
+
+function base64Runs(text: string): string | null {
+  const unwrapped = unwrap(text);
+  return decodedRuns(unwrapped, BASE64_RUN, (m) => {
+    const run = m[0];
+    // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
+    if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) return null;
+    // Node's base64 decoder reads both alphabets, with or without padding
+    return Buffer.from(run.length % 4 === 1 ? run.slice(0, -1) : run, 'base64');
+  });
+}
+
+function hexRuns(text: string): string | null {
+  return decodedRuns(text, HEX_RUN, (m) => {
+    const digits = m[1] ? m[0].split(m[1]).join('') : m[0];
+    return Buffer.from(digits.length % 2 === 1 ? digits.slice(0, -1) : digits, 'hex');
+  });
+}
+
+/** A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a value. */
+const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
+/** a form field's value made of a credential's alphabet */
+const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
+const MAX_JOINED_VALUES = 4096;
+
+/** Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null when fewer than two. */
+export function joinedNeighbours(text: string): string | null {
+  const lines: string[] = [];
+  for (const [regex, marker] of [
+    [JSON_PIECE, '"'],
+    [FORM_PIECE, '='],
+  ] as const) {
+    if (!text.includes(marker)) continue;
+    regex.lastIndex = 0;
+    let previous: string | null = null;
+    let count = 0;
+    for (let m = regex.exec(text); m && count < MAX_JOINED_VALUES; m = regex.exec(text)) {
+      if (m[2] !== undefined) continue;
+      const value = m[1]!;
+      if (previous !== null) lines.push(previous + value);
+      previous = value;
+      count++;
+    }
+  }
+  return lines.length === 0 ? null : lines.join('\n');
+}
+
+/** Runs of printable ASCII long enough to hold a credential: all of binary data a shape can match. */
+const PRINTABLE_RUN = /[\x21-\x7e][\x20-\x7e]{9,}/g;
+// eslint-disable-next-line no-control-regex -- control characters are what tells binary from text
+const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
+
+/**
+ * Decoded bytes as text for the next level: text as it is (UTF-8, or ASCII without control
+ * characters); anything else (compressed or random bytes, what a base64 decode of a word gives)
+ * cut down to its printable runs, one a line.
+ */
+export function decodedText(bytes: Buffer): string {
+  if (isUtf8(bytes)) {
+    const text = bytes.toString('utf8');
+    if (!CONTROL.test(text)) return text;
+  }
+  const latin1 = bytes.toString('latin1');
+  PRINTABLE_RUN.lastIndex = 0;
+  const runs: string[] = [];
+  for (let m = PRINTABLE_RUN.exec(latin1); m; m = PRINTABLE_RUN.exec(latin1)) runs.push(m[0]);
+  return runs.join('\n');
+}
+
+export interface DetectOptions {
+  shapes?: ShapeSet;
+  budget: DecodeBudget;
+  /** levels to decode under the text (default MAX_DEPTH) */
+  depth?: number;
+}
+
+/** The first credential shape in `text`, at any level of decoding; throws DecodeBudgetExceeded. */
+export function detectLeak(text: string, options: DetectOptions): LeakFinding | null {
+  return level(text, options.shapes ?? defaultShapes(), options.budget, options.depth ?? MAX_DEPTH, []);
+}
+
+function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
+  const text = normalize(raw);
+  if (text.length > raw.length) budget.take(text.length - raw.length);
+  const found = shapes.find(text);
+  if (found) return { shape: found.shape.name, chain, split: false };
+  const joined = joinedNeighbours(text);
+  if (joined !== null) {
+    const split = shapes.forJoins().find(joined);
+    if (split) return { shape: split.shape.name, chain, split: true };
+  }
+  if (depth === 0) return null;
+  const children: Array<[Decoding, () => string | null]> = [
+    ['percent', () => (PERCENT.test(text) ? percentDecode(text) : null)],
+    ['base64', () => base64Runs(text)],
+    ['hex', () => hexRuns(text)],
+  ];
+  for (const [kind, decode] of children) {
+    const child = decode();
+    if (child === null || child === text) continue;
+    budget.take(child.length);
+    const hit = level(child, shapes, budget, depth - 1, [...chain, kind]);
+    if (hit) return hit;
+  }
+  return null;
+}
+
+/** How a finding reads in a refusal: the shape, where, and through what (never the value). */
+export function describeFinding(finding: LeakFinding, where: string): string {
+  const how = [finding.chain.length > 0 ? `under ${finding.chain.join(' then ')}` : '', finding.split ? 'split across neighbouring values' : '']
+    .filter(Boolean)
+    .join(', ');
+  return `the request carries what looks like a credential (${finding.shape}) in ${where}${how ? `, ${how}` : ''}`;
+}
+
+/** Where a leak was found, as a metric label: a closed set. */
+export const LEAK_SURFACES = ['header', 'path', 'query', 'body', 'websocket', 'hostname', 'other'] as const;
+export type LeakSurface = (typeof LEAK_SURFACES)[number];
+
+function surfaceLabel(where: string): LeakSurface {
+  if (where.startsWith('header') || where === 'the headers joined') return 'header';
+  if (where === 'path' || where === 'query' || where === 'body' || where === 'hostname') return where;
+  if (where.includes('WebSocket')) return 'websocket';
+  return 'other';
+}
+
+const FINDING = /^the request carries what looks like a credential \(([^)]{1,120})\) in (.+?)(?:, (?:under|split) .*)?$/;
+const KNOWN = /^the (?:request|body) carries the real value of secret "[^"]*"(?: in (.+?))?;/;
+
+/**
+ * The bounded labels of a secret_leak refusal, read back from its detail (every transport writes
+ * it through describeFinding, or the known-value sentence): the shape, one of `shapes` or
+ * 'known_value' or 'unknown', and the surface, one of LEAK_SURFACES.
+ */
+export function leakLabels(detail: string, shapes: ReadonlySet<string>): { shape: string; surface: LeakSurface } {
+  const finding = FINDING.exec(detail);
+  if (finding) return { shape: shapes.has(finding[1]!) ? finding[1]! : 'unknown', surface: surfaceLabel(finding[2]!) };
+  const known = KNOWN.exec(detail);
+  if (known) return { shape: 'known_value', surface: known[1] ? surfaceLabel(known[1]) : 'body' };
+  return { shape: 'unknown', surface: 'other' };
+}
