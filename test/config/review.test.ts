@@ -64,6 +64,6 @@ t.test('review_until must be a real time, beside on_violation: review', async (t
     'policy.yaml:5: tools.learner.review_until: review_until applies only with on_violation: review on the same tool; remove it [review_until_unused]',
   ]);
   t.same(problems(t, policy('    on_violation: learn\n')), [
-    'policy.yaml:5: tools.learner.on_violation: must be one of "block", "review" [invalid_choice]',
+    'policy.yaml:5: tools.learner.on_violation: must be one of "block", "review", "ask" [invalid_choice]',
   ]);
 });
