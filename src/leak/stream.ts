@@ -8,8 +8,8 @@ import { SecretViolation } from '../secrets/violation.js';
 import { decodedText, describeFinding, DecodeBudget, DecodeBudgetExceeded, detectLeak, type LeakFinding } from './detect.js';
 import type { ShapeSet } from './shapes.js';
 
-export const PIECE = 64 * 1024;
-const HOLD_MAX = 16 * 1024;
+export const PIECE = 16 * 1024;
+const HOLD_MAX = 8 * 1024;
 /** characters of the piece before that are read again with the next */
 const CONTEXT = 1024;
 
