@@ -4,7 +4,16 @@
 // control frames' payloads (a close reason, a ping) too. The frames themselves go on unchanged, but
 // only once the whole message they belong to was scanned: a message is held until its last frame.
 // The frame parser and inflater are the response side's (src/secrets/ws-scrub.ts).
-import { encodeFrame, parseFrameHead, unmask, WsInflater, WsProtocolError, type FrameHead, type WsDeflate } from '../secrets/ws-scrub.js';
+import {
+  encodeFrame,
+  parseFrameHead,
+  startsMessage,
+  unmask,
+  WsInflater,
+  WsProtocolError,
+  type FrameHead,
+  type WsDeflate,
+} from '../secrets/ws-scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
 import { DecodeBudget } from './detect.js';
 import { LeakScan } from './stream.js';
@@ -85,15 +94,7 @@ export class WsLeakGate {
 
   #startFrame(head: FrameHead): void {
     if (head.control) return;
-    if (head.opcode === 0x0) {
-      if (!this.#message) throw new WsProtocolError('bad_request', 'the client sent a WebSocket continuation frame outside a message');
-      if (head.rsv1) throw new WsProtocolError('bad_request', 'the client set the compression bit on a WebSocket continuation frame');
-      return;
-    }
-    if (this.#message) throw new WsProtocolError('bad_request', 'the client started a WebSocket message inside another one');
-    if (head.rsv1 && !this.#inflater) {
-      throw new WsProtocolError('bad_request', 'the client compressed a WebSocket message without having agreed permessage-deflate');
-    }
+    if (!startsMessage(head, this.#message !== null, this.#inflater !== null, 'client')) return;
     this.#message = {
       compressed: head.rsv1,
       scan: new LeakScan({ budget: new DecodeBudget(this.#max), where: WHERE }),

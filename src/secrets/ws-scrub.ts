@@ -98,6 +98,25 @@ export interface FrameHead {
 export type WsSender = 'upstream' | 'client';
 
 /**
+ * The RFC 6455 rules for the head of a data frame, whichever side sent it: a continuation only
+ * inside a message and never with the compression bit, no message inside another, compression
+ * only when permessage-deflate was agreed. True when the frame starts a message.
+ */
+export function startsMessage(head: FrameHead, inMessage: boolean, canInflate: boolean, from: WsSender): boolean {
+  const code = from === 'client' ? 'bad_request' : 'upstream_protocol';
+  const who = from === 'client' ? 'the client' : 'the upstream';
+  if (head.opcode === 0x0) {
+    if (!inMessage) throw new WsProtocolError(code, `${who} sent a WebSocket continuation frame outside a message`);
+    if (head.rsv1) throw new WsProtocolError(code, `${who} set the compression bit on a WebSocket continuation frame`);
+    return false;
+  }
+  if (inMessage) throw new WsProtocolError(code, `${who} started a WebSocket message inside another one`);
+  if (head.rsv1 && !canInflate)
+    throw new WsProtocolError(code, `${who} compressed a WebSocket message without having agreed permessage-deflate`);
+  return true;
+}
+
+/**
  * One frame head at the start of `input`, or null while it is not all there; with the masking key
  * when the frame is masked. Throws WsProtocolError (naming `from`) on anything RFC 6455 forbids.
  */
@@ -243,15 +262,7 @@ export class WsFrameScrubber {
 
   #startFrame(head: FrameHead): void {
     if (head.control) return;
-    if (head.opcode === 0x0) {
-      if (!this.#message) throw new WsProtocolError('upstream_protocol', 'the upstream sent a WebSocket continuation frame outside a message');
-      if (head.rsv1) throw new WsProtocolError('upstream_protocol', 'the upstream set the compression bit on a WebSocket continuation frame');
-      return;
-    }
-    if (this.#message) throw new WsProtocolError('upstream_protocol', 'the upstream started a WebSocket message inside another one');
-    if (head.rsv1 && !this.#deflate) {
-      throw new WsProtocolError('upstream_protocol', 'the upstream compressed a WebSocket message without having agreed permessage-deflate');
-    }
+    if (!startsMessage(head, this.#message !== null, this.#deflate !== null, 'upstream')) return;
     this.#message = {
       opcode: head.opcode as 0x1 | 0x2,
       compressed: head.rsv1,
