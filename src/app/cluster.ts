@@ -106,6 +106,8 @@ class ClusterRegistry extends AggregatorRegistry<PrometheusContentType> {
 export interface PrimaryOptions {
   workers: number;
   admin: Endpoint | null;
+  /** names beyond IP literals and localhost the admin port answers to (--admin-host) */
+  adminHosts?: readonly string[];
   listen: Endpoint;
   caDir: string;
   logger: Logger;
@@ -187,6 +189,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<number> {
           caPem: () => caPem,
           status: () => clusterStatus(statuses, opts.workers),
           auditHead: () => clusterAuditHead(statuses),
+          allowedHosts: opts.adminHosts ?? [],
         });
       } catch (err) {
         process.stderr.write(`sluice serve: refusing to start: admin ${(err as Error).message}\n`);

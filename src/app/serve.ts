@@ -79,6 +79,8 @@ export interface ServeOptions {
   grantsFile?: string | null;
   /** the admin token POST /approvals/{id} needs (read from --admin-token-file / --admin-token-env); null = changes refused */
   adminToken?: string | null;
+  /** names beyond IP literals and localhost the admin port answers to (--admin-host) */
+  adminHosts?: readonly string[];
 }
 
 export interface RunningSluice {
@@ -253,6 +255,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
         caPem: () => ca.certPem,
         auditHead: () => sink.lastCheckpoint,
         extra: approvalRoutes({ approvals, token: opts.adminToken ?? null }),
+        allowedHosts: opts.adminHosts ?? [],
         status: () => {
           const runtime = policy.current();
           return {

@@ -3,6 +3,7 @@ import { autoWorkers, reportToPrimary, runPrimary, workerAuditFile, workerIndex 
 import { scrubSecrets } from '../app/runtime.js';
 import { startSluice, StartupError, type RunningSluice } from '../app/serve.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_CHECKPOINT_RECORDS, randomInstance, type FsyncMode } from '../observe/audit.js';
+import { adminHostNames } from '../observe/admin.js';
 import { createLogger, LOG_LEVELS } from '../observe/log.js';
 import { VERSION } from '../version.js';
 import { hostForUrl } from '../net/host.js';
@@ -19,6 +20,8 @@ Runs the proxy. Every flag can also be given as an environment variable (shown i
                          such as the JDK; a one-tool sidecar); repeatable  [SLUICE_LISTEN_TOOL, comma-separated]
   --admin HOST:PORT      admin address: /metrics /healthz /readyz /policy /audit/head /ca.pem
                          (default 127.0.0.1:9090; "off" disables it)       [SLUICE_ADMIN]
+  --admin-host NAME      a name the admin port answers to besides IP addresses and localhost
+                         (others get 421: DNS rebinding); repeatable  [SLUICE_ADMIN_HOSTS, comma-separated]
   --ca-dir DIR           interception CA directory, created when missing (default certs)
                                                                            [SLUICE_CA_DIR]
   --audit FILE|-         audit log (hash-chained JSON lines); - = stdout, the default; repeat
@@ -90,11 +93,17 @@ export async function runServe(args: string[]): Promise<number> {
       grants: { type: 'string' },
       'admin-token-file': { type: 'string' },
       'admin-token-env': { type: 'string' },
+      'admin-host': { type: 'string', multiple: true },
     },
     HELP,
   );
   if (!parsed) return 0;
-  const v = parsed.values as Record<string, string | undefined> & { 'no-watch'?: boolean; audit?: string[]; 'listen-tool'?: string[] };
+  const v = parsed.values as Record<string, string | undefined> & {
+    'no-watch'?: boolean;
+    audit?: string[];
+    'listen-tool'?: string[];
+    'admin-host'?: string[];
+  };
   const env = process.env;
   const policyFile = v.policy ?? env.SLUICE_POLICY;
   if (!policyFile) throw new UsageError(`--policy FILE is required\n\n${HELP}`);
@@ -151,6 +160,12 @@ export async function runServe(args: string[]): Promise<number> {
   const admin = adminText === 'off' ? null : parseEndpoint(adminText, '--admin');
   const listen = parseEndpoint(v.listen ?? env.SLUICE_LISTEN ?? '127.0.0.1:3128', '--listen');
   const caDir = v['ca-dir'] ?? env.SLUICE_CA_DIR ?? 'certs';
+  let adminHosts: string[];
+  try {
+    adminHosts = adminHostNames(v['admin-host'] ?? (env.SLUICE_ADMIN_HOSTS ? env.SLUICE_ADMIN_HOSTS.split(',') : []));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const adminToken = readAdminToken(
     v['admin-token-file'] ?? env.SLUICE_ADMIN_TOKEN_FILE,
     v['admin-token-env'] ?? env.SLUICE_ADMIN_TOKEN_ENV,
@@ -164,7 +179,7 @@ export async function runServe(args: string[]): Promise<number> {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${level}")`);
   const logger = createLogger({ level, scrub: (text) => scrub(text) });
 
-  if (workers > 1 && index === null) return runPrimary({ workers, admin, listen, caDir, logger });
+  if (workers > 1 && index === null) return runPrimary({ workers, admin, adminHosts, listen, caDir, logger });
 
   let running: RunningSluice | undefined;
   try {
@@ -192,6 +207,7 @@ export async function runServe(args: string[]): Promise<number> {
       haltDrainMs: 500,
       grantsFile: v.grants ?? env.SLUICE_GRANTS ?? null,
       adminToken,
+      adminHosts,
       drainMs: drainSeconds * 1000,
       toolListeners,
       denyMessage,

@@ -2,7 +2,7 @@
 // the interception CA certificate; and, mounted by serve, the approvals API and page (issue 17).
 // It serves only what is listed here; the CA key and secret values are never reachable from it.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
 export interface AdminPolicySummary {
@@ -31,6 +31,11 @@ export interface AdminServerOptions {
    * resolves false to leave it to the routes here. It owns its methods, auth and streaming.
    */
   extra?: (req: http.IncomingMessage, res: http.ServerResponse, pathname: string) => Promise<boolean>;
+  /**
+   * Host names (beyond IP literals and localhost) the admin port answers to (--admin-host), e.g. the
+   * compose service name Prometheus scrapes it by. Anything else is refused (DNS rebinding).
+   */
+  allowedHosts?: readonly string[];
 }
 
 export interface AdminServer {
@@ -83,10 +88,52 @@ async function route(pathname: string, opts: AdminServerOptions): Promise<Reply>
   }
 }
 
+/**
+ * Whether a request's Host may reach the admin port. A web page the operator's browser opens can point
+ * a name it controls at 127.0.0.1 (DNS rebinding) and read /approvals, /policy or /metrics as same-origin;
+ * its requests carry that name in Host. So only an IP literal, localhost or a name the operator listed
+ * is answered. No Host at all (HTTP/1.0; Node refuses it on 1.1) is not a browser and is answered.
+ */
+export function adminHostAllowed(host: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (host === undefined) return true;
+  let name = host.trim().toLowerCase();
+  if (name.startsWith('[')) {
+    const end = name.indexOf(']');
+    return end > 0 && isIP(name.slice(1, end)) === 6 && /^(:\d{1,5})?$/.test(name.slice(end + 1));
+  }
+  const colon = name.lastIndexOf(':');
+  if (colon !== -1) {
+    if (!/^\d{1,5}$/.test(name.slice(colon + 1))) return false;
+    name = name.slice(0, colon);
+  }
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  if (name === '') return false;
+  return isIP(name) === 4 || name === 'localhost' || allowed.has(name);
+}
+
+/** Normalises --admin-host names (lowercase, no trailing dot); throws on one that is not a host name. */
+export function adminHostNames(names: readonly string[]): string[] {
+  return names.map((raw) => {
+    const name = raw.trim().toLowerCase().replace(/\.$/, '');
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(name)) {
+      throw new Error(`--admin-host ${JSON.stringify(raw)} is not a host name`);
+    }
+    return name;
+  });
+}
+
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+  const allowed = new Set(opts.allowedHosts ?? []);
   // The handler's one await (route) is inside try/catch, so its promise never rejects.
   // eslint-disable-next-line @typescript-eslint/no-misused-promises
   const server = http.createServer(async (req, res) => {
+    if (!adminHostAllowed(req.headers.host, allowed)) {
+      const body = 'the admin port answers only Host: an IP address, localhost or a name given with --admin-host\n';
+      res.writeHead(421, { 'Content-Type': TEXT, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', Connection: 'close' });
+      res.end(body);
+      req.resume();
+      return;
+    }
     const pathname = new URL(req.url ?? '/', 'http://admin').pathname;
     if (opts.extra) {
       try {

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { startAdminServer, type AdminStatus } from '../../src/observe/admin.js';
+import { adminHostNames, startAdminServer, type AdminStatus } from '../../src/observe/admin.js';
 import { AuditSink, verifyAuditFiles } from '../../src/observe/audit.js';
 import { generateAuditKeys, loadAuditSigner } from '../../src/observe/audit-key.js';
 import { createMetrics } from '../../src/observe/metrics.js';
@@ -343,4 +344,73 @@ t.test('/audit/head of an unsigned audit is 404', async (t) => {
     parseMetrics(await metrics.registry.metrics()).some((s) => s.name === 'sluice_audit_last_seq'),
     'no gauge value without an audit',
   );
+});
+
+/** One request with a raw Host line (or none), over a plain socket: what a browser, curl or a probe would send. */
+function rawGet(port: number, host: string | null, version = '1.1'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.end(`GET /metrics HTTP/${version}\r\n${host === null ? '' : `Host: ${host}\r\n`}Connection: close\r\n\r\n`);
+    });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('latin1');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
+      resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+    });
+  });
+}
+
+t.test('the admin port answers only IP literals, localhost and --admin-host names (DNS rebinding)', async (t) => {
+  const metrics = createMetrics();
+  const admin = await startAdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    registry: metrics.registry,
+    status: () => ({ ready: true, why: null, policy: null }),
+    caPem: () => null,
+    allowedHosts: adminHostNames(['Sluice.', 'metrics.monitoring.svc']),
+  });
+  t.teardown(() => admin.close());
+  const port = admin.address.port;
+  const cases: Array<[string | null, number]> = [
+    [`127.0.0.1:${port}`, 200],
+    ['127.0.0.1', 200],
+    [`[::1]:${port}`, 200],
+    ['[::1]', 200],
+    [`10.1.0.11:${port}`, 200],
+    [`localhost:${port}`, 200],
+    ['LOCALHOST.', 200],
+    [`sluice:${port}`, 200],
+    ['SLUICE', 200],
+    ['metrics.monitoring.svc:9090', 200],
+    // what a rebinding page sends: its own name, now pointing at 127.0.0.1
+    [`rebind.attacker.example:${port}`, 421],
+    ['attacker.example', 421],
+    ['sluice.attacker.example', 421],
+    ['localhost.attacker.example', 421],
+    ['127.0.0.1.nip.io', 421],
+    ['0x7f000001', 421],
+    ['2130706433', 421],
+    ['127.1', 421],
+    ['[::1', 421],
+    ['[not-ip]:9090', 421],
+    ['127.0.0.1:port', 421],
+    [':9090', 421],
+  ];
+  for (const [host, want] of cases) {
+    const got = await rawGet(port, host);
+    t.equal(got.status, want, `Host: ${String(host)}`);
+    if (want === 421) {
+      t.match(got.body, /--admin-host/);
+      t.notMatch(got.body, /sluice_/, 'no metrics in the refusal');
+    } else {
+      t.match(got.body, /sluice_|# HELP/);
+    }
+  }
+  // HTTP/1.0 with no Host is not a browser: answered
+  t.equal((await rawGet(port, null, '1.0')).status, 200);
+  t.throws(() => adminHostNames(['bad name']), /--admin-host "bad name" is not a host name/);
+  t.throws(() => adminHostNames(['*.example']), /not a host name/);
 });
