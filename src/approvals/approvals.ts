@@ -34,7 +34,7 @@ export interface DecidedView {
   host: string;
   port: number;
   path: string | null;
-  decision: ApproverDecision | 'timeout';
+  decision: ApproverDecision | 'timeout' | 'withdrawn';
   scope: 'host' | 'path' | null;
   rule: string | null;
   expires_at: string | null;
@@ -250,6 +250,13 @@ export class Approvals implements AskGate {
       expected_sha256: refusal.found,
     });
     this.#opts.onRefused(refusal);
+  }
+
+  /** The client of a held request went away: nothing is left to answer, so it leaves the queue. */
+  withdraw(id: string, why: string): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#settle(pending, { kind: 'withdrawn', approval: id, detail: why }, 'approval.expired', { decision: 'withdrawn', scope: null }, undefined, why);
   }
 
   /** Answers every held request with a timeout (shutdown). */

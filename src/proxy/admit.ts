@@ -6,6 +6,7 @@
 // ask (issue 17): a tool with on_violation: ask has a refusal decide could review held for a
 // supervisor here, holding the tool's connection slot while it waits, on every transport alike.
 // Nothing is sent upstream until this says yes. No transport writes its own copy of these steps.
+import type { Duplex } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CanonicalHost } from '../net/host.js';
 import type { Limits } from '../config/types.js';
@@ -29,6 +30,48 @@ export interface Head {
   httpVersion: string;
   rawHeaders: readonly string[];
   headers: IncomingHttpHeaders;
+  /** the client's connection: a request held for a supervisor leaves the queue when it closes */
+  client?: ClientConnection | undefined;
+}
+
+/** The client's socket, as admission watches it while a request is held. */
+export type ClientConnection = Duplex;
+
+/** at most this much of what a held CONNECT or Upgrade client sends early is kept; then it is not read further */
+const HELD_READ_MAX = 64 * 1024;
+
+/**
+ * Calls `gone` when the client of a held request goes away; returns the unwatch. A request's socket
+ * belongs to the HTTP server, which sees its close. A CONNECT's or an Upgrade's socket is off the
+ * parser and nobody reads it while the request is held, so its FIN would go unseen: it is read
+ * here, what arrives is kept (bounded) and given back, in order, when the hold ends.
+ */
+function watchClient(head: Head, gone: () => void): () => void {
+  const client = head.client;
+  if (!client) return NOTHING_HELD;
+  if (client.destroyed) {
+    gone();
+    return NOTHING_HELD;
+  }
+  client.once('close', gone);
+  if (head.kind === 'request') return () => void client.off('close', gone);
+  const kept: Buffer[] = [];
+  let size = 0;
+  const keep = (chunk: Buffer): void => {
+    kept.push(chunk);
+    size += chunk.length;
+    if (size >= HELD_READ_MAX) client.pause();
+  };
+  client.on('data', keep);
+  client.once('end', gone);
+  client.resume();
+  return () => {
+    client.off('close', gone);
+    client.off('end', gone);
+    client.off('data', keep);
+    client.pause();
+    if (size > 0) client.unshift(kept.length === 1 ? kept[0]! : Buffer.concat(kept));
+  };
 }
 
 /** A tunnel sluice reads inside: whose CONNECT it was (re-authenticated on every request) and to where. */
@@ -159,7 +202,7 @@ export async function admit(deps: ProxyDeps, scope: RequestScope, head: Head): P
       release = slot.release;
       slotHeld = true;
     }
-    const answered = await askSupervisor(deps, approvals, ex, tool, target, asked, toolLimits, decideNow, runtime);
+    const answered = await askSupervisor(deps, approvals, ex, tool, target, asked, toolLimits, decideNow, runtime, head);
     if (!answered.ok) return refuse(answered.code, answered.detail, false, answered.retryAfterSeconds);
     decision = answered.decision;
     ex.decided(decision);
@@ -230,6 +273,7 @@ async function askSupervisor(
   limits: Readonly<Limits>,
   decideNow: () => Decision,
   runtime: PolicyRuntime,
+  head: Head,
 ): Promise<Asked> {
   const ticket = approvals.hold(
     {
@@ -246,12 +290,18 @@ async function askSupervisor(
   if (!ticket.held) {
     return { ok: false, code: ticket.code, detail: ticket.detail, ...(ticket.code === 'approval_queue_full' ? { retryAfterSeconds: 5 } : {}) };
   }
+  // A client that gives up (closes) while held takes its request off the supervisor's queue.
+  const unwatch = watchClient(head, () =>
+    approvals.withdraw(ticket.approval, 'withdrawn: the client closed its connection while the request was held'),
+  );
   const answer = await ticket.answer;
+  unwatch();
   // The proxy may have halted while the request waited: nothing goes out then.
   const halted = deps.halted();
   if (halted) return { ok: false, code: 'policy_halted', detail: halted };
   switch (answer.kind) {
     case 'timeout':
+    case 'withdrawn':
       return { ok: false, code: 'approval_timeout', detail: answer.detail };
     case 'deny':
       return { ok: false, code: 'approval_denied', detail: answer.detail };
@@ -293,7 +343,14 @@ export function identify(runtime: PolicyRuntime, credentials: string | undefined
 /** The head of a request Node's parser read. */
 export function headOf(
   kind: Head['kind'],
-  req: { method?: string | undefined; url?: string | undefined; httpVersion: string; rawHeaders: string[]; headers: IncomingHttpHeaders },
+  req: {
+    method?: string | undefined;
+    url?: string | undefined;
+    httpVersion: string;
+    rawHeaders: string[];
+    headers: IncomingHttpHeaders;
+    socket?: ClientConnection | null;
+  },
 ): Head {
   return {
     kind,
@@ -302,6 +359,7 @@ export function headOf(
     httpVersion: req.httpVersion,
     rawHeaders: req.rawHeaders,
     headers: req.headers,
+    client: req.socket ?? undefined,
   };
 }
 

@@ -60,7 +60,8 @@ export type SupervisorAnswer =
   | { kind: 'allow-once'; approval: string }
   | { kind: 'allow'; approval: string }
   | { kind: 'deny'; approval: string; detail: string }
-  | { kind: 'timeout'; approval: string; detail: string };
+  | { kind: 'timeout'; approval: string; detail: string }
+  | { kind: 'withdrawn'; approval: string; detail: string };
 
 export type HoldTicket =
   | { held: false; code: 'approval_denied' | 'approval_queue_full'; detail: string }
@@ -75,6 +76,8 @@ export interface AskGate {
   take(key: string, max: number): Promise<boolean>;
   /** lists the request as pending (or refuses it at once: a remembered deny, a full queue) */
   hold(req: HeldRequest, limits: Readonly<Limits>): HoldTicket;
+  /** takes a held request off the queue because its client went away (audited, no grant, no deny remembered) */
+  withdraw(approval: string, why: string): void;
 }
 
 export interface SelfCheck {

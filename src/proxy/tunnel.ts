@@ -197,6 +197,8 @@ export function readTunnelStart(
     client.on('data', onData);
     client.on('end', onEnd);
     client.on('close', onClose);
+    // paused when admission held it for a supervisor (it read the socket meanwhile, see admit.ts)
+    client.resume();
     judge();
   });
 }

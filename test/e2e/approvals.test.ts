@@ -5,6 +5,8 @@
 // case uses hosts of its own (*.wild.test names, all 93.184.216.34), so grants and remembered
 // denies of one case never touch another.
 import { execFile } from 'node:child_process';
+import net from 'node:net';
+import tls from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -35,6 +37,9 @@ const NAMES = [
   'outside',
   'pinned',
   'inside',
+  'gone',
+  'goneconnect',
+  'early',
 ];
 
 let dns: DnsServer;
@@ -468,4 +473,95 @@ t.test('a request inside an intercepted tunnel is held like any other (path_not_
   t.equal(third.path, '/anything/third', 'scope path: another path is held again');
   await answer(third.id, { decision: 'allow-once' });
   t.equal((await other).status, 200);
+});
+
+/** A raw client socket that sends one head through sluice; the test destroys it while the request is held. */
+function rawClient(head: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(sluice.port, '127.0.0.1', () => {
+      socket.write(head);
+      resolve(socket);
+    });
+    socket.on('error', reject);
+  });
+}
+
+const BASIC = (tool: string): string => `Basic ${Buffer.from(`${tool}:${TOKEN}`).toString('base64')}`;
+
+t.test('a client that gives up while held leaves the queue on every transport (withdrawn)', async (t) => {
+  const sluiceCa = readFileSync(path.join(sluice.caDir, 'ca.pem'));
+  const cases: Array<{ name: string; transport: string; open: () => Promise<net.Socket | tls.TLSSocket>; path: string | null }> = [
+    {
+      name: 'gone',
+      transport: 'absolute-form',
+      path: '/anything/gone',
+      open: () =>
+        rawClient(`GET ${plainUrl('gone')} HTTP/1.1\r\nHost: ${host('gone')}:${plain.port}\r\nProxy-Authorization: ${BASIC(TOOL)}\r\n\r\n`),
+    },
+    {
+      name: 'goneconnect',
+      transport: 'CONNECT',
+      path: null,
+      open: () =>
+        rawClient(
+          `CONNECT ${host('goneconnect')}:${secure.port} HTTP/1.1\r\nHost: ${host('goneconnect')}:${secure.port}\r\nProxy-Authorization: ${BASIC(TOOL)}\r\n\r\n`,
+        ),
+    },
+    {
+      name: 'inside',
+      transport: 'inside an intercepted tunnel',
+      path: '/anything/gone-inside',
+      open: async () => {
+        const raw = await rawClient(
+          `CONNECT ${host('inside')}:${secure.port} HTTP/1.1\r\nHost: ${host('inside')}:${secure.port}\r\nProxy-Authorization: ${BASIC('inside')}\r\n\r\n`,
+        );
+        await new Promise<void>((resolve) => raw.once('data', () => resolve()));
+        const secured = tls.connect({ socket: raw, servername: host('inside'), ca: sluiceCa });
+        await new Promise<void>((resolve, reject) => secured.once('secureConnect', resolve).once('error', reject));
+        secured.write(`GET /anything/gone-inside HTTP/1.1\r\nHost: ${host('inside')}:${secure.port}\r\n\r\n`);
+        return secured;
+      },
+    },
+  ];
+  for (const c of cases) {
+    const socket = await c.open();
+    const request = await held(c.name);
+    t.equal(request.path, c.path, `${c.transport}: held`);
+    socket.destroy();
+    const withdrawn = await waitForAudit(sluice, (e) => e.type === 'approval.expired' && e.approval === request.id);
+    t.equal(withdrawn.approval_decision, 'withdrawn', `${c.transport}: audited as withdrawn`);
+    t.match(withdrawn.detail, /the client closed its connection/);
+    t.notOk(
+      (await pending()).some((p) => p.id === request.id),
+      `${c.transport}: no longer pending`,
+    );
+    t.equal((await answer(request.id, { decision: 'allow' })).status, 404, `${c.transport}: nothing left to allow`);
+  }
+  const samples = await scrapeMetrics(sluice.adminPort);
+  t.equal(total(samples, 'sluice_approval_decisions_total', { decision: 'withdrawn' }), 3);
+});
+
+t.test('what a held CONNECT client sends before the answer is kept and served after allow-once, in order', async (t) => {
+  const authority = `${host('early')}:${plain.port}`;
+  const socket = await rawClient(
+    `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${BASIC(TOOL)}\r\n\r\n` +
+      `GET /anything/early HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`,
+  );
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const request = await held('early');
+  t.equal(request.method, 'CONNECT');
+  t.equal((await answer(request.id, { decision: 'allow-once' })).status, 200);
+  // plain HTTP inside the tunnel is admitted request by request: the pipelined GET is held in its turn
+  const inner = await held('early');
+  t.equal(inner.method, 'GET');
+  t.equal(inner.path, '/anything/early', 'the bytes sent while the CONNECT was held arrived whole');
+  t.equal((await answer(inner.id, { decision: 'allow-once' })).status, 200);
+  await closed;
+  const text = Buffer.concat(chunks).toString('latin1');
+  t.match(text, /^HTTP\/1\.1 200 Connection Established\r\n/);
+  const reply = text.slice(text.indexOf('\r\n\r\n') + 4);
+  t.match(reply, /^HTTP\/1\.1 200 /, 'the pipelined request went through the tunnel');
+  t.match(reply, /"url":"\/anything\/early"/);
 });
