@@ -7,6 +7,7 @@ import { Approvals } from '../approvals/approvals.js';
 import { defaultGrantsFile, FileGrantStore, GrantsRefused } from '../approvals/grants.js';
 import { approvalRoutes } from '../approvals/http.js';
 import { PolicyError, PolicyPinMismatch } from '../config/errors.js';
+import type { LoadedPolicy } from '../config/types.js';
 import { startAdminServer } from '../observe/admin.js';
 import { AuditSink, type AuditHead, type FsyncMode } from '../observe/audit.js';
 import { loadAuditSigner, type AuditSigner } from '../observe/audit-key.js';
@@ -23,7 +24,7 @@ import { SelfEndpoints } from '../net/self.js';
 import { initCa, loadCa, type CertificateAuthority } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
 import { PolicyHolder } from './policy-holder.js';
-import { scrubSecrets } from './runtime.js';
+import { buildRuntime, scrubSecrets } from './runtime.js';
 
 export interface Endpoint {
   host: string;
@@ -110,10 +111,31 @@ export class StartupError extends Error {}
 /** The drain timeout at shutdown: what compose's stop_grace_period and Kubernetes' grace period give by default. */
 export const DEFAULT_DRAIN_MS = 30_000;
 
+/**
+ * A worker under --workers builds no policy with on_violation: ask: its queue would be its own while
+ * the admin port is the primary's, so nobody could answer and every held request would time out.
+ * Refused at start and at reload (the previous policy stays) rather than offered.
+ */
+async function buildWithoutAsk(loaded: LoadedPolicy, env: NodeJS.ProcessEnv): Promise<PolicyRuntime> {
+  const asking = Object.entries(loaded.doc.tools).filter(([, tool]) => tool.on_violation === 'ask');
+  if (asking.length > 0) {
+    throw new Error(
+      `tool ${asking.map(([name]) => name).join(', ')} has on_violation: ask, which needs --workers 1: under --workers the admin port that answers approvals is the primary's, and the held requests would be each worker's`,
+    );
+  }
+  return buildRuntime(loaded, env);
+}
+
 export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   let policy: PolicyHolder;
   try {
-    policy = await PolicyHolder.open({ file: opts.policyFile, pin: opts.policySha256, env: opts.env, logger: opts.logger });
+    policy = await PolicyHolder.open({
+      file: opts.policyFile,
+      pin: opts.policySha256,
+      env: opts.env,
+      logger: opts.logger,
+      ...(opts.worker != null ? { build: buildWithoutAsk } : {}),
+    });
   } catch (err) {
     // Policy problems and a pin mismatch name their file; a secret that cannot load names its alias.
     const named = err instanceof PolicyError || err instanceof PolicyPinMismatch;

@@ -256,7 +256,14 @@ export class Approvals implements AskGate {
   withdraw(id: string, why: string): void {
     const pending = this.#pending.get(id);
     if (!pending) return;
-    this.#settle(pending, { kind: 'withdrawn', approval: id, detail: why }, 'approval.expired', { decision: 'withdrawn', scope: null }, undefined, why);
+    this.#settle(
+      pending,
+      { kind: 'withdrawn', approval: id, detail: why },
+      'approval.expired',
+      { decision: 'withdrawn', scope: null },
+      undefined,
+      why,
+    );
   }
 
   /** Answers every held request with a timeout (shutdown). */

@@ -94,7 +94,8 @@ function stream(req: http.IncomingMessage, res: http.ServerResponse, approvals: 
   const send = (e: ApprovalEvent): void => {
     res.write(`event: ${e.type}\ndata: ${JSON.stringify(e.type === 'requested' ? e.approval : e.decision)}\n\n`);
   };
-  for (const decision of approvals.recent()) send({ type: decision.decision === 'timeout' || decision.decision === 'withdrawn' ? 'expired' : 'decided', decision });
+  for (const decision of approvals.recent())
+    send({ type: decision.decision === 'timeout' || decision.decision === 'withdrawn' ? 'expired' : 'decided', decision });
   for (const approval of approvals.list()) send({ type: 'requested', approval });
   res.write(': ready\n\n');
   const unsubscribe = approvals.subscribe(send);

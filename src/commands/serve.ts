@@ -222,6 +222,9 @@ export async function runServe(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof StartupError || (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       process.stderr.write(`sluice serve: refusing to start: ${(err as Error).message}\n`);
+      // A worker's IPC channel to the primary would keep it alive (and the primary waiting) forever,
+      // and a worker that disconnects exits 0: it exits 2 itself (stderr to a pipe is synchronous).
+      if (index !== null) process.exit(2);
       return 2;
     }
     throw err;

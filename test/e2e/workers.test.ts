@@ -26,7 +26,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function policy(upstream: Upstream, extraTool: boolean): string {
+function policy(upstream: Upstream, extraTool: boolean, ask = false): string {
   const sha = createHash('sha256').update(TOKEN).digest('hex');
   return `
 version: 1
@@ -38,7 +38,9 @@ tools:
     token_sha256: "${sha}"
     allow:
       - host: 127.0.0.1
-${extraTool ? `  second:\n    token_sha256: "${sha}"\n    allow:\n      - host: example.test\n` : ''}`;
+${extraTool ? `  second:\n    token_sha256: "${sha}"\n    allow:\n      - host: example.test\n` : ''}${
+    ask ? `  asker:\n    token_sha256: "${sha}"\n    on_violation: ask\n    allow: []\n` : ''
+  }`;
 }
 
 /** GET through the proxy in absolute form, a new connection each time. */
@@ -140,6 +142,18 @@ t.test('two workers share the port, keep one audit chain each, and the admin por
   }
   t.match(shown, /"name": "second"/, 'the admin port shows the reloaded policy');
 
+  // A reload to a policy that asks a supervisor is refused by every worker: nobody could answer.
+  writeFileSync(policyFile, policy(upstream, true, true));
+  child.kill('SIGHUP');
+  await waitFor(() => files.every((f) => auditRecords(f).some((r) => r.type === 'policy.reload_failed')), 'both workers to refuse the reload');
+  for (const file of files) {
+    const failed = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('"policy.reload_failed"'));
+    t.match(failed[0], /tool asker has on_violation: ask, which needs --workers 1/, `${path.basename(file)}: refused, named`);
+  }
+  t.equal(await get(listenPort, `${upstream.origin}/small`), 200, 'the previous policy stays in force');
+
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops the primary and its workers with exit 0');
   let requests = 0;
@@ -148,7 +162,42 @@ t.test('two workers share the port, keep one audit chain each, and the admin por
     t.ok(verified.ok, `${path.basename(file)} is an intact chain of its own`);
     requests += auditRecords(file).filter((r) => r.type === 'net.req' && r.tool === 'fetcher').length;
   }
-  t.equal(requests, REQUESTS, 'every request has exactly one record across the two chains');
+  t.equal(requests, REQUESTS + 1, 'every request has exactly one record across the two chains');
+});
+
+t.test('--workers 2 refuses to start a policy with on_violation: ask (exit 2, named)', async (t) => {
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-workers-ask-'));
+  const policyFile = path.join(dir, 'policy.yaml');
+  writeFileSync(policyFile, policy(upstream, false, true));
+  const [listenPort, adminPort] = [await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--workers',
+      '2',
+      '--policy',
+      policyFile,
+      '--listen',
+      `127.0.0.1:${listenPort}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--audit',
+      path.join(dir, 'audit.log'),
+    ],
+    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'], cwd: dir },
+  );
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.equal(code, 2);
+  t.match(stderr, /tool asker has on_violation: ask, which needs --workers 1/);
 });
 
 t.test('--workers refuses the stdout audit and a count below 1', async (t) => {
