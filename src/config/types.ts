@@ -79,7 +79,7 @@ export interface McpRuleDoc {
 
 /** A rule's `git:` field (issue 21); the schema fills in the defaults. */
 export interface GitRuleDoc {
-  push?: { refs?: string[]; create?: boolean; delete?: boolean; tags?: boolean };
+  push?: { refs?: string[]; create?: boolean; delete?: boolean; tags?: boolean; options?: string[] };
   /** false refuses git-upload-pack (clone, fetch) on this rule */
   fetch?: boolean;
 }

@@ -2,6 +2,7 @@
 //   update-requests = *shallow ( command-list | push-cert )
 //   command-list    = PKT-LINE(command NUL capability-list) *PKT-LINE(command) flush-pkt
 //   command         = old-id SP new-id SP refname
+//   push-options    = *PKT-LINE(push-option) flush-pkt   (only when the client asked for push-options)
 // and then (only when there are commands) the pack, which sluice never needs to read. Pure and
 // restartable: called on a growing prefix, it says "incomplete" until the flush that ends the list
 // arrives, then gives the commands and where the list ended. Anything else is malformed: sluice
@@ -20,7 +21,9 @@ export interface CommandList {
   readonly commands: readonly RefCommand[];
   /** the capabilities the client asked for, on the first command (report-status, side-band-64k, …) */
   readonly capabilities: readonly string[];
-  /** byte offset just after the flush that ends the list (the pack, if any, starts here) */
+  /** the push options (`git push -o`), in order; empty when the client asked for none */
+  readonly options: readonly string[];
+  /** byte offset just after the flush that ends the list and its push options (the pack, if any, starts here) */
   readonly end: number;
 }
 
@@ -40,7 +43,12 @@ export function parseCommandList(body: Buffer): CommandListParse {
     if (read.state !== 'line') return read;
     at = read.next;
     const { line } = read;
-    if (line.kind === 'flush') return { state: 'done', list: { commands, capabilities, end: at } };
+    if (line.kind === 'flush') {
+      // The options the client announced follow the list, each in a packet, up to a flush of their own.
+      if (commands.length === 0 || !capabilities.includes('push-options'))
+        return { state: 'done', list: { commands, capabilities, options: [], end: at } };
+      return parsePushOptions(body, at, commands, capabilities);
+    }
     if (line.kind !== 'data') return { state: 'malformed', why: `a ${line.kind} packet inside the command list` };
     let payload = line.payload;
     if (payload.length > 0 && payload[payload.length - 1] === 0x0a) payload = payload.subarray(0, payload.length - 1);
@@ -68,6 +76,25 @@ export function parseCommandList(body: Buffer): CommandListParse {
     const command = parseCommand(text, idLength);
     if (typeof command === 'string') return { state: 'malformed', why: command };
     commands.push(command);
+  }
+}
+
+/** The push-option packets after the command list, up to their flush. */
+function parsePushOptions(body: Buffer, start: number, commands: RefCommand[], capabilities: string[]): CommandListParse {
+  const options: string[] = [];
+  let at = start;
+  for (;;) {
+    const read = readPktLine(body, at);
+    if (read.state !== 'line') return read;
+    at = read.next;
+    const { line } = read;
+    if (line.kind === 'flush') return { state: 'done', list: { commands, capabilities, options, end: at } };
+    if (line.kind !== 'data') return { state: 'malformed', why: `a ${line.kind} packet among the push options` };
+    let payload = line.payload;
+    if (payload.length > 0 && payload[payload.length - 1] === 0x0a) payload = payload.subarray(0, payload.length - 1);
+    // git refuses to send an option holding a newline or NUL; one that does is not an option sluice can judge.
+    if (payload.includes(0) || payload.includes(0x0a)) return { state: 'malformed', why: 'a push option holding a NUL or newline' };
+    options.push(payload.toString('latin1'));
   }
 }
 

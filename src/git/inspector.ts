@@ -5,14 +5,15 @@
 //   POST …/git-receive-pack                                         push: command list, then the pack
 // A push is decided on its command list alone: the inspector asks for the body only until the flush
 // that ends the list, checks every command, and either passes the push unchanged or refuses it
-// whole with a report-status git prints per ref. fetch: false refuses upload-pack and its
+// whole with a report-status git prints per ref; push options (`git push -o`) are read after the
+// list and must match the rule's options globs. fetch: false refuses upload-pack and its
 // advertisement (and the dumb-HTTP files a fetch could read instead). What sluice cannot read (a
 // compressed body, a malformed list, a signed push) is refused, never passed unchecked.
 import type { HeadStep, Inspector, InspectHead, Verdict } from '../proxy/inspector.js';
 import { parseCommandList } from './commands.js';
 import { readPktLine } from './pkt-line.js';
 import { refusedAdvertisement, refusedPushReport, wantsReport } from './report.js';
-import { checkPush, type CompiledGitRule } from './rules.js';
+import { checkPush, optionRefusal, type CompiledGitRule } from './rules.js';
 
 const RECEIVE_PACK = /\/git-receive-pack$/i;
 const UPLOAD_PACK = /\/git-upload-pack$/i;
@@ -46,6 +47,19 @@ export const gitInspector: Inspector<CompiledGitRule> = {
     }
     if (parsed.state === 'malformed') return unreadable(`the push command list is malformed: ${parsed.why}`);
     const list = parsed.list;
+    const optionRefusals = list.options.map((option) => optionRefusal(rule, option)).filter((why): why is string => why !== null);
+    if (optionRefusals.length > 0) {
+      const why = optionRefusals[0]!;
+      const more = optionRefusals.length > 1 ? ` (and ${optionRefusals.length - 1} more)` : '';
+      // Every ref is refused with the option's reason: the push goes nowhere.
+      const check = { allowed: false, results: list.commands.map((command) => ({ command, refusal: why })) };
+      return {
+        pass: false,
+        reason: 'git_push_option_not_allowed',
+        detail: `git push refused whole by rule ${head.ruleId}: ${why}${more}`,
+        ...(wantsReport(list) ? { answer: refusedPushReport(list, check, `push refused by rule ${head.ruleId}: ${why}${more}`) } : {}),
+      };
+    }
     const check = checkPush(rule, list.commands);
     if (check.allowed) return PASS;
     const refused = check.results.filter((r) => r.refusal !== null);
@@ -70,17 +84,24 @@ function receivePackHead(head: InspectHead): HeadStep {
   if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
     return unreadable(`a push with a compressed body (Content-Encoding: ${coding.slice(0, 40)}) cannot be read; send it uncompressed`);
   }
-  // Enough once the flush that ends the list (or a malformed line) is in: only pkt-line lengths are
-  // scanned here, from where the last call stopped; the list itself is parsed once, in body().
+  // Enough once the flush that ends the list (or a malformed line) is in, and, when the client asked
+  // for push-options, the flush after them: only pkt-line lengths are scanned here, from where the
+  // last call stopped; the list is parsed at its flush (to see the capabilities) and once in body().
   let at = 0;
+  let listEnded = false;
   return {
     read: true,
     enough: (prefix) => {
       for (;;) {
         const read = readPktLine(prefix, at);
         if (read.state === 'incomplete') return false;
-        if (read.state === 'malformed' || read.line.kind !== 'data') return true;
+        if (read.state === 'malformed') return true;
         at = read.next;
+        if (read.line.kind === 'data') continue;
+        if (read.line.kind !== 'flush' || listEnded) return true;
+        listEnded = true;
+        // Still incomplete after its flush: push options follow, up to a flush of their own.
+        if (parseCommandList(prefix.subarray(0, at)).state !== 'incomplete') return true;
       }
     },
   };

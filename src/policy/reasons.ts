@@ -35,6 +35,7 @@ export const DENY_REASONS = [
   'uninspectable_body',
   'git_ref_not_allowed',
   'git_fetch_not_allowed',
+  'git_push_option_not_allowed',
   // issue 17: a tool with on_violation: ask waited for a supervisor
   'approval_timeout',
   'approval_denied',
@@ -151,6 +152,7 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   // A git push with a ref its rule refuses (answered in git report-status), and fetch: false.
   git_ref_not_allowed: deny(403, { reviewable: true }),
   git_fetch_not_allowed: deny(403, { reviewable: true }),
+  git_push_option_not_allowed: deny(403, { reviewable: true }),
   // issue 17: held for a supervisor: nobody decided in time, a supervisor said no, or too many already wait
   approval_timeout: deny(403),
   approval_denied: deny(403),

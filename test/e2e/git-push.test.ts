@@ -70,7 +70,7 @@ tools:
     allow:
       - host: upstream.test
         git:
-          push: { refs: ["refs/heads/agent/**", "refs/tags/moving"], delete: true, tags: true }
+          push: { refs: ["refs/heads/agent/**", "refs/tags/moving"], delete: true, tags: true, options: ["ci.skip"] }
   ${READER}:
     token_sha256: "${sha256(READER_TOKEN)}"
     secrets: [git_token]
@@ -179,6 +179,46 @@ t.test('deletes follow the delete flag', async (t) => {
   const allowed = await git(dir, RELEASER, RELEASER_TOKEN, 'push', 'origin', ':refs/heads/agent/doomed');
   t.equal(allowed.code, 0, `delete: true allows it (${allowed.stderr.trim()})`);
   t.equal(await serverRef('refs/heads/agent/doomed'), null, 'the branch is gone');
+});
+
+t.test('push options (git push -o): refused unless the rule lists them, before a byte reaches the server', async (t) => {
+  const advertise = await runGit(['--git-dir', bare, 'config', 'receive.advertisePushOptions', 'true'], { cwd: root, env: gitEnv(home) });
+  t.equal(advertise.code, 0, 'the server advertises push-options');
+  t.teardown(() => runGit(['--git-dir', bare, 'config', '--unset', 'receive.advertisePushOptions'], { cwd: root, env: gitEnv(home) }));
+  const { dir, head } = await cloneWithCommit(t, 'options');
+  const posts = receivePackPosts();
+  const violationsBefore = await violations('git_push_option_not_allowed');
+  const mark = await auditMark(sluice);
+  const r = await git(dir, TOOL, TOKEN, 'push', '-o', 'ci.variable=DEPLOY_KEY=x', 'origin', 'HEAD:refs/heads/agent/options');
+  t.not(r.code, 0, 'no options allowed: git reports the push failed');
+  t.match(r.stderr, '(sluice: push option "ci.variable=DEPLOY_KEY=x" not allowed)', 'git prints the ref rejected, the option named');
+  t.equal(await serverRef('refs/heads/agent/options'), null, 'the branch was not created');
+  t.equal(receivePackPosts(), posts, 'no receive-pack POST reached the server');
+  const records = await canonicalSince(sluice, mark, 3);
+  const refused = records.find((rec) => rec.reason === 'git_push_option_not_allowed');
+  t.equal(refused?.type, 'policy.violation', 'audited');
+  t.equal(await violations('git_push_option_not_allowed'), violationsBefore + 1, 'counted');
+
+  const listed = await git(dir, RELEASER, RELEASER_TOKEN, 'push', '-o', 'ci.skip', 'origin', 'HEAD:refs/heads/agent/options');
+  t.equal(listed.code, 0, `an option the rule lists passes (${listed.stderr.trim()})`);
+  t.equal(await serverRef('refs/heads/agent/options'), head, 'and the push landed');
+  const other = await git(
+    dir,
+    RELEASER,
+    RELEASER_TOKEN,
+    'push',
+    '-o',
+    'ci.skip',
+    '-o',
+    'merge_request.create',
+    'origin',
+    'HEAD:refs/heads/agent/options2',
+  );
+  t.not(other.code, 0, 'one unlisted option among listed ones refuses the push');
+  t.match(other.stderr, '(sluice: push option "merge_request.create" not allowed)');
+  t.equal(await serverRef('refs/heads/agent/options2'), null);
+  const without = await git(dir, TOOL, TOKEN, 'push', 'origin', 'HEAD:refs/heads/agent/options3');
+  t.equal(without.code, 0, 'a push with no option passes, the capability absent');
 });
 
 t.test('tags follow the tags flag; moving a tag needs a glob naming it', async (t) => {

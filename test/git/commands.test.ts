@@ -155,3 +155,37 @@ t.test('ref names as git check-ref-format reads them', async (t) => {
     t.not(refnameProblem(bad), null, bad);
   }
 });
+
+t.test('push options: read after the list when asked for, up to their own flush', async (t) => {
+  const first = `${A} ${B} refs/heads/agent/x\0report-status push-options side-band-64k\n`;
+  const withOptions = done(parseCommandList(Buffer.concat([list(first, '', 'ci.skip', 'ci.variable=A=1\n', ''), Buffer.from('PACK')])));
+  t.same(withOptions.options, ['ci.skip', 'ci.variable=A=1'], 'in order, a trailing LF dropped');
+  t.equal(withOptions.commands.length, 1);
+  t.equal(withOptions.end, list(first, '', 'ci.skip', 'ci.variable=A=1\n', '').length, 'the pack starts after the options’ flush');
+  const noneSent = done(parseCommandList(list(first, '', '')));
+  t.same(noneSent.options, [], 'asked for, none sent: an empty section');
+  // Without the capability, what follows the flush is the pack: never read as options.
+  const plain = done(parseCommandList(Buffer.concat([list(FIRST, ''), Buffer.from('0010ci.skip')])));
+  t.same(plain.options, []);
+  t.equal(plain.end, list(FIRST, '').length);
+  for (const [name, body, why] of [
+    ['a delim among the options', Buffer.concat([list(first, '', 'ci.skip'), Buffer.from('0001')]), /a delim packet among the push options/],
+    ['an option holding a NUL', list(first, '', 'ci.skip\0smuggled', ''), /a push option holding a NUL or newline/],
+    ['an option holding a newline', list(first, '', 'ci.skip\nsecond', ''), /a push option holding a NUL or newline/],
+    ['the pack where options belong', Buffer.concat([list(first, ''), Buffer.from('PACK\0\0\0\x02')]), /./],
+  ] as const) {
+    const parsed = parseCommandList(body);
+    t.equal(parsed.state, 'malformed', name);
+    if (parsed.state === 'malformed') t.match(parsed.why, why, name);
+  }
+  // Every split point: incomplete until the options' flush, then the same list.
+  const whole = Buffer.concat([list(first, `${Z} ${A} refs/heads/agent/y`, '', 'merge_request.create', 'ci.skip', ''), Buffer.from('PACK')]);
+  const expected = done(parseCommandList(whole));
+  let wrong = 0;
+  for (let cut = 0; cut <= whole.length; cut++) {
+    const parsed = parseCommandList(whole.subarray(0, cut));
+    if (cut < expected.end ? parsed.state !== 'incomplete' : parsed.state !== 'done' || JSON.stringify(parsed.list) !== JSON.stringify(expected))
+      wrong++;
+  }
+  t.equal(wrong, 0, `all ${whole.length + 1} prefixes are incomplete before byte ${expected.end} and the same list from there`);
+});

@@ -7,7 +7,7 @@ import { parseCommandList, type CommandList } from '../../src/git/commands.js';
 import { gitInspector } from '../../src/git/inspector.js';
 import { readPktLine, pktLine } from '../../src/git/pkt-line.js';
 import { refusedAdvertisement, refusedPushReport } from '../../src/git/report.js';
-import { checkPush, commandRefusal, compileGitRule, compileRefGlob } from '../../src/git/rules.js';
+import { checkPush, commandRefusal, compileGitRule, compileOptionGlob, compileRefGlob, optionRefusal } from '../../src/git/rules.js';
 import type { InspectHead } from '../../src/proxy/inspector.js';
 
 const Z = '0'.repeat(40);
@@ -43,7 +43,7 @@ t.test('commands against the flags and globs', async (t) => {
   for (const [what, rule, command, refusal] of rows) t.equal(commandRefusal(rule, command), refusal, what);
   const none = compileGitRule({});
   t.equal(commandRefusal(none, update('refs/heads/x')), 'push to refs/heads/x not allowed', 'no refs by default');
-  t.same(none.push, { refs: [], create: true, delete: false, tags: false }, 'the defaults');
+  t.same(none.push, { refs: [], create: true, delete: false, tags: false, options: [] }, 'the defaults');
   t.equal(none.fetch, true);
   const mixed = checkPush(agent, [update('refs/heads/agent/x'), update('refs/heads/main')]);
   t.equal(mixed.allowed, false, 'one refused command refuses the push');
@@ -212,4 +212,54 @@ t.test('the inspector asks for the body up to the flush that ends the command li
   t.equal(wrong, 0, 'enough turns true at the first prefix that holds the flush, whatever the chunk size');
   const bad = gitInspector.head(rule, head('POST', '/r/git-receive-pack'));
   t.ok('read' in bad && bad.enough?.(Buffer.from('zzzz')), 'a malformed length is enough to decide (to refuse)');
+});
+
+t.test('push options: only those an options glob names; a push with another is refused whole', async (t) => {
+  const strict = compileGitRule({ push: { refs: ['refs/heads/agent/**'] } });
+  const some = compileGitRule({ push: { refs: ['refs/heads/agent/**'], options: ['ci.skip', 'merge_request.*'] } });
+  t.equal(optionRefusal(some, 'ci.skip'), null);
+  t.equal(optionRefusal(some, 'merge_request.create'), null);
+  t.equal(optionRefusal(some, 'merge_request.target=main'), null);
+  t.match(optionRefusal(some, 'ci.skipped'), /push option "ci\.skipped" not allowed/, 'a glob matches the whole option');
+  t.match(optionRefusal(some, 'CI.SKIP'), /not allowed/, 'options are matched as sent (case counts)');
+  t.match(optionRefusal(some, 'ci.variable=TOKEN=x'), /not allowed/);
+  t.match(optionRefusal(strict, 'ci.skip'), /not allowed/, 'none by default');
+  t.match(optionRefusal(compileGitRule({ push: { options: ['a.b'] } }), 'aXb'), /not allowed/, 'a dot is a dot');
+  t.equal(optionRefusal(compileGitRule({ push: { options: ['*'] } }), 'anything=at all'), null, '"*" alone allows every option');
+  t.throws(() => compileOptionGlob('bad\u0001'), /control character/);
+  t.match(optionRefusal(strict, 'x'.repeat(500)) ?? '', /^push option "x{60}…" not allowed$/, 'a long option is shown cut');
+
+  const h = head('POST', '/r/git-receive-pack');
+  const body = (...options: string[]) =>
+    Buffer.concat([
+      pktLine(`${A} ${B} refs/heads/agent/x\0report-status push-options side-band-64k`),
+      Buffer.from('0000'),
+      ...options.map((o) => pktLine(o)),
+      Buffer.from('0000PACK'),
+    ]);
+  t.same(gitInspector.body(some, h, body('ci.skip'), false), { pass: true });
+  t.same(gitInspector.body(strict, h, body(), false), { pass: true }, 'the capability without options');
+  const refused = gitInspector.body(some, h, body('ci.skip', 'ci.variable=TOKEN=x', 'other'), false);
+  t.match(refused, {
+    pass: false,
+    reason: 'git_push_option_not_allowed',
+    detail: /rule agent\.allow\[0\]: push option "ci\.variable=TOKEN=x" not allowed \(and 1 more\)/,
+  });
+  if (!refused.pass) {
+    t.equal(refused.answer?.status, 200, 'answered in report-status');
+    t.match(refused.answer?.body.toString('latin1'), /ng refs\/heads\/agent\/x sluice: push option "ci\.variable=TOKEN=x" not allowed/);
+  }
+
+  // The head asks for the body up to the options' flush, at any chunk size.
+  const whole = body('ci.skip', 'merge_request.create');
+  const listEnd = whole.length - 'PACK'.length;
+  let wrong = 0;
+  for (let step = 1; step <= 9; step++) {
+    const stepHead = gitInspector.head(some, head('POST', '/r/git-receive-pack'));
+    if (!('read' in stepHead) || !stepHead.enough) throw new Error('a push must be read');
+    let doneAt = -1;
+    for (let cut = 0; cut <= whole.length && doneAt < 0; cut += step) if (stepHead.enough(whole.subarray(0, cut))) doneAt = cut;
+    if (doneAt < listEnd || doneAt >= listEnd + step) wrong++;
+  }
+  t.equal(wrong, 0, 'enough turns true at the first prefix that holds the options’ flush');
 });
