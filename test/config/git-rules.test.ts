@@ -35,7 +35,7 @@ t.test('the schema fills the defaults and the rule intercepts its host', async (
   t.chdir(t.testdir({ 'policy.yaml': policy('          push: { refs: ["refs/heads/agent/**"] }\n') }));
   const loaded = loadPolicy('policy.yaml');
   t.same(loaded.doc.tools.agent!.allow[0]!.git, {
-    push: { refs: ['refs/heads/agent/**'], create: true, delete: false, tags: false },
+    push: { refs: ['refs/heads/agent/**'], create: true, delete: false, tags: false, options: [] },
     fetch: true,
   });
   const compiled = compilePolicy(loaded.doc, loaded.digest);
@@ -55,7 +55,7 @@ t.test('an empty git: is fetch allowed, no push', async (t) => {
   t.chdir(t.testdir({ 'policy.yaml': policy('          {}\n') }));
   const loaded = loadPolicy('policy.yaml');
   const rule = compilePolicy(loaded.doc, loaded.digest).tools.get('agent')!.rules[0]!;
-  t.same(rule.git?.push, { refs: [], create: true, delete: false, tags: false });
+  t.same(rule.git?.push, { refs: [], create: true, delete: false, tags: false, options: [] });
   t.equal(rule.git?.fetch, true);
 });
 
