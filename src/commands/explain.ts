@@ -145,6 +145,7 @@ function httpsTarget(url: string) {
 /** A rule's git: as explain prints it; the intercept it forces is on the tls line. */
 function gitSummary(git: CompiledGitRule): string {
   const refs = git.push.refs.length === 0 ? 'no refs' : git.push.refs.map((g) => g.pattern).join(', ');
-  const flags = `create ${git.push.create}, delete ${git.push.delete}, tags ${git.push.tags}`;
+  const options = git.push.options.length === 0 ? 'no push options' : `push options ${git.push.options.map((g) => g.pattern).join(', ')}`;
+  const flags = `create ${git.push.create}, delete ${git.push.delete}, tags ${git.push.tags}, ${options}`;
   return `push to ${refs} (${flags}); fetch ${git.fetch ? 'allowed' : 'refused'}; pushes are read after TLS interception`;
 }

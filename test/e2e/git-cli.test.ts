@@ -49,6 +49,6 @@ t.test('explain: a git: rule intercepts its host and says what it allows', async
   t.match(r.stdout, 'tls: intercepted (rule agent.allow[0] has git:, so pushes are read inside)');
   t.match(
     r.stdout,
-    'git: push to refs/heads/agent/** (create true, delete true, tags false); fetch refused; pushes are read after TLS interception',
+    'git: push to refs/heads/agent/** (create true, delete true, tags false, no push options); fetch refused; pushes are read after TLS interception',
   );
 });
