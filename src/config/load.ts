@@ -6,12 +6,21 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { globSync } from 'tinyglobby';
+import { createRequire } from 'node:module';
+import type * as Tinyglobby from 'tinyglobby';
 import { PolicyError, type FieldPath, type Problem, type ProblemCode } from './errors.js';
 import { schemaProblems } from './schema.js';
 import { checkSecrets, checkSettings, checkTools } from './semantic.js';
 import { lineOf, parseSource, type PolicySource } from './source.js';
 import { swapInOf, type LoadedPolicy, type PolicyDoc, type SecretDoc, type ToolDoc } from './types.js';
+
+// required, not imported: its ESM build pulls fdir and picomatch through the ESM loader, and only
+// a policy with `include:` calls it; the CommonJS build loads on that first call.
+let globbing: typeof Tinyglobby | undefined;
+function globSync(patterns: readonly string[], options: Tinyglobby.GlobOptions): string[] {
+  globbing ??= createRequire(import.meta.url)('tinyglobby') as typeof Tinyglobby;
+  return globbing.globSync(patterns, options);
+}
 
 /** The placeholder a tool writes for a secret when the policy names none. */
 export function defaultPlaceholder(alias: string): string {

@@ -5,7 +5,12 @@
 // suffix of this name" but not "which suffixes lie under it", so the second question walks the
 // suffix trie tldts ships; a layout it no longer recognises fails closed (see suffixesUnder).
 import { createRequire } from 'node:module';
-import { getPublicSuffix } from 'tldts';
+import type * as Tldts from 'tldts';
+
+// tldts is CommonJS: required, not imported, because Node's import of a CommonJS file first scans
+// it for its exports, and tldts's 200 KB (the suffix list inline) made that scan ~60 ms of a start.
+const cjs = createRequire(import.meta.url);
+const { getPublicSuffix } = cjs('tldts') as typeof Tldts;
 
 /** tldts's flat suffix trie (tldts/src/data/trie.ts): nodes, their edges, and the edge labels back to back. */
 interface SuffixTrie {
@@ -34,7 +39,7 @@ function loadTrie(): Walkable | null {
   if (walkable !== undefined) return walkable;
   walkable = null;
   try {
-    const required = createRequire(import.meta.url)('tldts/dist/cjs/src/data/trie.js') as Partial<Record<keyof SuffixTrie, unknown>>;
+    const required = cjs('tldts/dist/cjs/src/data/trie.js') as Partial<Record<keyof SuffixTrie, unknown>>;
     const { nodeFlags, edgeStart, edgeLength, edgeChild, labelText, rulesRoot } = required;
     if (
       !isArrayLike(nodeFlags) ||

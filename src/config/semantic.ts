@@ -2,7 +2,11 @@
 // compiles them, and strict mode's refusal of allow-all. Pure: values in, problems out; env vars
 // and secret files are read by serve, never here.
 import { isIP } from 'node:net';
-import ipaddr from 'ipaddr.js';
+import { createRequire } from 'node:module';
+import type IpAddr from 'ipaddr.js';
+
+// required, not imported: Node's import of a CommonJS module scans its source for exports first (a start pays it)
+const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof IpAddr;
 import { splitHostPort } from '../net/host.js';
 import { compileHostPattern, type HostPattern } from '../match/host-match.js';
 import { compilePathGlob } from '../match/path.js';
@@ -305,7 +309,7 @@ function cidrProblem(cidr: string, strict: boolean): Finding | null {
   if (rest.length > 0 || prefix === undefined || !/^\d{1,3}$/.test(prefix) || isIP(address) === 0 || address.includes('%')) {
     return invalid;
   }
-  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  let parsed: [IpAddr.IPv4 | IpAddr.IPv6, number];
   try {
     parsed = ipaddr.parseCIDR(cidr);
   } catch {

@@ -46,10 +46,14 @@
  * multicast or broadcast (connecting there reaches this host or many hosts, never one service).
  */
 import { isIP } from 'node:net';
-import ipaddr from 'ipaddr.js';
+import { createRequire } from 'node:module';
+import type IpAddr from 'ipaddr.js';
 
-type IPv4 = ipaddr.IPv4;
-type IPv6 = ipaddr.IPv6;
+// required, not imported: Node's import of a CommonJS module scans its source for exports first (a start pays it)
+const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof IpAddr;
+
+type IPv4 = IpAddr.IPv4;
+type IPv6 = IpAddr.IPv6;
 
 export type AddressVerdict =
   { allowed: true; ip: string; range: string; exception: string | null } | { allowed: false; ip: string; range: string };
