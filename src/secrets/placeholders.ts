@@ -360,56 +360,6 @@ const RANGE_HEADERS = new Set(['range', 'if-range']);
 const NO_PATTERNS: readonly LeakPattern[] = Object.freeze([]);
 
 /**
- * The plan for a request that carries no placeholder (no surface matched any placeholder pattern,
- * raw or percent-encoded): swapping would change nothing, so the headers are kept as sent but for
- * the injected ones, and require is checked as in the full pass. Same result as the full pass.
- */
-function injectOnly(input: RequestSecretsInput, index: PlaceholderIndex, kept: ReadonlyArray<readonly [string, string]>): RequestSecretsPlan {
-  for (const alias of input.inScope) {
-    const problem = requireProblem(input, alias);
-    if (problem) return problem;
-  }
-  // values are read in the index's order, as the full pass does, so the same alias is named when two are missing
-  const values = new Map<string, string>();
-  for (const { alias } of index.entries) {
-    if (!input.inScope.includes(alias) || !input.secrets[alias]?.inject) continue;
-    const value = input.values(alias);
-    if (!value) {
-      return {
-        ok: false,
-        reason: 'secret_unavailable',
-        alias,
-        detail: `secret "${alias}" has no value right now (its source is missing or empty)`,
-      };
-    }
-    values.set(alias, value);
-  }
-  const injects: Array<{ alias: string; header: string; lower: string; value: string }> = [];
-  for (const alias of input.inScope) {
-    const inject = input.secrets[alias]?.inject;
-    if (inject)
-      injects.push({
-        alias,
-        header: inject.header,
-        lower: inject.header.toLowerCase(),
-        value: inject.format.split('{value}').join(values.get(alias)),
-      });
-  }
-  const headers: Array<[string, string]> = [];
-  for (const [name, value] of kept) {
-    const lower = name.toLowerCase();
-    if (!injects.some((i) => i.lower === lower)) headers.push([name, value]);
-  }
-  const uses: SecretUse[] = [];
-  for (const inject of injects) {
-    headers.push([inject.header, inject.value]);
-    if (!uses.some((u) => u.alias === inject.alias && u.where === `inject:${inject.header}`))
-      uses.push({ alias: inject.alias, where: `inject:${inject.header}` });
-  }
-  return { ok: true, headers, target: input.target, uses };
-}
-
-/**
  * Decides what a request carries toward this host and rewrites it: placeholders swapped for values,
  * injected headers set, Range and If-Range dropped toward a host a secret may be swapped into the
  * body of (so a stored value cannot be read back in pieces). Never returns a value in `detail`.
@@ -449,11 +399,10 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const kept = stripRanges ? input.headers.filter(([name]) => !RANGE_HEADERS.has(name.toLowerCase())) : input.headers;
   const needsNothing = !mayHavePlaceholder && input.inScope.every((alias) => !input.secrets[alias]?.inject && !input.secrets[alias]?.require);
   if (needsNothing) return { ok: true, headers: kept.map(([name, value]) => [name, value]), target: input.target, uses: [] };
-  // No placeholder anywhere (the common case with inject): nothing to swap, only injections to make.
-  if (!mayHavePlaceholder) return injectOnly(input, index, kept);
 
   // in-scope secrets to fill now: those written somewhere, and those injected
-  const present = new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index)));
+  // No placeholder anywhere (the common case with inject): nothing to look for, only injections to make.
+  const present = mayHavePlaceholder ? new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index))) : new Set<string>();
   const active = index.entries.filter(
     (entry) => input.inScope.includes(entry.alias) && (present.has(entry.alias) || input.secrets[entry.alias]?.inject),
   );
@@ -480,9 +429,12 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
     if (!uses.some((u) => u.alias === alias && u.where === where)) uses.push({ alias, where });
   };
   // Every placeholder present passed checkPlaceholders: it sits where its swap_in allows.
+  // Only placeholders present are swapped: an injected secret's placeholder that no surface holds changes nothing.
+  const swapping = active.filter((entry) => present.has(entry.alias));
   const swapAll = (text: string, where: string, encodeRaw: boolean): string => {
+    if (swapping.length === 0) return text;
     let out = text;
-    for (const { alias, placeholder, pattern } of active) {
+    for (const { alias, placeholder, pattern } of swapping) {
       const value = values.get(alias)!;
       const encoded = encodeURIComponent(value);
       const swapped = swap(out, pattern, placeholder, encodeRaw ? encoded : value, encoded);
