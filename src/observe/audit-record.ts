@@ -165,45 +165,53 @@ export function boundField(text: string, max: number): string {
   return `${text.slice(0, end)}…[cut, ${text.length} chars]`;
 }
 
+/** A text field scrubbed and bounded; null when absent. Module-level, so a record builds no closures. */
+function textField(v: string | null | undefined, scrub: (s: string) => string, max: number = AUDIT_FIELD_MAX.other): string | null {
+  return typeof v === 'string' ? boundField(scrub(v), max) : null;
+}
+
+function num(v: number | null | undefined): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
 export function eventRecord(e: AuditInput, at: RecordPlace, scrub: (s: string) => string): AuditRecord {
   const other: number = AUDIT_FIELD_MAX.other;
-  const text = (v: string | null | undefined, max = other): string | null => (typeof v === 'string' ? boundField(scrub(v), max) : null);
-  const num = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const record = {
     ts: isoNow(),
     seq: at.seq,
     instance: at.instance,
     type: AUDIT_TYPES.includes(e.type) ? e.type : boundField(scrub(String(e.type)), other),
-    request_id: text(e.request_id),
-    tool: text(e.tool),
-    decision: text(e.decision),
-    reason: text(e.reason),
-    method: text(e.method),
-    scheme: text(e.scheme),
-    host: text(e.host),
+    request_id: textField(e.request_id, scrub),
+    tool: textField(e.tool, scrub),
+    decision: textField(e.decision, scrub),
+    reason: textField(e.reason, scrub),
+    method: textField(e.method, scrub),
+    scheme: textField(e.scheme, scrub),
+    host: textField(e.host, scrub),
     port: num(e.port),
     path: typeof e.path === 'string' ? boundField(scrub(redactQuery(e.path)), AUDIT_FIELD_MAX.path) : null,
-    ip: text(e.ip),
+    ip: textField(e.ip, scrub),
     status: num(e.status),
     bytes_up: num(e.bytes_up),
     bytes_down: num(e.bytes_down),
     duration_ms: num(e.duration_ms),
-    rule: text(e.rule),
-    secret: text(e.secret),
-    policy_sha256: text(at.policySha256),
+    rule: textField(e.rule, scrub),
+    secret: textField(e.secret, scrub),
+    policy_sha256: textField(at.policySha256, scrub),
   } as AuditRecord;
   // Extras sit between policy_sha256 and prev; keys are added in canonical order.
-  if (typeof e.where === 'string') record.where = text(e.where)!;
+  if (typeof e.where === 'string') record.where = textField(e.where, scrub)!;
   // Lifecycle events keep their whole detail: the operator's policy file is its source, not a tool.
-  if (typeof e.detail === 'string') record.detail = LIFECYCLE_TYPES.has(e.type) ? scrub(e.detail) : text(e.detail, AUDIT_FIELD_MAX.detail)!;
-  if (typeof e.expected_sha256 === 'string') record.expected_sha256 = text(e.expected_sha256)!;
-  if (typeof e.approval === 'string') record.approval = text(e.approval)!;
-  if (typeof e.approval_decision === 'string') record.approval_decision = text(e.approval_decision)!;
-  if (typeof e.scope === 'string') record.scope = text(e.scope)!;
-  if (typeof e.grants_sha256 === 'string') record.grants_sha256 = text(e.grants_sha256)!;
-  if (typeof e.via === 'string') record.via = text(e.via)!;
-  if (typeof e.mcp_method === 'string') record.mcp_method = text(e.mcp_method)!;
-  if (typeof e.mcp_name === 'string') record.mcp_name = text(e.mcp_name)!;
+  if (typeof e.detail === 'string')
+    record.detail = LIFECYCLE_TYPES.has(e.type) ? scrub(e.detail) : textField(e.detail, scrub, AUDIT_FIELD_MAX.detail)!;
+  if (typeof e.expected_sha256 === 'string') record.expected_sha256 = textField(e.expected_sha256, scrub)!;
+  if (typeof e.approval === 'string') record.approval = textField(e.approval, scrub)!;
+  if (typeof e.approval_decision === 'string') record.approval_decision = textField(e.approval_decision, scrub)!;
+  if (typeof e.scope === 'string') record.scope = textField(e.scope, scrub)!;
+  if (typeof e.grants_sha256 === 'string') record.grants_sha256 = textField(e.grants_sha256, scrub)!;
+  if (typeof e.via === 'string') record.via = textField(e.via, scrub)!;
+  if (typeof e.mcp_method === 'string') record.mcp_method = textField(e.mcp_method, scrub)!;
+  if (typeof e.mcp_name === 'string') record.mcp_name = textField(e.mcp_name, scrub)!;
   record.prev = at.prev;
   return record;
 }

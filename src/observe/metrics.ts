@@ -172,6 +172,7 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
   // inc. Label values are bounded (policy names and closed sets), so these maps are too.
   const requestChildren = new Map<string, { inc(): void }>();
   const byteChildren = new Map<string, { inc(n: number): void }>();
+  const secretUseChildren = new Map<string, { inc(): void }>();
   return {
     registry,
     request: (tool, decision, reason) => {
@@ -182,7 +183,13 @@ export function createMetrics(opts: MetricsOptions = {}): SluiceMetrics {
     },
     violation: (tool, reason) => violations.inc({ tool, reason }),
     authChallenge: () => authChallenges.inc(),
-    secretUse: (tool, secret) => secretUses.inc({ tool, secret }),
+    secretUse: (tool, secret) => {
+      // one per request that injects a secret: the labelled child is looked up once, as for requests
+      const key = `${tool}\n${secret}`;
+      let child = secretUseChildren.get(key);
+      if (!child) secretUseChildren.set(key, (child = secretUses.labels({ tool, secret })));
+      child.inc();
+    },
     leak: (tool, shape, surface) => leaks.inc({ tool, shape, surface }),
     bytes: (tool, direction, count) => {
       if (!(count > 0 && Number.isFinite(count))) return;

@@ -356,6 +356,8 @@ function findPlaceholderIn(value: string, placeholder: string): boolean {
 }
 
 const RANGE_HEADERS = new Set(['range', 'if-range']);
+/** The pattern table when the layered detector runs instead: one constant, so its cache entry is found again. */
+const NO_PATTERNS: readonly LeakPattern[] = Object.freeze([]);
 
 /**
  * Decides what a request carries toward this host and rewrites it: placeholders swapped for values,
@@ -377,7 +379,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
 
   // The layered detector replaces the plain shape scan unless the caller (or the bench switch) asks for it.
   const layered = input.leakPatterns === undefined && leakDetectorMode() === 'layered';
-  const patterns = layered ? [] : (input.leakPatterns ?? LEAK_PATTERNS);
+  const patterns = layered ? NO_PATTERNS : (input.leakPatterns ?? LEAK_PATTERNS);
   // Most requests carry neither a credential nor a placeholder: one look at all surfaces together
   // settles that, and only a hit pays for the per-surface pass that names where it is.
   const joined = joinedHeaders(input.headers);
@@ -399,7 +401,8 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   if (needsNothing) return { ok: true, headers: kept.map(([name, value]) => [name, value]), target: input.target, uses: [] };
 
   // in-scope secrets to fill now: those written somewhere, and those injected
-  const present = new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index)));
+  // No placeholder anywhere (the common case with inject): nothing to look for, only injections to make.
+  const present = mayHavePlaceholder ? new Set(surfaces.flatMap((surface) => findPlaceholders(surface.text, index))) : new Set<string>();
   const active = index.entries.filter(
     (entry) => input.inScope.includes(entry.alias) && (present.has(entry.alias) || input.secrets[entry.alias]?.inject),
   );
@@ -426,9 +429,12 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
     if (!uses.some((u) => u.alias === alias && u.where === where)) uses.push({ alias, where });
   };
   // Every placeholder present passed checkPlaceholders: it sits where its swap_in allows.
+  // Only placeholders present are swapped: an injected secret's placeholder that no surface holds changes nothing.
+  const swapping = active.filter((entry) => present.has(entry.alias));
   const swapAll = (text: string, where: string, encodeRaw: boolean): string => {
+    if (swapping.length === 0) return text;
     let out = text;
-    for (const { alias, placeholder, pattern } of active) {
+    for (const { alias, placeholder, pattern } of swapping) {
       const value = values.get(alias)!;
       const encoded = encodeURIComponent(value);
       const swapped = swap(out, pattern, placeholder, encodeRaw ? encoded : value, encoded);

@@ -344,8 +344,11 @@ export interface ScrubPlan {
  */
 export class Scrubber {
   readonly #stages: Stage[];
+  /** for whole(): the prefilter (a stream pushed piece by piece goes through the stages) */
+  readonly #plan: ScrubPlan | null;
 
   constructor(plan: ScrubPlan) {
+    this.#plan = plan;
     this.#stages = [];
     if (!plan.text.empty) this.#stages.push(new TextStage(plan.text));
     if (!plan.encoded.empty) this.#stages.push(new UnwrapStage(plan.encoded));
@@ -363,8 +366,9 @@ export class Scrubber {
     return out;
   }
 
-  /** A whole body at once (nothing pushed before): each stage scans it once. */
+  /** A whole body at once (nothing pushed before): each stage scans it once, unless the prefilter clears it. */
   whole(bytes: Buffer): Buffer {
+    if (this.#plan !== null && surelyClean(bytes, this.#plan)) return bytes;
     let out = bytes;
     for (const stage of this.#stages) out = stage.push(out, true);
     return out;
@@ -374,6 +378,33 @@ export class Scrubber {
   get matched(): number {
     return this.#stages.reduce((sum, stage) => sum + stage.matched, 0);
   }
+}
+
+/** The prefilter of each plan: every needle of both stages in one regex, over the bytes read as latin1. */
+const prefilters = new WeakMap<ScrubPlan, RegExp | null>();
+
+function prefilterOf(plan: ScrubPlan): RegExp | null {
+  let regex = prefilters.get(plan);
+  if (regex === undefined) {
+    const needles = [...plan.text.latin1, ...plan.encoded.latin1];
+    // latin1: one character per byte, so the regex matches exactly where indexOf on the bytes would
+    regex = needles.length === 0 ? null : new RegExp(needles.map((needle) => needle.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')).join('|'));
+    prefilters.set(plan, regex);
+  }
+  return regex;
+}
+
+/**
+ * Whether a whole buffer surely holds no form of any value, so both stages would pass it on as it is:
+ * no needle of either stage occurs in the bytes as they stand (one combined search, cheaper than a
+ * search per needle and the stages' bookkeeping), and there is no wrap the second stage would join.
+ * false means "scan it": the stages decide.
+ */
+export function surelyClean(bytes: Buffer, plan: ScrubPlan): boolean {
+  const regex = prefilterOf(plan);
+  if (regex === null) return true;
+  if (regex.test(bytes.toString('latin1'))) return false;
+  return plan.encoded.empty || findGaps(bytes, true, 0).gaps === null;
 }
 
 /** The bytes may hold a wrap to join: only then is the slower joined scan needed for a string. */

@@ -275,7 +275,8 @@ export class ResponseScrub {
     if (this.#mode === 'done') return;
     this.#inputEnded = true;
     if (this.#mode === 'whole') {
-      const body = Buffer.concat(this.#held.splice(0));
+      // one chunk (a small body usually comes in one): no copy
+      const body = this.#held.length === 1 ? this.#held.pop()! : Buffer.concat(this.#held.splice(0));
       if (isGzip(body)) {
         this.#mode = 'hold';
         this.#startAside();
