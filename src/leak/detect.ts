@@ -128,11 +128,14 @@ function base64Runs(text: string): string | null {
     const whole = base64Bytes(run);
     // "/" is in the base64 alphabet, so a base64url value in a path ("/notes/<value>") reads as one
     // run from the first "/" on, out of step by the segments before it: its segments are read apart too.
-    if (!run.includes('/')) return whole;
+    // Only in runs as short as a path: in a long blob "/" is base64's own, and reading it twice would double the cost.
+    if (run.length > MAX_SEGMENTED_RUN || !run.includes('/')) return whole;
     const segments = run.split('/').filter((segment) => segment.length >= 16);
     return Buffer.concat([whole, ...segments.flatMap((segment) => [SEPARATOR, base64Bytes(segment)])]);
   });
 }
+
+const MAX_SEGMENTED_RUN = 2048;
 
 /** A control byte between decoded pieces: decodedText cuts there, so no shape matches across them. */
 const SEPARATOR = Buffer.from([0]);
