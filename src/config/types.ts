@@ -63,6 +63,8 @@ export interface RuleDoc {
   max_uses?: number;
   // issue 16: acknowledges that the rule writes to an exfiltration surface (silences the warning)
   exfil_ok?: string;
+  /** issue 22: a wildcard rule's check of the labels it matched for encoded data; check absent = the policy's strict */
+  hostname_labels?: { check?: boolean; min_length?: number; min_entropy?: number; max_vowel_share?: number };
 }
 
 /** MCP-aware rule (issue 18): names or globs ("*" = any run of characters) the JSON-RPC calls may name. */

@@ -83,7 +83,8 @@ const ALPHABET_START = /^[A-Za-z0-9+/_-]/;
  * the whole text that could backtrack across a long run.
  */
 function unwrap(text: string): string {
-  if (!text.includes('\n')) return text;
+  // JSON escapes (\r\n, \n) break lines too: a wrapped value inside a JSON string carries no real line break.
+  if (!text.includes('\n') && !text.includes('\\n')) return text;
   const lines = text.split(LINE_BREAK);
   let out = lines[0]!;
   for (let i = 1; i < lines.length; i++) {
@@ -120,14 +121,28 @@ function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray)
 }
 
 function base64Runs(text: string): string | null {
-  const unwrapped = unwrap(text);
-  return decodedRuns(unwrapped, BASE64_RUN, (m) => {
+  return decodedRuns(unwrap(text), BASE64_RUN, (m) => {
     const run = m[0];
     // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
     if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) return null;
-    // Node's base64 decoder reads both alphabets, with or without padding
-    return Buffer.from(run.length % 4 === 1 ? run.slice(0, -1) : run, 'base64');
+    const whole = base64Bytes(run);
+    // "/" is in the base64 alphabet, so a base64url value in a path ("/notes/<value>") reads as one
+    // run from the first "/" on, out of step by the segments before it: its segments are read apart too.
+    // Only in runs as short as a path: in a long blob "/" is base64's own, and reading it twice would double the cost.
+    if (run.length > MAX_SEGMENTED_RUN || !run.includes('/')) return whole;
+    const segments = run.split('/').filter((segment) => segment.length >= 16);
+    return Buffer.concat([whole, ...segments.flatMap((segment) => [SEPARATOR, base64Bytes(segment)])]);
   });
+}
+
+const MAX_SEGMENTED_RUN = 2048;
+
+/** A control byte between decoded pieces: decodedText cuts there, so no shape matches across them. */
+const SEPARATOR = Buffer.from([0]);
+
+/** Node's base64 decoder reads both alphabets, with or without padding. */
+function base64Bytes(run: string): Buffer {
+  return Buffer.from(run.length % 4 === 1 ? run.slice(0, -1) : run, 'base64');
 }
 
 function hexRuns(text: string): string | null {
@@ -165,8 +180,11 @@ export function joinedNeighbours(text: string): string | null {
   return lines.length === 0 ? null : lines.join('\n');
 }
 
-/** Runs of printable ASCII long enough to hold a credential: all of binary data a shape can match. */
-const PRINTABLE_RUN = /[\x21-\x7e][\x20-\x7e]{9,}/g;
+/**
+ * Runs of printable ASCII long enough to hold a credential: all of binary data a shape can match.
+ * Line breaks and tabs stay inside a run, so a wrapped value keeps its short last line.
+ */
+const PRINTABLE_RUN = /[\x21-\x7e][\x20-\x7e\t\r\n]{9,}/g;
 // eslint-disable-next-line no-control-regex -- control characters are what tells binary from text
 const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
 

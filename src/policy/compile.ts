@@ -11,6 +11,7 @@ import { compilePathGlob, type PathGlob } from '../match/path.js';
 import { compileMcp, type CompiledMcp } from '../mcp/names.js';
 import { compileGitRule, type CompiledGitRule } from '../git/rules.js';
 import { parseReviewUntil } from '../config/review.js';
+import { DEFAULT_LABEL_CHECK, encodedLabel, type LabelCheck, type LabelFinding } from './labels.js';
 
 /** A policy that does not compile is invalid: the loader reports this like a schema error. */
 export class PolicyCompileError extends Error {
@@ -55,6 +56,8 @@ export interface CompiledRule {
   readonly usesKey: string;
   /** the grant this rule came from (an approval); null for a policy rule */
   readonly grant: string | null;
+  /** issue 22: a wildcard rule judges the labels it matched for encoded data; null = not judged */
+  readonly labels: LabelCheck | null;
 }
 
 /** issue 17: a grant an approval wrote: one more rule for one tool, kept outside the policy files. */
@@ -86,12 +89,22 @@ export interface Route {
    * there, so what comes back must be read to be scrubbed, whoever asks.
    */
   readonly secretHost: boolean;
+  /** issue 22: rules of byPort that refuse this host's labels as encoded data, with what they found */
+  readonly encoded: ReadonlyMap<CompiledRule, LabelFinding>;
 }
 
 const ROUTE_MEMO_SIZE = 4096;
 const NO_RULES: readonly CompiledRule[] = Object.freeze([]);
 const NO_SECRETS: readonly string[] = Object.freeze([]);
-const INVALID_ROUTE: Route = Object.freeze({ host: null, byHost: NO_RULES, byPort: NO_RULES, secrets: NO_SECRETS, secretHost: false });
+const NO_FINDINGS: ReadonlyMap<CompiledRule, LabelFinding> = new Map();
+const INVALID_ROUTE: Route = Object.freeze({
+  host: null,
+  byHost: NO_RULES,
+  byPort: NO_RULES,
+  secrets: NO_SECRETS,
+  secretHost: false,
+  encoded: NO_FINDINGS,
+});
 
 export class CompiledTool {
   readonly name: string;
@@ -188,7 +201,13 @@ export class CompiledTool {
       this.#secretPatterns.filter(([, hosts]) => hosts.some((pattern) => patternCovers(pattern, host, port))).map(([alias]) => alias),
     );
     const secretHost = this.#anySecretHosts.some((pattern) => patternCovers(pattern, host, port));
-    return Object.freeze({ host, byHost, byPort, secrets, secretHost });
+    // Judged once per (host, port) here, in the memo, not on every request.
+    const encoded = new Map<CompiledRule, LabelFinding>();
+    for (const rule of byPort) {
+      const finding = labelFinding(rule, host);
+      if (finding) encoded.set(rule, finding);
+    }
+    return Object.freeze({ host, byHost, byPort, secrets, secretHost, encoded: encoded.size === 0 ? NO_FINDINGS : encoded });
   }
 }
 
@@ -302,7 +321,25 @@ function compileRule(tool: string, index: number, doc: RuleDoc, toolLimits: Limi
     usesKey:
       grant === undefined ? `rule:${tool}:${createHash('sha256').update(JSON.stringify(doc)).digest('hex').slice(0, 16)}` : `grant:${grant}`,
     grant: grant ?? null,
+    labels: labelCheck(host, doc, policy),
   });
+}
+
+/** issue 22: a wildcard rule's label thresholds, on by default in strict mode; exact hosts are never judged. */
+function labelCheck(host: HostPattern, doc: RuleDoc, policy: PolicyDoc): LabelCheck | null {
+  if (host.kind === 'exact' || !(doc.hostname_labels?.check ?? policy.strict)) return null;
+  const own = doc.hostname_labels ?? {};
+  return Object.freeze({
+    minLength: own.min_length ?? DEFAULT_LABEL_CHECK.minLength,
+    minEntropy: own.min_entropy ?? DEFAULT_LABEL_CHECK.minEntropy,
+    maxVowelShare: own.max_vowel_share ?? DEFAULT_LABEL_CHECK.maxVowelShare,
+  });
+}
+
+/** What a rule's label check finds in a host it matched; IP literals have no labels to judge. */
+export function labelFinding(rule: CompiledRule, host: CanonicalHost): LabelFinding | null {
+  if (rule.labels === null || host.kind !== 'name') return null;
+  return encodedLabel(host.host, rule.host.kind === 'subdomains' ? rule.host.suffix : null, rule.labels);
 }
 
 function ruleCaps(own: Partial<Limits> | undefined): RuleCaps | null {

@@ -3,12 +3,13 @@
 // Checks run in a fixed order so the reason is the most useful one: which rules of the tool name
 // the host (none → no_rule), which of those allow the port (none → port_not_allowed); a CONNECT
 // stops there. A request then filters by method (method_not_allowed) and by path
-// (path_not_allowed). The first rule in file order that satisfies every constraint is the rule.
+// (path_not_allowed). issue 22: a wildcard rule that judges hostname labels drops out for a host whose
+// labels read as encoded data (none left → encoded_hostname, on the CONNECT line too). The first rule in file order that satisfies every constraint is the rule.
 import type { Limits } from '../config/types.js';
 import { canonicalHost, hostForUrl, type CanonicalHost } from '../net/host.js';
 import { OUTCOME, type DenyReason } from './reasons.js';
 import type { Decision, DecisionRequest } from './types.js';
-import { isPort, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
+import { isPort, labelFinding, type CompiledPolicy, type CompiledRule, type CompiledTool, type Route } from './compile.js';
 import { detail } from './detail.js';
 import { patternMatchesHost } from '../match/host-match.js';
 import { normalizePath, type NormalizedPath } from '../match/path.js';
@@ -81,16 +82,22 @@ function decideForRoute(policy: CompiledPolicy, tool: CompiledTool, route: Valid
     const allowed = [...new Set(route.byHost.flatMap((rule) => rule.ports))].sort((a, b) => a - b);
     return refuse('port_not_allowed', detail.portNotAllowed(tool.name, host, port, allowed));
   }
+  // issue 22: judged on every transport alike, since every one asks here (the CONNECT host, a request's host).
+  const byPort = route.encoded.size === 0 ? route.byPort : route.byPort.filter((rule) => !route.encoded.has(rule));
+  if (byPort.length === 0) {
+    const [rule, finding] = route.encoded.entries().next().value!;
+    return refuse('encoded_hostname', detail.encodedHostname(tool.name, host, rule.id, rule.host.text, finding));
+  }
 
   if (req.phase === 'connect') {
-    const rule = route.byPort[0]!;
-    const intercept = mustIntercept(route.byPort, route);
+    const rule = byPort[0]!;
+    const intercept = mustIntercept(byPort, route);
     return allow(tool, route, req, rule, null, intercept, detail.tunnelAllowed(tool.name, host, port, rule.id, intercept));
   }
 
-  const byMethod = route.byPort.filter((rule) => methodAllowed(rule, req.method));
+  const byMethod = byPort.filter((rule) => methodAllowed(rule, req.method));
   if (byMethod.length === 0) {
-    const allowed = [...new Set(route.byPort.flatMap((rule) => rule.methods ?? []))];
+    const allowed = [...new Set(byPort.flatMap((rule) => rule.methods ?? []))];
     return refuse('method_not_allowed', detail.methodNotAllowed(tool.name, host, port, req.method, allowed));
   }
 
@@ -270,6 +277,8 @@ function consider(
   if (!rule.ports.includes(req.port)) {
     return { matched: false, why: `port ${req.port} is not among the allowed ports ${rule.ports.join(', ')}` };
   }
+  const encoded = labelFinding(rule, host);
+  if (encoded) return { matched: false, why: detail.labelWhy(encoded) };
   if (path === null) {
     const why = rule.mcp
       ? 'host and port match; an mcp: rule intercepts TLS and checks the JSON-RPC calls of each request'

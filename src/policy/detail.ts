@@ -1,6 +1,7 @@
 // The one sentence each decision carries: what happened, to which tool, host, port, method or
 // path, and what would make it pass. Paths are normalized and never carry a query string.
 import { hostForUrl } from '../net/host.js';
+import type { LabelFinding } from './labels.js';
 
 const MAX_QUOTED = 100;
 
@@ -50,4 +51,9 @@ export const detail = {
     path === null
       ? `Tool ${tool} may ${method(verb)} any path on ${target(host, port)} (rule ${rule}).`
       : `Tool ${tool} may ${method(verb)} ${quote(path)} on ${target(host, port)} (rule ${rule}).`,
+  // issue 22: names where and how much, never the label: the host is already in the record.
+  labelWhy: (found: LabelFinding) =>
+    `${found.joined ? `the hyphen-free labels from label ${found.position}` : `label ${found.position}`} of the ${found.of} the wildcard matched ${found.joined ? 'read together as' : 'reads as'} encoded data (${found.length} characters, ${found.entropy.toFixed(1)} bits/char entropy, ${Math.round(found.vowelShare * 100)}% vowels)`,
+  encodedHostname: (tool: string, host: string, rule: string, pattern: string, found: LabelFinding) =>
+    `Tool ${tool} may not reach ${hostForUrl(host)} under "${pattern}" (rule ${rule}): ${detail.labelWhy(found)}; name the host exactly in a rule, or tune the rule's hostname_labels (min_length, min_entropy, max_vowel_share, check).`,
 } as const;

@@ -40,6 +40,8 @@ export const DENY_REASONS = [
   'approval_timeout',
   'approval_denied',
   'approval_queue_full',
+  // issue 22: a wildcard rule refused a hostname label that reads as encoded data
+  'encoded_hostname',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -157,6 +159,8 @@ export const OUTCOME: Readonly<Record<Outcome, Readonly<OutcomeEntry>>> = Object
   approval_timeout: deny(403),
   approval_denied: deny(403),
   approval_queue_full: limit(429, { retryAfterSeconds: 5 }),
+  // issue 22: reviewable like secret_leak, so a rollout can learn which names a tool uses (strict mode has no review).
+  encoded_hostname: deny(403, { reviewable: true }),
   upstream_unreachable: upstream(502),
   upstream_timeout: upstream(504),
   upstream_tls: upstream(502),

@@ -184,6 +184,15 @@ function findLeakedCredential(
 }
 
 /**
+ * Every surface for the layered detector's one look, an empty line between them: a line of base64
+ * followed by one that starts with its alphabet reads as a wrapped value, and the next surface (the
+ * Host value, say) would then run on into the last group of a query value and cut its decoding short.
+ */
+function layeredAll(surfaces: Surface[], joined: Surface): string {
+  return [...surfaces, joined].map((surface) => surface.text).join('\n\n');
+}
+
+/**
  * A credential shape on any surface of the head, under any chain of decodings (src/leak/detect.ts).
  * One pass over every surface joined settles most requests; a hit is then named by surface.
  */
@@ -388,7 +397,7 @@ export function planRequestSecrets(input: RequestSecretsInput): RequestSecretsPl
   const mayHavePlaceholder = index.entries.some((entry) => occurs(entry.pattern, all)) || hasUnknownPlaceholder(all, index);
   const refusal =
     (mayLeak ? findLeakedCredential(surfaces, joined, known, patterns) : null) ??
-    (layered ? findLayeredLeak(surfaces, joined, `${all}\n${joined.text}`, input.maxDecodedBytes ?? 1024 * 1024) : null) ??
+    (layered ? findLayeredLeak(surfaces, joined, layeredAll(surfaces, joined), input.maxDecodedBytes ?? 1024 * 1024) : null) ??
     (mayHavePlaceholder ? checkPlaceholders(surfaces, input, index) : null) ??
     insecureInjection(input);
   if (refusal) return refusal;

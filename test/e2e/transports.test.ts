@@ -32,8 +32,11 @@ let sluiceCa: string;
 
 /** Domains: h = plain HTTP, p = passthrough HTTPS (no methods/paths), i = intercepted HTTPS. */
 type Domain = 'h' | 'p' | 'i';
-const LABELS = ['allowed', 'nothing', 'method', 'path', 'private'] as const;
-const hostOf = (label: string, domain: Domain): string => `${label}.${domain}.test`;
+const LABELS = ['allowed', 'nothing', 'method', 'path', 'private', 'encoded'] as const;
+/** issue 22: a base32 label (of a sha256) under a wildcard rule, "*.w.<domain>.test" */
+const ENCODED_LABEL = 'mzxw6ytboi2dkmbwgq4tsnzrhe3dkobrgu4wenbvmvrgc3dffz';
+const hostOf = (label: string, domain: Domain): string =>
+  label === 'encoded' ? `${ENCODED_LABEL}.w.${domain}.test` : `${label}.${domain}.test`;
 
 t.before(async () => {
   await makeTestPki();
@@ -69,6 +72,10 @@ tools:
         paths: ["/allowed/**"]
       - host: private.h.test
         ports: [${canaryPort}]
+      - host: "*.w.h.test"
+      - host: "*.w.p.test"
+      - host: "*.w.i.test"
+        paths: ["/**"]
       - host: allowed.p.test
       - host: private.p.test
         ports: [${canaryPort}]
@@ -169,6 +176,16 @@ const CASES: Case[] = [
     atConnect: false,
     needsRequests: true,
     deny: { status: 403, reason: 'path_not_allowed' },
+  },
+  // issue 22: strict mode (the default) judges the labels a wildcard rule matched, on the CONNECT line too.
+  {
+    name: 'encoded hostname label under a wildcard (encoded_hostname)',
+    label: 'encoded',
+    port: 'upstream',
+    token: TOKEN,
+    atConnect: true,
+    needsRequests: false,
+    deny: { status: 403, reason: 'encoded_hostname' },
   },
   {
     name: 'look-alike framing header (bad_request)',

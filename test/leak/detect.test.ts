@@ -60,6 +60,15 @@ const TABLE: Array<{ name: string; text: string; shape: RegExp; chain?: string[]
   { name: 'Docker Hub token', text: 'dckr_pat_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9', shape: /docker/ },
   { name: 'a gitleaks-only shape (Twilio API key)', text: 'SK0123456789abcdef0123456789abcdef ', shape: /gitleaks:twilio/ },
   { name: 'base64 of base64', text: b64(b64(GH)), shape: /github/, chain: ['base64', 'base64'] },
+  // Found by the transport properties (test/e2e/leak-transports.test.ts): a base64url value after
+  // other path segments ("/" is base64 too, so the run started out of step), and wrapped base64
+  // inside a JSON string, whose line breaks are escapes.
+  { name: 'base64url in a path segment', text: `/notes/x/${Buffer.from(`AKIAQ3EXAMPLE7XYZ2WA`).toString('base64url')}`, shape: /aws/ },
+  {
+    name: 'wrapped base64 in a JSON string (escaped line breaks)',
+    text: `{"note":"${(b64(`xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ${GH} yyyy`).match(/.{1,64}/g) ?? []).join('\\r\\n')}"}`,
+    shape: /github/,
+  },
 ];
 
 for (const row of TABLE) {
@@ -93,6 +102,8 @@ t.test('normalize takes out invisible characters and folds compatibility forms',
 t.test('decodedText keeps text and cuts binary to its printable runs', async (t) => {
   t.equal(decodedText(Buffer.from('hello world')), 'hello world');
   t.equal(decodedText(Buffer.from([0, 1, 2, ...Buffer.from('a long printable run'), 0xff, 3])), 'a long printable run');
+  // Found by the WebSocket property: base64 wrapped twice in a binary message; its last line is short.
+  t.equal(decodedText(Buffer.from([0, ...Buffer.from('a wrapped line\r\nTWtS'), 2])), 'a wrapped line\r\nTWtS', 'line breaks stay in a run');
 });
 
 t.test('property: a credential of any shape, under any chain of up to two encodings, is found', async (t) => {
