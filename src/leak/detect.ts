@@ -12,6 +12,7 @@
 // limit): more is DecodeBudgetExceeded. A determined sender can always find an encoding this does
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
+import type { KeywordAutomaton } from './keywords.js';
 import { defaultShapes, type ShapeSet } from './shapes.js';
 
 /** Decoding levels under the text as sent. */
@@ -106,35 +107,172 @@ function percentDecode(text: string): string {
   );
 }
 
+/**
+ * Character classes for the run survey (ASCII): base64/base64url alphabet, hex digit, and which
+ * case of hex letter. One table read a character finds every base64 and hex run of a text in one
+ * pass, where the two run regexes took two (the hex one with look-arounds tried at every offset).
+ */
+const C_B64 = 1;
+const C_HEX = 2;
+const C_LOWER_HEX = 4;
+const C_UPPER_HEX = 8;
+const C_SEP = 16;
+const CLASS = new Uint8Array(128);
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-') CLASS[char.charCodeAt(0)]! |= C_B64;
+for (const char of '0123456789abcdefABCDEF') CLASS[char.charCodeAt(0)]! |= C_HEX;
+for (const char of 'abcdef') CLASS[char.charCodeAt(0)]! |= C_LOWER_HEX;
+for (const char of 'ABCDEF') CLASS[char.charCodeAt(0)]! |= C_UPPER_HEX;
+CLASS[0x2d]! |= C_SEP;
+CLASS[0x3a]! |= C_SEP;
+
+/** The runs of a text: starts and ends (exclusive) of base64 runs >= 16 and of plain hex runs >= 16. */
+export interface RunSurvey {
+  base64: number[];
+  /** per base64 run: 1 when it is all hex digits in one case (read as hex only) */
+  hexOnly: number[];
+  hex: number[];
+  /** hex pairs with `-`/`:` between them, 7 in a row: the separated form may be there (HEX_RUN decides) */
+  separatedHex: boolean;
+}
+
+/** One pass over `text`: its base64 and hex runs, as BASE64_RUN and HEX_RUN (without separators) would find them. */
+export function surveyRuns(text: string): RunSurvey {
+  const base64: number[] = [];
+  const hexOnly: number[] = [];
+  const hex: number[] = [];
+  let separatedHex = false;
+  let b64Start = -1;
+  let b64Flags = 0;
+  let b64Hex = true;
+  let hexStart = -1;
+  /** hex digits since the last separator or other character, and 2-digit groups in a row before it */
+  let group = 0;
+  let chain = 0;
+  const length = text.length;
+  for (let i = 0; i <= length; i++) {
+    const code = i < length ? text.charCodeAt(i) : 0;
+    const cls = code < 128 ? CLASS[code]! : 0;
+    if ((cls & C_B64) !== 0) {
+      if (b64Start < 0) {
+        b64Start = i;
+        b64Flags = 0;
+        b64Hex = true;
+      }
+      if ((cls & C_HEX) === 0) b64Hex = false;
+      b64Flags |= cls;
+    } else if (b64Start >= 0) {
+      if (i - b64Start >= 16) {
+        base64.push(b64Start, i);
+        // like the regex path: all hex in one case (or digits only) is read as hex, not base64
+        hexOnly.push(b64Hex && (b64Flags & (C_LOWER_HEX | C_UPPER_HEX)) !== (C_LOWER_HEX | C_UPPER_HEX) ? 1 : 0);
+      }
+      b64Start = -1;
+    }
+    if ((cls & C_HEX) !== 0) {
+      if (hexStart < 0) hexStart = i;
+      group++;
+    } else {
+      if (hexStart >= 0 && i - hexStart >= 16) hex.push(hexStart, i);
+      hexStart = -1;
+      if ((cls & C_SEP) !== 0 && group === 2) {
+        if (++chain >= 7) separatedHex = true;
+      } else chain = 0;
+      group = 0;
+    }
+  }
+  return { base64, hexOnly, hex, separatedHex };
+}
+
+/** Where runs are decoded: grown as needed, so a run costs no allocation unless it decodes to text. */
+let scratch = Buffer.allocUnsafe(4096);
+
+/**
+ * decodedText of `bytes` when it could be 8 characters or more (what decodedRuns keeps), else
+ * null, deciding most random bytes without making a string: text needs valid UTF-8 without control
+ * characters, or else a printable run (PRINTABLE_RUN: 10 or more, not starting with a space).
+ */
+function keptText(bytes: Buffer): string | null {
+  if (bytes.length < 8) return null;
+  let control = false;
+  let run = 0;
+  let printable = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b >= 0x20 && b <= 0x7e) {
+      if (run > 0 || b !== 0x20) run++;
+      if (run >= 10) {
+        printable = true;
+        break;
+      }
+    } else {
+      run = 0;
+      if (b < 0x20 ? b <= 0x08 || b >= 0x0e : b === 0x7f) control = true;
+    }
+  }
+  if (!printable && (control || !isUtf8(bytes))) return null;
+  const text = decodedText(bytes);
+  return text.length >= 8 ? text : null;
+}
+
+function decodeInto(run: string, encoding: 'base64' | 'hex'): Buffer {
+  const need = encoding === 'hex' ? run.length >> 1 : ((run.length * 3) >> 2) + 3;
+  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
+  const written = scratch.write(run, 0, encoding);
+  return scratch.subarray(0, written);
+}
+
 function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray) => Buffer | null): string | null {
   run.lastIndex = 0;
   const parts: string[] = [];
   for (let m = run.exec(text); m; m = run.exec(text)) {
     const bytes = decode(m);
-    if (bytes && bytes.length >= 8) {
-      const text = decodedText(bytes);
-      if (text.length >= 8) parts.push(text);
+    if (bytes) {
+      const text = keptText(bytes);
+      if (text !== null) parts.push(text);
     }
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
 
-function base64Runs(text: string): string | null {
-  const unwrapped = unwrap(text);
-  return decodedRuns(unwrapped, BASE64_RUN, (m) => {
-    const run = m[0];
-    // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
-    if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) return null;
-    // Node's base64 decoder reads both alphabets, with or without padding
-    return Buffer.from(run.length % 4 === 1 ? run.slice(0, -1) : run, 'base64');
-  });
+function base64Runs(text: string, survey: RunSurvey): string | null {
+  // wrapped lines are joined first: the regex path, over the unwrapped text
+  if (text.includes('\n')) {
+    const unwrapped = unwrap(text);
+    return decodedRuns(unwrapped, BASE64_RUN, (m) => {
+      const run = m[0];
+      // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
+      if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) return null;
+      // Node's base64 decoder reads both alphabets, with or without padding
+      return decodeInto(run.length % 4 === 1 ? run.slice(0, -1) : run, 'base64');
+    });
+  }
+  const parts: string[] = [];
+  const runs = survey.base64;
+  for (let r = 0; r < runs.length; r += 2) {
+    if (survey.hexOnly[r >> 1] === 1) continue;
+    const start = runs[r]!;
+    const end = runs[r + 1]!;
+    const kept = keptText(decodeInto(text.slice(start, (end - start) % 4 === 1 ? end - 1 : end), 'base64'));
+    if (kept !== null) parts.push(kept);
+  }
+  return parts.length === 0 ? null : parts.join('\n');
 }
 
-function hexRuns(text: string): string | null {
-  return decodedRuns(text, HEX_RUN, (m) => {
-    const digits = m[1] ? m[0].split(m[1]).join('') : m[0];
-    return Buffer.from(digits.length % 2 === 1 ? digits.slice(0, -1) : digits, 'hex');
-  });
+function hexRuns(text: string, survey: RunSurvey): string | null {
+  if (survey.separatedHex)
+    return decodedRuns(text, HEX_RUN, (m) => {
+      const digits = m[1] ? m[0].split(m[1]).join('') : m[0];
+      return decodeInto(digits.length % 2 === 1 ? digits.slice(0, -1) : digits, 'hex');
+    });
+  const parts: string[] = [];
+  const runs = survey.hex;
+  for (let r = 0; r < runs.length; r += 2) {
+    const start = runs[r]!;
+    const end = runs[r + 1]!;
+    const kept = keptText(decodeInto(text.slice(start, (end - start) % 2 === 1 ? end - 1 : end), 'hex'));
+    if (kept !== null) parts.push(kept);
+  }
+  return parts.length === 0 ? null : parts.join('\n');
 }
 
 /** A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a value. */
@@ -143,9 +281,15 @@ const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
 const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
 const MAX_JOINED_VALUES = 4096;
 
-/** Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null when fewer than two. */
-export function joinedNeighbours(text: string): string | null {
-  const lines: string[] = [];
+/**
+ * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
+ * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
+ * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
+ * one, and no joined shape can match.
+ */
+export function joinedNeighbours(text: string, seams?: KeywordAutomaton): string | null {
+  const pairs: string[] = [];
+  let spans = seams === undefined;
   for (const [regex, marker] of [
     [JSON_PIECE, '"'],
     [FORM_PIECE, '='],
@@ -157,12 +301,18 @@ export function joinedNeighbours(text: string): string | null {
     for (let m = regex.exec(text); m && count < MAX_JOINED_VALUES; m = regex.exec(text)) {
       if (m[2] !== undefined) continue;
       const value = m[1]!;
-      if (previous !== null) lines.push(previous + value);
+      if (previous !== null) {
+        pairs.push(previous, value);
+        if (!spans && seams!.spansSeam(previous, value)) spans = true;
+      }
       previous = value;
       count++;
     }
   }
-  return lines.length === 0 ? null : lines.join('\n');
+  if (pairs.length === 0 || !spans) return null;
+  const lines: string[] = [];
+  for (let p = 0; p < pairs.length; p += 2) lines.push(pairs[p]! + pairs[p + 1]!);
+  return lines.join('\n');
 }
 
 /** Runs of printable ASCII long enough to hold a credential: all of binary data a shape can match. */
@@ -202,18 +352,22 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
   const text = normalize(raw);
   if (text.length > raw.length) budget.take(text.length - raw.length);
-  const found = shapes.find(text);
+  const seen = { joinKeyword: false };
+  const found = shapes.find(text, seen);
   if (found) return { shape: found.shape.name, chain, split: false };
-  const joined = joinedNeighbours(text);
+  const joins = shapes.forJoins();
+  // without a join keyword in the text, a joined line can hold one only across a seam
+  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : joins.keywords);
   if (joined !== null) {
-    const split = shapes.forJoins().find(joined);
+    const split = joins.find(joined);
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
+  let survey: RunSurvey | null = null;
   const children: Array<[Decoding, () => string | null]> = [
-    ['percent', () => (PERCENT.test(text) ? percentDecode(text) : null)],
-    ['base64', () => base64Runs(text)],
-    ['hex', () => hexRuns(text)],
+    ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
+    ['base64', () => base64Runs(text, (survey ??= surveyRuns(text)))],
+    ['hex', () => hexRuns(text, (survey ??= surveyRuns(text)))],
   ];
   for (const [kind, decode] of children) {
     const child = decode();

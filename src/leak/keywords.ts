@@ -15,11 +15,16 @@ export class KeywordAutomaton {
   /** character code to table column; 0 for a character no keyword has */
   readonly #classOf: Uint8Array;
   readonly #width: number;
+  /** per state: the length of the keyword prefix it stands for */
+  readonly #depth: Uint8Array;
+  /** the longest keyword */
+  readonly maxLength: number;
 
   constructor(keywords: readonly string[]) {
     this.keywords = keywords;
     const goto: Array<Map<number, number>> = [new Map<number, number>()];
     const out: Array<number[] | null> = [null];
+    const depth: number[] = [0];
     keywords.forEach((keyword, k) => {
       let state = 0;
       for (const char of keyword.toLowerCase()) {
@@ -30,6 +35,7 @@ export class KeywordAutomaton {
           to = goto.length;
           goto.push(new Map<number, number>());
           out.push(null);
+          depth.push(depth[state]! + 1);
           goto[state]!.set(code, to);
         }
         state = to;
@@ -84,6 +90,34 @@ export class KeywordAutomaton {
     this.#next = next;
     this.#out = out;
     this.#ends = Uint8Array.from(out, (list) => (list ? 1 : 0));
+    this.#depth = Uint8Array.from(depth, (d) => Math.min(d, 255));
+    this.maxLength = Math.max(0, ...keywords.map((keyword) => keyword.length));
+  }
+
+  /**
+   * Whether a keyword occurs in `left + right` across the seam between them (starting in
+   * `left`, ending in `right`), without building the joined string: the tail of `left` is read
+   * into a state, then `right` only while the state's prefix still reaches back into `left`.
+   */
+  spansSeam(left: string, right: string): boolean {
+    const next = this.#next;
+    const classOf = this.#classOf;
+    const width = this.#width;
+    let state = 0;
+    for (let i = Math.max(0, left.length - this.maxLength + 1); i < left.length; i++) {
+      const code = left.charCodeAt(i);
+      const column = code < ALPHABET ? classOf[code]! : 0;
+      state = column === 0 ? 0 : next[state * width + column]!;
+    }
+    for (let j = 0; j < right.length && state !== 0; j++) {
+      // the keyword prefix the state stands for lies within right: no later hit can start in left
+      if (this.#depth[state]! <= j) return false;
+      const code = right.charCodeAt(j);
+      const column = code < ALPHABET ? classOf[code]! : 0;
+      state = column === 0 ? 0 : next[state * width + column]!;
+      if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (this.keywords[k]!.length > j + 1) return true;
+    }
+    return false;
   }
 
   /** Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. */

@@ -204,6 +204,8 @@ export class ShapeSet {
   /** per keyword (automaton index): the shapes it stands for */
   readonly #shapesOf: number[][];
   readonly #keywords: KeywordAutomaton;
+  /** per keyword (automaton index): 1 when a shape of forJoins() has it */
+  readonly #joinKeyword: Uint8Array;
 
   #forJoins: ShapeSet | null = null;
 
@@ -220,6 +222,12 @@ export class ShapeSet {
     });
     this.#keywords = new KeywordAutomaton([...byKeyword.keys()]);
     this.#shapesOf = [...byKeyword.values()];
+    this.#joinKeyword = Uint8Array.from(this.#shapesOf, (list) => (list.some((n) => joinable(shapes[n]!)) ? 1 : 0));
+  }
+
+  /** The keyword automaton (for a seam check of two values without joining them). */
+  get keywords(): KeywordAutomaton {
+    return this.#keywords;
   }
 
   /**
@@ -228,7 +236,7 @@ export class ShapeSet {
    * seam between two random tokens.
    */
   forJoins(): ShapeSet {
-    this.#forJoins ??= new ShapeSet(this.shapes.filter((shape) => shape.keywords.every((keyword) => keyword.length >= 4)));
+    this.#forJoins ??= new ShapeSet(this.shapes.filter(joinable));
     return this.#forJoins;
   }
 
@@ -236,11 +244,15 @@ export class ShapeSet {
    * The first shape (in table order) with an accepted match in `text`, or null. A shape's regex
    * runs only on windows around its keywords' hits (WINDOW_BEFORE before, WINDOW_AFTER after): a
    * backtracking engine would otherwise try a context rule's lazy prefix at every position of a
-   * large body, and no shape's match reaches further from its keyword than that.
+   * large body, and no shape's match reaches further from its keyword than that. `seen.joinKeyword`
+   * is set when the text holds a keyword of forJoins() (whatever the result): without one, two
+   * values of it joined can hold one only across their seam.
    */
-  find(text: string): { shape: Shape } | null {
+  find(text: string, seen?: { joinKeyword: boolean }): { shape: Shape } | null {
     let hits: Map<number, number[]> | null = null;
+    const joinKeyword = this.#joinKeyword;
     this.#keywords.scan(text, (keyword, start) => {
+      if (seen && joinKeyword[keyword] === 1) seen.joinKeyword = true;
       for (const n of this.#shapesOf[keyword]!) {
         hits ??= new Map();
         const list = hits.get(n);
@@ -264,6 +276,11 @@ export class ShapeSet {
     }
     return null;
   }
+}
+
+/** A shape looked for in two values joined: every keyword at least 4 characters (see forJoins). */
+function joinable(shape: Shape): boolean {
+  return shape.keywords.every((keyword) => keyword.length >= 4);
 }
 
 export const WINDOW_BEFORE = 128;
