@@ -87,12 +87,17 @@ function unwrap(text: string): string {
   if (!text.includes('\n')) return text;
   const lines = text.split(LINE_BREAK);
   let out = lines[0]!;
+  let changed = false;
+  let length = out.length;
   for (let i = 1; i < lines.length; i++) {
     const previous = lines[i - 1]!;
     const joins = previous.length >= 60 && WRAPPED_LINE_END.test(previous.slice(-60)) && ALPHABET_START.test(lines[i]!);
+    if (joins) changed = true;
+    length += lines[i]!.length;
     out += (joins ? '' : '\n') + lines[i]!;
   }
-  return out;
+  // every break one character (a raw \n, the only one-character break) and none joined: the text as it was
+  return changed || length + lines.length - 1 !== text.length ? out : text;
 }
 const BASE64_RUN = /[A-Za-z0-9+/_-]{16,}/g;
 const HEX_RUN = /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{16,}|[0-9a-fA-F]{2}(?:([-:])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){6,})(?![0-9a-fA-F])/g;
@@ -221,6 +226,50 @@ function decodeInto(run: string, encoding: 'base64' | 'hex'): Buffer {
   return scratch.subarray(0, written);
 }
 
+/** sextet of a base64 or base64url character (the survey only hands over runs of those) */
+const SEXTET = new Uint8Array(128);
+'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.split('').forEach((char, n) => (SEXTET[char.charCodeAt(0)] = n));
+SEXTET[0x2d] = 62;
+SEXTET[0x5f] = 63;
+const NIBBLE = new Uint8Array(128);
+'0123456789abcdef'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n));
+'ABCDEF'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n + 10));
+
+function room(bytes: number): void {
+  if (scratch.length < bytes) scratch = Buffer.allocUnsafe(Math.max(bytes, scratch.length * 2));
+}
+
+/**
+ * text[start, end), a run of base64/base64url characters without padding, decoded as
+ * Buffer.from(run, 'base64') would (a trailing group of 2 or 3 characters gives 1 or 2 bytes),
+ * without the substring and the native call a run.
+ */
+export function decodeBase64Range(text: string, start: number, end: number): Buffer {
+  room(((end - start) * 3) >> 2);
+  const out = scratch;
+  let n = 0;
+  let acc = 0;
+  let bits = 0;
+  for (let i = start; i < end; i++) {
+    acc = ((acc << 6) | SEXTET[text.charCodeAt(i)]!) & 0xffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[n++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out.subarray(0, n);
+}
+
+/** text[start, end), an even run of hex digits, decoded. */
+export function decodeHexRange(text: string, start: number, end: number): Buffer {
+  room((end - start) >> 1);
+  const out = scratch;
+  let n = 0;
+  for (let i = start; i + 1 < end; i += 2) out[n++] = (NIBBLE[text.charCodeAt(i)]! << 4) | NIBBLE[text.charCodeAt(i + 1)]!;
+  return out.subarray(0, n);
+}
+
 function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray) => Buffer | null): string | null {
   run.lastIndex = 0;
   const parts: string[] = [];
@@ -235,9 +284,9 @@ function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray)
 }
 
 function base64Runs(text: string, survey: RunSurvey): string | null {
-  // wrapped lines are joined first: the regex path, over the unwrapped text
-  if (text.includes('\n')) {
-    const unwrapped = unwrap(text);
+  // wrapped lines are joined first: the regex path, over the unwrapped text (when it is another text)
+  const unwrapped = unwrap(text);
+  if (unwrapped !== text) {
     return decodedRuns(unwrapped, BASE64_RUN, (m) => {
       const run = m[0];
       // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
@@ -252,7 +301,7 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
     if (survey.hexOnly[r >> 1] === 1) continue;
     const start = runs[r]!;
     const end = runs[r + 1]!;
-    const kept = keptText(decodeInto(text.slice(start, (end - start) % 4 === 1 ? end - 1 : end), 'base64'));
+    const kept = keptText(decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end));
     if (kept !== null) parts.push(kept);
   }
   return parts.length === 0 ? null : parts.join('\n');
@@ -269,7 +318,7 @@ function hexRuns(text: string, survey: RunSurvey): string | null {
   for (let r = 0; r < runs.length; r += 2) {
     const start = runs[r]!;
     const end = runs[r + 1]!;
-    const kept = keptText(decodeInto(text.slice(start, (end - start) % 2 === 1 ? end - 1 : end), 'hex'));
+    const kept = keptText(decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end));
     if (kept !== null) parts.push(kept);
   }
   return parts.length === 0 ? null : parts.join('\n');
@@ -281,13 +330,31 @@ const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
 const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
 const MAX_JOINED_VALUES = 4096;
 
+/** The keyword scan of a text, for seam checks of its values: the automaton, its state after each character, the join keywords. */
+export interface Seams {
+  automaton: KeywordAutomaton;
+  states: Uint16Array;
+  relevant: Uint8Array;
+}
+
+/**
+ * Whether a join keyword spans the seam of `left` (ending at `leftEnd` in the text) and `right`.
+ * The scan's state at the end of `left` is the state of `left` read alone when its prefix lies
+ * within `left`; when it reaches further back the seam is taken to span (the exact path decides).
+ */
+function spansSeam(seams: Seams, left: string, leftEnd: number, right: string): boolean {
+  const state = seams.states[leftEnd - 1]!;
+  if (seams.automaton.depthOf(state) > left.length) return true;
+  return seams.automaton.spansFrom(state, right, seams.relevant);
+}
+
 /**
  * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
  * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
  * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
  * one, and no joined shape can match.
  */
-export function joinedNeighbours(text: string, seams?: KeywordAutomaton): string | null {
+export function joinedNeighbours(text: string, seams?: Seams): string | null {
   const pairs: string[] = [];
   let spans = seams === undefined;
   for (const [regex, marker] of [
@@ -297,15 +364,18 @@ export function joinedNeighbours(text: string, seams?: KeywordAutomaton): string
     if (!text.includes(marker)) continue;
     regex.lastIndex = 0;
     let previous: string | null = null;
+    let previousEnd = 0;
     let count = 0;
     for (let m = regex.exec(text); m && count < MAX_JOINED_VALUES; m = regex.exec(text)) {
       if (m[2] !== undefined) continue;
       const value = m[1]!;
       if (previous !== null) {
         pairs.push(previous, value);
-        if (!spans && seams!.spansSeam(previous, value)) spans = true;
+        if (!spans) spans = spansSeam(seams!, previous, previousEnd, value);
       }
       previous = value;
+      // a JSON value ends before its closing quote; a form value ends its match
+      previousEnd = marker === '"' ? m.index + 1 + value.length : m.index + m[0].length;
       count++;
     }
   }
@@ -349,15 +419,19 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
   return level(text, options.shapes ?? defaultShapes(), options.budget, options.depth ?? MAX_DEPTH, []);
 }
 
+/** the keyword scan's states over a level's text (used before the level decodes, so shared by all levels) */
+let states = new Uint16Array(4096);
+
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
   const text = normalize(raw);
   if (text.length > raw.length) budget.take(text.length - raw.length);
-  const seen = { joinKeyword: false };
+  if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
+  const seen = { joinKeyword: false, states };
   const found = shapes.find(text, seen);
   if (found) return { shape: found.shape.name, chain, split: false };
   const joins = shapes.forJoins();
   // without a join keyword in the text, a joined line can hold one only across a seam
-  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : joins.keywords);
+  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords });
   if (joined !== null) {
     const split = joins.find(joined);
     if (split) return { shape: split.shape.name, chain, split: true };

@@ -95,33 +95,10 @@ export class KeywordAutomaton {
   }
 
   /**
-   * Whether a keyword occurs in `left + right` across the seam between them (starting in
-   * `left`, ending in `right`), without building the joined string: the tail of `left` is read
-   * into a state, then `right` only while the state's prefix still reaches back into `left`.
+   * Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. With
+   * `states`, the state after each character is written there (a seam check can start from it).
    */
-  spansSeam(left: string, right: string): boolean {
-    const next = this.#next;
-    const classOf = this.#classOf;
-    const width = this.#width;
-    let state = 0;
-    for (let i = Math.max(0, left.length - this.maxLength + 1); i < left.length; i++) {
-      const code = left.charCodeAt(i);
-      const column = code < ALPHABET ? classOf[code]! : 0;
-      state = column === 0 ? 0 : next[state * width + column]!;
-    }
-    for (let j = 0; j < right.length && state !== 0; j++) {
-      // the keyword prefix the state stands for lies within right: no later hit can start in left
-      if (this.#depth[state]! <= j) return false;
-      const code = right.charCodeAt(j);
-      const column = code < ALPHABET ? classOf[code]! : 0;
-      state = column === 0 ? 0 : next[state * width + column]!;
-      if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (this.keywords[k]!.length > j + 1) return true;
-    }
-    return false;
-  }
-
-  /** Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. */
-  scan(text: string, hit: (keyword: number, start: number) => void): void {
+  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array): void {
     const next = this.#next;
     const ends = this.#ends;
     const classOf = this.#classOf;
@@ -132,7 +109,31 @@ export class KeywordAutomaton {
       const code = text.charCodeAt(i);
       const column = code < ALPHABET ? classOf[code]! : 0;
       state = column === 0 ? 0 : next[state * width + column]!;
+      if (states) states[i] = state;
       if (ends[state] === 1) for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
     }
+  }
+
+  /** The length of the keyword prefix a state stands for. */
+  depthOf(state: number): number {
+    return this.#depth[state]!;
+  }
+
+  /**
+   * Whether, going on from `state` (read over `left`, its prefix within it) through `right`, a
+   * keyword `relevant` says yes to ends in `right` having started in `left`.
+   */
+  spansFrom(state: number, right: string, relevant: Uint8Array): boolean {
+    const next = this.#next;
+    const classOf = this.#classOf;
+    const width = this.#width;
+    for (let j = 0; j < right.length && state !== 0; j++) {
+      if (this.#depth[state]! <= j) return false;
+      const code = right.charCodeAt(j);
+      const column = code < ALPHABET ? classOf[code]! : 0;
+      state = column === 0 ? 0 : next[state * width + column]!;
+      if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
+    }
+    return false;
   }
 }

@@ -225,9 +225,12 @@ export class ShapeSet {
     this.#joinKeyword = Uint8Array.from(this.#shapesOf, (list) => (list.some((n) => joinable(shapes[n]!)) ? 1 : 0));
   }
 
-  /** The keyword automaton (for a seam check of two values without joining them). */
+  /** The keyword automaton, and which of its keywords are forJoins()' (for a seam check of two values without joining them). */
   get keywords(): KeywordAutomaton {
     return this.#keywords;
+  }
+  get joinKeywords(): Uint8Array {
+    return this.#joinKeyword;
   }
 
   /**
@@ -246,20 +249,25 @@ export class ShapeSet {
    * backtracking engine would otherwise try a context rule's lazy prefix at every position of a
    * large body, and no shape's match reaches further from its keyword than that. `seen.joinKeyword`
    * is set when the text holds a keyword of forJoins() (whatever the result): without one, two
-   * values of it joined can hold one only across their seam.
+   * values of it joined can hold one only across their seam; `seen.states` gets the automaton's
+   * state after each character of the text.
    */
-  find(text: string, seen?: { joinKeyword: boolean }): { shape: Shape } | null {
+  find(text: string, seen?: { joinKeyword: boolean; states?: Uint16Array }): { shape: Shape } | null {
     let hits: Map<number, number[]> | null = null;
     const joinKeyword = this.#joinKeyword;
-    this.#keywords.scan(text, (keyword, start) => {
-      if (seen && joinKeyword[keyword] === 1) seen.joinKeyword = true;
-      for (const n of this.#shapesOf[keyword]!) {
-        hits ??= new Map();
-        const list = hits.get(n);
-        if (list) list.push(start);
-        else hits.set(n, [start]);
-      }
-    });
+    this.#keywords.scan(
+      text,
+      (keyword, start) => {
+        if (seen && joinKeyword[keyword] === 1) seen.joinKeyword = true;
+        for (const n of this.#shapesOf[keyword]!) {
+          hits ??= new Map();
+          const list = hits.get(n);
+          if (list) list.push(start);
+          else hits.set(n, [start]);
+        }
+      },
+      seen?.states,
+    );
     if (hits === null) return null;
     const found: Map<number, number[]> = hits;
     for (const n of [...found.keys()].sort((a, b) => a - b)) {
