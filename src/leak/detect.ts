@@ -13,7 +13,8 @@
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
-import { defaultShapes, type ShapeSet } from './shapes.js';
+import { RunTracker, type RunSurvey } from './runs.js';
+import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
 
 /** Decoding levels under the text as sent. */
 export const MAX_DEPTH = 3;
@@ -60,11 +61,19 @@ const JSON_ESCAPE = /\\u([0-9a-fA-F]{4})|\\\//g;
 
 /** The text as the shapes should see it (see the file comment). */
 export function normalize(text: string): string {
-  let out = text;
-  if (out.includes('\\u') || out.includes('\\/'))
-    out = out.replace(JSON_ESCAPE, (m, hex: string | undefined) => (hex ? String.fromCharCode(parseInt(hex, 16)) : '/'));
-  if (NON_ASCII.test(out)) out = out.replace(INVISIBLE, '').normalize('NFKC').replace(INVISIBLE, '');
-  return out;
+  const out = unescapeJson(text);
+  return NON_ASCII.test(out) ? foldNonAscii(out) : out;
+}
+
+/** JSON \u escapes and \/ undone */
+function unescapeJson(text: string): string {
+  if (!text.includes('\\u') && !text.includes('\\/')) return text;
+  return text.replace(JSON_ESCAPE, (m, hex: string | undefined) => (hex ? String.fromCharCode(parseInt(hex, 16)) : '/'));
+}
+
+/** invisible characters out, compatibility forms folded (NFKC): the part of normalize for text past ASCII */
+function foldNonAscii(text: string): string {
+  return text.replace(INVISIBLE, '').normalize('NFKC').replace(INVISIBLE, '');
 }
 
 /** Bytes as text: UTF-8 when they are valid UTF-8, else one character per byte. */
@@ -112,81 +121,7 @@ function percentDecode(text: string): string {
   );
 }
 
-/**
- * Character classes for the run survey (ASCII): base64/base64url alphabet, hex digit, and which
- * case of hex letter. One table read a character finds every base64 and hex run of a text in one
- * pass, where the two run regexes took two (the hex one with look-arounds tried at every offset).
- */
-const C_B64 = 1;
-const C_HEX = 2;
-const C_LOWER_HEX = 4;
-const C_UPPER_HEX = 8;
-const C_SEP = 16;
-const CLASS = new Uint8Array(128);
-for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-') CLASS[char.charCodeAt(0)]! |= C_B64;
-for (const char of '0123456789abcdefABCDEF') CLASS[char.charCodeAt(0)]! |= C_HEX;
-for (const char of 'abcdef') CLASS[char.charCodeAt(0)]! |= C_LOWER_HEX;
-for (const char of 'ABCDEF') CLASS[char.charCodeAt(0)]! |= C_UPPER_HEX;
-CLASS[0x2d]! |= C_SEP;
-CLASS[0x3a]! |= C_SEP;
-
-/** The runs of a text: starts and ends (exclusive) of base64 runs >= 16 and of plain hex runs >= 16. */
-export interface RunSurvey {
-  base64: number[];
-  /** per base64 run: 1 when it is all hex digits in one case (read as hex only) */
-  hexOnly: number[];
-  hex: number[];
-  /** hex pairs with `-`/`:` between them, 7 in a row: the separated form may be there (HEX_RUN decides) */
-  separatedHex: boolean;
-}
-
-/** One pass over `text`: its base64 and hex runs, as BASE64_RUN and HEX_RUN (without separators) would find them. */
-export function surveyRuns(text: string): RunSurvey {
-  const base64: number[] = [];
-  const hexOnly: number[] = [];
-  const hex: number[] = [];
-  let separatedHex = false;
-  let b64Start = -1;
-  let b64Flags = 0;
-  let b64Hex = true;
-  let hexStart = -1;
-  /** hex digits since the last separator or other character, and 2-digit groups in a row before it */
-  let group = 0;
-  let chain = 0;
-  const length = text.length;
-  for (let i = 0; i <= length; i++) {
-    const code = i < length ? text.charCodeAt(i) : 0;
-    const cls = code < 128 ? CLASS[code]! : 0;
-    if ((cls & C_B64) !== 0) {
-      if (b64Start < 0) {
-        b64Start = i;
-        b64Flags = 0;
-        b64Hex = true;
-      }
-      if ((cls & C_HEX) === 0) b64Hex = false;
-      b64Flags |= cls;
-    } else if (b64Start >= 0) {
-      if (i - b64Start >= 16) {
-        base64.push(b64Start, i);
-        // like the regex path: all hex in one case (or digits only) is read as hex, not base64
-        hexOnly.push(b64Hex && (b64Flags & (C_LOWER_HEX | C_UPPER_HEX)) !== (C_LOWER_HEX | C_UPPER_HEX) ? 1 : 0);
-      }
-      b64Start = -1;
-    }
-    if ((cls & C_HEX) !== 0) {
-      if (hexStart < 0) hexStart = i;
-      group++;
-    } else {
-      if (hexStart >= 0 && i - hexStart >= 16) hex.push(hexStart, i);
-      hexStart = -1;
-      if ((cls & C_SEP) !== 0 && group === 2) {
-        if (++chain >= 7) separatedHex = true;
-      } else chain = 0;
-      group = 0;
-    }
-  }
-  return { base64, hexOnly, hex, separatedHex };
-}
+export { surveyRuns, type RunSurvey } from './runs.js';
 
 /** Where runs are decoded: grown as needed, so a run costs no allocation unless it decodes to text. */
 let scratch = Buffer.allocUnsafe(4096);
@@ -423,11 +358,21 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
 let states = new Uint16Array(4096);
 
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
-  const text = normalize(raw);
-  if (text.length > raw.length) budget.take(text.length - raw.length);
+  // One read of the text finds its keywords, its runs and whether it is all ASCII; a text past
+  // ASCII is normalised (normalize) and read again.
+  let text = unescapeJson(raw);
   if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
-  const seen = { joinKeyword: false, states };
-  const found = shapes.find(text, seen);
+  let runs = depth > 0 ? new RunTracker() : undefined;
+  let seen: ScanNotes = { joinKeyword: false, states, ...(runs ? { runs } : {}), stopAtNonAscii: true };
+  let found = shapes.find(text, seen);
+  if (seen.stopped) {
+    text = foldNonAscii(text);
+    if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
+    runs = depth > 0 ? new RunTracker() : undefined;
+    seen = { joinKeyword: false, states, ...(runs ? { runs } : {}) };
+    found = shapes.find(text, seen);
+  }
+  if (text.length > raw.length) budget.take(text.length - raw.length);
   if (found) return { shape: found.shape.name, chain, split: false };
   const joins = shapes.forJoins();
   // without a join keyword in the text, a joined line can hold one only across a seam
@@ -437,11 +382,11 @@ function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: numbe
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
-  let survey: RunSurvey | null = null;
+  const survey = runs!.survey;
   const children: Array<[Decoding, () => string | null]> = [
     ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
-    ['base64', () => base64Runs(text, (survey ??= surveyRuns(text)))],
-    ['hex', () => hexRuns(text, (survey ??= surveyRuns(text)))],
+    ['base64', () => base64Runs(text, survey)],
+    ['hex', () => hexRuns(text, survey)],
   ];
   for (const [kind, decode] of children) {
     const child = decode();

@@ -3,6 +3,8 @@
 // backtracking engine; this costs a table lookup a character, so every body is read once for all
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
+import type { RunTracker } from './runs.js';
+
 const ALPHABET = 128;
 
 export class KeywordAutomaton {
@@ -96,9 +98,12 @@ export class KeywordAutomaton {
 
   /**
    * Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. With
-   * `states`, the state after each character is written there (a seam check can start from it).
+   * `states`, the state after each character is written there (a seam check can start from it);
+   * with `runs`, every character also steps the run survey (runs.ts), so one read finds both.
+   * With `stopAtNonAscii`, the scan stops at the first character past ASCII and returns false
+   * (the caller normalises the text and scans again); otherwise it returns true.
    */
-  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array): void {
+  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array, runs?: RunTracker, stopAtNonAscii = false): boolean {
     const next = this.#next;
     const ends = this.#ends;
     const classOf = this.#classOf;
@@ -107,11 +112,15 @@ export class KeywordAutomaton {
     let state = 0;
     for (let i = 0; i < length; i++) {
       const code = text.charCodeAt(i);
+      if (code >= ALPHABET && stopAtNonAscii) return false;
+      if (runs) runs.step(i, code);
       const column = code < ALPHABET ? classOf[code]! : 0;
       state = column === 0 ? 0 : next[state * width + column]!;
       if (states) states[i] = state;
       if (ends[state] === 1) for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
     }
+    if (runs) runs.step(length, 0);
+    return true;
   }
 
   /** The length of the keyword prefix a state stands for. */

@@ -5,6 +5,7 @@
 // once, one regex finds which keywords it holds, and only the shapes of those keywords run.
 import { LEAK_PATTERNS } from '../secrets/leak-patterns.js';
 import { KeywordAutomaton } from './keywords.js';
+import type { RunTracker } from './runs.js';
 import { compileRe2 } from './re2.js';
 import rawRules from './gitleaks-rules.json' with { type: 'json' };
 
@@ -198,6 +199,19 @@ function ownShapes(): Shape[] {
   return [...own, ...near];
 }
 
+/** What a scan of a text by find() notes besides the shape: see find(). */
+export interface ScanNotes {
+  /** set when the text holds a keyword of forJoins() */
+  joinKeyword: boolean;
+  /** filled with the automaton's state after each character */
+  states?: Uint16Array;
+  /** stepped over every character (the run survey of the same read) */
+  runs?: RunTracker;
+  /** stop at the first non-ASCII character: then `stopped` is set and find() returns null */
+  stopAtNonAscii?: boolean;
+  stopped?: boolean;
+}
+
 /** Shapes, and the one keyword automaton that says which of them may match a text, and where. */
 export class ShapeSet {
   readonly shapes: readonly Shape[];
@@ -252,10 +266,10 @@ export class ShapeSet {
    * values of it joined can hold one only across their seam; `seen.states` gets the automaton's
    * state after each character of the text.
    */
-  find(text: string, seen?: { joinKeyword: boolean; states?: Uint16Array }): { shape: Shape } | null {
+  find(text: string, seen?: ScanNotes): { shape: Shape } | null {
     let hits: Map<number, number[]> | null = null;
     const joinKeyword = this.#joinKeyword;
-    this.#keywords.scan(
+    const complete = this.#keywords.scan(
       text,
       (keyword, start) => {
         if (seen && joinKeyword[keyword] === 1) seen.joinKeyword = true;
@@ -267,7 +281,13 @@ export class ShapeSet {
         }
       },
       seen?.states,
+      seen?.runs,
+      seen?.stopAtNonAscii ?? false,
     );
+    if (!complete) {
+      seen!.stopped = true;
+      return null;
+    }
     if (hits === null) return null;
     const found: Map<number, number[]> = hits;
     for (const n of [...found.keys()].sort((a, b) => a - b)) {
