@@ -10,7 +10,12 @@
 // BENCH_PORT_OFFSET=N (added to every port below, so two runs can share a machine: the upstream
 // gets UPSTREAM_HTTP_PORT / UPSTREAM_HTTPS_PORT, sluice a copy of bench/policy.yaml with its
 // upstream rules moved, squid and tinyproxy their shifted port in their generated configs),
-// BENCH_SLUICE_NODE_FLAGS="--flag ..." (node flags for the sluice process alone).
+// BENCH_SLUICE_NODE_FLAGS="--flag ..." (node flags for the sluice process alone),
+// BENCH_LEAK_ROUNDS (3: the leak rows run their columns in turn that many times, best kept).
+// The leak rows (group `leak`: post_json_4k, upload_1m) add a column sluice-plain: a second sluice
+// started with SLUICE_LEAK_DETECTOR=plain (the shape scan from before issue 22), so the layered
+// detector's cost is read in one run as sluice/sluice-plain.
+import { json4k, upload1m } from './bodies.mjs';
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -32,7 +37,9 @@ const DEFAULT_PORTS = {
   tinyproxy: 13129,
   sluice: 13130,
   squidBump: 13132,
+  sluicePlain: 13133,
   sluiceAdmin: 19090,
+  sluicePlainAdmin: 19092,
   // the startup and rss rows spawn short-lived instances of their own, on ports of their own
   coldSluice: 13140,
   coldSluiceAdmin: 19091,
@@ -64,6 +71,8 @@ const settings = {
   idleTunnels: envNumber('BENCH_IDLE_TUNNELS', quick ? 1000 : 10000),
   idleHoldSeconds: envNumber('BENCH_IDLE_HOLD', quick ? 2 : 5),
   warmupSeconds: envNumber('BENCH_WARMUP', quick ? 1 : 3),
+  /** rounds of the leak rows (their columns in turn; each column's lowest CPU per request kept) */
+  leakRounds: envNumber('BENCH_LEAK_ROUNDS', quick ? 1 : 3),
 };
 const onlyColumns = envList('BENCH_ONLY');
 /** node flags for the sluice process only (e.g. to compare GC settings), never for the clients or upstream */
@@ -75,8 +84,13 @@ const onlyRows = onlyFromArgs() ?? envList('BENCH_ROWS');
 // sluice-base = another build of sluice (BENCH_SLUICE_BASE=path/to/dist/cli.js), for an A/B of the cold rows
 const sluiceBase = process.env.BENCH_SLUICE_BASE ? path.resolve(process.env.BENCH_SLUICE_BASE) : null;
 const BASE_COLUMN = sluiceBase ? ['sluice-base'] : [];
-const COLUMNS = ['direct', 'sluice', ...BASE_COLUMN, 'squid', 'squid-bump', 'tinyproxy', 'node'];
+// sluice-plain = sluice with SLUICE_LEAK_DETECTOR=plain, for the leak rows only (started when one is picked)
+const LEAK_ROW_IDS = ['post_json_4k', 'upload_1m'];
+const leakRowsPicked = !onlyRows || onlyRows.has('leak') || LEAK_ROW_IDS.some((id) => onlyRows.has(id));
+const PLAIN_COLUMN = leakRowsPicked ? ['sluice-plain'] : [];
+const COLUMNS = ['direct', 'sluice', ...PLAIN_COLUMN, ...BASE_COLUMN, 'squid', 'squid-bump', 'tinyproxy', 'node'];
 const RATIOS = [
+  ...(leakRowsPicked ? [['sluice/sluice-plain', 'sluice-plain']] : []),
   ['sluice/squid', 'squid'],
   ['sluice/squid-bump', 'squid-bump'],
   ['sluice/tinyproxy', 'tinyproxy'],
@@ -412,12 +426,12 @@ function benchPolicy() {
   return copy;
 }
 
-async function startSluice() {
+async function startSluice({ name = 'sluice', port = PORTS.sluice, admin = PORTS.sluiceAdmin, env = {} } = {}) {
   const cli = path.join(ROOT, 'dist', 'cli.js');
   if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing (build it: npm run build)');
   const policy = benchPolicy();
   const child = await startService(
-    'sluice',
+    name,
     process.execPath,
     [
       ...sluiceNodeFlags,
@@ -426,17 +440,22 @@ async function startSluice() {
       '--policy',
       policy,
       '--listen',
-      `127.0.0.1:${PORTS.sluice}`,
+      `127.0.0.1:${port}`,
       '--admin',
-      `127.0.0.1:${PORTS.sluiceAdmin}`,
+      `127.0.0.1:${admin}`,
       '--ca-dir',
-      path.join(tmp, 'sluice-ca'),
+      path.join(tmp, `${name}-ca`),
       '--audit',
-      path.join(tmp, 'audit.log'),
+      path.join(tmp, `${name}-audit.log`),
     ],
-    { port: PORTS.sluice, env: { BENCH_SECRET: secretValue } },
+    { port, env: { BENCH_SECRET: secretValue, ...env } },
   );
   return child;
+}
+
+/** The same sluice with the leak detector from before issue 22 (the plain shape scan), for the leak rows. */
+function startSluicePlain() {
+  return startSluice({ name: 'sluice-plain', port: PORTS.sluicePlain, admin: PORTS.sluicePlainAdmin, env: { SLUICE_LEAK_DETECTOR: 'plain' } });
 }
 
 /** sluice's interception CA, as its admin port serves it (DESIGN: GET /ca.pem). */
@@ -461,6 +480,19 @@ async function fetchSluiceCa() {
 const UPSTREAM_CA = path.join(BENCH, 'tls', 'upstream.pem');
 const HTTP_SMALL = `http://127.0.0.1:${PORTS.upstreamHttp}/small`;
 const HTTPS_SMALL = `https://localhost:${PORTS.upstreamHttps}/small`;
+const HTTP_UPLOAD = `http://127.0.0.1:${PORTS.upstreamHttp}/upload`;
+
+/** A leak row's request body, written once per run (the same bytes for every column). */
+const bodyFiles = new Map();
+function benchBody(kind) {
+  let file = bodyFiles.get(kind);
+  if (!file) {
+    file = path.join(tmp, `body-${kind}.bin`);
+    fs.writeFileSync(file, kind === 'json4k' ? json4k() : upload1m());
+    bodyFiles.set(kind, file);
+  }
+  return file;
+}
 
 /** One request through the route a row uses, so a refusal becomes a readable n/a reason. */
 async function probe({ proxyPort, auth, url, ca }) {
@@ -487,12 +519,13 @@ async function probe({ proxyPort, auth, url, ca }) {
   );
 }
 
-async function wrkSmallGet({ proxyPort, auth, target, seconds }) {
+async function wrkSmallGet({ proxyPort, auth, target, seconds, body, contentType, connections = settings.connections }) {
   const url = proxyPort ? `http://127.0.0.1:${proxyPort}/` : `http://127.0.0.1:${PORTS.upstreamHttp}/`;
   const env = { TARGET: target, AUTH_B64: auth ? Buffer.from(auth).toString('base64') : '' };
+  if (body) Object.assign(env, { BODY_FILE: body, CONTENT_TYPE: contentType ?? 'application/octet-stream' });
   const { stdout, stderr } = await runClient(
     'wrk',
-    ['-t1', `-c${settings.connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(BENCH, 'abs.lua'), url],
+    ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(BENCH, 'abs.lua'), url],
     { env, timeoutMs: (seconds + 30) * 1000 },
   );
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
@@ -850,6 +883,7 @@ const METRICS = {
   errors: { label: 'failed requests', better: 'lower', digits: 0, ratio: false },
   read_errors: { label: 'wrk read errors (closed connections)', better: 'lower', digits: 0, ratio: false },
   cpu_ms_per_1k: { label: 'proxy CPU ms / 1000 req', better: 'lower', digits: 1 },
+  cpu_ms_per_req: { label: 'proxy CPU ms / req', better: 'lower', digits: 3 },
   mb_s: { label: 'MB/s', better: 'higher', digits: 0 },
   cpu_s_per_gib: { label: 'proxy CPU s / GiB', better: 'lower', digits: 2 },
   peak_rss_mib: { label: 'peak RSS MiB', better: 'lower', digits: 1 },
@@ -915,6 +949,41 @@ const ROWS = [
     },
     measure: wrkSmallGet,
     warmup: true,
+  },
+  // issue 22: the layered leak detector (sluice) against the plain shape scan (sluice-plain), same run
+  {
+    id: 'post_json_4k',
+    group: 'leak',
+    title: 'small POST, 4 KiB JSON body, keep-alive, absolute-form (wrk -t1): leak detector layered (sluice) vs plain (sluice-plain)',
+    columns: ['direct', 'sluice', 'sluice-plain', 'squid', 'tinyproxy'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'read_errors', 'cpu_ms_per_req', 'peak_rss_mib'],
+    route: (p) => ({
+      auth: p.httpAuth,
+      url: HTTP_UPLOAD,
+      target: p.direct ? '/upload' : HTTP_UPLOAD,
+      body: benchBody('json4k'),
+      contentType: 'application/json',
+    }),
+    measure: wrkSmallGet,
+    warmup: true,
+    best: { by: 'cpu_ms_per_req' },
+  },
+  {
+    id: 'upload_1m',
+    group: 'leak',
+    title: 'upload, 1 MiB random-bytes body, keep-alive, 8 connections (wrk -t1): leak detector layered (sluice) vs plain (sluice-plain)',
+    columns: ['direct', 'sluice', 'sluice-plain', 'squid', 'tinyproxy'],
+    metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'read_errors', 'cpu_ms_per_req', 'peak_rss_mib'],
+    route: (p) => ({
+      auth: p.httpAuth,
+      url: HTTP_UPLOAD,
+      target: p.direct ? '/upload' : HTTP_UPLOAD,
+      body: benchBody('upload1m'),
+      connections: 8,
+    }),
+    measure: wrkSmallGet,
+    warmup: true,
+    best: { by: 'cpu_ms_per_req' },
   },
   {
     id: 'tls_new_conn',
@@ -1029,6 +1098,7 @@ async function runCell(row, column, proxy) {
   if (!direct && !row.noCost) {
     values.peak_rss_mib = peakKib / 1024;
     if (result.requests) values.cpu_ms_per_1k = (cpu * 1000) / (result.requests / 1000);
+    if (result.requests && row.metrics.includes('cpu_ms_per_req')) values.cpu_ms_per_req = (cpu * 1000) / result.requests;
     if (result.bytes) values.cpu_s_per_gib = cpu / (result.bytes / GiB);
   }
   return { values };
@@ -1140,28 +1210,36 @@ function toMarkdown(report) {
 /** Runs every column of one row; cold rows measure on their own, the others through runCell. */
 async function runRow(row, proxies) {
   const result = { id: row.id, title: row.title, columns: row.columns, na: {}, cells: {} };
-  for (const column of row.columns) {
-    if (stopping) break;
-    // direct and the bare node server are references: BENCH_ONLY never skips them
-    if (onlyColumns && !['direct', 'node', 'sluice-base'].includes(column) && !onlyColumns.has(column)) {
-      result.na[column] = 'skipped (BENCH_ONLY)';
-      continue;
+  // A row with `best` runs its columns in turn that many rounds and keeps each column's best cell
+  // (lowest `best.by`): on a shared machine one cell can be disturbed, and turns spread that over all.
+  const rounds = row.best ? settings.leakRounds : 1;
+  for (let round = 0; round < rounds; round++)
+    for (const column of row.columns) {
+      if (stopping) break;
+      if (result.na[column]) continue;
+      // direct and the bare node server are references: BENCH_ONLY never skips them
+      const followsSluice = column === 'sluice-plain' && onlyColumns?.has('sluice');
+      if (onlyColumns && !['direct', 'node', 'sluice-base'].includes(column) && !onlyColumns.has(column) && !followsSluice) {
+        result.na[column] = 'skipped (BENCH_ONLY)';
+        continue;
+      }
+      process.stdout.write(`bench: ${row.id} / ${column}${rounds > 1 ? ` (round ${round + 1}/${rounds})` : ''} ... `);
+      const cell = row.cold ? await row.cold(column) : await runCell(row, column, proxies[column]);
+      if (cell.na) {
+        result.na[column] = cell.na;
+        console.log(`n/a (${cell.na})`);
+      } else {
+        const kept = result.cells[column];
+        const by = row.best?.by;
+        if (!kept || !by || !(kept[by] <= cell.values[by])) result.cells[column] = cell.values;
+        console.log(
+          row.metrics
+            .map((m) => `${m}=${format(cell.values[m], m)}`)
+            .filter((s) => !s.endsWith('='))
+            .join(' '),
+        );
+      }
     }
-    process.stdout.write(`bench: ${row.id} / ${column} ... `);
-    const cell = row.cold ? await row.cold(column) : await runCell(row, column, proxies[column]);
-    if (cell.na) {
-      result.na[column] = cell.na;
-      console.log(`n/a (${cell.na})`);
-    } else {
-      result.cells[column] = cell.values;
-      console.log(
-        row.metrics
-          .map((m) => `${m}=${format(cell.values[m], m)}`)
-          .filter((s) => !s.endsWith('='))
-          .join(' '),
-      );
-    }
-  }
   result.metrics = row.metrics.map((metric) => {
     const values = {};
     for (const column of row.columns) {
@@ -1222,18 +1300,23 @@ async function main() {
     proxies = {
       direct: { name: 'direct' },
       sluice: { name: 'sluice', port: PORTS.sluice, httpAuth: CREDENTIALS.bench, mitmAuth: CREDENTIALS.mitm },
+      ...(leakRowsPicked
+        ? { 'sluice-plain': { name: 'sluice-plain', port: PORTS.sluicePlain, httpAuth: CREDENTIALS.bench, mitmReason: 'not a leak row' } }
+        : {}),
       squid: { name: 'squid', port: PORTS.squid, mitmReason: 'plain squid does not intercept (see squid-bump)' },
       'squid-bump': { name: 'squid-bump', port: PORTS.squidBump, mitmCa: path.join(BENCH, 'tls', 'mitm-ca.pem') },
       tinyproxy: { name: 'tinyproxy', port: PORTS.tinyproxy, mitmReason: 'tinyproxy does not intercept' },
     };
     const starters = {
       sluice: startSluice,
+      ...(leakRowsPicked ? { 'sluice-plain': startSluicePlain } : {}),
       squid: startSquid,
       'squid-bump': startSquidBump,
       tinyproxy: startTinyproxy,
     };
     for (const [name, start] of Object.entries(starters)) {
-      if (onlyColumns && !onlyColumns.has(name)) {
+      // sluice-plain goes with sluice: BENCH_ONLY=sluice keeps both
+      if (onlyColumns && !onlyColumns.has(name) && !(name === 'sluice-plain' && onlyColumns.has('sluice'))) {
         proxies[name].reason = 'skipped (BENCH_ONLY)';
         continue;
       }

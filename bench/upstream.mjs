@@ -29,6 +29,15 @@ function handler(req, res) {
     };
     return pump();
   }
+  if (url.pathname === '/upload') {
+    // the leak rows POST a body: read it all, answer a few bytes
+    req.resume();
+    req.once('end', () => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
+      res.end('ok');
+    });
+    return;
+  }
   if (url.pathname === '/small') {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': small.length });
     return void res.end(small);

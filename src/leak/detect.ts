@@ -12,7 +12,9 @@
 // limit): more is DecodeBudgetExceeded. A determined sender can always find an encoding this does
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
-import { defaultShapes, type ShapeSet } from './shapes.js';
+import type { KeywordAutomaton } from './keywords.js';
+import { RunTracker, type RunSurvey } from './runs.js';
+import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
 
 /** Decoding levels under the text as sent. */
 export const MAX_DEPTH = 3;
@@ -59,11 +61,19 @@ const JSON_ESCAPE = /\\u([0-9a-fA-F]{4})|\\\//g;
 
 /** The text as the shapes should see it (see the file comment). */
 export function normalize(text: string): string {
-  let out = text;
-  if (out.includes('\\u') || out.includes('\\/'))
-    out = out.replace(JSON_ESCAPE, (m, hex: string | undefined) => (hex ? String.fromCharCode(parseInt(hex, 16)) : '/'));
-  if (NON_ASCII.test(out)) out = out.replace(INVISIBLE, '').normalize('NFKC').replace(INVISIBLE, '');
-  return out;
+  const out = unescapeJson(text);
+  return NON_ASCII.test(out) ? foldNonAscii(out) : out;
+}
+
+/** JSON \u escapes and \/ undone */
+function unescapeJson(text: string): string {
+  if (!text.includes('\\u') && !text.includes('\\/')) return text;
+  return text.replace(JSON_ESCAPE, (m, hex: string | undefined) => (hex ? String.fromCharCode(parseInt(hex, 16)) : '/'));
+}
+
+/** invisible characters out, compatibility forms folded (NFKC): the part of normalize for text past ASCII */
+function foldNonAscii(text: string): string {
+  return text.replace(INVISIBLE, '').normalize('NFKC').replace(INVISIBLE, '');
 }
 
 /** Bytes as text: UTF-8 when they are valid UTF-8, else one character per byte. */
@@ -87,12 +97,17 @@ function unwrap(text: string): string {
   if (!text.includes('\n') && !text.includes('\\n')) return text;
   const lines = text.split(LINE_BREAK);
   let out = lines[0]!;
+  let changed = false;
+  let length = out.length;
   for (let i = 1; i < lines.length; i++) {
     const previous = lines[i - 1]!;
     const joins = previous.length >= 60 && WRAPPED_LINE_END.test(previous.slice(-60)) && ALPHABET_START.test(lines[i]!);
+    if (joins) changed = true;
+    length += lines[i]!.length;
     out += (joins ? '' : '\n') + lines[i]!;
   }
-  return out;
+  // every break one character (a raw \n, the only one-character break) and none joined: the text as it was
+  return changed || length + lines.length - 1 !== text.length ? out : text;
 }
 const BASE64_RUN = /[A-Za-z0-9+/_-]{16,}/g;
 const HEX_RUN = /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{16,}|[0-9a-fA-F]{2}(?:([-:])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){6,})(?![0-9a-fA-F])/g;
@@ -107,49 +122,166 @@ function percentDecode(text: string): string {
   );
 }
 
+export { surveyRuns, type RunSurvey } from './runs.js';
+
+/** Where runs are decoded: grown as needed, so a run costs no allocation unless it decodes to text. */
+let scratch = Buffer.allocUnsafe(4096);
+
+/**
+ * decodedText of `bytes` when it could be 8 characters or more (what decodedRuns keeps), else
+ * null, deciding most random bytes without making a string: text needs valid UTF-8 without control
+ * characters, or else a printable run (PRINTABLE_RUN: 10 or more, not starting with a space).
+ */
+function keptText(bytes: Buffer): string | null {
+  if (bytes.length < 8) return null;
+  let control = false;
+  let run = 0;
+  let printable = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b >= 0x20 && b <= 0x7e) {
+      if (run > 0 || b !== 0x20) run++;
+      if (run >= 10) {
+        printable = true;
+        break;
+      }
+    } else {
+      run = 0;
+      if (b < 0x20 ? b <= 0x08 || b >= 0x0e : b === 0x7f) control = true;
+    }
+  }
+  if (!printable && (control || !isUtf8(bytes))) return null;
+  const text = decodedText(bytes);
+  return text.length >= 8 ? text : null;
+}
+
+function decodeInto(run: string, encoding: 'base64' | 'hex'): Buffer {
+  const need = encoding === 'hex' ? run.length >> 1 : ((run.length * 3) >> 2) + 3;
+  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
+  const written = scratch.write(run, 0, encoding);
+  return scratch.subarray(0, written);
+}
+
+/** sextet of a base64 or base64url character (the survey only hands over runs of those) */
+const SEXTET = new Uint8Array(128);
+'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.split('').forEach((char, n) => (SEXTET[char.charCodeAt(0)] = n));
+SEXTET[0x2d] = 62;
+SEXTET[0x5f] = 63;
+const NIBBLE = new Uint8Array(128);
+'0123456789abcdef'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n));
+'ABCDEF'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n + 10));
+
+function room(bytes: number): void {
+  if (scratch.length < bytes) scratch = Buffer.allocUnsafe(Math.max(bytes, scratch.length * 2));
+}
+
+/**
+ * text[start, end), a run of base64/base64url characters without padding, decoded as
+ * Buffer.from(run, 'base64') would (a trailing group of 2 or 3 characters gives 1 or 2 bytes),
+ * without the substring and the native call a run.
+ */
+export function decodeBase64Range(text: string, start: number, end: number): Buffer {
+  room(((end - start) * 3) >> 2);
+  const out = scratch;
+  let n = 0;
+  let acc = 0;
+  let bits = 0;
+  for (let i = start; i < end; i++) {
+    acc = ((acc << 6) | SEXTET[text.charCodeAt(i)]!) & 0xffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[n++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out.subarray(0, n);
+}
+
+/** text[start, end), an even run of hex digits, decoded. */
+export function decodeHexRange(text: string, start: number, end: number): Buffer {
+  room((end - start) >> 1);
+  const out = scratch;
+  let n = 0;
+  for (let i = start; i + 1 < end; i += 2) out[n++] = (NIBBLE[text.charCodeAt(i)]! << 4) | NIBBLE[text.charCodeAt(i + 1)]!;
+  return out.subarray(0, n);
+}
+
 function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray) => Buffer | null): string | null {
   run.lastIndex = 0;
   const parts: string[] = [];
   for (let m = run.exec(text); m; m = run.exec(text)) {
     const bytes = decode(m);
-    if (bytes && bytes.length >= 8) {
-      const text = decodedText(bytes);
-      if (text.length >= 8) parts.push(text);
+    if (bytes) {
+      const text = keptText(bytes);
+      if (text !== null) parts.push(text);
     }
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
 
-function base64Runs(text: string): string | null {
-  return decodedRuns(unwrap(text), BASE64_RUN, (m) => {
-    const run = m[0];
-    // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
-    if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) return null;
-    const whole = base64Bytes(run);
-    // "/" is in the base64 alphabet, so a base64url value in a path ("/notes/<value>") reads as one
-    // run from the first "/" on, out of step by the segments before it: its segments are read apart too.
-    // Only in runs as short as a path: in a long blob "/" is base64's own, and reading it twice would double the cost.
-    if (run.length > MAX_SEGMENTED_RUN || !run.includes('/')) return whole;
-    const segments = run.split('/').filter((segment) => segment.length >= 16);
-    return Buffer.concat([whole, ...segments.flatMap((segment) => [SEPARATOR, base64Bytes(segment)])]);
-  });
+function base64Runs(text: string, survey: RunSurvey): string | null {
+  // wrapped lines are joined first: the regex path, over the unwrapped text (when it is another text)
+  const unwrapped = unwrap(text);
+  if (unwrapped !== text) {
+    const parts: string[] = [];
+    BASE64_RUN.lastIndex = 0;
+    for (let m = BASE64_RUN.exec(unwrapped); m; m = BASE64_RUN.exec(unwrapped)) {
+      const run = m[0];
+      // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
+      if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) continue;
+      pushRun(parts, unwrapped, m.index, m.index + run.length);
+    }
+    return parts.length === 0 ? null : parts.join('\n');
+  }
+  const parts: string[] = [];
+  const runs = survey.base64;
+  for (let r = 0; r < runs.length; r += 2) {
+    if (survey.hexOnly[r >> 1] === 1) continue;
+    pushRun(parts, text, runs[r]!, runs[r + 1]!);
+  }
+  return parts.length === 0 ? null : parts.join('\n');
 }
 
+/** runs at most this long are also read segment by segment (see pushRun) */
 const MAX_SEGMENTED_RUN = 2048;
 
-/** A control byte between decoded pieces: decodedText cuts there, so no shape matches across them. */
-const SEPARATOR = Buffer.from([0]);
-
-/** Node's base64 decoder reads both alphabets, with or without padding. */
-function base64Bytes(run: string): Buffer {
-  return Buffer.from(run.length % 4 === 1 ? run.slice(0, -1) : run, 'base64');
+/**
+ * Decodes one base64 run (both alphabets, with or without padding) into parts. "/" is in the base64
+ * alphabet, so a base64url value in a path ("/notes/<value>") reads as one run from the first "/"
+ * on, out of step by the segments before it: in a run as short as a path its segments are read
+ * apart too (in a long blob "/" is base64's own, and reading it twice would double the cost).
+ */
+function pushRun(parts: string[], text: string, start: number, end: number): void {
+  const kept = keptText(decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end));
+  if (kept !== null) parts.push(kept);
+  if (end - start > MAX_SEGMENTED_RUN) return;
+  let from = start;
+  for (let i = start; i <= end; i++) {
+    if (i < end && text.charCodeAt(i) !== 0x2f) continue;
+    // a run with no "/" has one segment, the run itself, already read
+    if (i - from >= 16 && !(from === start && i === end)) {
+      const segment = keptText(decodeBase64Range(text, from, (i - from) % 4 === 1 ? i - 1 : i));
+      if (segment !== null) parts.push(segment);
+    }
+    from = i + 1;
+  }
 }
 
-function hexRuns(text: string): string | null {
-  return decodedRuns(text, HEX_RUN, (m) => {
-    const digits = m[1] ? m[0].split(m[1]).join('') : m[0];
-    return Buffer.from(digits.length % 2 === 1 ? digits.slice(0, -1) : digits, 'hex');
-  });
+function hexRuns(text: string, survey: RunSurvey): string | null {
+  if (survey.separatedHex)
+    return decodedRuns(text, HEX_RUN, (m) => {
+      const digits = m[1] ? m[0].split(m[1]).join('') : m[0];
+      return decodeInto(digits.length % 2 === 1 ? digits.slice(0, -1) : digits, 'hex');
+    });
+  const parts: string[] = [];
+  const runs = survey.hex;
+  for (let r = 0; r < runs.length; r += 2) {
+    const start = runs[r]!;
+    const end = runs[r + 1]!;
+    const kept = keptText(decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end));
+    if (kept !== null) parts.push(kept);
+  }
+  return parts.length === 0 ? null : parts.join('\n');
 }
 
 /** A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a value. */
@@ -158,9 +290,33 @@ const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
 const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
 const MAX_JOINED_VALUES = 4096;
 
-/** Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null when fewer than two. */
-export function joinedNeighbours(text: string): string | null {
-  const lines: string[] = [];
+/** The keyword scan of a text, for seam checks of its values: the automaton, its state after each character, the join keywords. */
+export interface Seams {
+  automaton: KeywordAutomaton;
+  states: Uint16Array;
+  relevant: Uint8Array;
+}
+
+/**
+ * Whether a join keyword spans the seam of `left` (ending at `leftEnd` in the text) and `right`.
+ * The scan's state at the end of `left` is the state of `left` read alone when its prefix lies
+ * within `left`; when it reaches further back the seam is taken to span (the exact path decides).
+ */
+function spansSeam(seams: Seams, left: string, leftEnd: number, right: string): boolean {
+  const state = seams.states[leftEnd - 1]!;
+  if (seams.automaton.depthOf(state) > left.length) return true;
+  return seams.automaton.spansFrom(state, right, seams.relevant);
+}
+
+/**
+ * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
+ * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
+ * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
+ * one, and no joined shape can match.
+ */
+export function joinedNeighbours(text: string, seams?: Seams): string | null {
+  const pairs: string[] = [];
+  let spans = seams === undefined;
   for (const [regex, marker] of [
     [JSON_PIECE, '"'],
     [FORM_PIECE, '='],
@@ -168,16 +324,25 @@ export function joinedNeighbours(text: string): string | null {
     if (!text.includes(marker)) continue;
     regex.lastIndex = 0;
     let previous: string | null = null;
+    let previousEnd = 0;
     let count = 0;
     for (let m = regex.exec(text); m && count < MAX_JOINED_VALUES; m = regex.exec(text)) {
       if (m[2] !== undefined) continue;
       const value = m[1]!;
-      if (previous !== null) lines.push(previous + value);
+      if (previous !== null) {
+        pairs.push(previous, value);
+        if (!spans) spans = spansSeam(seams!, previous, previousEnd, value);
+      }
       previous = value;
+      // a JSON value ends before its closing quote; a form value ends its match
+      previousEnd = marker === '"' ? m.index + 1 + value.length : m.index + m[0].length;
       count++;
     }
   }
-  return lines.length === 0 ? null : lines.join('\n');
+  if (pairs.length === 0 || !spans) return null;
+  const lines: string[] = [];
+  for (let p = 0; p < pairs.length; p += 2) lines.push(pairs[p]! + pairs[p + 1]!);
+  return lines.join('\n');
 }
 
 /**
@@ -217,21 +382,39 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
   return level(text, options.shapes ?? defaultShapes(), options.budget, options.depth ?? MAX_DEPTH, []);
 }
 
+/** the keyword scan's states over a level's text (used before the level decodes, so shared by all levels) */
+let states = new Uint16Array(4096);
+
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
-  const text = normalize(raw);
+  // One read of the text finds its keywords, its runs and whether it is all ASCII; a text past
+  // ASCII is normalised (normalize) and read again.
+  let text = unescapeJson(raw);
+  if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
+  let runs = depth > 0 ? new RunTracker() : undefined;
+  let seen: ScanNotes = { joinKeyword: false, states, ...(runs ? { runs } : {}), stopAtNonAscii: true };
+  let found = shapes.find(text, seen);
+  if (seen.stopped) {
+    text = foldNonAscii(text);
+    if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
+    runs = depth > 0 ? new RunTracker() : undefined;
+    seen = { joinKeyword: false, states, ...(runs ? { runs } : {}) };
+    found = shapes.find(text, seen);
+  }
   if (text.length > raw.length) budget.take(text.length - raw.length);
-  const found = shapes.find(text);
   if (found) return { shape: found.shape.name, chain, split: false };
-  const joined = joinedNeighbours(text);
+  const joins = shapes.forJoins();
+  // without a join keyword in the text, a joined line can hold one only across a seam
+  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords });
   if (joined !== null) {
-    const split = shapes.forJoins().find(joined);
+    const split = joins.find(joined);
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
+  const survey = runs!.survey;
   const children: Array<[Decoding, () => string | null]> = [
-    ['percent', () => (PERCENT.test(text) ? percentDecode(text) : null)],
-    ['base64', () => base64Runs(text)],
-    ['hex', () => hexRuns(text)],
+    ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
+    ['base64', () => base64Runs(text, survey)],
+    ['hex', () => hexRuns(text, survey)],
   ];
   for (const [kind, decode] of children) {
     const child = decode();

@@ -3,6 +3,8 @@
 // backtracking engine; this costs a table lookup a character, so every body is read once for all
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
+import type { RunTracker } from './runs.js';
+
 const ALPHABET = 128;
 
 export class KeywordAutomaton {
@@ -15,11 +17,16 @@ export class KeywordAutomaton {
   /** character code to table column; 0 for a character no keyword has */
   readonly #classOf: Uint8Array;
   readonly #width: number;
+  /** per state: the length of the keyword prefix it stands for */
+  readonly #depth: Uint8Array;
+  /** the longest keyword */
+  readonly maxLength: number;
 
   constructor(keywords: readonly string[]) {
     this.keywords = keywords;
     const goto: Array<Map<number, number>> = [new Map<number, number>()];
     const out: Array<number[] | null> = [null];
+    const depth: number[] = [0];
     keywords.forEach((keyword, k) => {
       let state = 0;
       for (const char of keyword.toLowerCase()) {
@@ -30,6 +37,7 @@ export class KeywordAutomaton {
           to = goto.length;
           goto.push(new Map<number, number>());
           out.push(null);
+          depth.push(depth[state]! + 1);
           goto[state]!.set(code, to);
         }
         state = to;
@@ -84,10 +92,18 @@ export class KeywordAutomaton {
     this.#next = next;
     this.#out = out;
     this.#ends = Uint8Array.from(out, (list) => (list ? 1 : 0));
+    this.#depth = Uint8Array.from(depth, (d) => Math.min(d, 255));
+    this.maxLength = Math.max(0, ...keywords.map((keyword) => keyword.length));
   }
 
-  /** Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. */
-  scan(text: string, hit: (keyword: number, start: number) => void): void {
+  /**
+   * Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. With
+   * `states`, the state after each character is written there (a seam check can start from it);
+   * with `runs`, every character also steps the run survey (runs.ts), so one read finds both.
+   * With `stopAtNonAscii`, the scan stops at the first character past ASCII and returns false
+   * (the caller normalises the text and scans again); otherwise it returns true.
+   */
+  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array, runs?: RunTracker, stopAtNonAscii = false): boolean {
     const next = this.#next;
     const ends = this.#ends;
     const classOf = this.#classOf;
@@ -96,9 +112,37 @@ export class KeywordAutomaton {
     let state = 0;
     for (let i = 0; i < length; i++) {
       const code = text.charCodeAt(i);
+      if (code >= ALPHABET && stopAtNonAscii) return false;
+      if (runs) runs.step(i, code);
       const column = code < ALPHABET ? classOf[code]! : 0;
       state = column === 0 ? 0 : next[state * width + column]!;
+      if (states) states[i] = state;
       if (ends[state] === 1) for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
     }
+    if (runs) runs.step(length, 0);
+    return true;
+  }
+
+  /** The length of the keyword prefix a state stands for. */
+  depthOf(state: number): number {
+    return this.#depth[state]!;
+  }
+
+  /**
+   * Whether, going on from `state` (read over `left`, its prefix within it) through `right`, a
+   * keyword `relevant` says yes to ends in `right` having started in `left`.
+   */
+  spansFrom(state: number, right: string, relevant: Uint8Array): boolean {
+    const next = this.#next;
+    const classOf = this.#classOf;
+    const width = this.#width;
+    for (let j = 0; j < right.length && state !== 0; j++) {
+      if (this.#depth[state]! <= j) return false;
+      const code = right.charCodeAt(j);
+      const column = code < ALPHABET ? classOf[code]! : 0;
+      state = column === 0 ? 0 : next[state * width + column]!;
+      if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
+    }
+    return false;
   }
 }

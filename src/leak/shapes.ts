@@ -5,6 +5,7 @@
 // once, one regex finds which keywords it holds, and only the shapes of those keywords run.
 import { LEAK_PATTERNS } from '../secrets/leak-patterns.js';
 import { KeywordAutomaton } from './keywords.js';
+import type { RunTracker } from './runs.js';
 import { compileRe2 } from './re2.js';
 import rawRules from './gitleaks-rules.json' with { type: 'json' };
 
@@ -198,12 +199,27 @@ function ownShapes(): Shape[] {
   return [...own, ...near];
 }
 
+/** What a scan of a text by find() notes besides the shape: see find(). */
+export interface ScanNotes {
+  /** set when the text holds a keyword of forJoins() */
+  joinKeyword: boolean;
+  /** filled with the automaton's state after each character */
+  states?: Uint16Array;
+  /** stepped over every character (the run survey of the same read) */
+  runs?: RunTracker;
+  /** stop at the first non-ASCII character: then `stopped` is set and find() returns null */
+  stopAtNonAscii?: boolean;
+  stopped?: boolean;
+}
+
 /** Shapes, and the one keyword automaton that says which of them may match a text, and where. */
 export class ShapeSet {
   readonly shapes: readonly Shape[];
   /** per keyword (automaton index): the shapes it stands for */
   readonly #shapesOf: number[][];
   readonly #keywords: KeywordAutomaton;
+  /** per keyword (automaton index): 1 when a shape of forJoins() has it */
+  readonly #joinKeyword: Uint8Array;
 
   #forJoins: ShapeSet | null = null;
 
@@ -220,6 +236,15 @@ export class ShapeSet {
     });
     this.#keywords = new KeywordAutomaton([...byKeyword.keys()]);
     this.#shapesOf = [...byKeyword.values()];
+    this.#joinKeyword = Uint8Array.from(this.#shapesOf, (list) => (list.some((n) => joinable(shapes[n]!)) ? 1 : 0));
+  }
+
+  /** The keyword automaton, and which of its keywords are forJoins()' (for a seam check of two values without joining them). */
+  get keywords(): KeywordAutomaton {
+    return this.#keywords;
+  }
+  get joinKeywords(): Uint8Array {
+    return this.#joinKeyword;
   }
 
   /**
@@ -228,7 +253,7 @@ export class ShapeSet {
    * seam between two random tokens.
    */
   forJoins(): ShapeSet {
-    this.#forJoins ??= new ShapeSet(this.shapes.filter((shape) => shape.keywords.every((keyword) => keyword.length >= 4)));
+    this.#forJoins ??= new ShapeSet(this.shapes.filter(joinable));
     return this.#forJoins;
   }
 
@@ -236,18 +261,33 @@ export class ShapeSet {
    * The first shape (in table order) with an accepted match in `text`, or null. A shape's regex
    * runs only on windows around its keywords' hits (WINDOW_BEFORE before, WINDOW_AFTER after): a
    * backtracking engine would otherwise try a context rule's lazy prefix at every position of a
-   * large body, and no shape's match reaches further from its keyword than that.
+   * large body, and no shape's match reaches further from its keyword than that. `seen.joinKeyword`
+   * is set when the text holds a keyword of forJoins() (whatever the result): without one, two
+   * values of it joined can hold one only across their seam; `seen.states` gets the automaton's
+   * state after each character of the text.
    */
-  find(text: string): { shape: Shape } | null {
+  find(text: string, seen?: ScanNotes): { shape: Shape } | null {
     let hits: Map<number, number[]> | null = null;
-    this.#keywords.scan(text, (keyword, start) => {
-      for (const n of this.#shapesOf[keyword]!) {
-        hits ??= new Map();
-        const list = hits.get(n);
-        if (list) list.push(start);
-        else hits.set(n, [start]);
-      }
-    });
+    const joinKeyword = this.#joinKeyword;
+    const complete = this.#keywords.scan(
+      text,
+      (keyword, start) => {
+        if (seen && joinKeyword[keyword] === 1) seen.joinKeyword = true;
+        for (const n of this.#shapesOf[keyword]!) {
+          hits ??= new Map();
+          const list = hits.get(n);
+          if (list) list.push(start);
+          else hits.set(n, [start]);
+        }
+      },
+      seen?.states,
+      seen?.runs,
+      seen?.stopAtNonAscii ?? false,
+    );
+    if (!complete) {
+      seen!.stopped = true;
+      return null;
+    }
     if (hits === null) return null;
     const found: Map<number, number[]> = hits;
     for (const n of [...found.keys()].sort((a, b) => a - b)) {
@@ -264,6 +304,11 @@ export class ShapeSet {
     }
     return null;
   }
+}
+
+/** A shape looked for in two values joined: every keyword at least 4 characters (see forJoins). */
+function joinable(shape: Shape): boolean {
+  return shape.keywords.every((keyword) => keyword.length >= 4);
 }
 
 export const WINDOW_BEFORE = 128;

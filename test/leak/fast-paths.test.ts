@@ -1,0 +1,200 @@
+// The detector's fast paths (issue 22, performance) against the slow paths they stand in for: the
+// run survey against the run regexes, the JS run decoders against Buffer.from, the seam check
+// against joining every pair, and the stream's pieces against one scan of the whole body. Each
+// fast path must find at least what the slow one does; these properties and edge rows say so.
+import { isDeepStrictEqual } from 'node:util';
+import fc from 'fast-check';
+import t from 'tap';
+import {
+  DecodeBudget,
+  decodeBase64Range,
+  decodeHexRange,
+  decodedText,
+  detectLeak,
+  joinedNeighbours,
+  surveyRuns,
+} from '../../src/leak/detect.js';
+import { defaultShapes } from '../../src/leak/shapes.js';
+import { LeakScan, PIECE } from '../../src/leak/stream.js';
+import { SecretViolation } from '../../src/secrets/violation.js';
+import { CREDENTIALS } from './fixtures.js';
+
+const detect = (text: string) => detectLeak(text, { budget: new DecodeBudget(16 * 1024 * 1024) });
+const GH = 'ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A';
+const AWS = 'AKIAQ3EXAMPLE7XYZ2WV';
+
+// the regexes the survey replaces (src/leak/detect.ts keeps them for the cases it hands back)
+const BASE64_RUN = /[A-Za-z0-9+/_-]{16,}/g;
+const HEX_RUN = /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{16,}|[0-9a-fA-F]{2}(?:([-:])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){6,})(?![0-9a-fA-F])/g;
+const HEX_ONLY = /^[0-9a-fA-F]+$/;
+
+const ranges = (text: string, regex: RegExp): number[] => [...text.matchAll(regex)].flatMap((m) => [m.index, m.index + m[0].length]);
+
+/** texts made of what runs are made of: base64 and hex characters, separators, breaks, quotes */
+const runText = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom('a', 'F', '0', '9', 'z', 'Q', '+', '/', '_', '-', ':', ' ', '"', '=', '%', 'é'),
+      fc.constantFrom('0123456789abcdef', 'DEADBEEFCAFE0123', 'aa:bb:cc:dd:ee:ff:00:11', '0A-1B-2C-3D-4E-5F-6A-7B', 'QUJDREVGR0hJSktMTU5PUFFS'),
+    ),
+    { maxLength: 120 },
+  )
+  .map((parts) => parts.join(''));
+
+t.test('property: the survey finds the runs the regexes find', async (t) => {
+  fc.assert(
+    fc.property(runText, (text) => {
+      const survey = surveyRuns(text);
+      const hexOnly = [...text.matchAll(BASE64_RUN)].map((m) =>
+        HEX_ONLY.test(m[0]) && (m[0] === m[0].toLowerCase() || m[0] === m[0].toUpperCase()) ? 1 : 0,
+      );
+      const hex = [...text.matchAll(HEX_RUN)];
+      return (
+        isDeepStrictEqual(survey.base64, ranges(text, BASE64_RUN)) &&
+        isDeepStrictEqual(survey.hexOnly, hexOnly) &&
+        // a separated match makes the survey hand the text back to the regex; otherwise the runs agree
+        (survey.separatedHex || !hex.some((m) => m[1] !== undefined)) &&
+        (survey.separatedHex || isDeepStrictEqual(survey.hex, ranges(text, HEX_RUN)))
+      );
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 texts');
+});
+
+t.test('property: the run decoders decode as Buffer.from does', async (t) => {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-';
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom(...alphabet), { minLength: 0, maxLength: 200 }), fc.uint8Array({ maxLength: 100 }), (chars, bytes) => {
+      const run = chars.join('');
+      const even = run.length % 4 === 1 ? run.slice(0, -1) : run;
+      const hex = Buffer.from(bytes).toString('hex');
+      return (
+        decodeBase64Range(`x${even}y`, 1, 1 + even.length).equals(Buffer.from(even, 'base64')) &&
+        [hex, hex.toUpperCase()].every((form) => decodeHexRange(form, 0, form.length).equals(Buffer.from(bytes)))
+      );
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 runs');
+});
+
+t.test('property: whenever two joined values match, the seam check keeps the join', async (t) => {
+  const shapes = defaultShapes();
+  const joins = shapes.forJoins();
+  for (const [name, credential] of Object.entries(CREDENTIALS)) {
+    fc.assert(
+      fc.property(credential, fc.nat(), fc.constantFrom('json', 'form'), fc.boolean(), (value, cut, surface, noise) => {
+        const at = 1 + (cut % (value.length - 1));
+        const [left, right] = [value.slice(0, at), value.slice(at)];
+        const extra = noise ? ['AAAAbbbbCCCC', 'zzzz9999'] : [];
+        const text =
+          surface === 'json'
+            ? JSON.stringify({ x: extra[0] ?? 'q', a: left, b: right, y: extra[1] ?? 'r' })
+            : `x=${extra[0] ?? 'q'}&a=${left}&b=${right}&y=${extra[1] ?? 'r'}`;
+        const states = new Uint16Array(text.length);
+        const seen = { joinKeyword: false, states };
+        shapes.find(text, seen);
+        const full = joinedNeighbours(text);
+        const fullHit = full !== null && joins.find(full) !== null;
+        const fast = joinedNeighbours(
+          text,
+          seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords },
+        );
+        // the fast path may only drop a join that cannot match, and otherwise joins the same
+        return (!fullHit || fast !== null) && (fast === null || fast === full);
+      }),
+      { numRuns: 100 },
+    );
+    t.pass(name);
+  }
+});
+
+// The edges of each fast path, one row each; every one is a leak the detector must find.
+const EDGES: Array<{ name: string; text: string; shape: RegExp; split?: boolean }> = [
+  // (a value is 4 characters or more: the dashes make the short halves values)
+  { name: 'a keyword in another case across a seam (AK|IA...)', text: `{"a":"--AK","b":"${AWS.slice(2)}"}`, shape: /aws/, split: true },
+  { name: 'a keyword split after its first character', text: `{"a":"---g","b":"${GH.slice(1)}"}`, shape: /github/, split: true },
+  { name: 'a keyword split before its last character', text: `a=--${GH.slice(0, 3)}&b=${GH.slice(3)}`, shape: /github/, split: true },
+  {
+    name: 'full-width keyword (NFKC) across a seam',
+    text: '{"a":"--ｇｈ","b":"ｐ_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"}',
+    shape: /github/,
+    split: true,
+  },
+  {
+    name: 'zero-width character at the seam',
+    text: `{"a":"ghp_aB3dE5fG7hJ9\u200b","b":"kL1mN3pQ5rS7tU9vW1xY3z5A"}`,
+    shape: /github/,
+    split: true,
+  },
+  {
+    name: 'zero-width characters inside a base64 run',
+    text: `d=${Buffer.from(GH)
+      .toString('base64')
+      .replace(/(.{8})/g, '$1\u200b')}`,
+    shape: /github/,
+  },
+  {
+    name: 'hex with colons next to a plain hex run',
+    text: `${'ab'.repeat(10)} ${Buffer.from(GH)
+      .toString('hex')
+      .replace(/..(?!$)/g, '$&:')}`,
+    shape: /github/,
+  },
+  {
+    name: 'base64 on wrapped lines among plain lines',
+    text: `line one\n${(
+      Buffer.from(`xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ${GH}`)
+        .toString('base64')
+        .match(/.{1,64}/g) ?? []
+    ).join('\n')}\nline two`,
+    shape: /github/,
+  },
+];
+
+for (const row of EDGES) {
+  t.test(`finds: ${row.name}`, async (t) => {
+    const finding = detect(row.text);
+    t.ok(finding, 'found');
+    t.match(finding?.shape, row.shape, 'names the shape');
+    if (row.split !== undefined) t.equal(finding?.split, row.split);
+  });
+}
+
+function scanStream(body: Buffer, chunk: number): string | null {
+  const scan = new LeakScan({ budget: new DecodeBudget(16 * 1024 * 1024), where: 'body' });
+  try {
+    for (let at = 0; at < body.length; at += chunk) scan.push(body.subarray(at, at + chunk));
+    scan.end();
+    return null;
+  } catch (error) {
+    if (error instanceof SecretViolation) return error.message;
+    throw error;
+  }
+}
+
+t.test('a token across a piece boundary is found, whatever the chunking', async (t) => {
+  for (const [what, token] of [
+    ['as sent', GH],
+    ['base64', Buffer.from(`key: ${GH}`).toString('base64')],
+    ['hex', Buffer.from(GH).toString('hex')],
+  ] as const) {
+    for (const offset of [-token.length + 1, -Math.floor(token.length / 2), -1, 0, 1, 2, 3]) {
+      // words and spaces up to where the token starts: the token ends up across the first piece's end
+      const filler = 'lorem ipsum dolor '.repeat(Math.ceil(PIECE / 18) + 1).slice(0, PIECE + offset - 1) + ' ';
+      const body = Buffer.from(`${filler}${token} tail ${'y'.repeat(100)}`);
+      for (const chunk of [1000, 4096, PIECE, 65536]) t.ok(scanStream(body, chunk), `${what}, offset ${offset}, chunks of ${chunk}`);
+    }
+  }
+});
+
+t.test('a random binary body with a token in a printable run across a piece boundary', async (t) => {
+  const noise = Buffer.alloc(PIECE * 2);
+  for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919) % 251 < 120 ? 0x80 + (i % 100) : i % 32;
+  const at = PIECE - 10;
+  const body = Buffer.concat([noise.subarray(0, at), Buffer.from(` ${GH} `), noise.subarray(at)]);
+  t.ok(scanStream(body, 8192));
+  t.equal(decodedText(noise).length, 0, 'the noise itself has no printable run');
+  t.equal(scanStream(noise, 8192), null, 'and is not refused');
+});
