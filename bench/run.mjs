@@ -944,7 +944,7 @@ const ROWS = [
     columns: ['sluice'],
     metrics: ['rps', 'p50_ms', 'p99_ms', 'errors', 'cpu_ms_per_1k', 'peak_rss_mib'],
     route: () => {
-      const url = `http://localhost:${PORTS.upstreamHttp}/small`;
+      const url = `http://127.0.0.1:${PORTS.upstreamHttp}/small`;
       return { auth: CREDENTIALS.secret, url, target: url };
     },
     measure: wrkSmallGet,
