@@ -50,8 +50,7 @@ export function parseCommandList(body: Buffer): CommandListParse {
       return parsePushOptions(body, at, commands, capabilities);
     }
     if (line.kind !== 'data') return { state: 'malformed', why: `a ${line.kind} packet inside the command list` };
-    let payload = line.payload;
-    if (payload.length > 0 && payload[payload.length - 1] === 0x0a) payload = payload.subarray(0, payload.length - 1);
+    const payload = withoutLf(line.payload);
     const nul = payload.indexOf(0);
     let text: string;
     if (nul >= 0) {
@@ -90,12 +89,16 @@ function parsePushOptions(body: Buffer, start: number, commands: RefCommand[], c
     const { line } = read;
     if (line.kind === 'flush') return { state: 'done', list: { commands, capabilities, options, end: at } };
     if (line.kind !== 'data') return { state: 'malformed', why: `a ${line.kind} packet among the push options` };
-    let payload = line.payload;
-    if (payload.length > 0 && payload[payload.length - 1] === 0x0a) payload = payload.subarray(0, payload.length - 1);
+    const payload = withoutLf(line.payload);
     // git refuses to send an option holding a newline or NUL; one that does is not an option sluice can judge.
     if (payload.includes(0) || payload.includes(0x0a)) return { state: 'malformed', why: 'a push option holding a NUL or newline' };
     options.push(payload.toString('latin1'));
   }
+}
+
+/** A pkt-line's payload without the LF git may end it with. */
+function withoutLf(payload: Buffer): Buffer {
+  return payload.length > 0 && payload[payload.length - 1] === 0x0a ? payload.subarray(0, payload.length - 1) : payload;
 }
 
 /** The hex length of object ids: 64 when the client said object-format=sha256, else 40. */
