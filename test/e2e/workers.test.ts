@@ -43,6 +43,37 @@ ${extraTool ? `  second:\n    token_sha256: "${sha}"\n    allow:\n      - host: 
   }`;
 }
 
+/** `sluice serve --workers 2` on free ports, its CA and audit in `dir`; stderr piped. */
+async function serveWorkers(
+  dir: string,
+  policyFile: string,
+  audit: string,
+): Promise<{ child: ChildProcess; listenPort: number; adminPort: number }> {
+  const [listenPort, adminPort] = [await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--workers',
+      '2',
+      '--policy',
+      policyFile,
+      '--listen',
+      `127.0.0.1:${listenPort}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--ca-dir',
+      path.join(dir, 'certs'),
+      '--audit',
+      audit,
+      '--no-watch',
+    ],
+    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  return { child, listenPort, adminPort };
+}
+
 /** GET through the proxy in absolute form, a new connection each time. */
 function get(proxyPort: number, url: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -89,28 +120,7 @@ t.test('two workers share the port, keep one audit chain each, and the admin por
   const policyFile = path.join(dir, 'policy.yaml');
   writeFileSync(policyFile, policy(upstream, false));
   const audit = path.join(dir, 'audit.log');
-  const [listenPort, adminPort] = [await freePort(), await freePort()];
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--workers',
-      '2',
-      '--policy',
-      policyFile,
-      '--listen',
-      `127.0.0.1:${listenPort}`,
-      '--admin',
-      `127.0.0.1:${adminPort}`,
-      '--ca-dir',
-      path.join(dir, 'certs'),
-      '--audit',
-      audit,
-      '--no-watch',
-    ],
-    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const { child, listenPort, adminPort } = await serveWorkers(dir, policyFile, audit);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -171,30 +181,12 @@ t.test('--workers 2 refuses to start a policy with on_violation: ask (exit 2, na
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-workers-ask-'));
   const policyFile = path.join(dir, 'policy.yaml');
   writeFileSync(policyFile, policy(upstream, false, true));
-  const [listenPort, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--workers',
-      '2',
-      '--policy',
-      policyFile,
-      '--listen',
-      `127.0.0.1:${listenPort}`,
-      '--admin',
-      `127.0.0.1:${adminPort}`,
-      '--audit',
-      path.join(dir, 'audit.log'),
-    ],
-    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'], cwd: dir },
-  );
+  const { child } = await serveWorkers(dir, policyFile, path.join(dir, 'audit.log'));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   t.equal(code, 2);
   t.match(stderr, /tool asker has on_violation: ask, which needs --workers 1/);
