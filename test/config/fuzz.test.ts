@@ -1,7 +1,7 @@
 // The loader reads files other people (and other programs) write: whatever the bytes, it either
 // returns a policy or throws PolicyError whose sentences start with "file:line:". Nothing else.
 import { createHash } from 'node:crypto';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import { PolicyError } from '../../src/config/errors.js';
 import { parsePolicy } from '../../src/config/load.js';

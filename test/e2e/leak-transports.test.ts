@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type net from 'node:net';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import { basicAuth, connectTunnel, exchangeRaw, openSocket, roundTrip, tlsTunnel, type RawResponse } from '../helpers/clients.js';
 import { startDns, type DnsServer } from '../helpers/dns.js';

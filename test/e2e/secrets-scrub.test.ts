@@ -9,7 +9,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { brotliCompressSync, constants, deflateRawSync, gzipSync } from 'node:zlib';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t, { type Test } from 'tap';
 import { verifyAuditFiles } from '../../src/observe/audit.js';
 import { basicAuth, exchangeRaw, openSocket, rawRequest, roundTrip, tlsTunnel, type RawResponse } from '../helpers/clients.js';

@@ -2,7 +2,7 @@
 // malformed lists, every split point of a real list (the seam calls the parser on a growing
 // prefix: each prefix must say "incomplete" until the flush, then give the same commands), and
 // fast-check: no input throws, and any prefix of a valid list is incomplete, never malformed.
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import { parseCommandList, refnameProblem, type CommandListParse } from '../../src/git/commands.js';
 import { pktLine, readPktLine } from '../../src/git/pkt-line.js';

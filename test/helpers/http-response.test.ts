@@ -1,5 +1,5 @@
 // The raw-response parser decides what smuggling tests conclude, so it gets its own table and fuzz.
-import fc from 'fast-check';
+import fc from './fc.js';
 import t from 'tap';
 import { hasFinalResponse, parseHttpResponses, type ParseOptions } from './http-response.js';
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { FRAMING_HEADER_NAMES, isFramingHeaderName, lookalikeHeader } from '../../src/http/lookalike.js';
 
 // [header name as sent, the framing header it looks like, or null when it must pass]

@@ -1,4 +1,4 @@
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import { DecodeBudget, DecodeBudgetExceeded, decodedText, detectLeak, MAX_DEPTH, normalize } from '../../src/leak/detect.js';
 import { applyChain, chain, CREDENTIALS, ORDINARY } from './fixtures.js';

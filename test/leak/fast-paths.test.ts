@@ -3,7 +3,7 @@
 // against joining every pair, and the stream's pieces against one scan of the whole body. Each
 // fast path must find at least what the slow one does; these properties and edge rows say so.
 import { isDeepStrictEqual } from 'node:util';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import {
   DecodeBudget,

@@ -2,7 +2,7 @@
 // encodings a tool can wrap them in, and ordinary traffic it must never refuse.
 import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const UPPER_DIGIT = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';

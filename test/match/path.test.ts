@@ -1,5 +1,5 @@
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { compilePathGlob, normalizePath } from '../../src/match/path.js';
 
 // [raw request target, normalized path | invalid-reason fragment, query]

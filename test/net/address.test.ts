@@ -1,5 +1,5 @@
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import ipaddr from 'ipaddr.js';
 import { classifyAddress, compileAddressPolicy, type AddressVerdict } from '../../src/net/address.js';
 

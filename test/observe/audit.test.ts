@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, verify as cryptoVerify } from 'node:crypto';
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { AuditSink, type AuditSinkOptions } from '../../src/observe/audit.js';
 import { CHECKPOINT_SIGNING_PREFIX, GENESIS_HASH } from '../../src/observe/audit-chain.js';
 import { generateAuditKeys, loadAuditSigner, loadAuditVerifyKey, type AuditSigner, type AuditVerifyKey } from '../../src/observe/audit-key.js';

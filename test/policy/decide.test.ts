@@ -1,5 +1,5 @@
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { DEFAULT_LIMITS } from '../../src/config/types.js';
 import { compilePolicy, PolicyCompileError } from '../../src/policy/compile.js';
 import { decide } from '../../src/policy/decide.js';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { decide, explain } from '../../src/policy/decide.js';
 import type { DecisionRequest } from '../../src/policy/types.js';
 import { connect, makePolicy, request } from './fixtures.js';

@@ -1,5 +1,5 @@
 // The pure limit pieces: token bucket arithmetic, the per-tool slot queue, and request framing.
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import { awaitTurn, framingProblem } from '../../src/proxy/framing.js';
 import { takeToken, ToolLimiter } from '../../src/proxy/limits.js';

@@ -1,4 +1,4 @@
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t, { type Test } from 'tap';
 import { encodedForms, percentDecode, rawOrPercentEncoded, valueForms } from '../../src/secrets/forms.js';
 import {

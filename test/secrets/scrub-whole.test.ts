@@ -3,7 +3,7 @@
 // every covered form, wraps and noise around them, the whole-body output must be the streamed
 // output (pieces pushed one by one skip the prefilter), and no value may come out; a body with no
 // form at all must come back as the very same bytes.
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import t from 'tap';
 import { createResponseScrub, scrubPlan, type ScrubSink } from '../../src/secrets/scrub.js';
 import { Scrubber, surelyClean } from '../../src/secrets/scanner.js';

@@ -1,4 +1,4 @@
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { setImmediate as tick } from 'node:timers/promises';
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import t from 'tap';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { MAX_HELLO_RECORDS, MAX_HELLO_WIRE_BYTES, scanClientHello, type HelloScan } from '../../src/tls/client-hello.js';
 import {
   alpnExt,

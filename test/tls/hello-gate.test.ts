@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import fc from 'fast-check';
+import fc from '../helpers/fc.js';
 import { gateTunnelStart, MAX_FIRST_LINE_BYTES, MAX_GATE_BYTES, type GateResult, type GateTunnel } from '../../src/tls/hello-gate.js';
 import { MAX_HELLO_RECORDS } from '../../src/tls/client-hello.js';
 import { alpnExt, captureClientHello, ext, handshake, helloBody, messageOf, records, sniExt, synthetic } from '../helpers/tls-hello.js';
