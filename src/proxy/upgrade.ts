@@ -17,7 +17,8 @@ import { inspectHead, inspectorFor, upgradeRefusal } from './inspect.js';
 import { ConnectionLife } from './lifecycle.js';
 import { knownValues, scrubHead, scrubResponse, scrubStatusText, secretsForHead } from './secrets-step.js';
 import { ScrubFailure, scrubPlan } from '../secrets/scrub.js';
-import { agreedExtensions, readableOffer, WsFrameScrubber, WsProtocolError } from '../secrets/ws-scrub.js';
+import { WsFrameScrubber } from '../secrets/ws-scrub.js';
+import { agreedExtensions, readableOffer, WsProtocolError } from '../ws/frames.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import { leakCloseFrame, WsLeakGate } from '../leak/ws-outbound.js';
 import { leakDetectorMode } from '../leak/mode.js';
@@ -225,6 +226,23 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
     for (const [name, value] of withVia(kept)) lines.push(`${name}: ${value}`);
     lines.push('', '');
     client.write(lines.join('\r\n'));
+    /** A frame step failed: whatever went wrong reading a frame, nothing unread is passed on. */
+    const failFrames = (error: unknown, from: 'upstream' | 'client'): void => {
+      if (error instanceof SecretViolation && error.reason === 'secret_leak') {
+        // the client is told why in a close frame; nothing more of the message goes upstream
+        ex.settle('secret_leak', error.message);
+        socket.destroy();
+        client.end(leakCloseFrame(error.message));
+        return;
+      }
+      if (error instanceof SecretViolation)
+        return life.end(error.reason === 'request_too_large' ? 'request_too_large' : 'bad_request', error.message);
+      if (error instanceof WsProtocolError) return life.end(error.code, error.message);
+      life.end(
+        from === 'upstream' ? 'upstream_protocol' : 'bad_request',
+        `sluice could not read a WebSocket frame from the ${from === 'upstream' ? 'upstream' : 'client'}`,
+      );
+    };
     // The size limits hold for an upgraded connection's bytes as for a request's and a response's.
     const admitDown = (bytes: number): boolean => {
       ex.bytesDown += bytes;
@@ -232,104 +250,22 @@ export async function forwardUpgrade(deps: ProxyDeps, scope: RequestScope, req: 
       life.end('response_too_large', `the upgraded connection carried more than ${limits.max_response_bytes} bytes downstream; it was closed`);
       return false;
     };
-    if (frames) {
-      relayFrames(socket, client, upstreamHead, frames, admitDown, (error) => life.end(error.code, error.message));
-    } else {
-      if (upstreamHead.length > 0 && admitDown(upstreamHead.length)) client.write(upstreamHead);
-      relaySocket(socket, client, admitDown);
-    }
+    relaySocket(socket, client, admitDown, {
+      first: upstreamHead,
+      ...(frames ? { through: { push: (chunk: Buffer) => frames.push(chunk), fail: (error: unknown) => failFrames(error, 'upstream') } } : {}),
+    });
     const admitUp = (bytes: number): boolean => {
       ex.bytesUp += bytes;
       if (ex.bytesUp <= limits.max_request_bytes) return true;
       life.end('request_too_large', `the upgraded connection carried more than ${limits.max_request_bytes} bytes upstream; it was closed`);
       return false;
     };
-    if (outbound) {
-      relayOutbound(client, socket, head, outbound, admitUp, (error) => {
-        if (error instanceof SecretViolation && error.reason === 'secret_leak') {
-          // the client is told why in a close frame; nothing more of the message goes upstream
-          ex.settle('secret_leak', error.message);
-          socket.destroy();
-          client.end(leakCloseFrame(error.message));
-          return;
-        }
-        const code =
-          error instanceof SecretViolation ? (error.reason === 'request_too_large' ? 'request_too_large' : 'bad_request') : error.code;
-        life.end(code, error.message);
-      });
-    } else {
-      if (head.length > 0 && admitUp(head.length)) socket.write(head);
-      relaySocket(client, socket, admitUp);
-    }
+    relaySocket(client, socket, admitUp, {
+      first: head,
+      ...(outbound ? { through: { push: (chunk: Buffer) => outbound.push(chunk), fail: (error: unknown) => failFrames(error, 'client') } } : {}),
+    });
     life.idle(limits.idle_timeout_ms);
     client.resume();
   });
   outgoing.end();
-}
-
-/** The upstream's WebSocket frames to the client, scrubbed, with backpressure; a framing error ends the connection. */
-function relayFrames(
-  upstream: Duplex,
-  client: Duplex,
-  first: Buffer,
-  frames: WsFrameScrubber,
-  admit: (bytes: number) => boolean,
-  fail: (error: WsProtocolError) => void,
-): void {
-  const pass = (chunk: Buffer): boolean => {
-    if (!admit(chunk.length)) return true;
-    let out: Buffer;
-    try {
-      out = frames.push(chunk);
-    } catch (error) {
-      // Whatever went wrong reading a frame, nothing unread is passed on.
-      fail(
-        error instanceof WsProtocolError
-          ? error
-          : new WsProtocolError('upstream_protocol', 'sluice could not read a WebSocket frame from the upstream'),
-      );
-      return true;
-    }
-    return out.length === 0 || client.write(out);
-  };
-  if (first.length > 0) pass(first);
-  upstream.on('data', (chunk: Buffer) => {
-    if (!pass(chunk)) upstream.pause();
-  });
-  client.on('drain', () => upstream.resume());
-  upstream.on('end', () => client.end());
-}
-
-/** The client's WebSocket frames to the upstream, each message once it was scanned for leaks, with backpressure. */
-function relayOutbound(
-  client: Duplex,
-  upstream: Duplex,
-  first: Buffer,
-  gate: WsLeakGate,
-  admit: (bytes: number) => boolean,
-  fail: (error: SecretViolation | WsProtocolError) => void,
-): void {
-  let failed = false;
-  const pass = (chunk: Buffer): boolean => {
-    if (failed || !admit(chunk.length)) return true;
-    let out: Buffer;
-    try {
-      out = gate.push(chunk);
-    } catch (error) {
-      failed = true;
-      fail(
-        error instanceof SecretViolation || error instanceof WsProtocolError
-          ? error
-          : new WsProtocolError('bad_request', 'sluice could not read a WebSocket frame from the client'),
-      );
-      return true;
-    }
-    return out.length === 0 || upstream.write(out);
-  };
-  if (first.length > 0) pass(first);
-  client.on('data', (chunk: Buffer) => {
-    if (!pass(chunk)) client.pause();
-  });
-  upstream.on('drain', () => client.resume());
-  client.on('end', () => upstream.end());
 }
