@@ -499,6 +499,16 @@ t.test('a client that gives up while held leaves the queue on every transport (w
         rawClient(`GET ${plainUrl('gone')} HTTP/1.1\r\nHost: ${host('gone')}:${plain.port}\r\nProxy-Authorization: ${BASIC(TOOL)}\r\n\r\n`),
     },
     {
+      name: 'goneupgrade',
+      transport: 'Upgrade',
+      path: '/anything/gone-upgrade',
+      open: () =>
+        rawClient(
+          `GET ${plainUrl('goneupgrade', '/anything/gone-upgrade')} HTTP/1.1\r\nHost: ${host('goneupgrade')}:${plain.port}\r\nProxy-Authorization: ${BASIC(TOOL)}\r\n` +
+            'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        ),
+    },
+    {
       name: 'goneconnect',
       transport: 'CONNECT',
       path: null,
@@ -538,7 +548,7 @@ t.test('a client that gives up while held leaves the queue on every transport (w
     t.equal((await answer(request.id, { decision: 'allow' })).status, 404, `${c.transport}: nothing left to allow`);
   }
   const samples = await scrapeMetrics(sluice.adminPort);
-  t.equal(total(samples, 'sluice_approval_decisions_total', { decision: 'withdrawn' }), 3);
+  t.equal(total(samples, 'sluice_approval_decisions_total', { decision: 'withdrawn' }), cases.length);
 });
 
 t.test('what a held CONNECT client sends before the answer is kept and served after allow-once, in order', async (t) => {
