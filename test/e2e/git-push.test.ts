@@ -21,9 +21,13 @@ const RELEASER = 'releaser';
 const RELEASER_TOKEN = 'releaser-token-for-test';
 const READER = 'reader';
 const READER_TOKEN = 'reader-token-for-test';
+/** pushes over plain http:// (absolute-form), with no secret: a token is never injected in clear */
+const PLAIN = 'plainpush';
+const PLAIN_TOKEN = 'plainpush-token-for-test';
 
 let sluice: TestSluice;
 let server: GitServer;
+let plainServer: GitServer;
 let dns: DnsServer;
 let root: string;
 let bare: string;
@@ -38,6 +42,7 @@ t.before(async () => {
   home = mkdtempSync(path.join(tmpdir(), 'sluice-git-home-'));
   bare = await makeBareRepository(root, 'repo.git', home);
   server = await startGitServer(root, pki.server, `Bearer ${GIT_TOKEN}`);
+  plainServer = await startGitServer(root, null, null);
   dns = await startDns({ 'upstream.test': [{ type: 'A', address: '127.0.0.2' }] });
   remote = `https://upstream.test:${server.port}/repo.git`;
   sluice = await startTestSluice({
@@ -47,7 +52,7 @@ version: 1
 network:
   allow_private_cidrs: ["127.0.0.2/32"]
   dns_servers: ["${dns.address}"]
-  allow_ports: [${server.port}]
+  allow_ports: [${server.port}, ${plainServer.port}]
 tls:
   upstream_ca: ${testCa}
 secrets:
@@ -79,6 +84,12 @@ tools:
         git:
           push: { refs: ["refs/heads/agent/**"] }
           fetch: false
+  ${PLAIN}:
+    token_sha256: "${sha256(PLAIN_TOKEN)}"
+    allow:
+      - host: upstream.test
+        git:
+          push: { refs: ["refs/heads/agent/**"] }
 `,
   });
   sluiceCaFile = path.join(sluice.caDir, 'ca.pem');
@@ -87,6 +98,7 @@ tools:
 t.teardown(async () => {
   await sluice?.close();
   await server?.close();
+  await plainServer?.close();
   await dns?.close();
 });
 
@@ -350,4 +362,38 @@ t.test('the token reached the server only with requests sluice let through', asy
     posts.every((p) => p.authExpected),
     'every receive-pack POST the server saw carried the injected token (the refused ones never arrived: see above)',
   );
+});
+
+t.test('the same push rules over every transport git uses: intercepted CONNECT and plain http:// (absolute-form)', async (t) => {
+  const transports = [
+    { name: 'intercepted CONNECT', tool: TOOL, token: TOKEN, url: remote, posts: () => receivePackPosts() },
+    {
+      name: 'absolute-form',
+      tool: PLAIN,
+      token: PLAIN_TOKEN,
+      url: `http://upstream.test:${plainServer.port}/repo.git`,
+      posts: () => plainServer.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/git-receive-pack')).length,
+    },
+  ];
+  for (const [i, via] of transports.entries()) {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'sluice-git-clone-')), `every${i}`);
+    const cloned = await git(path.dirname(dir), via.tool, via.token, 'clone', '-q', via.url, dir);
+    t.equal(cloned.code, 0, `${via.name}: clone (${cloned.stderr.trim()})`);
+    writeFileSync(path.join(dir, 'every.txt'), `${via.name}\n`);
+    await git(dir, via.tool, via.token, 'add', '.');
+    await git(dir, via.tool, via.token, 'commit', '-qm', via.name);
+    const head = (await git(dir, via.tool, via.token, 'rev-parse', 'HEAD')).stdout.trim();
+    const before = await serverRef('refs/heads/main');
+    const posts = via.posts();
+    const toMain = await git(dir, via.tool, via.token, 'push', 'origin', 'HEAD:main');
+    t.not(toMain.code, 0, `${via.name}: a push to main fails`);
+    t.match(toMain.stderr, '(sluice: push to refs/heads/main not allowed)', `${via.name}: git prints sluice's reason`);
+    t.equal(await serverRef('refs/heads/main'), before, `${via.name}: main did not move`);
+    t.equal(via.posts(), posts, `${via.name}: no receive-pack POST reached the server`);
+    const tag = await git(dir, via.tool, via.token, 'push', 'origin', `HEAD:refs/tags/every${i}`);
+    t.match(tag.stderr, `(sluice: pushing tag refs/tags/every${i} not allowed)`, `${via.name}: tags: false`);
+    const owned = await git(dir, via.tool, via.token, 'push', 'origin', `HEAD:refs/heads/agent/every${i}`);
+    t.equal(owned.code, 0, `${via.name}: a push to an owned branch lands (${owned.stderr.trim()})`);
+    t.equal(await serverRef(`refs/heads/agent/every${i}`), head);
+  }
 });

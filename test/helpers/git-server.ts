@@ -4,6 +4,7 @@
 // expected one), never the header's value. Pushes are enabled per repository (http.receivepack).
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -72,16 +73,17 @@ export async function makeBareRepository(root: string, name: string, home: strin
 }
 
 /**
- * Serves `root` with git http-backend over TLS on 127.0.0.2. `expectedAuth` is the Authorization
- * value the test injects through sluice: recorded as a boolean match, never stored.
+ * Serves `root` with git http-backend over TLS on 127.0.0.2 (plain HTTP when `tlsPair` is null).
+ * `expectedAuth` is the Authorization value the test injects through sluice: recorded as a
+ * boolean match, never stored.
  */
 export async function startGitServer(
   root: string,
-  tlsPair: { certPem: string; keyPem: string },
+  tlsPair: { certPem: string; keyPem: string } | null,
   expectedAuth: string | null,
 ): Promise<GitServer> {
   const requests: GitRequest[] = [];
-  const server = https.createServer({ cert: tlsPair.certPem, key: tlsPair.keyPem }, (req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'https://git.invalid');
     const auth = req.headers.authorization;
     requests.push({
@@ -135,7 +137,8 @@ export async function startGitServer(
       res.writeHead(status, { ...headers, 'Content-Length': String(body.length) });
       res.end(body);
     });
-  });
+  };
+  const server = tlsPair ? https.createServer({ cert: tlsPair.certPem, key: tlsPair.keyPem }, handler) : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen({ host: '127.0.0.2', port: 0 }, resolve));
   return {
     port: (server.address() as AddressInfo).port,
