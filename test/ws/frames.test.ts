@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { deflateRawSync, constants } from 'node:zlib';
 import t from 'tap';
 import { WsLeakGate } from '../../src/leak/ws-outbound.js';
+import { scrubPlan } from '../../src/secrets/scrub.js';
 import { SecretViolation } from '../../src/secrets/violation.js';
+import { WsFrameScrubber } from '../../src/secrets/ws-scrub.js';
 import { WsFrameReader, WsProtocolError, type FrameHandler } from '../../src/ws/frames.js';
 import { cutAt } from '../helpers/embed.js';
 import fc from '../helpers/fc.js';
@@ -140,4 +142,42 @@ t.test('per side: the masking rule and the size limit, each with its own reason'
     'bad_request',
     'compression without the extension agreed',
   );
+});
+
+t.test('any bytes at all: each frame step either reads them or fails with its own error, never another', async (t) => {
+  const headish = fc.oneof(
+    fc.uint8Array({ maxLength: 64 }),
+    // well-formed heads with random flags and lengths, then random payload bytes
+    fc
+      .tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 200 }))
+      .map(([b0, b1, rest]) => Uint8Array.from([b0, b1, ...rest])),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(headish, { minLength: 1, maxLength: 6 }),
+      fc.array(fc.nat(), { maxLength: 8 }),
+      fc.boolean(),
+      (parts, cuts, deflate) => {
+        const wire = Buffer.concat(parts.map((p) => Buffer.from(p)));
+        const steps: Array<(chunk: Buffer) => Buffer> = [];
+        const g = gate(deflate);
+        steps.push((chunk) => g.push(chunk));
+        const s = new WsFrameScrubber(scrubPlan([{ value: 'a-known-secret-value', placeholder: '__sluice_secret_x__' }]), {
+          deflate: deflate ? { noContextTakeover: false } : null,
+          maxMessageBytes: 1 << 16,
+        });
+        steps.push((chunk) => s.push(chunk));
+        for (const step of steps) {
+          try {
+            for (const piece of cutAt(wire, cuts)) step(piece);
+          } catch (error) {
+            if (!(error instanceof WsProtocolError || error instanceof SecretViolation)) return false;
+          }
+        }
+        return true;
+      },
+    ),
+    { numRuns: 1000 },
+  );
+  t.pass('only WsProtocolError or SecretViolation');
 });
