@@ -9,6 +9,7 @@
 // a shape match that was not a list answer loses entries the agent could not call anyway.
 import { Transform, type TransformCallback } from 'node:stream';
 import { LIST_FILTERS, type ListMethod } from './check.js';
+import { MESSAGE_MEMBERS, readsAs } from './jsonrpc.js';
 import type { CompiledMcp, NameSet } from './names.js';
 import { SseSplitter, withData } from './sse.js';
 
@@ -23,26 +24,48 @@ function namesFor(mcp: CompiledMcp, method: ListMethod): NameSet | null {
   return mcp[LIST_FILTERS[method].names];
 }
 
+/**
+ * Takes out of `object` every member a loose reader could take for one of `names` (readsAs): a
+ * client on Go's encoding/json would read {"tools": [...], "Tools": [...]} as the second list.
+ * True when one was removed.
+ */
+function dropLoose(object: Record<string, unknown>, names: readonly string[]): boolean {
+  let dropped = false;
+  for (const k of Object.keys(object)) {
+    if (names.some((name) => readsAs(k, name))) {
+      delete object[k];
+      dropped = true;
+    }
+  }
+  return dropped;
+}
+
 /** Filters one parsed JSON-RPC message in place; true when something was removed. */
 function filterMessage(mcp: CompiledMcp, targets: ListTargets, message: unknown): boolean {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) return false;
   const m = message as Record<string, unknown>;
+  const loose = dropLoose(m, MESSAGE_MEMBERS);
   const result = m.result;
-  if (typeof result !== 'object' || result === null || Array.isArray(result)) return false;
+  if (typeof result !== 'object' || result === null || Array.isArray(result)) return loose;
   const r = result as Record<string, unknown>;
   let method: ListMethod | undefined = Object.hasOwn(m, 'id') ? targets.ids.get(JSON.stringify(m.id)) : undefined;
   if (method === undefined && targets.byShape) method = shapeOf(r);
-  if (method === undefined) return false;
+  if (method === undefined) return loose;
   const { field, key } = LIST_FILTERS[method];
   const names = namesFor(mcp, method);
+  if (names === null) return loose;
+  const looseList = dropLoose(r, [field]);
   const list = r[field];
-  if (names === null || !Array.isArray(list)) return false;
+  if (!Array.isArray(list)) return loose || looseList;
   const kept = list.filter((entry: unknown) => {
-    const name = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>)[key] : undefined;
-    // An entry without a name cannot be called by name either: it goes.
-    return typeof name === 'string' && names.matches(name);
+    if (typeof entry !== 'object' || entry === null) return false;
+    const e = entry as Record<string, unknown>;
+    const name = e[key];
+    // An entry without a name cannot be called by name either: it goes; so does one whose name a
+    // loose reader would read from another member.
+    return typeof name === 'string' && names.matches(name) && !Object.keys(e).some((k) => readsAs(k, key));
   });
-  if (kept.length === list.length) return false;
+  if (kept.length === list.length) return loose || looseList;
   r[field] = kept;
   return true;
 }

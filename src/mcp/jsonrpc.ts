@@ -49,10 +49,47 @@ export function parseJsonRpcBody(body: Buffer | string): ParsedBody {
   return { ok: true, batch: false, messages: [parsed] };
 }
 
+/** The members JSON-RPC 2.0 defines on a message. */
+export const MESSAGE_MEMBERS: readonly string[] = ['jsonrpc', 'id', 'method', 'params', 'result', 'error'];
+/** The members of params the methods sluice decides on read (names, uris, cursors, arguments). */
+export const PARAMS_MEMBERS: readonly string[] = ['name', 'uri', 'arguments', 'cursor', '_meta'];
+
+/**
+ * Whether a reader that matches member names loosely could take `key` for `name` though it is not
+ * `name`. Go's encoding/json matches case-insensitively and folds Unicode (ſ to s, the Kelvin sign
+ * to k, İ to i), so an MCP server built on it read {"method": "tools/list", "Method": "tools/call"}
+ * as a tools/call (CVE-2026-27896 in the Go MCP SDK; mcp-go and others decode the same way).
+ * JSON-RPC names are case-sensitive: sluice refuses what two readers would read two ways. Taken
+ * wide on purpose: any character past ASCII may stand for any letter.
+ */
+export function readsAs(key: string, name: string): boolean {
+  if (key === name) return false;
+  const chars = Array.from(key);
+  if (chars.length !== name.length) return false;
+  return chars.every((c, i) => c.charCodeAt(0) >= 0x80 || c.toLowerCase() === name[i]);
+}
+
+/** The first member of `object` a loose reader could take for one of `names`, as a sentence fragment; or null. */
+export function ambiguousMember(object: object, names: readonly string[], where: string): string | null {
+  for (const key of Object.keys(object)) {
+    const name = names.find((n) => readsAs(key, n));
+    if (name !== undefined) {
+      return `has ${where} ${JSON.stringify(boundedName(key, 40))}, which a case-insensitive reader (Go's encoding/json) takes for "${name}"`;
+    }
+  }
+  return null;
+}
+
 /** The message, or what is wrong with it (a sentence fragment). */
 function parseMessage(value: unknown): JsonRpcMessage | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'is not a JSON object';
   const m = value as Record<string, unknown>;
+  const loose = ambiguousMember(m, MESSAGE_MEMBERS, 'a member');
+  if (loose) return loose;
+  if (typeof m.params === 'object' && m.params !== null && !Array.isArray(m.params)) {
+    const looseParam = ambiguousMember(m.params, PARAMS_MEMBERS, 'a params member');
+    if (looseParam) return looseParam;
+  }
   if (m.jsonrpc !== '2.0') return 'does not carry "jsonrpc": "2.0"';
   const hasId = Object.hasOwn(m, 'id');
   if (hasId && !validId(m.id)) return 'has an id that is not a string or a whole number';

@@ -198,11 +198,14 @@ t.test('a malformed body is a bad_request and reaches nothing', async (t) => {
     '{"jsonrpc":"2.0","id":1,',
     '{"id":1,"method":"tools/call"}',
     '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}',
+    // smuggling for a server that reads names case-insensitively (Go's encoding/json): refused, not guessed
+    '{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_repository"}}',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_repository"}}',
   ]) {
     const r = await rawPost(agent.sessionId()!, body);
     t.equal(r.status, 400, body);
     t.equal(r.headers.get('x-sluice-deny'), 'bad_request');
-    t.match(JSON.parse(r.text).detail, /JSON|jsonrpc|params.name/);
+    t.match(JSON.parse(r.text).detail, /JSON|jsonrpc|params.name|case-insensitive reader/);
   }
   t.equal(server.received.length, before, 'the server saw none of them');
 });

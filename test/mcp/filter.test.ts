@@ -141,3 +141,25 @@ t.test('SSE splitter: line endings, fields, multi-line data, an unfinished event
 t.test('SSE: an over-long event fails the stream', async (t) => {
   await t.rejects(through(sseListFilter(mcp, byId(1, 'tools/list'), 64), [Buffer.from('data: ' + 'x'.repeat(100))]), /grew past 64/);
 });
+
+t.test('a list a loose reader would read from another member is taken out with it', async (t) => {
+  const answer = {
+    jsonrpc: '2.0',
+    id: 1,
+    result: {
+      tools: [{ name: 'search' }, { name: 'repo.read', Name: 'delete_repository' }, { name: 'search', nаme: 'x' }],
+      Tools: [{ name: 'delete_repository' }],
+    },
+    Result: { tools: [{ name: 'delete_repository' }] },
+  };
+  const out = JSON.parse(filterJsonText(mcp, byId(1, 'tools/list'), JSON.stringify(answer))) as Record<string, unknown>;
+  t.same(out, { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'search' }] } }, 'Result, Tools and the entry with a second Name are gone');
+  const other = { jsonrpc: '2.0', id: 9, result: { content: [] }, RESULT: { content: [{ type: 'text', text: 'x' }] } };
+  t.same(
+    JSON.parse(filterJsonText(mcp, byId(1, 'tools/list'), JSON.stringify(other))),
+    { jsonrpc: '2.0', id: 9, result: { content: [] } },
+    'on any message',
+  );
+  const clean = JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [] } });
+  t.equal(filterJsonText(mcp, byId(1, 'tools/list'), clean), clean, 'a message with nothing loose passes as it came');
+});

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { refusalAnswer, MCP_REFUSED_CODE } from '../../src/mcp/answer.js';
 import { checkMessages } from '../../src/mcp/check.js';
-import { boundedName, parseJsonRpcBody, MAX_BATCH } from '../../src/mcp/jsonrpc.js';
+import { boundedName, parseJsonRpcBody, MAX_BATCH, readsAs } from '../../src/mcp/jsonrpc.js';
 import { compileMcp, compileNames } from '../../src/mcp/names.js';
 
 const RULE = 'agent.allow[0]';
@@ -167,4 +167,48 @@ t.test('names: exact names, globs, bounded names', async (t) => {
   t.same([...names.exact], ['a.b', 'we(ird)+[x]'], 'only names without wildcards are labels');
   t.equal(boundedName('a\nb'), 'a?b');
   t.equal(boundedName('x'.repeat(300)).length, 129);
+});
+
+t.test('member names a case-insensitive reader takes for another are refused (CVE-2026-27896 smuggling)', async (t) => {
+  // What a server on Go's encoding/json reads in each: the case or Unicode fold, last one wins.
+  const smuggled: Array<[string, string]> = [
+    [
+      'a second method in another case',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_repository"}}',
+    ],
+    ['only the upper-case method', '{"jsonrpc":"2.0","id":1,"METHOD":"tools/call","result":{},"params":{"name":"delete_repository"}}'],
+    [
+      'params under another case',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"Params":{"name":"delete_repository"}}',
+    ],
+    [
+      'params with the long s (U+017F)',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"param\u017f":{"name":"delete_repository"}}',
+    ],
+    ['a tool name twice', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_repository"}}'],
+    [
+      'a uri with the dotted capital I (U+0130)',
+      '{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///ok","ur\u0130":"file:///etc/shadow"}}',
+    ],
+    ['an id in another case', '{"jsonrpc":"2.0","method":"tools/list","ID":7}'],
+    [
+      'a Kelvin sign in a batch member',
+      '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping","params":{"\u212Aey":1,"_meta":{},"_MEta":{"x":1}}}]',
+    ],
+  ];
+  for (const [name, body] of smuggled) {
+    const parsed = parseJsonRpcBody(body);
+    t.notOk(parsed.ok, name);
+    if (!parsed.ok) t.match(parsed.why, /case-insensitive reader/, `${name}: ${parsed.why}`);
+  }
+  t.equal(readsAs('Method', 'method'), true);
+  t.equal(readsAs('method', 'method'), false, 'the name itself');
+  t.equal(readsAs('methods', 'method'), false, 'another length');
+  t.equal(readsAs('paramſ', 'params'), true);
+  t.equal(readsAs('\u212Aey', 'key'), true, 'the Kelvin sign');
+  t.ok(
+    parseJsonRpcBody(JSON.stringify(call(1, 'tools/call', { name: 'search', arguments: { Name: 'x', METHOD: 'y' } }))).ok,
+    'arguments are the tool’s own',
+  );
+  t.ok(parseJsonRpcBody(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'x', params: { names: ['a'], Cursor2: 1 } })).ok, 'other names pass');
 });
