@@ -2,6 +2,12 @@
 // HTTP+SSE transport's message endpoint): one message or a batch (an array). A body that is not
 // exactly that is malformed, and sluice refuses it whole (bad_request) rather than guess what the
 // server would read: nothing of it reaches the server. Pure: bytes in, messages or a reason out.
+import { createRequire } from 'node:module';
+import type * as Momoa from '@humanwhocodes/momoa';
+
+/** momoa, loaded at the first MCP body (not at start: a start reads no MCP). */
+let momoa: typeof Momoa | null = null;
+const loadMomoa = (): typeof Momoa => (momoa ??= createRequire(import.meta.url)('@humanwhocodes/momoa') as typeof Momoa);
 
 export type JsonRpcId = string | number;
 
@@ -28,11 +34,15 @@ export const MAX_BATCH = 100;
 
 export function parseJsonRpcBody(body: Buffer | string): ParsedBody {
   let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(typeof body === 'string' ? body : new TextDecoder('utf-8', { fatal: true }).decode(body));
+    text = typeof body === 'string' ? body : new TextDecoder('utf-8', { fatal: true }).decode(body);
+    value = JSON.parse(text);
   } catch {
     return { ok: false, why: 'the MCP request body is not JSON (UTF-8)' };
   }
+  const twice = duplicateMember(text);
+  if (twice !== null) return { ok: false, why: twice };
   if (Array.isArray(value)) {
     if (value.length === 0) return { ok: false, why: 'the MCP request body is an empty JSON-RPC batch' };
     if (value.length > MAX_BATCH) return { ok: false, why: `the JSON-RPC batch has ${value.length} members; sluice reads at most ${MAX_BATCH}` };
@@ -75,6 +85,34 @@ export function ambiguousMember(object: object, names: readonly string[], where:
     const name = names.find((n) => readsAs(key, n));
     if (name !== undefined) {
       return `has ${where} ${JSON.stringify(boundedName(key, 40))}, which a case-insensitive reader (Go's encoding/json) takes for "${name}"`;
+    }
+  }
+  return null;
+}
+
+/**
+ * What is wrong when an object anywhere in `text` (JSON that JSON.parse read) names a member twice,
+ * else null. Readers disagree on which one counts: JSON.parse, Go's encoding/json and Python take
+ * the last, gjson, jsonparser and simdjson's on-demand API the first, serde refuses. sluice reads
+ * one body the way its server will only when there is one way to read it. The syntax tree comes
+ * from momoa (JSON.parse keeps no duplicates to look at); a body it cannot read is refused too.
+ */
+function duplicateMember(text: string): string | null {
+  const { iterator, parse } = loadMomoa();
+  let doc: Momoa.DocumentNode;
+  try {
+    doc = parse(text, { mode: 'json' });
+  } catch {
+    return 'the MCP request body is JSON sluice cannot read member by member (nested too deeply?)';
+  }
+  for (const { node } of iterator(doc, ({ node, phase }) => phase === 'enter' && node.type === 'Object')) {
+    const seen = new Set<string>();
+    for (const member of (node as Momoa.ObjectNode).members) {
+      const name = member.name.type === 'String' ? member.name.value : member.name.name;
+      if (seen.has(name)) {
+        return `the MCP request body names the member ${JSON.stringify(boundedName(name, 40))} twice in one object; servers disagree on which one counts`;
+      }
+      seen.add(name);
     }
   }
   return null;

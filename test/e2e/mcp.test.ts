@@ -201,11 +201,12 @@ t.test('a malformed body is a bad_request and reaches nothing', async (t) => {
     // smuggling for a server that reads names case-insensitively (Go's encoding/json): refused, not guessed
     '{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_repository"}}',
     '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_repository"}}',
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_repository"}}',
   ]) {
     const r = await rawPost(agent.sessionId()!, body);
     t.equal(r.status, 400, body);
     t.equal(r.headers.get('x-sluice-deny'), 'bad_request');
-    t.match(JSON.parse(r.text).detail, /JSON|jsonrpc|params.name|case-insensitive reader/);
+    t.match(JSON.parse(r.text).detail, /JSON|jsonrpc|params.name|case-insensitive reader|twice in one object/);
   }
   t.equal(server.received.length, before, 'the server saw none of them');
 });

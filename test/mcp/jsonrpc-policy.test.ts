@@ -201,6 +201,29 @@ t.test('member names a case-insensitive reader takes for another are refused (CV
     t.notOk(parsed.ok, name);
     if (!parsed.ok) t.match(parsed.why, /case-insensitive reader/, `${name}: ${parsed.why}`);
   }
+  // The same name twice: JSON.parse and Go take the last, gjson, jsonparser and simdjson the first.
+  const twice: Array<[string, string]> = [
+    ['method twice', '{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"delete_repository"}}'],
+    ['a tool name twice', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_repository"}}'],
+    [
+      'a name spelled with an escape',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","\\u006eame":"delete_repository"}}',
+    ],
+    [
+      'twice deep in the arguments',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":{"path":"/a","path":"/etc"}}}}',
+    ],
+    ['in a batch member', '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"id":3,"method":"ping"}]'],
+  ];
+  for (const [name, body] of twice) {
+    const parsed = parseJsonRpcBody(body);
+    t.notOk(parsed.ok, name);
+    if (!parsed.ok) t.match(parsed.why, /twice in one object/, `${name}: ${parsed.why}`);
+  }
+  const deep = parseJsonRpcBody(
+    `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"a":${'['.repeat(50000)}${']'.repeat(50000)}}}}`,
+  );
+  t.notOk(deep.ok, 'what cannot be read member by member is refused, not passed');
   t.equal(readsAs('Method', 'method'), true);
   t.equal(readsAs('method', 'method'), false, 'the name itself');
   t.equal(readsAs('methods', 'method'), false, 'another length');
