@@ -36,6 +36,8 @@ export class SseSplitter {
   /** where scanning resumes in #buf (the start of the first unread line) */
   #pos = 0;
   #lines: SseLine[] = [];
+  /** no text read yet: a byte order mark at the very start is not part of the first line */
+  #first = true;
 
   constructor(maxEventChars: number) {
     this.#max = maxEventChars;
@@ -44,12 +46,25 @@ export class SseSplitter {
   /** The events completed by this chunk. Throws SseTooLarge when a pending event outgrows the bound. */
   push(chunk: Buffer): SseEvent[] {
     this.#buf += this.#decoder.write(chunk);
+    this.#skipBom();
     return this.#scan(false);
+  }
+
+  /**
+   * A stream may begin with U+FEFF, which readers drop (WHATWG: "a single U+FEFF at the start of
+   * the stream must be ignored"): read as part of the first line it would hide the first event's
+   * data from the filter while the client reads it. It stays in the event's raw text.
+   */
+  #skipBom(): void {
+    if (!this.#first || this.#buf.length === 0) return;
+    this.#first = false;
+    if (this.#buf.charCodeAt(0) === 0xfeff) this.#pos = 1;
   }
 
   /** At the end of the stream: the events still completed, then the raw text of an unfinished one. */
   end(): { events: SseEvent[]; rest: string } {
     this.#buf += this.#decoder.end();
+    this.#skipBom();
     const events = this.#scan(true);
     const rest = this.#buf;
     this.#buf = '';

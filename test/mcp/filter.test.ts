@@ -138,6 +138,17 @@ t.test('SSE splitter: line endings, fields, multi-line data, an unfinished event
   t.throws(() => small.push(Buffer.from('data: ' + 'x'.repeat(20))), /grew past 10 characters/, 'a pending event is bounded');
 });
 
+t.test('SSE: a stream that begins with a byte order mark is filtered like any other, split anywhere', async (t) => {
+  // Readers drop a leading U+FEFF; taken as part of the first line it hid the first event's data.
+  const event = `data: ${JSON.stringify(toolsAnswer(7))}\n\n`;
+  const stream = Buffer.from(`\ufeff${event}`);
+  for (let at = 0; at <= 4; at++) {
+    const out = await through(sseListFilter(mcp, byId(7, 'tools/list'), 1 << 20), [stream.subarray(0, at), stream.subarray(at)]);
+    t.notMatch(out, /delete_repository/, `split at byte ${at}: the refused tool is gone`);
+    t.match(out, /"search"/);
+  }
+});
+
 t.test('SSE: an over-long event fails the stream', async (t) => {
   await t.rejects(through(sseListFilter(mcp, byId(1, 'tools/list'), 64), [Buffer.from('data: ' + 'x'.repeat(100))]), /grew past 64/);
 });
