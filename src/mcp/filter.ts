@@ -80,13 +80,26 @@ function shapeOf(result: Record<string, unknown>): ListMethod | undefined {
   return undefined;
 }
 
-/** A JSON-RPC message or batch as text, filtered; the same string when nothing was removed. */
+/** An answer the list filter must read and cannot: the response is cut, never passed unfiltered. */
+export class UnreadableAnswer extends Error {
+  override name = 'UnreadableAnswer';
+}
+
+/**
+ * A JSON-RPC message or batch as text, filtered; the same string when nothing was removed. Text
+ * that is not JSON is refused (UnreadableAnswer) where a list answer may be in it: in the answer to
+ * a POST (every message there is JSON-RPC), and on a GET stream when it starts like JSON. A lenient
+ * client (Python's json takes NaN, others take what JSON.parse does not) could read a list in it
+ * that sluice did not filter. Other event data (the older transport's endpoint URL) passes.
+ */
 export function filterJsonText(mcp: CompiledMcp, targets: ListTargets, text: string): string {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    // Not JSON: the client fails on it as it would without sluice; nothing to offer is hidden in it.
+    if (!targets.byShape || /^[\s\ufeff]*[[{]/.test(text)) {
+      throw new UnreadableAnswer('the MCP answer holds a message that is not JSON, so its lists could not be filtered');
+    }
     return text;
   }
   const messages = Array.isArray(value) ? value : [value];
@@ -109,14 +122,16 @@ export function jsonListFilter(mcp: CompiledMcp, targets: ListTargets, maxBytes:
     },
     flush(done: TransformCallback) {
       const body = Buffer.concat(chunks);
-      let text: string;
+      // Bytes that are not UTF-8 read as U+FFFD, as lenient clients read them: a list is filtered
+      // whatever the bytes around it; a body nothing was removed from goes on as it came.
+      const text = new TextDecoder('utf-8').decode(body);
+      let out: string;
       try {
-        text = new TextDecoder('utf-8', { fatal: true }).decode(body);
-      } catch {
-        done(null, body);
+        out = filterJsonText(mcp, targets, text);
+      } catch (err) {
+        done(err as Error);
         return;
       }
-      const out = filterJsonText(mcp, targets, text);
       done(null, out === text ? body : Buffer.from(out));
     },
   });
@@ -147,8 +162,14 @@ export function sseListFilter(mcp: CompiledMcp, targets: ListTargets, maxEventCh
       }
     },
     flush(done: TransformCallback) {
-      const { events, rest } = splitter.end();
-      const out = render(events) + rest;
+      let out: string;
+      try {
+        const { events, rest } = splitter.end();
+        out = render(events) + rest;
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
       done(null, out.length > 0 ? Buffer.from(out) : undefined);
     },
   });

@@ -78,11 +78,15 @@ function audited(call: CallVerdict, refused: CallVerdict | null): InspectedCall 
 /** The response transform filtering list answers, for JSON and event-stream answers; others pass. */
 function listTransform(config: McpRuleConfig, targets: ListTargets): ResponseTransform {
   return ({ status, headers }) => {
-    if (status !== 200) return null;
+    // Every success a client reads a body from (fetch's ok is 200-299), not 200 alone.
+    if (status < 200 || status > 299) return null;
     const type = (headers.find(([n]) => n.toLowerCase() === 'content-type')?.[1] ?? '').split(';')[0]!.trim().toLowerCase();
     let filter: Duplex;
     if (type === 'application/json') filter = jsonListFilter(config.mcp, targets, config.maxResponseBytes);
     else if (type === 'text/event-stream') filter = sseListFilter(config.mcp, targets, config.maxResponseBytes);
+    // The answer to list requests in a form sluice does not filter is not passed unfiltered; a GET
+    // the rule matches may be anything else the server serves.
+    else if (!targets.byShape) return { headers: [...headers], body: failing(`a ${JSON.stringify(type.slice(0, 60))} answer to list requests`) };
     else return null;
     const encoding = headers.find(([n]) => n.toLowerCase() === 'content-encoding')?.[1] ?? null;
     // A compressed answer is decoded first (no secret values to scrub here: the decoder alone).

@@ -4,6 +4,7 @@
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { filterJsonText, jsonListFilter, sseListFilter, type ListTargets } from '../../src/mcp/filter.js';
+import { mcpInspector } from '../../src/mcp/inspector.js';
 import { compileMcp } from '../../src/mcp/names.js';
 import { SseSplitter } from '../../src/mcp/sse.js';
 
@@ -50,7 +51,13 @@ t.test('JSON: the list answer loses what may not be called, keeps its cursor', a
   t.equal(filterJsonText(mcp, { ids: new Map(), byShape: true }, text) !== text, true, 'by shape, on a GET stream');
   const calm = JSON.stringify({ jsonrpc: '2.0', id: 3, result: { tools: [{ name: 'search' }] } });
   t.equal(filterJsonText(mcp, byId(3, 'tools/list'), calm), calm, 'nothing removed: the same bytes');
-  t.equal(filterJsonText(mcp, byId(3, 'tools/list'), 'not json'), 'not json');
+  // What sluice cannot read where a list may be is refused, not passed: a lenient client (Python's
+  // json takes NaN) could read a list in it that was never filtered.
+  const nan = `{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"delete_repository"}],"n":NaN}}`;
+  t.throws(() => filterJsonText(mcp, byId(3, 'tools/list'), 'not json'), { name: 'UnreadableAnswer' }, 'the answer to a POST must be JSON');
+  t.throws(() => filterJsonText(mcp, byId(3, 'tools/list'), nan), { name: 'UnreadableAnswer' }, 'NaN in a POST answer');
+  t.throws(() => filterJsonText(mcp, { ids: new Map(), byShape: true }, nan), { name: 'UnreadableAnswer' }, 'NaN on a GET stream');
+  t.equal(filterJsonText(mcp, { ids: new Map(), byShape: true }, '/messages?sessionId=1'), '/messages?sessionId=1', 'the endpoint event passes');
 
   const batch = JSON.stringify([toolsAnswer(1), { jsonrpc: '2.0', id: 2, result: { prompts: [{ name: 'summarize' }, { name: 'x' }] } }]);
   const targets: ListTargets = {
@@ -149,6 +156,18 @@ t.test('SSE: a stream that begins with a byte order mark is filtered like any ot
   }
 });
 
+t.test('JSON answers: bytes that are not UTF-8 do not shield a list; what is not JSON fails the answer', async (t) => {
+  const answer = Buffer.from(JSON.stringify(toolsAnswer(7)).replace('"inputSchema"', '"x\u00ff":1,"inputSchema"'), 'latin1');
+  t.equal(answer.includes(Buffer.from([0xff])), true, 'a lone 0xff byte in the body');
+  const out = await through(jsonListFilter(mcp, byId(7, 'tools/list'), 1 << 20), [answer]);
+  t.notMatch(out, /delete_repository/, 'the list is filtered all the same');
+  const nan = Buffer.from('{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"delete_repository"}],"n":NaN}}');
+  await t.rejects(through(jsonListFilter(mcp, byId(7, 'tools/list'), 1 << 20), [nan]), { name: 'UnreadableAnswer' });
+  await t.rejects(through(sseListFilter(mcp, byId(7, 'tools/list'), 1 << 20), [Buffer.from(`data: ${nan.toString()}\n\n`)]), {
+    name: 'UnreadableAnswer',
+  });
+});
+
 t.test('SSE: an over-long event fails the stream', async (t) => {
   await t.rejects(through(sseListFilter(mcp, byId(1, 'tools/list'), 64), [Buffer.from('data: ' + 'x'.repeat(100))]), /grew past 64/);
 });
@@ -173,4 +192,28 @@ t.test('a list a loose reader would read from another member is taken out with i
   );
   const clean = JSON.stringify({ jsonrpc: '2.0', id: 9, result: { content: [] } });
   t.equal(filterJsonText(mcp, byId(1, 'tools/list'), clean), clean, 'a message with nothing loose passes as it came');
+});
+
+t.test('the answer to list requests: every 2xx is filtered, and a form sluice does not filter is cut', async (t) => {
+  const head = {
+    method: 'POST',
+    path: '/mcp',
+    query: null,
+    headers: { accept: 'application/json, text/event-stream' },
+    ruleId: 'agent.allow[0]',
+  };
+  const config = { mcp, maxResponseBytes: 1 << 20 };
+  const verdict = mcpInspector.body(config, head, Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list' })), true);
+  if (!verdict.pass || !verdict.transform) return t.fail('a list request passes with a transform');
+  const answer = Buffer.from(JSON.stringify(toolsAnswer(7)));
+  const created = verdict.transform({ status: 201, headers: [['Content-Type', 'application/json']] });
+  t.ok(created, '201 is filtered too');
+  t.notMatch(await through(created!.body, [answer]), /delete_repository/);
+  const plain = verdict.transform({ status: 200, headers: [['Content-Type', 'text/plain']] });
+  t.ok(plain, 'text/plain is not passed as it came');
+  await t.rejects(through(plain!.body, [answer]), /cannot read a "text\/plain" answer to list requests/);
+  t.equal(verdict.transform({ status: 404, headers: [['Content-Type', 'text/plain']] }), null, 'an error answer passes');
+  const get = mcpInspector.head(config, { ...head, method: 'GET' });
+  if (!('pass' in get) || !get.pass || !get.transform) return t.fail('a GET stream passes with a transform');
+  t.equal(get.transform({ status: 200, headers: [['Content-Type', 'text/html']] }), null, 'a GET of another page of the host passes');
 });
