@@ -5,7 +5,9 @@
 //         filter for the answers to its list requests (application/json or text/event-stream).
 //   GET   the server's event stream (Streamable HTTP's standalone stream; the older HTTP+SSE
 //         transport, which answers every POST there): list answers filtered by their shape.
-//   other (DELETE ends a session): passed.
+//   DELETE (ends a session), HEAD, OPTIONS: passed.
+//   any other method (PUT, PATCH, …): read like a POST, so a server that takes JSON-RPC there too is
+//         checked the same.
 // A refusal is answered in JSON-RPC when the body holds a request and the client speaks Streamable
 // HTTP (it accepts text/event-stream): 200 with an error per request, which the official SDK turns
 // into an McpError naming the reason and the tool. Otherwise (only notifications, or the older
@@ -28,11 +30,15 @@ export interface McpRuleConfig {
 
 const PASS: Verdict = Object.freeze({ pass: true });
 
+/** Methods that carry no JSON-RPC: DELETE ends a session; HEAD and OPTIONS (CORS) ask about it. */
+const BODILESS: ReadonlySet<string> = new Set(['DELETE', 'HEAD', 'OPTIONS']);
+
 export const mcpInspector: Inspector<McpRuleConfig> = {
   head(config, head): HeadStep {
-    if (head.method === 'POST') return { read: true };
     if (head.method === 'GET') return { pass: true, transform: listTransform(config, { ids: new Map(), byShape: true }) };
-    return PASS;
+    if (BODILESS.has(head.method)) return PASS;
+    // POST, and any other method that may carry a body a lenient server reads as POST: read as one.
+    return { read: true };
   },
 
   body(config, head, prefix): Verdict {

@@ -217,3 +217,17 @@ t.test('the answer to list requests: every 2xx is filtered, and a form sluice do
   if (!('pass' in get) || !get.pass || !get.transform) return t.fail('a GET stream passes with a transform');
   t.equal(get.transform({ status: 200, headers: [['Content-Type', 'text/html']] }), null, 'a GET of another page of the host passes');
 });
+
+t.test('a JSON-RPC body under another method (PUT, PATCH) is read like a POST', async (t) => {
+  const config = { mcp, maxResponseBytes: 1 << 20 };
+  const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'delete_repository' } }));
+  for (const method of ['POST', 'PUT', 'PATCH']) {
+    const head = { method, path: '/mcp', query: null, headers: {}, ruleId: 'agent.allow[0]' };
+    t.same(mcpInspector.head(config, head), { read: true }, `${method}: the body is read`);
+    const verdict = mcpInspector.body(config, head, body, true);
+    t.equal(verdict.pass ? null : verdict.reason, 'mcp_tool_not_allowed', `${method}: the call is refused`);
+  }
+  for (const method of ['DELETE', 'HEAD', 'OPTIONS']) {
+    t.same(mcpInspector.head(config, { method, path: '/mcp', query: null, headers: {}, ruleId: 'r' }), { pass: true }, `${method} passes`);
+  }
+});
