@@ -24,8 +24,23 @@ const DUMB_FETCH =
 
 const PASS: Verdict = Object.freeze({ pass: true });
 
+/**
+ * The path as a lenient server routes it: `;parameters` off every segment (Jetty and Tomcat, under
+ * Gerrit and Bitbucket Server, drop them: `git-receive-pack;x` is a push there) and trailing
+ * slashes off the end (Express and other routers take `/git-receive-pack/` as the same route). A
+ * push must not slip past the inspector by a spelling its server reads as the service.
+ */
+function servicePath(path: string): string {
+  return path
+    .split('/')
+    .map((segment) => segment.split(';')[0]!)
+    .join('/')
+    .replace(/\/+$/, '');
+}
+
 export const gitInspector: Inspector<CompiledGitRule> = {
-  head(rule, head) {
+  head(rule, raw) {
+    const head = { ...raw, path: servicePath(raw.path) };
     if (RECEIVE_PACK.test(head.path)) return receivePackHead(head);
     if (rule.fetch) return PASS;
     if (UPLOAD_PACK.test(head.path)) return fetchRefused(head, null);

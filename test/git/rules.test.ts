@@ -169,6 +169,13 @@ t.test('what the inspector reads, refuses or passes on the head', async (t) => {
     ['fetch: false, a pack', noFetch, head('GET', `/r/objects/pack/pack-${'d'.repeat(40)}.pack`), 'git_fetch_not_allowed'],
     ['fetch: false, other paths of the host', noFetch, head('GET', '/api/v3/user'), 'pass'],
     ['upload-pack with fetch', fetching, head('POST', '/r/git-upload-pack'), 'pass'],
+    // spellings a lenient server routes to the service: path parameters (Jetty, Tomcat), trailing slashes
+    ['a push with a path parameter', fetching, head('POST', '/r/git-receive-pack;jsessionid=1'), 'read'],
+    ['a push with a trailing slash', fetching, head('POST', '/r/git-receive-pack//'), 'read'],
+    ['a push under a parameter on the repo', fetching, head('POST', '/r.git;v=1/git-receive-pack'), 'read'],
+    ['fetch: false, upload-pack with a parameter', noFetch, head('POST', '/r/git-upload-pack;x'), 'git_fetch_not_allowed'],
+    ['fetch: false, info/refs with a slash', noFetch, head('GET', '/r/info/refs/', 'service=git-upload-pack'), 'git_fetch_not_allowed'],
+    ['fetch: false, a pack with a parameter', noFetch, head('GET', `/r/objects/pack/pack-${'d'.repeat(40)}.pack;x`), 'git_fetch_not_allowed'],
   ];
   for (const [what, rule, h, expected] of rows) t.equal(kind(gitInspector.head(rule, h)), expected, what);
   const adv = gitInspector.head(noFetch, head('GET', '/r/info/refs', 'service=git-upload-pack'));
