@@ -13,7 +13,9 @@ COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 COPY config ./config
 COPY data ./data
-RUN npm ci --no-audit --no-fund
+COPY scripts/bundle.mjs ./scripts/
+# npm ci compiles (prepare: tsc); the bundle makes dist/cli.js start faster (issue 20)
+RUN npm ci --no-audit --no-fund && node scripts/bundle.mjs
 
 # Production dependencies only; --ignore-scripts because prepare (tsc) needs the dev dependencies.
 FROM ${NODE_IMAGE} AS deps

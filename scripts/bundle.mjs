@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// Bundles the compiled CLI (dist/cli.js, as tsc wrote it) and the packages it imports into a few
+// files, written over dist/cli.js with its chunks beside it as dist/chunk-*.js (issue 20). A start
+// of `sluice serve` otherwise resolves, reads and compiles some 130 ES modules and 550 CommonJS
+// files one by one (yaml alone is 229); that per-file work was about a third of a start. The code
+// is the same: nothing is minified or rewritten but module wrappers, the commands still load on
+// demand (each its own chunk), and every other file tsc wrote stays in dist/ (the bundle does not
+// use them; the tests run on src/). Run by `npm run build` after tsc; a dist/cli.js tsc alone wrote
+// (`npm run prepare`) works the same, only slower to start.
+//
+// Usage: node scripts/bundle.mjs
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import commonjs from '@rollup/plugin-commonjs';
+import json from '@rollup/plugin-json';
+import { nodeResolve } from '@rollup/plugin-node-resolve';
+import { rollup } from 'rollup';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(root, 'dist');
+const entry = join(dist, 'cli.js');
+const MARK = '// sluice: bundled by scripts/bundle.mjs';
+
+// Left to Node at run time: undici is loaded in parts (src/net/dial.ts) or whole only by
+// `sluice approvals`, and its optional node:sqlite cache must stay a lazy require.
+const EXTERNAL = [/^node:/, /^undici(\/|$)/];
+
+/**
+ * Every chunk is written to dist/ itself, so a module's own URL is known from where it was: each
+ * `import.meta.url` becomes the URL of the file tsc wrote (dist/config/schema.js and so on), and
+ * the files read beside it (the schema, data/, package.json) and its createRequire() resolve as before.
+ */
+function ownUrls() {
+  return {
+    name: 'sluice-own-urls',
+    transform(code, id) {
+      if (!id.startsWith(dist + sep) || !code.includes('import.meta.url')) return null;
+      const rel = relative(dist, id).split(sep).join('/');
+      return { code: code.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`), map: null };
+    },
+  };
+}
+
+export async function bundle() {
+  if (!existsSync(entry)) throw new Error('dist/cli.js is missing: run tsc -p tsconfig.json first');
+  if (readFileSync(entry, 'utf8').includes(MARK)) throw new Error('dist/cli.js is already bundled: run tsc -p tsconfig.json first');
+  const build = await rollup({
+    input: entry,
+    external: (id) => EXTERNAL.some((re) => re.test(id)),
+    plugins: [
+      ownUrls(),
+      nodeResolve({ exportConditions: ['node'], preferBuiltins: true }),
+      // defaultIsModuleExports: a default import of a CommonJS module is its module.exports, as in Node
+      commonjs({ defaultIsModuleExports: true, ignoreDynamicRequires: true }),
+      json({ preferConst: true }),
+    ],
+    onwarn(warning, warn) {
+      // the packages' own import cycles (yaml, asn1) are fine under Rollup as under Node
+      if (warning.code === 'CIRCULAR_DEPENDENCY') return;
+      throw new Error(`bundle: ${warning.message}`);
+    },
+  });
+  for (const file of readdirSync(dist)) if (file.startsWith('chunk-')) rmSync(join(dist, file));
+  await build.write({
+    dir: dist,
+    format: 'esm',
+    entryFileNames: 'cli.js',
+    chunkFileNames: 'chunk-[name]-[hash].js',
+    // a require() the CommonJS plugin leaves (a dynamic one inside a package) still works
+    banner: () => `${MARK}\nimport { createRequire as __sluiceRequire } from 'node:module';\nconst require = __sluiceRequire(import.meta.url);`,
+  });
+  await build.close();
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await bundle();
