@@ -42,6 +42,24 @@ function ownUrls() {
   };
 }
 
+/**
+ * Writes every character outside ASCII as a \uXXXX escape. V8 keeps a script's source for as long
+ * as the script lives, and one non-ASCII character anywhere (a comment's "…", tldts' list) makes
+ * it a two-byte string: twice the memory, and slower to decode and scan. Such characters stand only
+ * in comments, strings, templates and regular expressions here, where the escape means the same
+ * character; one right after a backslash would not, and stops the build.
+ */
+function asciiOnly() {
+  return {
+    name: 'sluice-ascii-only',
+    renderChunk(code, chunk) {
+      if (/\\[^\x00-\x7f]/.test(code)) throw new Error(`bundle: ${chunk.fileName} has an escaped non-ASCII character`);
+      if (/String\.raw/.test(code) && /[^\x00-\x7f]/.test(code)) throw new Error(`bundle: ${chunk.fileName} has String.raw and non-ASCII text`);
+      return { code: code.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`), map: null };
+    },
+  };
+}
+
 export async function bundle() {
   if (!existsSync(entry)) throw new Error('dist/cli.js is missing: run tsc -p tsconfig.json first');
   if (readFileSync(entry, 'utf8').includes(MARK)) throw new Error('dist/cli.js is already bundled: run tsc -p tsconfig.json first');
@@ -54,6 +72,7 @@ export async function bundle() {
       // defaultIsModuleExports: a default import of a CommonJS module is its module.exports, as in Node
       commonjs({ defaultIsModuleExports: true, ignoreDynamicRequires: true }),
       json({ preferConst: true }),
+      asciiOnly(),
     ],
     onwarn(warning, warn) {
       // the packages' own import cycles (yaml, asn1) are fine under Rollup as under Node
