@@ -20,6 +20,7 @@ import { createInterceptor } from '../proxy/intercept.js';
 import { OpenConnections } from '../proxy/lifecycle.js';
 import { ToolLimiter } from '../proxy/limits.js';
 import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
+import { warmUpstreamClient } from '../net/dial.js';
 import { SelfEndpoints } from '../net/self.js';
 import { initCa, loadCa, type CertificateAuthority } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
@@ -303,6 +304,8 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     throw err;
   });
   serving = true;
+  // Once listening: load the upstream HTTP client (dial.ts would on the first forward otherwise).
+  setImmediate(warmUpstreamClient).unref();
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.
   await self.add({ host: opts.listen.host, port: proxy.port });
   // Ports bound to one tool: the same pipeline, the tool known from the port instead of a header.

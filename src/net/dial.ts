@@ -8,11 +8,24 @@ import { LRUCache } from 'lru-cache';
 
 // undici's index loads all of undici (fetch, cookies, WebSocket, mocks, proxy agents): about four
 // times what a start spends on the two modules sluice uses (issue 20). Pool.dispatch is the pool's
-// own method, not one of the api helpers the index adds to Dispatcher.prototype.
+// own method, not one of the api helpers the index adds to Dispatcher.prototype. Even those two are
+// some 50 files, which a start need not read before it listens: they are required (synchronously,
+// so no request races them) by the first pool made, or by warmUpstreamClient() once serving.
 const requireUndici = createRequire(import.meta.url);
-const Pool = requireUndici('undici/lib/dispatcher/pool') as typeof Undici.Pool;
 type Pool = Undici.Pool;
-const buildConnector = requireUndici('undici/lib/core/connect') as typeof Undici.buildConnector;
+let undici: { Pool: typeof Undici.Pool; buildConnector: typeof Undici.buildConnector } | null = null;
+
+function loadUndici(): NonNullable<typeof undici> {
+  return (undici ??= {
+    Pool: requireUndici('undici/lib/dispatcher/pool') as typeof Undici.Pool,
+    buildConnector: requireUndici('undici/lib/core/connect') as typeof Undici.buildConnector,
+  });
+}
+
+/** Loads the upstream HTTP client now (sluice serve calls it once listening), so the first forward does not. */
+export function warmUpstreamClient(): void {
+  loadUndici();
+}
 
 export interface DialTarget {
   /** vetted IP literal */
@@ -93,6 +106,7 @@ export class UpstreamPools {
     const key = `${origin}|${target.servername ?? ''}|${connectTimeoutMs}`;
     let pool = this.#pools.get(key);
     if (!pool) {
+      const { Pool, buildConnector } = loadUndici();
       const connector = buildConnector({
         timeout: connectTimeoutMs,
         ...(scheme === 'https'
