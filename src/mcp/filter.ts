@@ -93,6 +93,9 @@ export class UnreadableAnswer extends Error {
  * that sluice did not filter. Other event data (the older transport's endpoint URL) passes.
  */
 export function filterJsonText(mcp: CompiledMcp, targets: ListTargets, text: string): string {
+  // An event with an empty data field primes a client's Last-Event-ID (MCP's resumable streams):
+  // it holds no message.
+  if (text.trim() === '') return text;
   let value: unknown;
   try {
     value = JSON.parse(text);

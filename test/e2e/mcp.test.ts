@@ -62,6 +62,7 @@ async function since(mark: number): Promise<AuditRecord[]> {
 for (const [label, endpoint] of [
   ['Streamable HTTP, SSE answers', '/mcp'],
   ['Streamable HTTP, JSON answers', '/mcp-json'],
+  ['Streamable HTTP, resumable SSE answers (priming events)', '/mcp-resumable'],
 ] as const) {
   t.test(`${label}: allowed calls work, refused ones never reach the server, lists are filtered`, async (t) => {
     const agent = await connectClient(`${base}${endpoint}`, 'streamable', sluice.proxyUrl(), caPem);

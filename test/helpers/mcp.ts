@@ -2,6 +2,7 @@
 // client going through sluice: the e2e harness of MCP-aware rules (issue 18).
 //   /mcp       Streamable HTTP, stateful (Mcp-Session-Id), answers as text/event-stream
 //   /mcp-json  Streamable HTTP, stateful, answers as application/json
+//   /mcp-resumable  Streamable HTTP with an event store: SSE answers open with a priming event (empty data)
 //   /sse       the older HTTP+SSE transport's event stream; its POSTs go to /messages?sessionId=…
 // The server offers tools over two pages of tools/list (a pagination cursor), resources and
 // prompts, and records every JSON-RPC request it received, so a test can show what reached it.
@@ -13,6 +14,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import {
   CallToolRequestSchema,
@@ -85,7 +87,7 @@ export async function startMcpServer(tlsPair: CertAndKey, host = '127.0.0.2'): P
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'https://mcp.test');
-    if (url.pathname === '/mcp' || url.pathname === '/mcp-json') {
+    if (url.pathname === '/mcp' || url.pathname === '/mcp-json' || url.pathname === '/mcp-resumable') {
       const id = req.headers['mcp-session-id'];
       let transport = typeof id === 'string' ? streamable.get(id) : undefined;
       if (!transport) {
@@ -96,6 +98,8 @@ export async function startMcpServer(tlsPair: CertAndKey, host = '127.0.0.2'): P
         const created = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
           enableJsonResponse: url.pathname === '/mcp-json',
+          // resumable streams: every SSE answer opens with a priming event (an id, empty data)
+          ...(url.pathname === '/mcp-resumable' ? { eventStore: new InMemoryEventStore() } : {}),
           onsessioninitialized: (sid) => void streamable.set(sid, created),
         });
         transport = created;

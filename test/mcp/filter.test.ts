@@ -58,6 +58,7 @@ t.test('JSON: the list answer loses what may not be called, keeps its cursor', a
   t.throws(() => filterJsonText(mcp, byId(3, 'tools/list'), nan), { name: 'UnreadableAnswer' }, 'NaN in a POST answer');
   t.throws(() => filterJsonText(mcp, { ids: new Map(), byShape: true }, nan), { name: 'UnreadableAnswer' }, 'NaN on a GET stream');
   t.equal(filterJsonText(mcp, { ids: new Map(), byShape: true }, '/messages?sessionId=1'), '/messages?sessionId=1', 'the endpoint event passes');
+  t.equal(filterJsonText(mcp, byId(3, 'tools/list'), ''), '', 'an empty data field (a priming event with an id) passes');
 
   const batch = JSON.stringify([toolsAnswer(1), { jsonrpc: '2.0', id: 2, result: { prompts: [{ name: 'summarize' }, { name: 'x' }] } }]);
   const targets: ListTargets = {
