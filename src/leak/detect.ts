@@ -13,7 +13,7 @@
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
-import { RunTracker, type RunSurvey } from './runs.js';
+import type { RunSurvey } from './runs.js';
 import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
 
 /** Decoding levels under the text as sent. */
@@ -122,7 +122,8 @@ function percentDecode(text: string): string {
   );
 }
 
-export { surveyRuns, type RunSurvey } from './runs.js';
+export { surveyRuns } from './keywords.js';
+export type { RunSurvey } from './runs.js';
 
 /** Where runs are decoded: grown as needed, so a run costs no allocation unless it decodes to text. */
 let scratch = Buffer.allocUnsafe(4096);
@@ -229,7 +230,7 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
       const run = m[0];
       // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
       if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) continue;
-      pushRun(parts, unwrapped, m.index, m.index + run.length);
+      pushRun(parts, unwrapped, m.index, m.index + run.length, run.includes('/'));
     }
     return parts.length === 0 ? null : parts.join('\n');
   }
@@ -237,7 +238,7 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
   const runs = survey.base64;
   for (let r = 0; r < runs.length; r += 2) {
     if (survey.hexOnly[r >> 1] === 1) continue;
-    pushRun(parts, text, runs[r]!, runs[r + 1]!);
+    pushRun(parts, text, runs[r]!, runs[r + 1]!, survey.slash[r >> 1] === 1);
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
@@ -251,10 +252,11 @@ const MAX_SEGMENTED_RUN = 2048;
  * on, out of step by the segments before it: in a run as short as a path its segments are read
  * apart too (in a long blob "/" is base64's own, and reading it twice would double the cost).
  */
-function pushRun(parts: string[], text: string, start: number, end: number): void {
+function pushRun(parts: string[], text: string, start: number, end: number, slash: boolean): void {
   const kept = keptText(decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end));
   if (kept !== null) parts.push(kept);
-  if (end - start > MAX_SEGMENTED_RUN) return;
+  // a run with no "/" has one segment, the run itself, already read
+  if (!slash || end - start > MAX_SEGMENTED_RUN) return;
   let from = start;
   for (let i = start; i <= end; i++) {
     if (i < end && text.charCodeAt(i) !== 0x2f) continue;
@@ -284,8 +286,11 @@ function hexRuns(text: string, survey: RunSurvey): string | null {
   return parts.length === 0 ? null : parts.join('\n');
 }
 
-/** A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a value. */
-const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
+/**
+ * A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a
+ * value. jsonValues() finds what this regex's exec loop finds (the fast-path test holds it to that).
+ */
+export const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
 /** a form field's value made of a credential's alphabet */
 const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
 const MAX_JOINED_VALUES = 4096;
@@ -298,51 +303,112 @@ export interface Seams {
 }
 
 /**
- * Whether a join keyword spans the seam of `left` (ending at `leftEnd` in the text) and `right`.
- * The scan's state at the end of `left` is the state of `left` read alone when its prefix lies
- * within `left`; when it reaches further back the seam is taken to span (the exact path decides).
+ * Whether a join keyword spans the seam of the values text[leftStart, leftEnd) and text[rightStart,
+ * rightEnd). The scan's state at the end of the left value is the state of it read alone when its
+ * prefix lies within it; when it reaches further back the seam is taken to span (the exact path
+ * decides).
  */
-function spansSeam(seams: Seams, left: string, leftEnd: number, right: string): boolean {
+function spansSeam(seams: Seams, text: string, leftStart: number, leftEnd: number, rightStart: number, rightEnd: number): boolean {
   const state = seams.states[leftEnd - 1]!;
-  if (seams.automaton.depthOf(state) > left.length) return true;
-  return seams.automaton.spansFrom(state, right, seams.relevant);
+  if (seams.automaton.depthOf(state) > leftEnd - leftStart) return true;
+  return seams.automaton.spansFrom(state, text, rightStart, rightEnd, seams.relevant);
+}
+
+/** JSON_PIECE's value characters */
+const JSON_VALUE = new Uint8Array(128);
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~') JSON_VALUE[char.charCodeAt(0)] = 1;
+
+/** Whether `code` is what \s matches (ECMAScript WhiteSpace and LineTerminator). */
+function isSpace(code: number): boolean {
+  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+  if (code < 0xa0) return false;
+  return (
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
+}
+
+/**
+ * The values JSON_PIECE finds in `text` (its matches without the colon of a key), at most
+ * MAX_JOINED_VALUES, as [start, end) offsets pushed onto `out`; what the regex's exec loop finds,
+ * without a match array and a substring a value. A match starts at a quote followed by 4 to 256
+ * value characters and a quote (the value characters hold no quote, so the run after a quote is
+ * the only candidate); it takes a colon after white space along, and the next match is looked for
+ * after it. A failed start goes on at the next quote.
+ */
+function jsonValues(text: string, out: number[]): void {
+  const length = text.length;
+  let count = 0;
+  for (let q = text.indexOf('"'); q !== -1 && count < MAX_JOINED_VALUES;) {
+    const start = q + 1;
+    const limit = Math.min(length, start + 257);
+    let end = start;
+    while (end < limit) {
+      const code = text.charCodeAt(end);
+      if (code >= 128 || JSON_VALUE[code] === 0) break;
+      end++;
+    }
+    const run = end - start;
+    if (run < 4 || run > 256 || end >= length || text.charCodeAt(end) !== 0x22) {
+      q = text.indexOf('"', q + 1);
+      continue;
+    }
+    let after = end + 1;
+    while (after < length && isSpace(text.charCodeAt(after))) after++;
+    if (after < length && text.charCodeAt(after) === 0x3a) {
+      // a key
+      q = text.indexOf('"', after + 1);
+      continue;
+    }
+    out.push(start, end);
+    count++;
+    q = text.indexOf('"', end + 1);
+  }
+}
+
+/** The values FORM_PIECE finds in `text`, at most MAX_JOINED_VALUES, as [start, end) offsets pushed onto `out`. */
+function formValues(text: string, out: number[]): void {
+  FORM_PIECE.lastIndex = 0;
+  let count = 0;
+  for (let m = FORM_PIECE.exec(text); m && count < MAX_JOINED_VALUES; m = FORM_PIECE.exec(text)) {
+    const end = m.index + m[0].length;
+    out.push(end - m[1]!.length, end);
+    count++;
+  }
 }
 
 /**
  * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
  * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
  * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
- * one, and no joined shape can match.
+ * one, and no joined shape can match. Values are found as offsets, and made strings only when
+ * their lines are made.
  */
 export function joinedNeighbours(text: string, seams?: Seams): string | null {
-  const pairs: string[] = [];
   let spans = seams === undefined;
-  for (const [regex, marker] of [
-    [JSON_PIECE, '"'],
-    [FORM_PIECE, '='],
-  ] as const) {
-    if (!text.includes(marker)) continue;
-    regex.lastIndex = 0;
-    let previous: string | null = null;
-    let previousEnd = 0;
-    let count = 0;
-    for (let m = regex.exec(text); m && count < MAX_JOINED_VALUES; m = regex.exec(text)) {
-      if (m[2] !== undefined) continue;
-      const value = m[1]!;
-      if (previous !== null) {
-        pairs.push(previous, value);
-        if (!spans) spans = spansSeam(seams!, previous, previousEnd, value);
-      }
-      previous = value;
-      // a JSON value ends before its closing quote; a form value ends its match
-      previousEnd = marker === '"' ? m.index + 1 + value.length : m.index + m[0].length;
-      count++;
-    }
+  const lines: Array<[number[], number]> = [];
+  for (const kind of ['"', '='] as const) {
+    if (!text.includes(kind)) continue;
+    const values: number[] = [];
+    if (kind === '"') jsonValues(text, values);
+    else formValues(text, values);
+    if (values.length < 4) continue;
+    lines.push([values, kind === '"' ? 0 : 1]);
+    for (let v = 2; v < values.length && !spans; v += 2)
+      spans = spansSeam(seams!, text, values[v - 2]!, values[v - 1]!, values[v]!, values[v + 1]!);
   }
-  if (pairs.length === 0 || !spans) return null;
-  const lines: string[] = [];
-  for (let p = 0; p < pairs.length; p += 2) lines.push(pairs[p]! + pairs[p + 1]!);
-  return lines.join('\n');
+  if (lines.length === 0 || !spans) return null;
+  const out: string[] = [];
+  for (const [values] of lines)
+    for (let v = 2; v < values.length; v += 2) out.push(text.slice(values[v - 2], values[v - 1]) + text.slice(values[v], values[v + 1]));
+  return out.join('\n');
 }
 
 /**
@@ -390,14 +456,15 @@ function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: numbe
   // ASCII is normalised (normalize) and read again.
   let text = unescapeJson(raw);
   if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
-  let runs = depth > 0 ? new RunTracker() : undefined;
-  let seen: ScanNotes = { joinKeyword: false, states, ...(runs ? { runs } : {}), stopAtNonAscii: true };
+  const fresh = (): RunSurvey | undefined => (depth > 0 ? { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false } : undefined);
+  let survey = fresh();
+  let seen: ScanNotes = { joinKeyword: false, states, ...(survey ? { survey } : {}), stopAtNonAscii: true };
   let found = shapes.find(text, seen);
   if (seen.stopped) {
     text = foldNonAscii(text);
     if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
-    runs = depth > 0 ? new RunTracker() : undefined;
-    seen = { joinKeyword: false, states, ...(runs ? { runs } : {}) };
+    survey = fresh();
+    seen = { joinKeyword: false, states, ...(survey ? { survey } : {}) };
     found = shapes.find(text, seen);
   }
   if (text.length > raw.length) budget.take(text.length - raw.length);
@@ -410,11 +477,11 @@ function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: numbe
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
-  const survey = runs!.survey;
+  const runs = survey!;
   const children: Array<[Decoding, () => string | null]> = [
     ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
-    ['base64', () => base64Runs(text, survey)],
-    ['hex', () => hexRuns(text, survey)],
+    ['base64', () => base64Runs(text, runs)],
+    ['hex', () => hexRuns(text, runs)],
   ];
   for (const [kind, decode] of children) {
     const child = decode();

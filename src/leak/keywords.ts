@@ -3,7 +3,7 @@
 // backtracking engine; this costs a table lookup a character, so every body is read once for all
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
-import type { RunTracker } from './runs.js';
+import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, CLASS, type RunSurvey } from './runs.js';
 
 const ALPHABET = 128;
 
@@ -16,6 +16,8 @@ export class KeywordAutomaton {
   readonly #ends: Uint8Array;
   /** character code to table column; 0 for a character no keyword has */
   readonly #classOf: Uint8Array;
+  /** character code to its table column (low byte) and its run class (runs.ts CLASS, high byte) */
+  readonly #columnAndClass: Uint16Array;
   readonly #width: number;
   /** per state: the length of the keyword prefix it stands for */
   readonly #depth: Uint8Array;
@@ -87,6 +89,7 @@ export class KeywordAutomaton {
     for (let s = 0; s < goto.length; s++)
       for (let c = 0; c < ALPHABET; c++) if (classOf[c] !== 0) narrow[s * width + classOf[c]!] = next[s * ALPHABET + c]!;
     this.#classOf = classOf;
+    this.#columnAndClass = Uint16Array.from(classOf, (column, code) => column | (CLASS[code]! << 8));
     this.#width = width;
     next = narrow;
     this.#next = next;
@@ -98,12 +101,14 @@ export class KeywordAutomaton {
 
   /**
    * Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. With
-   * `states`, the state after each character is written there (a seam check can start from it);
-   * with `runs`, every character also steps the run survey (runs.ts), so one read finds both.
-   * With `stopAtNonAscii`, the scan stops at the first character past ASCII and returns false
-   * (the caller normalises the text and scans again); otherwise it returns true.
+   * `states`, the state after each character is written there (a seam check can start from it).
+   * With `survey` (a fresh one), the same read finds the text's base64 and hex runs (runs.ts):
+   * what surveyRuns() finds. With `stopAtNonAscii`, the scan stops at the first character past
+   * ASCII and returns false (the caller normalises the text and scans again); otherwise it
+   * returns true.
    */
-  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array, runs?: RunTracker, stopAtNonAscii = false): boolean {
+  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
+    if (survey) return this.#scanSurveying(text, hit, states, stopAtNonAscii, survey);
     const next = this.#next;
     const ends = this.#ends;
     const classOf = this.#classOf;
@@ -112,15 +117,84 @@ export class KeywordAutomaton {
     let state = 0;
     for (let i = 0; i < length; i++) {
       const code = text.charCodeAt(i);
-      if (code >= ALPHABET && stopAtNonAscii) return false;
-      if (runs) runs.step(i, code);
-      const column = code < ALPHABET ? classOf[code]! : 0;
+      let column = 0;
+      if (code < ALPHABET) column = classOf[code]!;
+      else if (stopAtNonAscii) return false;
       state = column === 0 ? 0 : next[state * width + column]!;
       if (states) states[i] = state;
-      if (ends[state] === 1) for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
+      if (ends[state] === 1) this.#hits(state, i, hit);
     }
-    if (runs) runs.step(length, 0);
     return true;
+  }
+
+  /**
+   * scan() with the run survey in the same loop, its state in locals: one table read a character
+   * for both. The run machine: a base64 run is a stretch of C_B64 characters (16 or more kept),
+   * read as hex only when all hex digits in one case; a hex run a stretch of C_HEX ones (16 or
+   * more); hex pairs with a C_SEP between them, 7 in a row, mark the separated form.
+   */
+  #scanSurveying(
+    text: string,
+    hit: (keyword: number, start: number) => void,
+    states: Uint16Array | undefined,
+    stopAtNonAscii: boolean,
+    survey: RunSurvey,
+  ): boolean {
+    const next = this.#next;
+    const ends = this.#ends;
+    const table = this.#columnAndClass;
+    const width = this.#width;
+    const length = text.length;
+    const hex = survey.hex;
+    let state = 0;
+    let b64Start = -1;
+    let b64Flags = 0;
+    let hexStart = -1;
+    /** hex digits since the last separator or other character, and 2-digit groups in a row before it */
+    let group = 0;
+    let chain = 0;
+    let separated = false;
+    for (let i = 0; i < length; i++) {
+      const code = text.charCodeAt(i);
+      let entry = 0;
+      if (code < ALPHABET) entry = table[code]!;
+      else if (stopAtNonAscii) return false;
+      const column = entry & 0xff;
+      state = column === 0 ? 0 : next[state * width + column]!;
+      if (states) states[i] = state;
+      if (ends[state] === 1) this.#hits(state, i, hit);
+      const cls = entry >> 8;
+      if ((cls & C_B64) !== 0) {
+        if (b64Start < 0) {
+          b64Start = i;
+          b64Flags = 0;
+        }
+        b64Flags |= cls;
+      } else if (b64Start >= 0) {
+        if (i - b64Start >= 16) closeBase64(survey, b64Start, i, b64Flags);
+        b64Start = -1;
+      }
+      if ((cls & C_HEX) !== 0) {
+        if (hexStart < 0) hexStart = i;
+        group++;
+      } else {
+        if (hexStart >= 0 && i - hexStart >= 16) hex.push(hexStart, i);
+        hexStart = -1;
+        if ((cls & C_SEP) !== 0 && group === 2) {
+          if (++chain >= 7) separated = true;
+        } else chain = 0;
+        group = 0;
+      }
+    }
+    // the end closes the open runs
+    if (b64Start >= 0 && length - b64Start >= 16) closeBase64(survey, b64Start, length, b64Flags);
+    if (hexStart >= 0 && length - hexStart >= 16) hex.push(hexStart, length);
+    if (separated) survey.separatedHex = true;
+    return true;
+  }
+
+  #hits(state: number, i: number, hit: (keyword: number, start: number) => void): void {
+    for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
   }
 
   /** The length of the keyword prefix a state stands for. */
@@ -129,20 +203,40 @@ export class KeywordAutomaton {
   }
 
   /**
-   * Whether, going on from `state` (read over `left`, its prefix within it) through `right`, a
-   * keyword `relevant` says yes to ends in `right` having started in `left`.
+   * Whether, going on from `state` (read over the left value, its prefix within it) through
+   * text[from, to) (the right value), a keyword `relevant` says yes to ends in the right value
+   * having started in the left one.
    */
-  spansFrom(state: number, right: string, relevant: Uint8Array): boolean {
+  spansFrom(state: number, text: string, from: number, to: number, relevant: Uint8Array): boolean {
     const next = this.#next;
     const classOf = this.#classOf;
     const width = this.#width;
-    for (let j = 0; j < right.length && state !== 0; j++) {
+    for (let j = 0; from + j < to && state !== 0; j++) {
       if (this.#depth[state]! <= j) return false;
-      const code = right.charCodeAt(j);
+      const code = text.charCodeAt(from + j);
       const column = code < ALPHABET ? classOf[code]! : 0;
       state = column === 0 ? 0 : next[state * width + column]!;
       if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
     }
     return false;
   }
+}
+
+/** A base64 run [start, end) with the union of its characters' classes, into the survey. */
+function closeBase64(survey: RunSurvey, start: number, end: number, flags: number): void {
+  survey.base64.push(start, end);
+  // like the regex path: all hex in one case (or digits only) is read as hex, not base64
+  const bothCases = (flags & (C_LOWER_HEX | C_UPPER_HEX)) === (C_LOWER_HEX | C_UPPER_HEX);
+  survey.hexOnly.push((flags & C_NOT_HEX) === 0 && !bothCases ? 1 : 0);
+  survey.slash.push((flags & C_SLASH) === 0 ? 0 : 1);
+}
+
+let noKeywords: KeywordAutomaton | null = null;
+
+/** One pass over `text`: its base64 and hex runs (the survey of scan(), without keywords). */
+export function surveyRuns(text: string): RunSurvey {
+  noKeywords ??= new KeywordAutomaton([]);
+  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false };
+  noKeywords.scan(text, () => undefined, undefined, false, survey);
+  return survey;
 }
