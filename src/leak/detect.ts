@@ -298,7 +298,7 @@ const MAX_JOINED_VALUES = 4096;
 /** The keyword scan of a text, for seam checks of its values: the automaton, its state after each character, the join keywords. */
 export interface Seams {
   automaton: KeywordAutomaton;
-  states: Uint16Array;
+  states: Uint32Array;
   relevant: Uint8Array;
 }
 
@@ -449,20 +449,20 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
 }
 
 /** the keyword scan's states over a level's text (used before the level decodes, so shared by all levels) */
-let states = new Uint16Array(4096);
+let states = new Uint32Array(4096);
 
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
   // One read of the text finds its keywords, its runs and whether it is all ASCII; a text past
   // ASCII is normalised (normalize) and read again.
   let text = unescapeJson(raw);
-  if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
+  if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
   const fresh = (): RunSurvey | undefined => (depth > 0 ? { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false } : undefined);
   let survey = fresh();
   let seen: ScanNotes = { joinKeyword: false, states, ...(survey ? { survey } : {}), stopAtNonAscii: true };
   let found = shapes.find(text, seen);
   if (seen.stopped) {
     text = foldNonAscii(text);
-    if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
+    if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
     survey = fresh();
     seen = { joinKeyword: false, states, ...(survey ? { survey } : {}) };
     found = shapes.find(text, seen);

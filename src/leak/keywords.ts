@@ -9,17 +9,21 @@ const ALPHABET = 128;
 
 export class KeywordAutomaton {
   readonly keywords: readonly string[];
-  readonly #next: Uint16Array;
-  /** per state: indices of the keywords that end here (its own and its suffixes'), or null */
+  /**
+   * The transitions: a state is the offset of its row (its number times #width), so a step is
+   * one add and one read; column 0 of every row (a character no keyword has) leads to the root, 0.
+   */
+  readonly #next: Uint32Array;
+  /** per state number (offset / #width): indices of the keywords that end here (its own and its suffixes'), or null */
   readonly #out: Array<number[] | null>;
-  /** 1 where a keyword ends */
-  readonly #ends: Uint8Array;
+  /** states are numbered with those where a keyword ends last: a state at or past this offset is one */
+  readonly #endFrom: number;
   /** character code to table column; 0 for a character no keyword has */
   readonly #classOf: Uint8Array;
   /** character code to its table column (low byte) and its run class (runs.ts CLASS, high byte) */
   readonly #columnAndClass: Uint16Array;
   readonly #width: number;
-  /** per state: the length of the keyword prefix it stands for */
+  /** per state number: the length of the keyword prefix it stands for */
   readonly #depth: Uint8Array;
   /** the longest keyword */
   readonly maxLength: number;
@@ -47,7 +51,7 @@ export class KeywordAutomaton {
       (out[state] ??= []).push(k);
     });
     if (goto.length > 0xffff) throw new Error('too many keyword states');
-    let next = new Uint16Array(goto.length * ALPHABET);
+    const next = new Uint16Array(goto.length * ALPHABET);
     const fail = new Array<number>(goto.length).fill(0);
     // breadth first: a state's failure link is decided before its children's
     const queue: number[] = [];
@@ -85,17 +89,20 @@ export class KeywordAutomaton {
       if (code >= 0x61 && code <= 0x7a) classOf[code - 0x20] = width;
       width++;
     }
-    const narrow = new Uint16Array(goto.length * width);
+    // renumbered: the root first, states where no keyword ends next, those where one ends last
+    const order = [...out.keys()].sort((x, y) => (out[x] ? 1 : 0) - (out[y] ? 1 : 0) || x - y);
+    const rank = new Array<number>(goto.length);
+    order.forEach((old, r) => (rank[old] = r));
+    const narrow = new Uint32Array(goto.length * width);
     for (let s = 0; s < goto.length; s++)
-      for (let c = 0; c < ALPHABET; c++) if (classOf[c] !== 0) narrow[s * width + classOf[c]!] = next[s * ALPHABET + c]!;
+      for (let c = 0; c < ALPHABET; c++) if (classOf[c] !== 0) narrow[rank[s]! * width + classOf[c]!] = rank[next[s * ALPHABET + c]!]! * width;
     this.#classOf = classOf;
     this.#columnAndClass = Uint16Array.from(classOf, (column, code) => column | (CLASS[code]! << 8));
     this.#width = width;
-    next = narrow;
-    this.#next = next;
-    this.#out = out;
-    this.#ends = Uint8Array.from(out, (list) => (list ? 1 : 0));
-    this.#depth = Uint8Array.from(depth, (d) => Math.min(d, 255));
+    this.#next = narrow;
+    this.#out = order.map((old) => out[old]!);
+    this.#endFrom = out.filter((list) => !list).length * width;
+    this.#depth = Uint8Array.from(order, (old) => Math.min(depth[old]!, 255));
     this.maxLength = Math.max(0, ...keywords.map((keyword) => keyword.length));
   }
 
@@ -107,12 +114,11 @@ export class KeywordAutomaton {
    * ASCII and returns false (the caller normalises the text and scans again); otherwise it
    * returns true.
    */
-  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
+  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint32Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
     if (survey) return this.#scanSurveying(text, hit, states, stopAtNonAscii, survey);
     const next = this.#next;
-    const ends = this.#ends;
+    const endFrom = this.#endFrom;
     const classOf = this.#classOf;
-    const width = this.#width;
     const length = text.length;
     let state = 0;
     for (let i = 0; i < length; i++) {
@@ -120,9 +126,9 @@ export class KeywordAutomaton {
       let column = 0;
       if (code < ALPHABET) column = classOf[code]!;
       else if (stopAtNonAscii) return false;
-      state = column === 0 ? 0 : next[state * width + column]!;
+      state = next[state + column]!;
       if (states) states[i] = state;
-      if (ends[state] === 1) this.#hits(state, i, hit);
+      if (state >= endFrom) this.#hits(state, i, hit);
     }
     return true;
   }
@@ -136,14 +142,13 @@ export class KeywordAutomaton {
   #scanSurveying(
     text: string,
     hit: (keyword: number, start: number) => void,
-    states: Uint16Array | undefined,
+    states: Uint32Array | undefined,
     stopAtNonAscii: boolean,
     survey: RunSurvey,
   ): boolean {
     const next = this.#next;
-    const ends = this.#ends;
+    const endFrom = this.#endFrom;
     const table = this.#columnAndClass;
-    const width = this.#width;
     const length = text.length;
     const hex = survey.hex;
     let state = 0;
@@ -159,10 +164,9 @@ export class KeywordAutomaton {
       let entry = 0;
       if (code < ALPHABET) entry = table[code]!;
       else if (stopAtNonAscii) return false;
-      const column = entry & 0xff;
-      state = column === 0 ? 0 : next[state * width + column]!;
+      state = next[state + (entry & 0xff)]!;
       if (states) states[i] = state;
-      if (ends[state] === 1) this.#hits(state, i, hit);
+      if (state >= endFrom) this.#hits(state, i, hit);
       const cls = entry >> 8;
       if ((cls & C_B64) !== 0) {
         if (b64Start < 0) {
@@ -194,12 +198,12 @@ export class KeywordAutomaton {
   }
 
   #hits(state: number, i: number, hit: (keyword: number, start: number) => void): void {
-    for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
+    for (const k of this.#out[state / this.#width]!) hit(k, i + 1 - this.keywords[k]!.length);
   }
 
-  /** The length of the keyword prefix a state stands for. */
+  /** The length of the keyword prefix a state (as scan() writes it) stands for. */
   depthOf(state: number): number {
-    return this.#depth[state]!;
+    return this.#depth[state / this.#width]!;
   }
 
   /**
@@ -212,11 +216,11 @@ export class KeywordAutomaton {
     const classOf = this.#classOf;
     const width = this.#width;
     for (let j = 0; from + j < to && state !== 0; j++) {
-      if (this.#depth[state]! <= j) return false;
+      if (this.#depth[state / width]! <= j) return false;
       const code = text.charCodeAt(from + j);
-      const column = code < ALPHABET ? classOf[code]! : 0;
-      state = column === 0 ? 0 : next[state * width + column]!;
-      if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
+      state = next[state + (code < ALPHABET ? classOf[code]! : 0)]!;
+      if (state >= this.#endFrom)
+        for (const k of this.#out[state / width]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
     }
     return false;
   }

@@ -204,7 +204,7 @@ export interface ScanNotes {
   /** set when the text holds a keyword of forJoins() */
   joinKeyword: boolean;
   /** filled with the automaton's state after each character */
-  states?: Uint16Array;
+  states?: Uint32Array;
   /** a fresh survey, filled with the text's runs by the same read */
   survey?: RunSurvey;
   /** stop at the first non-ASCII character: then `stopped` is set and find() returns null */

@@ -92,7 +92,7 @@ t.test('property: whenever two joined values match, the seam check keeps the joi
           surface === 'json'
             ? JSON.stringify({ x: extra[0] ?? 'q', a: left, b: right, y: extra[1] ?? 'r' })
             : `x=${extra[0] ?? 'q'}&a=${left}&b=${right}&y=${extra[1] ?? 'r'}`;
-        const states = new Uint16Array(text.length);
+        const states = new Uint32Array(text.length);
         const seen = { joinKeyword: false, states };
         shapes.find(text, seen);
         const full = joinedNeighbours(text);
