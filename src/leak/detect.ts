@@ -134,12 +134,17 @@ let scratch = Buffer.allocUnsafe(4096);
  * characters, or else a printable run (PRINTABLE_RUN: 10 or more, not starting with a space).
  */
 function keptText(bytes: Buffer): string | null {
-  if (bytes.length < 8) return null;
+  return keptScratch(bytes, bytes.length);
+}
+
+/** keptText of buffer[0, length), making the Buffer view only when it has to look further (isUtf8, decodedText). */
+function keptScratch(buffer: Buffer, length: number): string | null {
+  if (length < 8) return null;
   let control = false;
   let run = 0;
   let printable = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
+  for (let i = 0; i < length; i++) {
+    const b = buffer[i]!;
     if (b >= 0x20 && b <= 0x7e) {
       if (run > 0 || b !== 0x20) run++;
       if (run >= 10) {
@@ -151,7 +156,9 @@ function keptText(bytes: Buffer): string | null {
       if (b < 0x20 ? b <= 0x08 || b >= 0x0e : b === 0x7f) control = true;
     }
   }
-  if (!printable && (control || !isUtf8(bytes))) return null;
+  if (!printable && control) return null;
+  const bytes = length === buffer.length ? buffer : buffer.subarray(0, length);
+  if (!printable && !isUtf8(bytes)) return null;
   const text = decodedText(bytes);
   return text.length >= 8 ? text : null;
 }
@@ -182,6 +189,11 @@ function room(bytes: number): void {
  * without the substring and the native call a run.
  */
 export function decodeBase64Range(text: string, start: number, end: number): Buffer {
+  return scratch.subarray(0, base64IntoScratch(text, start, end));
+}
+
+/** decodeBase64Range into scratch: the bytes written, from its start. */
+function base64IntoScratch(text: string, start: number, end: number): number {
   room(((end - start) * 3) >> 2);
   const out = scratch;
   let n = 0;
@@ -195,16 +207,21 @@ export function decodeBase64Range(text: string, start: number, end: number): Buf
       out[n++] = (acc >> bits) & 0xff;
     }
   }
-  return out.subarray(0, n);
+  return n;
 }
 
 /** text[start, end), an even run of hex digits, decoded. */
 export function decodeHexRange(text: string, start: number, end: number): Buffer {
+  return scratch.subarray(0, hexIntoScratch(text, start, end));
+}
+
+/** decodeHexRange into scratch: the bytes written, from its start. */
+function hexIntoScratch(text: string, start: number, end: number): number {
   room((end - start) >> 1);
   const out = scratch;
   let n = 0;
   for (let i = start; i + 1 < end; i += 2) out[n++] = (NIBBLE[text.charCodeAt(i)]! << 4) | NIBBLE[text.charCodeAt(i + 1)]!;
-  return out.subarray(0, n);
+  return n;
 }
 
 function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray) => Buffer | null): string | null {
@@ -253,7 +270,9 @@ const MAX_SEGMENTED_RUN = 2048;
  * apart too (in a long blob "/" is base64's own, and reading it twice would double the cost).
  */
 function pushRun(parts: string[], text: string, start: number, end: number, slash: boolean): void {
-  const kept = keptText(decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end));
+  // (scratch read after the decode: it may have grown)
+  const written = base64IntoScratch(text, start, (end - start) % 4 === 1 ? end - 1 : end);
+  const kept = keptScratch(scratch, written);
   if (kept !== null) parts.push(kept);
   // a run with no "/" has one segment, the run itself, already read
   if (!slash || end - start > MAX_SEGMENTED_RUN) return;
@@ -262,7 +281,8 @@ function pushRun(parts: string[], text: string, start: number, end: number, slas
     if (i < end && text.charCodeAt(i) !== 0x2f) continue;
     // a run with no "/" has one segment, the run itself, already read
     if (i - from >= 16 && !(from === start && i === end)) {
-      const segment = keptText(decodeBase64Range(text, from, (i - from) % 4 === 1 ? i - 1 : i));
+      const written = base64IntoScratch(text, from, (i - from) % 4 === 1 ? i - 1 : i);
+      const segment = keptScratch(scratch, written);
       if (segment !== null) parts.push(segment);
     }
     from = i + 1;
@@ -280,7 +300,8 @@ function hexRuns(text: string, survey: RunSurvey): string | null {
   for (let r = 0; r < runs.length; r += 2) {
     const start = runs[r]!;
     const end = runs[r + 1]!;
-    const kept = keptText(decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end));
+    const written = hexIntoScratch(text, start, (end - start) % 2 === 1 ? end - 1 : end);
+    const kept = keptScratch(scratch, written);
     if (kept !== null) parts.push(kept);
   }
   return parts.length === 0 ? null : parts.join('\n');
@@ -416,8 +437,9 @@ export function joinedNeighbours(text: string, seams?: Seams): string | null {
  * Line breaks and tabs stay inside a run, so a wrapped value keeps its short last line.
  */
 const PRINTABLE_RUN = /[\x21-\x7e][\x20-\x7e\t\r\n]{9,}/g;
+/** what tells binary from text (hasControlByte looks for these bytes) */
 // eslint-disable-next-line no-control-regex -- control characters are what tells binary from text
-const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
+export const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
 
 /**
  * Decoded bytes as text for the next level: text as it is (UTF-8, or ASCII without control
@@ -425,15 +447,46 @@ const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
  * cut down to its printable runs, one a line.
  */
 export function decodedText(bytes: Buffer): string {
-  if (isUtf8(bytes)) {
-    const text = bytes.toString('utf8');
-    if (!CONTROL.test(text)) return text;
-  }
+  // (a control character of valid UTF-8 is its own byte: every byte of a longer sequence is 0x80 or more)
+  if (isUtf8(bytes) && !hasControlByte(bytes)) return bytes.toString('utf8');
   const latin1 = bytes.toString('latin1');
   PRINTABLE_RUN.lastIndex = 0;
   const runs: string[] = [];
   for (let m = PRINTABLE_RUN.exec(latin1); m; m = PRINTABLE_RUN.exec(latin1)) runs.push(m[0]);
   return runs.join('\n');
+}
+
+/** 1 for the bytes CONTROL matches */
+const CONTROL_BYTE = new Uint8Array(256);
+for (let b = 0; b < 0x20; b++) if (b <= 0x08 || b >= 0x0e) CONTROL_BYTE[b] = 1;
+CONTROL_BYTE[0x7f] = 1;
+
+/**
+ * Whether `bytes` holds a byte CONTROL matches, four bytes a step: a word with no byte below 0x20
+ * and none 0x7f (the two exact SWAR tests of a byte below n and a byte equal to n) has none; the
+ * bytes of any other word are looked up one by one.
+ */
+export function hasControlByte(bytes: Uint8Array): boolean {
+  const length = bytes.length;
+  let i = 0;
+  while (i < length && ((bytes.byteOffset + i) & 3) !== 0) if (CONTROL_BYTE[bytes[i++]!] === 1) return true;
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset + i, (length - i) >> 2);
+  for (let w = 0; w < words.length; w++) {
+    const x = words[w]!;
+    const y = x ^ 0x7f7f7f7f;
+    if ((((x - 0x20202020) & ~x) | ((y - 0x01010101) & ~y)) & 0x80808080) {
+      const at = i + w * 4;
+      if (
+        CONTROL_BYTE[bytes[at]!] === 1 ||
+        CONTROL_BYTE[bytes[at + 1]!] === 1 ||
+        CONTROL_BYTE[bytes[at + 2]!] === 1 ||
+        CONTROL_BYTE[bytes[at + 3]!] === 1
+      )
+        return true;
+    }
+  }
+  for (let j = i + words.length * 4; j < length; j++) if (CONTROL_BYTE[bytes[j]!] === 1) return true;
+  return false;
 }
 
 export interface DetectOptions {

@@ -6,11 +6,13 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from '../helpers/fc.js';
 import t from 'tap';
 import {
+  CONTROL,
   DecodeBudget,
   decodeBase64Range,
   decodeHexRange,
   decodedText,
   detectLeak,
+  hasControlByte,
   joinedNeighbours,
   surveyRuns,
 } from '../../src/leak/detect.js';
@@ -108,6 +110,71 @@ t.test('property: whenever two joined values match, the seam check keeps the joi
     );
     t.pass(name);
   }
+});
+
+/** joinedNeighbours as it was, with the regexes' exec loops (the slow path the offsets stand in for) */
+function joinedByRegex(text: string): string | null {
+  const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
+  const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
+  const lines: string[] = [];
+  for (const [regex, marker] of [
+    [JSON_PIECE, '"'],
+    [FORM_PIECE, '='],
+  ] as const) {
+    if (!text.includes(marker)) continue;
+    let previous: string | null = null;
+    let count = 0;
+    for (let m = regex.exec(text); m && count < 4096; m = regex.exec(text)) {
+      if (m[2] !== undefined) continue;
+      if (previous !== null) lines.push(previous + m[1]!);
+      previous = m[1]!;
+      count++;
+    }
+  }
+  return lines.length === 0 ? null : lines.join('\n');
+}
+
+/** texts of what JSON and form values are made of, and what ends them: quotes, colons, white space */
+const pieceText = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom('"', '"', ':', ' ', '\t', '\u00a0', '\u2028', '\ufeff', '\n', '=', '&', ',', '{', '}', 'é', '\\'),
+      fc.constantFrom('ab', 'Q9', '-_', '.+', '/~', 'abcd', 'ghp_xyz0', 'AKIA', 'x'.repeat(255), 'y'.repeat(256), 'z'.repeat(257)),
+      fc.constantFrom(`"${'y'.repeat(256)}"`, `"${'z'.repeat(257)}"`, '"abc"', '"abcd"', '"abcd" :', '"k": "v123"', '"a=b~c"'),
+    ),
+    { maxLength: 60 },
+  )
+  .map((parts) => parts.join(''));
+
+t.test('property: the values found as offsets are the values the regexes find', async (t) => {
+  fc.assert(
+    fc.property(pieceText, (text) => joinedNeighbours(text) === joinedByRegex(text)),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 texts');
+});
+
+t.test('property: the word-at-a-time control check agrees with CONTROL', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ min: 0x09, max: 0x7e, maxLength: 64 })),
+      fc.nat(7),
+      fc.constantFrom(0x00, 0x08, 0x09, 0x0d, 0x0e, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff),
+      fc.nat(),
+      (noise, offset, byte, at) => {
+        // printable filler with one chosen byte somewhere, at any alignment
+        const bytes = Buffer.alloc(offset + noise.length + 8, 0x41);
+        Buffer.from(noise).copy(bytes, offset);
+        bytes[offset + (at % (noise.length + 8))] = byte;
+        const view = bytes.subarray(offset);
+        return (
+          hasControlByte(view) === CONTROL.test(view.toString('latin1')) && hasControlByte(bytes) === CONTROL.test(bytes.toString('latin1'))
+        );
+      },
+    ),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 buffers');
 });
 
 // The edges of each fast path, one row each; every one is a leak the detector must find.
