@@ -364,9 +364,21 @@ function isSpace(code: number): boolean {
  * the only candidate); it takes a colon after white space along, and the next match is looked for
  * after it. A failed start goes on at the next quote.
  */
-function jsonValues(text: string, out: number[]): void {
+function jsonValues(text: string, out: number[], quoted?: readonly number[]): void {
   const length = text.length;
   let count = 0;
+  if (quoted) {
+    // the matches found by the scan's survey (RunSurvey.quoted): only the keys to tell apart
+    for (let c = 0; c < quoted.length && count < MAX_JOINED_VALUES; c += 2) {
+      const end = quoted[c + 1]!;
+      let after = end + 1;
+      while (after < length && isSpace(text.charCodeAt(after))) after++;
+      if (after < length && text.charCodeAt(after) === 0x3a) continue;
+      out.push(quoted[c]!, end);
+      count++;
+    }
+    return;
+  }
   for (let q = text.indexOf('"'); q !== -1 && count < MAX_JOINED_VALUES;) {
     const start = q + 1;
     const limit = Math.min(length, start + 257);
@@ -409,16 +421,17 @@ function formValues(text: string, out: number[]): void {
  * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
  * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
  * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
- * one, and no joined shape can match. Values are found as offsets, and made strings only when
- * their lines are made.
+ * one, and no joined shape can match. `quoted`, the survey of the keyword scan of `text`
+ * (RunSurvey.quoted), saves reading the text again for its JSON values. Values are found as
+ * offsets, and made strings only when their lines are made.
  */
-export function joinedNeighbours(text: string, seams?: Seams): string | null {
+export function joinedNeighbours(text: string, seams?: Seams, quoted?: readonly number[]): string | null {
   let spans = seams === undefined;
   const lines: Array<[number[], number]> = [];
   for (const kind of ['"', '='] as const) {
     if (!text.includes(kind)) continue;
     const values: number[] = [];
-    if (kind === '"') jsonValues(text, values);
+    if (kind === '"') jsonValues(text, values, quoted);
     else formValues(text, values);
     if (values.length < 4) continue;
     lines.push([values, kind === '"' ? 0 : 1]);
@@ -509,7 +522,8 @@ function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: numbe
   // ASCII is normalised (normalize) and read again.
   let text = unescapeJson(raw);
   if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
-  const fresh = (): RunSurvey | undefined => (depth > 0 ? { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false } : undefined);
+  const fresh = (): RunSurvey | undefined =>
+    depth > 0 ? { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] } : undefined;
   let survey = fresh();
   let seen: ScanNotes = { joinKeyword: false, states, ...(survey ? { survey } : {}), stopAtNonAscii: true };
   let found = shapes.find(text, seen);
@@ -524,7 +538,11 @@ function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: numbe
   if (found) return { shape: found.shape.name, chain, split: false };
   const joins = shapes.forJoins();
   // without a join keyword in the text, a joined line can hold one only across a seam
-  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords });
+  const joined = joinedNeighbours(
+    text,
+    seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords },
+    survey?.quoted,
+  );
   if (joined !== null) {
     const split = joins.find(joined);
     if (split) return { shape: split.shape.name, chain, split: true };

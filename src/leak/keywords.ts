@@ -3,7 +3,7 @@
 // backtracking engine; this costs a table lookup a character, so every body is read once for all
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
-import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, CLASS, type RunSurvey } from './runs.js';
+import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from './runs.js';
 
 const ALPHABET = 128;
 
@@ -137,7 +137,8 @@ export class KeywordAutomaton {
    * scan() with the run survey in the same loop, its state in locals: one table read a character
    * for both. The run machine: a base64 run is a stretch of C_B64 characters (16 or more kept),
    * read as hex only when all hex digits in one case; a hex run a stretch of C_HEX ones (16 or
-   * more); hex pairs with a C_SEP between them, 7 in a row, mark the separated form.
+   * more); hex pairs with a C_SEP between them, 7 in a row, mark the separated form; the JSON
+   * values (RunSurvey.quoted) are quoted stretches of C_VALUE characters.
    */
   #scanSurveying(
     text: string,
@@ -151,7 +152,10 @@ export class KeywordAutomaton {
     const table = this.#columnAndClass;
     const length = text.length;
     const hex = survey.hex;
+    const quoted = survey.quoted;
     let state = 0;
+    /** just after a quote that opens a JSON value, with only value characters since; else -1 */
+    let open = -1;
     let b64Start = -1;
     let b64Flags = 0;
     let hexStart = -1;
@@ -168,6 +172,14 @@ export class KeywordAutomaton {
       if (states) states[i] = state;
       if (state >= endFrom) this.#hits(state, i, hit);
       const cls = entry >> 8;
+      if ((cls & C_VALUE) === 0) {
+        if (code === 0x22) {
+          if (open >= 0 && i - open >= 4 && i - open <= 256) {
+            quoted.push(open, i);
+            open = -1;
+          } else open = i + 1;
+        } else open = -1;
+      }
       if ((cls & C_B64) !== 0) {
         if (b64Start < 0) {
           b64Start = i;
@@ -240,7 +252,7 @@ let noKeywords: KeywordAutomaton | null = null;
 /** One pass over `text`: its base64 and hex runs (the survey of scan(), without keywords). */
 export function surveyRuns(text: string): RunSurvey {
   noKeywords ??= new KeywordAutomaton([]);
-  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false };
+  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
   noKeywords.scan(text, () => undefined, undefined, false, survey);
   return survey;
 }

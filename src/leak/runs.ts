@@ -14,12 +14,15 @@ export const C_UPPER_HEX = 8;
 export const C_SEP = 16;
 export const C_NOT_HEX = 32;
 export const C_SLASH = 64;
+/** a character of a JSON value the leak detector joins (detect.ts JSON_PIECE) */
+export const C_VALUE = 128;
 export const CLASS = new Uint8Array(128);
 for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-') CLASS[char.charCodeAt(0)]! |= C_B64;
 for (const char of 'GHIJKLMNOPQRSTUVWXYZghijklmnopqrstuvwxyz+/_-') CLASS[char.charCodeAt(0)]! |= C_NOT_HEX;
 for (const char of '0123456789abcdefABCDEF') CLASS[char.charCodeAt(0)]! |= C_HEX;
 for (const char of 'abcdef') CLASS[char.charCodeAt(0)]! |= C_LOWER_HEX;
 for (const char of 'ABCDEF') CLASS[char.charCodeAt(0)]! |= C_UPPER_HEX;
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~') CLASS[char.charCodeAt(0)]! |= C_VALUE;
 CLASS[0x2d]! |= C_SEP;
 CLASS[0x2f]! |= C_SLASH;
 CLASS[0x3a]! |= C_SEP;
@@ -34,4 +37,10 @@ export interface RunSurvey {
   hex: number[];
   /** hex pairs with `-`/`:` between them, 7 in a row: the separated form may be there (HEX_RUN decides) */
   separatedHex: boolean;
+  /**
+   * What JSON_PIECE (detect.ts) matches, keys included, as [start, end) of the characters between
+   * the quotes: a quote followed by 4 to 256 value characters (C_VALUE) and a quote, the closing
+   * quote taken (it opens no match of its own).
+   */
+  quoted: number[];
 }
