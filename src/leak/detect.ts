@@ -133,11 +133,11 @@ let scratch = Buffer.allocUnsafe(4096);
  * null, deciding most random bytes without making a string: text needs valid UTF-8 without control
  * characters, or else a printable run (PRINTABLE_RUN: 10 or more, not starting with a space).
  */
-function keptText(bytes: Buffer): string | null {
+export function keptText(bytes: Buffer): string | null {
   return keptScratch(bytes, bytes.length);
 }
 
-/** keptText of buffer[0, length), making the Buffer view only when it has to look further (isUtf8, decodedText). */
+/** keptText of buffer[0, length), making the Buffer view only when it has to look further (decodedText). */
 function keptScratch(buffer: Buffer, length: number): string | null {
   if (length < 8) return null;
   let control = false;
@@ -155,12 +155,50 @@ function keptScratch(buffer: Buffer, length: number): string | null {
       run = 0;
       if (b < 0x20 ? b <= 0x08 || b >= 0x0e : b === 0x7f) control = true;
     }
+    // with a control byte, only a printable run keeps the bytes: none can reach 10 in what is left
+    if (control && run + length - 1 - i < 10) return null;
   }
-  if (!printable && control) return null;
-  const bytes = length === buffer.length ? buffer : buffer.subarray(0, length);
-  if (!printable && !isUtf8(bytes)) return null;
-  const text = decodedText(bytes);
+  if (!printable && (control || !validUtf8(buffer, length))) return null;
+  const text = decodedText(length === buffer.length ? buffer : buffer.subarray(0, length));
   return text.length >= 8 ? text : null;
+}
+
+/**
+ * isUtf8(buffer[0, length)) without the view and the native call for the short buffers a run
+ * decodes to: well-formed UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past U+10FFFF).
+ */
+export function validUtf8(buffer: Uint8Array, length: number): boolean {
+  if (length > 256) return isUtf8(buffer.subarray(0, length));
+  let i = 0;
+  while (i < length) {
+    const b = buffer[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      if (b === 0xe0) low = 0xa0;
+      else if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      if (b === 0xf0) low = 0x90;
+      else if (b === 0xf4) high = 0x8f;
+    } else return false;
+    if (i + need >= length) return false;
+    const second = buffer[i + 1]!;
+    if (second < low || second > high) return false;
+    for (let k = 2; k <= need; k++) {
+      const c = buffer[i + k]!;
+      if (c < 0x80 || c > 0xbf) return false;
+    }
+    i += need + 1;
+  }
+  return true;
 }
 
 function decodeInto(run: string, encoding: 'base64' | 'hex'): Buffer {

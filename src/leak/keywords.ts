@@ -12,8 +12,9 @@ export class KeywordAutomaton {
   /**
    * The transitions: a state is the offset of its row (its number times #width), so a step is
    * one add and one read; column 0 of every row (a character no keyword has) leads to the root, 0.
+   * 16 bits a transition when every offset fits (half the table to keep in cache), else 32.
    */
-  readonly #next: Uint32Array;
+  readonly #next: Uint16Array | Uint32Array;
   /** per state number (offset / #width): indices of the keywords that end here (its own and its suffixes'), or null */
   readonly #out: Array<number[] | null>;
   /** states are numbered with those where a keyword ends last: a state at or past this offset is one */
@@ -93,7 +94,7 @@ export class KeywordAutomaton {
     const order = [...out.keys()].sort((x, y) => (out[x] ? 1 : 0) - (out[y] ? 1 : 0) || x - y);
     const rank = new Array<number>(goto.length);
     order.forEach((old, r) => (rank[old] = r));
-    const narrow = new Uint32Array(goto.length * width);
+    const narrow = goto.length * width <= 0x10000 ? new Uint16Array(goto.length * width) : new Uint32Array(goto.length * width);
     for (let s = 0; s < goto.length; s++)
       for (let c = 0; c < ALPHABET; c++) if (classOf[c] !== 0) narrow[rank[s]! * width + classOf[c]!] = rank[next[s * ALPHABET + c]!]! * width;
     this.#classOf = classOf;
