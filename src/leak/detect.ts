@@ -13,7 +13,7 @@
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
-import { RunTracker, type RunSurvey } from './runs.js';
+import type { RunSurvey } from './runs.js';
 import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
 
 /** Decoding levels under the text as sent. */
@@ -122,7 +122,8 @@ function percentDecode(text: string): string {
   );
 }
 
-export { surveyRuns, type RunSurvey } from './runs.js';
+export { surveyRuns } from './keywords.js';
+export type { RunSurvey } from './runs.js';
 
 /** Where runs are decoded: grown as needed, so a run costs no allocation unless it decodes to text. */
 let scratch = Buffer.allocUnsafe(4096);
@@ -132,13 +133,18 @@ let scratch = Buffer.allocUnsafe(4096);
  * null, deciding most random bytes without making a string: text needs valid UTF-8 without control
  * characters, or else a printable run (PRINTABLE_RUN: 10 or more, not starting with a space).
  */
-function keptText(bytes: Buffer): string | null {
-  if (bytes.length < 8) return null;
+export function keptText(bytes: Buffer): string | null {
+  return keptScratch(bytes, bytes.length);
+}
+
+/** keptText of buffer[0, length), making the Buffer view only when it has to look further (decodedText). */
+function keptScratch(buffer: Buffer, length: number): string | null {
+  if (length < 8) return null;
   let control = false;
   let run = 0;
   let printable = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
+  for (let i = 0; i < length; i++) {
+    const b = buffer[i]!;
     if (b >= 0x20 && b <= 0x7e) {
       if (run > 0 || b !== 0x20) run++;
       if (run >= 10) {
@@ -149,10 +155,50 @@ function keptText(bytes: Buffer): string | null {
       run = 0;
       if (b < 0x20 ? b <= 0x08 || b >= 0x0e : b === 0x7f) control = true;
     }
+    // with a control byte, only a printable run keeps the bytes: none can reach 10 in what is left
+    if (control && run + length - 1 - i < 10) return null;
   }
-  if (!printable && (control || !isUtf8(bytes))) return null;
-  const text = decodedText(bytes);
+  if (!printable && (control || !validUtf8(buffer, length))) return null;
+  const text = decodedText(length === buffer.length ? buffer : buffer.subarray(0, length));
   return text.length >= 8 ? text : null;
+}
+
+/**
+ * isUtf8(buffer[0, length)) without the view and the native call for the short buffers a run
+ * decodes to: well-formed UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past U+10FFFF).
+ */
+export function validUtf8(buffer: Uint8Array, length: number): boolean {
+  if (length > 256) return isUtf8(buffer.subarray(0, length));
+  let i = 0;
+  while (i < length) {
+    const b = buffer[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      if (b === 0xe0) low = 0xa0;
+      else if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      if (b === 0xf0) low = 0x90;
+      else if (b === 0xf4) high = 0x8f;
+    } else return false;
+    if (i + need >= length) return false;
+    const second = buffer[i + 1]!;
+    if (second < low || second > high) return false;
+    for (let k = 2; k <= need; k++) {
+      const c = buffer[i + k]!;
+      if (c < 0x80 || c > 0xbf) return false;
+    }
+    i += need + 1;
+  }
+  return true;
 }
 
 function decodeInto(run: string, encoding: 'base64' | 'hex'): Buffer {
@@ -181,6 +227,11 @@ function room(bytes: number): void {
  * without the substring and the native call a run.
  */
 export function decodeBase64Range(text: string, start: number, end: number): Buffer {
+  return scratch.subarray(0, base64IntoScratch(text, start, end));
+}
+
+/** decodeBase64Range into scratch: the bytes written, from its start. */
+function base64IntoScratch(text: string, start: number, end: number): number {
   room(((end - start) * 3) >> 2);
   const out = scratch;
   let n = 0;
@@ -194,16 +245,21 @@ export function decodeBase64Range(text: string, start: number, end: number): Buf
       out[n++] = (acc >> bits) & 0xff;
     }
   }
-  return out.subarray(0, n);
+  return n;
 }
 
 /** text[start, end), an even run of hex digits, decoded. */
 export function decodeHexRange(text: string, start: number, end: number): Buffer {
+  return scratch.subarray(0, hexIntoScratch(text, start, end));
+}
+
+/** decodeHexRange into scratch: the bytes written, from its start. */
+function hexIntoScratch(text: string, start: number, end: number): number {
   room((end - start) >> 1);
   const out = scratch;
   let n = 0;
   for (let i = start; i + 1 < end; i += 2) out[n++] = (NIBBLE[text.charCodeAt(i)]! << 4) | NIBBLE[text.charCodeAt(i + 1)]!;
-  return out.subarray(0, n);
+  return n;
 }
 
 function decodedRuns(text: string, run: RegExp, decode: (match: RegExpExecArray) => Buffer | null): string | null {
@@ -229,7 +285,7 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
       const run = m[0];
       // all-hex runs are read as hex too; as base64 they are read only when mixed-case, like real base64
       if (HEX_ONLY.test(run) && (run === run.toLowerCase() || run === run.toUpperCase())) continue;
-      pushRun(parts, unwrapped, m.index, m.index + run.length);
+      pushRun(parts, unwrapped, m.index, m.index + run.length, run.includes('/'));
     }
     return parts.length === 0 ? null : parts.join('\n');
   }
@@ -237,7 +293,7 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
   const runs = survey.base64;
   for (let r = 0; r < runs.length; r += 2) {
     if (survey.hexOnly[r >> 1] === 1) continue;
-    pushRun(parts, text, runs[r]!, runs[r + 1]!);
+    pushRun(parts, text, runs[r]!, runs[r + 1]!, survey.slash[r >> 1] === 1);
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
@@ -251,16 +307,20 @@ const MAX_SEGMENTED_RUN = 2048;
  * on, out of step by the segments before it: in a run as short as a path its segments are read
  * apart too (in a long blob "/" is base64's own, and reading it twice would double the cost).
  */
-function pushRun(parts: string[], text: string, start: number, end: number): void {
-  const kept = keptText(decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end));
+function pushRun(parts: string[], text: string, start: number, end: number, slash: boolean): void {
+  // (scratch read after the decode: it may have grown)
+  const written = base64IntoScratch(text, start, (end - start) % 4 === 1 ? end - 1 : end);
+  const kept = keptScratch(scratch, written);
   if (kept !== null) parts.push(kept);
-  if (end - start > MAX_SEGMENTED_RUN) return;
+  // a run with no "/" has one segment, the run itself, already read
+  if (!slash || end - start > MAX_SEGMENTED_RUN) return;
   let from = start;
   for (let i = start; i <= end; i++) {
     if (i < end && text.charCodeAt(i) !== 0x2f) continue;
     // a run with no "/" has one segment, the run itself, already read
     if (i - from >= 16 && !(from === start && i === end)) {
-      const segment = keptText(decodeBase64Range(text, from, (i - from) % 4 === 1 ? i - 1 : i));
+      const written = base64IntoScratch(text, from, (i - from) % 4 === 1 ? i - 1 : i);
+      const segment = keptScratch(scratch, written);
       if (segment !== null) parts.push(segment);
     }
     from = i + 1;
@@ -278,14 +338,18 @@ function hexRuns(text: string, survey: RunSurvey): string | null {
   for (let r = 0; r < runs.length; r += 2) {
     const start = runs[r]!;
     const end = runs[r + 1]!;
-    const kept = keptText(decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end));
+    const written = hexIntoScratch(text, start, (end - start) % 2 === 1 ? end - 1 : end);
+    const kept = keptScratch(scratch, written);
     if (kept !== null) parts.push(kept);
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
 
-/** A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a value. */
-const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
+/**
+ * A JSON string value made of a credential's alphabet; one followed by a colon is a key, not a
+ * value. jsonValues() finds what this regex's exec loop finds (the fast-path test holds it to that).
+ */
+export const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
 /** a form field's value made of a credential's alphabet */
 const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
 const MAX_JOINED_VALUES = 4096;
@@ -293,56 +357,130 @@ const MAX_JOINED_VALUES = 4096;
 /** The keyword scan of a text, for seam checks of its values: the automaton, its state after each character, the join keywords. */
 export interface Seams {
   automaton: KeywordAutomaton;
-  states: Uint16Array;
+  states: Uint32Array;
   relevant: Uint8Array;
 }
 
 /**
- * Whether a join keyword spans the seam of `left` (ending at `leftEnd` in the text) and `right`.
- * The scan's state at the end of `left` is the state of `left` read alone when its prefix lies
- * within `left`; when it reaches further back the seam is taken to span (the exact path decides).
+ * Whether a join keyword spans the seam of the values text[leftStart, leftEnd) and text[rightStart,
+ * rightEnd). The scan's state at the end of the left value is the state of it read alone when its
+ * prefix lies within it; when it reaches further back the seam is taken to span (the exact path
+ * decides).
  */
-function spansSeam(seams: Seams, left: string, leftEnd: number, right: string): boolean {
+function spansSeam(seams: Seams, text: string, leftStart: number, leftEnd: number, rightStart: number, rightEnd: number): boolean {
   const state = seams.states[leftEnd - 1]!;
-  if (seams.automaton.depthOf(state) > left.length) return true;
-  return seams.automaton.spansFrom(state, right, seams.relevant);
+  if (seams.automaton.depthOf(state) > leftEnd - leftStart) return true;
+  return seams.automaton.spansFrom(state, text, rightStart, rightEnd, seams.relevant);
+}
+
+/** JSON_PIECE's value characters */
+const JSON_VALUE = new Uint8Array(128);
+for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~') JSON_VALUE[char.charCodeAt(0)] = 1;
+
+/** Whether `code` is what \s matches (ECMAScript WhiteSpace and LineTerminator). */
+function isSpace(code: number): boolean {
+  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+  if (code < 0xa0) return false;
+  return (
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
+}
+
+/**
+ * The values JSON_PIECE finds in `text` (its matches without the colon of a key), at most
+ * MAX_JOINED_VALUES, as [start, end) offsets pushed onto `out`; what the regex's exec loop finds,
+ * without a match array and a substring a value. A match starts at a quote followed by 4 to 256
+ * value characters and a quote (the value characters hold no quote, so the run after a quote is
+ * the only candidate); it takes a colon after white space along, and the next match is looked for
+ * after it. A failed start goes on at the next quote.
+ */
+function jsonValues(text: string, out: number[], quoted?: readonly number[]): void {
+  const length = text.length;
+  let count = 0;
+  if (quoted) {
+    // the matches found by the scan's survey (RunSurvey.quoted): only the keys to tell apart
+    for (let c = 0; c < quoted.length && count < MAX_JOINED_VALUES; c += 2) {
+      const end = quoted[c + 1]!;
+      let after = end + 1;
+      while (after < length && isSpace(text.charCodeAt(after))) after++;
+      if (after < length && text.charCodeAt(after) === 0x3a) continue;
+      out.push(quoted[c]!, end);
+      count++;
+    }
+    return;
+  }
+  for (let q = text.indexOf('"'); q !== -1 && count < MAX_JOINED_VALUES;) {
+    const start = q + 1;
+    const limit = Math.min(length, start + 257);
+    let end = start;
+    while (end < limit) {
+      const code = text.charCodeAt(end);
+      if (code >= 128 || JSON_VALUE[code] === 0) break;
+      end++;
+    }
+    const run = end - start;
+    if (run < 4 || run > 256 || end >= length || text.charCodeAt(end) !== 0x22) {
+      q = text.indexOf('"', q + 1);
+      continue;
+    }
+    let after = end + 1;
+    while (after < length && isSpace(text.charCodeAt(after))) after++;
+    if (after < length && text.charCodeAt(after) === 0x3a) {
+      // a key
+      q = text.indexOf('"', after + 1);
+      continue;
+    }
+    out.push(start, end);
+    count++;
+    q = text.indexOf('"', end + 1);
+  }
+}
+
+/** The values FORM_PIECE finds in `text`, at most MAX_JOINED_VALUES, as [start, end) offsets pushed onto `out`. */
+function formValues(text: string, out: number[]): void {
+  FORM_PIECE.lastIndex = 0;
+  let count = 0;
+  for (let m = FORM_PIECE.exec(text); m && count < MAX_JOINED_VALUES; m = FORM_PIECE.exec(text)) {
+    const end = m.index + m[0].length;
+    out.push(end - m[1]!.length, end);
+    count++;
+  }
 }
 
 /**
  * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
  * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
  * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
- * one, and no joined shape can match.
+ * one, and no joined shape can match. `quoted`, the survey of the keyword scan of `text`
+ * (RunSurvey.quoted), saves reading the text again for its JSON values. Values are found as
+ * offsets, and made strings only when their lines are made.
  */
-export function joinedNeighbours(text: string, seams?: Seams): string | null {
-  const pairs: string[] = [];
+export function joinedNeighbours(text: string, seams?: Seams, quoted?: readonly number[]): string | null {
   let spans = seams === undefined;
-  for (const [regex, marker] of [
-    [JSON_PIECE, '"'],
-    [FORM_PIECE, '='],
-  ] as const) {
-    if (!text.includes(marker)) continue;
-    regex.lastIndex = 0;
-    let previous: string | null = null;
-    let previousEnd = 0;
-    let count = 0;
-    for (let m = regex.exec(text); m && count < MAX_JOINED_VALUES; m = regex.exec(text)) {
-      if (m[2] !== undefined) continue;
-      const value = m[1]!;
-      if (previous !== null) {
-        pairs.push(previous, value);
-        if (!spans) spans = spansSeam(seams!, previous, previousEnd, value);
-      }
-      previous = value;
-      // a JSON value ends before its closing quote; a form value ends its match
-      previousEnd = marker === '"' ? m.index + 1 + value.length : m.index + m[0].length;
-      count++;
-    }
+  const lines: Array<[number[], number]> = [];
+  for (const kind of ['"', '='] as const) {
+    if (!text.includes(kind)) continue;
+    const values: number[] = [];
+    if (kind === '"') jsonValues(text, values, quoted);
+    else formValues(text, values);
+    if (values.length < 4) continue;
+    lines.push([values, kind === '"' ? 0 : 1]);
+    for (let v = 2; v < values.length && !spans; v += 2)
+      spans = spansSeam(seams!, text, values[v - 2]!, values[v - 1]!, values[v]!, values[v + 1]!);
   }
-  if (pairs.length === 0 || !spans) return null;
-  const lines: string[] = [];
-  for (let p = 0; p < pairs.length; p += 2) lines.push(pairs[p]! + pairs[p + 1]!);
-  return lines.join('\n');
+  if (lines.length === 0 || !spans) return null;
+  const out: string[] = [];
+  for (const [values] of lines)
+    for (let v = 2; v < values.length; v += 2) out.push(text.slice(values[v - 2], values[v - 1]) + text.slice(values[v], values[v + 1]));
+  return out.join('\n');
 }
 
 /**
@@ -350,8 +488,9 @@ export function joinedNeighbours(text: string, seams?: Seams): string | null {
  * Line breaks and tabs stay inside a run, so a wrapped value keeps its short last line.
  */
 const PRINTABLE_RUN = /[\x21-\x7e][\x20-\x7e\t\r\n]{9,}/g;
+/** what tells binary from text (hasControlByte looks for these bytes) */
 // eslint-disable-next-line no-control-regex -- control characters are what tells binary from text
-const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
+export const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
 
 /**
  * Decoded bytes as text for the next level: text as it is (UTF-8, or ASCII without control
@@ -359,15 +498,46 @@ const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
  * cut down to its printable runs, one a line.
  */
 export function decodedText(bytes: Buffer): string {
-  if (isUtf8(bytes)) {
-    const text = bytes.toString('utf8');
-    if (!CONTROL.test(text)) return text;
-  }
+  // (a control character of valid UTF-8 is its own byte: every byte of a longer sequence is 0x80 or more)
+  if (isUtf8(bytes) && !hasControlByte(bytes)) return bytes.toString('utf8');
   const latin1 = bytes.toString('latin1');
   PRINTABLE_RUN.lastIndex = 0;
   const runs: string[] = [];
   for (let m = PRINTABLE_RUN.exec(latin1); m; m = PRINTABLE_RUN.exec(latin1)) runs.push(m[0]);
   return runs.join('\n');
+}
+
+/** 1 for the bytes CONTROL matches */
+const CONTROL_BYTE = new Uint8Array(256);
+for (let b = 0; b < 0x20; b++) if (b <= 0x08 || b >= 0x0e) CONTROL_BYTE[b] = 1;
+CONTROL_BYTE[0x7f] = 1;
+
+/**
+ * Whether `bytes` holds a byte CONTROL matches, four bytes a step: a word with no byte below 0x20
+ * and none 0x7f (the two exact SWAR tests of a byte below n and a byte equal to n) has none; the
+ * bytes of any other word are looked up one by one.
+ */
+export function hasControlByte(bytes: Uint8Array): boolean {
+  const length = bytes.length;
+  let i = 0;
+  while (i < length && ((bytes.byteOffset + i) & 3) !== 0) if (CONTROL_BYTE[bytes[i++]!] === 1) return true;
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset + i, (length - i) >> 2);
+  for (let w = 0; w < words.length; w++) {
+    const x = words[w]!;
+    const y = x ^ 0x7f7f7f7f;
+    if ((((x - 0x20202020) & ~x) | ((y - 0x01010101) & ~y)) & 0x80808080) {
+      const at = i + w * 4;
+      if (
+        CONTROL_BYTE[bytes[at]!] === 1 ||
+        CONTROL_BYTE[bytes[at + 1]!] === 1 ||
+        CONTROL_BYTE[bytes[at + 2]!] === 1 ||
+        CONTROL_BYTE[bytes[at + 3]!] === 1
+      )
+        return true;
+    }
+  }
+  for (let j = i + words.length * 4; j < length; j++) if (CONTROL_BYTE[bytes[j]!] === 1) return true;
+  return false;
 }
 
 export interface DetectOptions {
@@ -383,38 +553,44 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
 }
 
 /** the keyword scan's states over a level's text (used before the level decodes, so shared by all levels) */
-let states = new Uint16Array(4096);
+let states = new Uint32Array(4096);
 
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
   // One read of the text finds its keywords, its runs and whether it is all ASCII; a text past
   // ASCII is normalised (normalize) and read again.
   let text = unescapeJson(raw);
-  if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
-  let runs = depth > 0 ? new RunTracker() : undefined;
-  let seen: ScanNotes = { joinKeyword: false, states, ...(runs ? { runs } : {}), stopAtNonAscii: true };
+  if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
+  const fresh = (): RunSurvey | undefined =>
+    depth > 0 ? { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] } : undefined;
+  let survey = fresh();
+  let seen: ScanNotes = { joinKeyword: false, states, ...(survey ? { survey } : {}), stopAtNonAscii: true };
   let found = shapes.find(text, seen);
   if (seen.stopped) {
     text = foldNonAscii(text);
-    if (states.length < text.length) states = new Uint16Array(Math.max(text.length, states.length * 2));
-    runs = depth > 0 ? new RunTracker() : undefined;
-    seen = { joinKeyword: false, states, ...(runs ? { runs } : {}) };
+    if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
+    survey = fresh();
+    seen = { joinKeyword: false, states, ...(survey ? { survey } : {}) };
     found = shapes.find(text, seen);
   }
   if (text.length > raw.length) budget.take(text.length - raw.length);
   if (found) return { shape: found.shape.name, chain, split: false };
   const joins = shapes.forJoins();
   // without a join keyword in the text, a joined line can hold one only across a seam
-  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords });
+  const joined = joinedNeighbours(
+    text,
+    seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords },
+    survey?.quoted,
+  );
   if (joined !== null) {
     const split = joins.find(joined);
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
-  const survey = runs!.survey;
+  const runs = survey!;
   const children: Array<[Decoding, () => string | null]> = [
     ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
-    ['base64', () => base64Runs(text, survey)],
-    ['hex', () => hexRuns(text, survey)],
+    ['base64', () => base64Runs(text, runs)],
+    ['hex', () => hexRuns(text, runs)],
   ];
   for (const [kind, decode] of children) {
     const child = decode();

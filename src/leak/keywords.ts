@@ -3,21 +3,28 @@
 // backtracking engine; this costs a table lookup a character, so every body is read once for all
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
-import type { RunTracker } from './runs.js';
+import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from './runs.js';
 
 const ALPHABET = 128;
 
 export class KeywordAutomaton {
   readonly keywords: readonly string[];
-  readonly #next: Uint16Array;
-  /** per state: indices of the keywords that end here (its own and its suffixes'), or null */
+  /**
+   * The transitions: a state is the offset of its row (its number times #width), so a step is
+   * one add and one read; column 0 of every row (a character no keyword has) leads to the root, 0.
+   * 16 bits a transition when every offset fits (half the table to keep in cache), else 32.
+   */
+  readonly #next: Uint16Array | Uint32Array;
+  /** per state number (offset / #width): indices of the keywords that end here (its own and its suffixes'), or null */
   readonly #out: Array<number[] | null>;
-  /** 1 where a keyword ends */
-  readonly #ends: Uint8Array;
+  /** states are numbered with those where a keyword ends last: a state at or past this offset is one */
+  readonly #endFrom: number;
   /** character code to table column; 0 for a character no keyword has */
   readonly #classOf: Uint8Array;
+  /** character code to its table column (low byte) and its run class (runs.ts CLASS, high byte) */
+  readonly #columnAndClass: Uint16Array;
   readonly #width: number;
-  /** per state: the length of the keyword prefix it stands for */
+  /** per state number: the length of the keyword prefix it stands for */
   readonly #depth: Uint8Array;
   /** the longest keyword */
   readonly maxLength: number;
@@ -45,7 +52,7 @@ export class KeywordAutomaton {
       (out[state] ??= []).push(k);
     });
     if (goto.length > 0xffff) throw new Error('too many keyword states');
-    let next = new Uint16Array(goto.length * ALPHABET);
+    const next = new Uint16Array(goto.length * ALPHABET);
     const fail = new Array<number>(goto.length).fill(0);
     // breadth first: a state's failure link is decided before its children's
     const queue: number[] = [];
@@ -83,66 +90,170 @@ export class KeywordAutomaton {
       if (code >= 0x61 && code <= 0x7a) classOf[code - 0x20] = width;
       width++;
     }
-    const narrow = new Uint16Array(goto.length * width);
+    // renumbered: the root first, states where no keyword ends next, those where one ends last
+    const order = [...out.keys()].sort((x, y) => (out[x] ? 1 : 0) - (out[y] ? 1 : 0) || x - y);
+    const rank = new Array<number>(goto.length);
+    order.forEach((old, r) => (rank[old] = r));
+    const narrow = goto.length * width <= 0x10000 ? new Uint16Array(goto.length * width) : new Uint32Array(goto.length * width);
     for (let s = 0; s < goto.length; s++)
-      for (let c = 0; c < ALPHABET; c++) if (classOf[c] !== 0) narrow[s * width + classOf[c]!] = next[s * ALPHABET + c]!;
+      for (let c = 0; c < ALPHABET; c++) if (classOf[c] !== 0) narrow[rank[s]! * width + classOf[c]!] = rank[next[s * ALPHABET + c]!]! * width;
     this.#classOf = classOf;
+    this.#columnAndClass = Uint16Array.from(classOf, (column, code) => column | (CLASS[code]! << 8));
     this.#width = width;
-    next = narrow;
-    this.#next = next;
-    this.#out = out;
-    this.#ends = Uint8Array.from(out, (list) => (list ? 1 : 0));
-    this.#depth = Uint8Array.from(depth, (d) => Math.min(d, 255));
+    this.#next = narrow;
+    this.#out = order.map((old) => out[old]!);
+    this.#endFrom = out.filter((list) => !list).length * width;
+    this.#depth = Uint8Array.from(order, (old) => Math.min(depth[old]!, 255));
     this.maxLength = Math.max(0, ...keywords.map((keyword) => keyword.length));
   }
 
   /**
    * Calls `hit(keyword index, start offset)` for every occurrence, in order of their ends. With
-   * `states`, the state after each character is written there (a seam check can start from it);
-   * with `runs`, every character also steps the run survey (runs.ts), so one read finds both.
-   * With `stopAtNonAscii`, the scan stops at the first character past ASCII and returns false
-   * (the caller normalises the text and scans again); otherwise it returns true.
+   * `states`, the state after each character is written there (a seam check can start from it).
+   * With `survey` (a fresh one), the same read finds the text's base64 and hex runs (runs.ts):
+   * what surveyRuns() finds. With `stopAtNonAscii`, the scan stops at the first character past
+   * ASCII and returns false (the caller normalises the text and scans again); otherwise it
+   * returns true.
    */
-  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint16Array, runs?: RunTracker, stopAtNonAscii = false): boolean {
+  scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint32Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
+    if (survey) return this.#scanSurveying(text, hit, states, stopAtNonAscii, survey);
     const next = this.#next;
-    const ends = this.#ends;
+    const endFrom = this.#endFrom;
     const classOf = this.#classOf;
-    const width = this.#width;
     const length = text.length;
     let state = 0;
     for (let i = 0; i < length; i++) {
       const code = text.charCodeAt(i);
-      if (code >= ALPHABET && stopAtNonAscii) return false;
-      if (runs) runs.step(i, code);
-      const column = code < ALPHABET ? classOf[code]! : 0;
-      state = column === 0 ? 0 : next[state * width + column]!;
+      let column = 0;
+      if (code < ALPHABET) column = classOf[code]!;
+      else if (stopAtNonAscii) return false;
+      state = next[state + column]!;
       if (states) states[i] = state;
-      if (ends[state] === 1) for (const k of this.#out[state]!) hit(k, i + 1 - this.keywords[k]!.length);
+      if (state >= endFrom) this.#hits(state, i, hit);
     }
-    if (runs) runs.step(length, 0);
     return true;
   }
 
-  /** The length of the keyword prefix a state stands for. */
+  /**
+   * scan() with the run survey in the same loop, its state in locals: one table read a character
+   * for both. The run machine: a base64 run is a stretch of C_B64 characters (16 or more kept),
+   * read as hex only when all hex digits in one case; a hex run a stretch of C_HEX ones (16 or
+   * more); hex pairs with a C_SEP between them, 7 in a row, mark the separated form; the JSON
+   * values (RunSurvey.quoted) are quoted stretches of C_VALUE characters.
+   */
+  #scanSurveying(
+    text: string,
+    hit: (keyword: number, start: number) => void,
+    states: Uint32Array | undefined,
+    stopAtNonAscii: boolean,
+    survey: RunSurvey,
+  ): boolean {
+    const next = this.#next;
+    const endFrom = this.#endFrom;
+    const table = this.#columnAndClass;
+    const length = text.length;
+    const hex = survey.hex;
+    const quoted = survey.quoted;
+    let state = 0;
+    /** just after a quote that opens a JSON value, with only value characters since; else -1 */
+    let open = -1;
+    let b64Start = -1;
+    let b64Flags = 0;
+    let hexStart = -1;
+    /** hex digits since the last separator or other character, and 2-digit groups in a row before it */
+    let group = 0;
+    let chain = 0;
+    let separated = false;
+    for (let i = 0; i < length; i++) {
+      const code = text.charCodeAt(i);
+      let entry = 0;
+      if (code < ALPHABET) entry = table[code]!;
+      else if (stopAtNonAscii) return false;
+      state = next[state + (entry & 0xff)]!;
+      if (states) states[i] = state;
+      if (state >= endFrom) this.#hits(state, i, hit);
+      const cls = entry >> 8;
+      if ((cls & C_VALUE) === 0) {
+        if (code === 0x22) {
+          if (open >= 0 && i - open >= 4 && i - open <= 256) {
+            quoted.push(open, i);
+            open = -1;
+          } else open = i + 1;
+        } else open = -1;
+      }
+      if ((cls & C_B64) !== 0) {
+        if (b64Start < 0) {
+          b64Start = i;
+          b64Flags = 0;
+        }
+        b64Flags |= cls;
+      } else if (b64Start >= 0) {
+        if (i - b64Start >= 16) closeBase64(survey, b64Start, i, b64Flags);
+        b64Start = -1;
+      }
+      if ((cls & C_HEX) !== 0) {
+        if (hexStart < 0) hexStart = i;
+        group++;
+      } else {
+        if (hexStart >= 0 && i - hexStart >= 16) hex.push(hexStart, i);
+        hexStart = -1;
+        if ((cls & C_SEP) !== 0 && group === 2) {
+          if (++chain >= 7) separated = true;
+        } else chain = 0;
+        group = 0;
+      }
+    }
+    // the end closes the open runs
+    if (b64Start >= 0 && length - b64Start >= 16) closeBase64(survey, b64Start, length, b64Flags);
+    if (hexStart >= 0 && length - hexStart >= 16) hex.push(hexStart, length);
+    if (separated) survey.separatedHex = true;
+    return true;
+  }
+
+  #hits(state: number, i: number, hit: (keyword: number, start: number) => void): void {
+    for (const k of this.#out[state / this.#width]!) hit(k, i + 1 - this.keywords[k]!.length);
+  }
+
+  /** The length of the keyword prefix a state (as scan() writes it) stands for. */
   depthOf(state: number): number {
-    return this.#depth[state]!;
+    return this.#depth[state / this.#width]!;
   }
 
   /**
-   * Whether, going on from `state` (read over `left`, its prefix within it) through `right`, a
-   * keyword `relevant` says yes to ends in `right` having started in `left`.
+   * Whether, going on from `state` (read over the left value, its prefix within it) through
+   * text[from, to) (the right value), a keyword `relevant` says yes to ends in the right value
+   * having started in the left one.
    */
-  spansFrom(state: number, right: string, relevant: Uint8Array): boolean {
+  spansFrom(state: number, text: string, from: number, to: number, relevant: Uint8Array): boolean {
     const next = this.#next;
     const classOf = this.#classOf;
     const width = this.#width;
-    for (let j = 0; j < right.length && state !== 0; j++) {
-      if (this.#depth[state]! <= j) return false;
-      const code = right.charCodeAt(j);
-      const column = code < ALPHABET ? classOf[code]! : 0;
-      state = column === 0 ? 0 : next[state * width + column]!;
-      if (this.#ends[state] === 1) for (const k of this.#out[state]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
+    for (let j = 0; from + j < to && state !== 0; j++) {
+      if (this.#depth[state / width]! <= j) return false;
+      const code = text.charCodeAt(from + j);
+      state = next[state + (code < ALPHABET ? classOf[code]! : 0)]!;
+      if (state >= this.#endFrom)
+        for (const k of this.#out[state / width]!) if (relevant[k] === 1 && this.keywords[k]!.length > j + 1) return true;
     }
     return false;
   }
+}
+
+/** A base64 run [start, end) with the union of its characters' classes, into the survey. */
+function closeBase64(survey: RunSurvey, start: number, end: number, flags: number): void {
+  survey.base64.push(start, end);
+  // like the regex path: all hex in one case (or digits only) is read as hex, not base64
+  const bothCases = (flags & (C_LOWER_HEX | C_UPPER_HEX)) === (C_LOWER_HEX | C_UPPER_HEX);
+  survey.hexOnly.push((flags & C_NOT_HEX) === 0 && !bothCases ? 1 : 0);
+  survey.slash.push((flags & C_SLASH) === 0 ? 0 : 1);
+}
+
+let noKeywords: KeywordAutomaton | null = null;
+
+/** One pass over `text`: its base64 and hex runs (the survey of scan(), without keywords). */
+export function surveyRuns(text: string): RunSurvey {
+  noKeywords ??= new KeywordAutomaton([]);
+  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
+  noKeywords.scan(text, () => undefined, undefined, false, survey);
+  return survey;
 }

@@ -5,7 +5,7 @@
 // once, one regex finds which keywords it holds, and only the shapes of those keywords run.
 import { LEAK_PATTERNS } from '../secrets/leak-patterns.js';
 import { KeywordAutomaton } from './keywords.js';
-import type { RunTracker } from './runs.js';
+import type { RunSurvey } from './runs.js';
 import { compileRe2 } from './re2.js';
 import rawRules from './gitleaks-rules.json' with { type: 'json' };
 
@@ -204,9 +204,9 @@ export interface ScanNotes {
   /** set when the text holds a keyword of forJoins() */
   joinKeyword: boolean;
   /** filled with the automaton's state after each character */
-  states?: Uint16Array;
-  /** stepped over every character (the run survey of the same read) */
-  runs?: RunTracker;
+  states?: Uint32Array;
+  /** a fresh survey, filled with the text's runs by the same read */
+  survey?: RunSurvey;
   /** stop at the first non-ASCII character: then `stopped` is set and find() returns null */
   stopAtNonAscii?: boolean;
   stopped?: boolean;
@@ -281,8 +281,8 @@ export class ShapeSet {
         }
       },
       seen?.states,
-      seen?.runs,
       seen?.stopAtNonAscii ?? false,
+      seen?.survey,
     );
     if (!complete) {
       seen!.stopped = true;

@@ -45,7 +45,7 @@ export class LeakScan {
     this.#pending.push(chunk);
     this.#pendingBytes += chunk.length;
     if (this.#pendingBytes < PIECE) return;
-    const bytes = Buffer.concat(this.#pending);
+    const bytes = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending);
     let cut = bytes.length;
     const floor = Math.max(0, bytes.length - HOLD_MAX);
     while (cut > floor && TOKEN[bytes[cut - 1]!] === 1) cut--;
@@ -58,7 +58,8 @@ export class LeakScan {
 
   /** Scans what is left: the stream is complete. */
   end(): void {
-    const bytes = Buffer.concat(this.#pending);
+    // one chunk is scanned as it is (the scan only reads it); more are joined
+    const bytes = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending);
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#scan(bytes);

@@ -2,16 +2,21 @@
 // run survey against the run regexes, the JS run decoders against Buffer.from, the seam check
 // against joining every pair, and the stream's pieces against one scan of the whole body. Each
 // fast path must find at least what the slow one does; these properties and edge rows say so.
+import { isUtf8 } from 'node:buffer';
 import { isDeepStrictEqual } from 'node:util';
 import fc from '../helpers/fc.js';
 import t from 'tap';
 import {
+  CONTROL,
   DecodeBudget,
   decodeBase64Range,
   decodeHexRange,
   decodedText,
   detectLeak,
+  hasControlByte,
+  validUtf8,
   joinedNeighbours,
+  keptText,
   surveyRuns,
 } from '../../src/leak/detect.js';
 import { defaultShapes } from '../../src/leak/shapes.js';
@@ -92,7 +97,7 @@ t.test('property: whenever two joined values match, the seam check keeps the joi
           surface === 'json'
             ? JSON.stringify({ x: extra[0] ?? 'q', a: left, b: right, y: extra[1] ?? 'r' })
             : `x=${extra[0] ?? 'q'}&a=${left}&b=${right}&y=${extra[1] ?? 'r'}`;
-        const states = new Uint16Array(text.length);
+        const states = new Uint32Array(text.length);
         const seen = { joinKeyword: false, states };
         shapes.find(text, seen);
         const full = joinedNeighbours(text);
@@ -108,6 +113,179 @@ t.test('property: whenever two joined values match, the seam check keeps the joi
     );
     t.pass(name);
   }
+});
+
+/** joinedNeighbours as it was, with the regexes' exec loops (the slow path the offsets stand in for) */
+function joinedByRegex(text: string): string | null {
+  const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
+  const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
+  const lines: string[] = [];
+  for (const [regex, marker] of [
+    [JSON_PIECE, '"'],
+    [FORM_PIECE, '='],
+  ] as const) {
+    if (!text.includes(marker)) continue;
+    let previous: string | null = null;
+    let count = 0;
+    for (let m = regex.exec(text); m && count < 4096; m = regex.exec(text)) {
+      if (m[2] !== undefined) continue;
+      if (previous !== null) lines.push(previous + m[1]!);
+      previous = m[1]!;
+      count++;
+    }
+  }
+  return lines.length === 0 ? null : lines.join('\n');
+}
+
+/** texts of what JSON and form values are made of, and what ends them: quotes, colons, white space */
+const pieceText = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom('"', '"', ':', ' ', '\t', '\u00a0', '\u2028', '\ufeff', '\n', '=', '&', ',', '{', '}', 'é', '\\'),
+      fc.constantFrom('ab', 'Q9', '-_', '.+', '/~', 'abcd', 'ghp_xyz0', 'AKIA', 'x'.repeat(255), 'y'.repeat(256), 'z'.repeat(257)),
+      fc.constantFrom(`"${'y'.repeat(256)}"`, `"${'z'.repeat(257)}"`, '"abc"', '"abcd"', '"abcd" :', '"k": "v123"', '"a=b~c"'),
+    ),
+    { maxLength: 60 },
+  )
+  .map((parts) => parts.join(''));
+
+t.test('property: the values found as offsets are the values the regexes find', async (t) => {
+  fc.assert(
+    fc.property(pieceText, (text) => {
+      const regex = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
+      const matches = [...text.matchAll(regex)].flatMap((m) => [m.index + 1, m.index + 1 + m[1]!.length]);
+      const { quoted } = surveyRuns(text);
+      const oracle = joinedByRegex(text);
+      // the reading of its own, the survey's matches, and both with the seam check of the scan
+      const shapes = defaultShapes();
+      const states = new Uint32Array(text.length);
+      const seen = { joinKeyword: false, states };
+      shapes.find(text, seen);
+      const seams = seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords };
+      const fast = joinedNeighbours(text, seams, quoted);
+      return (
+        isDeepStrictEqual(quoted, matches) &&
+        joinedNeighbours(text) === oracle &&
+        joinedNeighbours(text, undefined, quoted) === oracle &&
+        (fast === null || fast === oracle) &&
+        fast === joinedNeighbours(text, seams)
+      );
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 texts');
+});
+
+t.test('property: the word-at-a-time control check agrees with CONTROL', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ min: 0x09, max: 0x7e, maxLength: 64 })),
+      fc.nat(7),
+      fc.constantFrom(0x00, 0x08, 0x09, 0x0d, 0x0e, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff),
+      fc.nat(),
+      (noise, offset, byte, at) => {
+        // printable filler with one chosen byte somewhere, at any alignment
+        const bytes = Buffer.alloc(offset + noise.length + 8, 0x41);
+        Buffer.from(noise).copy(bytes, offset);
+        bytes[offset + (at % (noise.length + 8))] = byte;
+        const view = bytes.subarray(offset);
+        return (
+          hasControlByte(view) === CONTROL.test(view.toString('latin1')) && hasControlByte(bytes) === CONTROL.test(bytes.toString('latin1'))
+        );
+      },
+    ),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 buffers');
+});
+
+t.test('property: the short UTF-8 check agrees with isUtf8', async (t) => {
+  // lead bytes, continuation bytes and the edges of each range, as a run of random bytes decodes to
+  const byte = fc.oneof(
+    fc.integer({ min: 0, max: 255 }),
+    fc.constantFrom(0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xee, 0xef, 0xf0, 0xf4, 0xf5, 0xff),
+  );
+  // sequences at the edges of each range, well-formed or one past it, and cut short
+  const edges = fc
+    .array(
+      fc.constantFrom(
+        [0x41],
+        [0xc2, 0x80],
+        [0xdf, 0xbf],
+        [0xc0, 0x80],
+        [0xc1, 0xbf],
+        [0xe0, 0xa0, 0x80],
+        [0xe0, 0x9f, 0xbf],
+        [0xed, 0x9f, 0xbf],
+        [0xed, 0xa0, 0x80],
+        [0xef, 0xbf, 0xbf],
+        [0xe1, 0x80],
+        [0xe1, 0x7f, 0x80],
+        [0xf0, 0x90, 0x80, 0x80],
+        [0xf0, 0x8f, 0xbf, 0xbf],
+        [0xf4, 0x8f, 0xbf, 0xbf],
+        [0xf4, 0x90, 0x80, 0x80],
+        [0xf3, 0xbf, 0xbf, 0xc0],
+        [0xf5, 0x80, 0x80, 0x80],
+        [0x80],
+      ),
+      { maxLength: 12 },
+    )
+    .map((units) => units.flat());
+  // valid UTF-8 (every length of sequence), one byte of it changed or not
+  const text = fc.tuple(fc.string({ unit: 'binary', maxLength: 80 }), fc.nat(), fc.option(byte)).map(([string, at, changed]) => {
+    const bytes = [...Buffer.from(string, 'utf8')];
+    if (changed !== null && bytes.length > 0) bytes[at % bytes.length] = changed;
+    return bytes;
+  });
+  fc.assert(
+    fc.property(fc.oneof(fc.array(byte, { maxLength: 300 }), text, edges), fc.nat(), (bytes, cut) => {
+      const buffer = Buffer.from(bytes);
+      const length = bytes.length === 0 ? 0 : cut % (bytes.length + 1);
+      return validUtf8(buffer, length) === isUtf8(buffer.subarray(0, length));
+    }),
+    { numRuns: 20000 },
+  );
+  t.pass('20000 buffers');
+});
+
+/** keptText as it was: one loop to the end, then isUtf8 (the early ending and the short UTF-8 check stand in for it) */
+function keptByLoop(bytes: Buffer): string | null {
+  if (bytes.length < 8) return null;
+  let control = false;
+  let run = 0;
+  let printable = false;
+  for (const b of bytes) {
+    if (b >= 0x20 && b <= 0x7e) {
+      if (run > 0 || b !== 0x20) run++;
+      if (run >= 10) {
+        printable = true;
+        break;
+      }
+    } else {
+      run = 0;
+      if (b < 0x20 ? b <= 0x08 || b >= 0x0e : b === 0x7f) control = true;
+    }
+  }
+  if (!printable && (control || !isUtf8(bytes))) return null;
+  const text = decodedText(bytes);
+  return text.length >= 8 ? text : null;
+}
+
+t.test('property: keptText keeps what the full loop keeps', async (t) => {
+  const piece = fc.oneof(
+    fc.uint8Array({ maxLength: 12 }),
+    fc.constantFrom('lorem ipsum', 'abcdefghij', ' abcdefghi', 'é', '\n', '\t').map((s) => Buffer.from(s)),
+    fc.constantFrom([0x00], [0x01], [0x7f], [0x0e], [0x1f], [0xc3], [0xff]).map((b) => Buffer.from(b)),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 8 }), (pieces) => {
+      const bytes = Buffer.concat(pieces);
+      return keptText(bytes) === keptByLoop(bytes);
+    }),
+    { numRuns: 5000 },
+  );
+  t.pass('5000 buffers');
 });
 
 // The edges of each fast path, one row each; every one is a leak the detector must find.
