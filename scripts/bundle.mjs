@@ -20,9 +20,6 @@ import { rollup } from 'rollup';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 const entry = join(dist, 'cli.js');
-// The thread a first start creates the CA on (src/tls/ca-worker.ts): a second entry, written where
-// tsc wrote it, so src/tls/ca.ts finds it beside itself in both builds and shares the x509 chunk.
-const caWorker = join(dist, 'tls', 'ca-worker.js');
 const MARK = '// sluice: bundled by scripts/bundle.mjs';
 
 // Left to Node at run time: undici is loaded in parts (src/net/dial.ts) or whole only by
@@ -64,12 +61,10 @@ function asciiOnly() {
 }
 
 export async function bundle() {
-  for (const file of [entry, caWorker]) {
-    if (!existsSync(file)) throw new Error(`${relative(root, file)} is missing: run tsc -p tsconfig.json first`);
-    if (readFileSync(file, 'utf8').includes(MARK)) throw new Error(`${relative(root, file)} is already bundled: run tsc -p tsconfig.json first`);
-  }
+  if (!existsSync(entry)) throw new Error('dist/cli.js is missing: run tsc -p tsconfig.json first');
+  if (readFileSync(entry, 'utf8').includes(MARK)) throw new Error('dist/cli.js is already bundled: run tsc -p tsconfig.json first');
   const build = await rollup({
-    input: { cli: entry, 'tls/ca-worker': caWorker },
+    input: entry,
     external: (id) => EXTERNAL.some((re) => re.test(id)),
     plugins: [
       ownUrls(),
@@ -89,7 +84,7 @@ export async function bundle() {
   await build.write({
     dir: dist,
     format: 'esm',
-    entryFileNames: '[name].js',
+    entryFileNames: 'cli.js',
     chunkFileNames: 'chunk-[name]-[hash].js',
     // a require() the CommonJS plugin leaves (a dynamic one inside a package) still works
     banner: () => `${MARK}\nimport { createRequire as __sluiceRequire } from 'node:module';\nconst require = __sluiceRequire(import.meta.url);`,

@@ -22,7 +22,7 @@ import { ToolLimiter } from '../proxy/limits.js';
 import { createProxyServer, DEFAULT_SERVER_OPTIONS, type ProxyServerOptions } from '../proxy/server.js';
 import { warmUpstreamClient } from '../net/dial.js';
 import { SelfEndpoints } from '../net/self.js';
-import { initCaAside, loadCa, type CertificateAuthority } from '../tls/ca.js';
+import { initCa, loadCa, type CertificateAuthority } from '../tls/ca.js';
 import { LeafCertificates } from '../tls/leaf.js';
 import { PolicyHolder } from './policy-holder.js';
 import { buildRuntime, scrubSecrets } from './runtime.js';
@@ -128,21 +128,6 @@ async function buildWithoutAsk(loaded: LoadedPolicy, env: NodeJS.ProcessEnv): Pr
 }
 
 export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
-  // A first start creates the CA on a thread of its own while this one loads the policy and opens
-  // the rest (issue 20); the proxy port still listens only once the CA is loaded and checked. A
-  // start refused on the way lets it finish first: stopped halfway, it could leave a key without
-  // its certificate, which every later start would refuse.
-  const caCreated = initCaAside(opts.caDir);
-  caCreated.catch(() => undefined);
-  try {
-    return await start(opts, caCreated);
-  } catch (err) {
-    await caCreated.catch(() => undefined);
-    throw err;
-  }
-}
-
-async function start(opts: ServeOptions, caCreated: Promise<{ created: boolean; certPath: string }>): Promise<RunningSluice> {
   let policy: PolicyHolder;
   try {
     policy = await PolicyHolder.open({
@@ -157,7 +142,7 @@ async function start(opts: ServeOptions, caCreated: Promise<{ created: boolean; 
     const named = err instanceof PolicyError || err instanceof PolicyPinMismatch;
     throw new StartupError(named ? (err as Error).message : `${opts.policyFile}: ${(err as Error).message}`);
   }
-  const ca = await openCa(opts.caDir, caCreated, opts.logger).catch(async (err: Error) => {
+  const ca = await openCa(opts.caDir, opts.logger).catch(async (err: Error) => {
     await policy.close();
     throw new StartupError(err.message);
   });
@@ -438,8 +423,8 @@ function debugRequest(logger: Logger, e: AuditInput): void {
 }
 
 /** The interception CA, created on first start: a new one is said in the log, since clients must trust it. */
-async function openCa(dir: string, creating: Promise<{ created: boolean; certPath: string }>, logger: Logger): Promise<CertificateAuthority> {
-  const { created, certPath } = await creating;
+async function openCa(dir: string, logger: Logger): Promise<CertificateAuthority> {
+  const { created, certPath } = await initCa(dir);
   if (created)
     logger.info(
       { ca: certPath },

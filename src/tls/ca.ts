@@ -5,10 +5,8 @@
 // and loads @peculiar/x509 only when a CA is created, a check fails, or the first leaf is issued.
 import type * as X509 from '@peculiar/x509';
 import { X509Certificate, createPrivateKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';
@@ -112,46 +110,6 @@ export async function initCa(dir: string): Promise<{ created: boolean; certPath:
   }
   await writeFile(certPath, cert.toString('pem') + '\n', { mode: 0o644, flag: 'wx' });
   return { created: true, certPath };
-}
-
-/** What the thread creating the CA (ca-worker.ts) posts back. */
-export interface CaWorkerReply {
-  ok: boolean;
-  created?: boolean;
-  certPath?: string;
-  /** the error's message and code (an fs error's message names a path, never key material) */
-  message?: string;
-  code?: string;
-}
-
-/**
- * initCa, on a thread of its own when a CA is to be created and the built worker is there (dist/),
- * so that a first start's @peculiar/x509 load and signing run while the main thread goes on with
- * the start; a dir with a CA (or either file) is settled here, and src/ (the unit tests) has no
- * built worker and creates on this thread. A worker that fails to start or dies before it answers
- * refuses the start like any other CA error: it may have written the key and not the certificate.
- */
-export function initCaAside(dir: string): Promise<{ created: boolean; certPath: string }> {
-  const script = new URL('./ca-worker.js', import.meta.url);
-  // Looked at synchronously: the thread is started before the main thread's next long slice.
-  if (existsSync(join(dir, CA_CERT_FILE)) || existsSync(join(dir, CA_KEY_FILE)) || !existsSync(script)) return initCa(dir);
-  return new Promise((resolve, reject) => {
-    let answered = false;
-    const worker = new Worker(script, { workerData: { dir } });
-    worker.once('message', (reply: CaWorkerReply) => {
-      answered = true;
-      if (reply.ok) resolve({ created: reply.created === true, certPath: reply.certPath ?? join(dir, CA_CERT_FILE) });
-      else reject(Object.assign(new Error(reply.message ?? 'the CA could not be created'), reply.code ? { code: reply.code } : {}));
-    });
-    worker.once('error', (err) => {
-      if (!answered) reject(new Error(`the thread creating the CA failed: ${err.message}`));
-      answered = true;
-    });
-    worker.once('exit', (code) => {
-      if (!answered) reject(new Error(`the thread creating the CA stopped (exit ${code}) before it answered`));
-      answered = true;
-    });
-  });
 }
 
 /** Loads and checks the CA in dir; with create, makes one first when none is there. */
