@@ -18,6 +18,7 @@ import {
   joinedNeighbours,
   keptText,
   surveyRuns,
+  unwrap,
 } from '../../src/leak/detect.js';
 import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from '../../src/leak/runs.js';
 import { defaultShapes, NEEDS, ShapeSet } from '../../src/leak/shapes.js';
@@ -569,4 +570,73 @@ t.test('a needed literal: pinned to the regex it was read off, and no window wit
     { numRuns: 3000 },
   );
   t.ok(found > 100, `3000 texts, ${found} with a jwt finding`);
+});
+
+/** unwrap as it was: every text with a break split and joined again (the fast path hands back the text without) */
+function unwrapBySplit(text: string): string {
+  if (!text.includes('\n') && !text.includes('\\n')) return text;
+  const lines = text.split(/\r?\n|\\r?\\n/);
+  let out = lines[0]!;
+  let changed = false;
+  let length = out.length;
+  for (let i = 1; i < lines.length; i++) {
+    const previous = lines[i - 1]!;
+    const joins = previous.length >= 60 && /^[A-Za-z0-9+/=_-]{60}$/.test(previous.slice(-60)) && /^[A-Za-z0-9+/_-]/.test(lines[i]!);
+    if (joins) changed = true;
+    length += lines[i]!.length;
+    out += (joins ? '' : '\n') + lines[i]!;
+  }
+  return changed || length + lines.length - 1 !== text.length ? out : text;
+}
+
+t.test('property: unwrap hands back what splitting every text gives', async (t) => {
+  const line = fc.oneof(
+    fc.constantFrom(59, 60, 61, 64, 76).map((n) => 'QUJD'.repeat(20).slice(0, n)),
+    fc.constantFrom(59, 60, 61).map((n) => `${'x'.repeat(n - 2)}==`),
+    fc.constantFrom(60, 61).map((n) => `${' '.repeat(n - 60)}${'a'.repeat(59)} `),
+    fc.constantFrom('', 'a', '=', ' ', '-x', '1.1 sluice', '/upload', 'application/json'),
+    fc.string({ maxLength: 70 }),
+  );
+  const brk = fc.constantFrom('\n', '\n', '\r\n', '\\n', '\\r\\n', '\r', '\n\n');
+  fc.assert(
+    fc.property(fc.array(fc.tuple(line, brk), { maxLength: 8 }), line, (pairs, last) => {
+      const text = pairs.map(([l, b]) => l + b).join('') + last;
+      return unwrap(text) === unwrapBySplit(text);
+    }),
+    { numRuns: 5000 },
+  );
+  for (const text of [
+    `${'a'.repeat(60)}\nb`,
+    `${'a'.repeat(59)}\nb`,
+    `${'a'.repeat(60)}\r\nb`,
+    `${'a'.repeat(60)}\\nb`,
+    `x\n${'a'.repeat(60)}\nb`,
+  ])
+    t.equal(unwrap(text), unwrapBySplit(text), JSON.stringify(text.slice(-8)));
+  t.not(unwrap(`${'a'.repeat(60)}\nb`), `${'a'.repeat(60)}\nb`, 'a wrapped line is still joined');
+});
+
+t.test('property: LeakScan decides a body as detectLeak decides its decoded text', async (t) => {
+  const piece = fc.oneof(
+    fc.constantFrom(
+      GH,
+      AWS,
+      `"${GH}"`,
+      Buffer.from(GH).toString('base64'),
+      Buffer.from(GH).toString('hex'),
+      '\\u0067hp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A',
+    ),
+    fc.constantFrom('é', 'ｇｈｐ_', '\u200b', '\x00', '\x1f', '\x7f', '\n', ' ', '"k": "v"', '{', '}', 'key'),
+    fc.string({ maxLength: 12 }),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 12 }), fc.boolean(), (pieces, latin1) => {
+      const body = Buffer.from(pieces.join(''), latin1 ? 'latin1' : 'utf8');
+      const finding = detectLeak(decodedText(body), { budget: new DecodeBudget(16 * 1024 * 1024) });
+      const message = scanStream(body, body.length + 1);
+      return (finding === null) === (message === null) && (message === null || message.includes(`(${finding!.shape})`));
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 bodies');
 });
