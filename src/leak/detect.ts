@@ -92,9 +92,12 @@ const ALPHABET_START = /^[A-Za-z0-9+/_-]/;
  * base64 (MIME and PEM wrap at 64 or 76) joins it to the next. Line by line, never a regex over
  * the whole text that could backtrack across a long run.
  */
-function unwrap(text: string): string {
+export function unwrap(text: string): string {
   // JSON escapes (\r\n, \n) break lines too: a wrapped value inside a JSON string carries no real line break.
-  if (!text.includes('\n') && !text.includes('\\n')) return text;
+  const escaped = text.includes('\\n');
+  if (!escaped && !text.includes('\n')) return text;
+  // every break a raw \n and no line before one of 60 characters (a head's surfaces): none joins, the text as it is
+  if (!escaped && !text.includes('\r\n') && !longLineBeforeBreak(text)) return text;
   const lines = text.split(LINE_BREAK);
   let out = lines[0]!;
   let changed = false;
@@ -108,6 +111,15 @@ function unwrap(text: string): string {
   }
   // every break one character (a raw \n, the only one-character break) and none joined: the text as it was
   return changed || length + lines.length - 1 !== text.length ? out : text;
+}
+/** Whether a line of `text` that a raw \n ends is 60 characters or more (what a join needs of the line before it). */
+function longLineBeforeBreak(text: string): boolean {
+  let from = 0;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) {
+    if (at - from >= 60) return true;
+    from = at + 1;
+  }
+  return false;
 }
 const BASE64_RUN = /[A-Za-z0-9+/_-]{16,}/g;
 const HEX_RUN = /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{16,}|[0-9a-fA-F]{2}(?:([-:])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){6,})(?![0-9a-fA-F])/g;

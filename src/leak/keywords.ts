@@ -6,6 +6,8 @@
 import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from './runs.js';
 
 const ALPHABET = 128;
+// the run machine (#scanSurveying) reads these class bits by their positions
+if (C_B64 !== 1 << 0 || C_HEX !== 1 << 1 || C_SEP !== 1 << 4 || C_VALUE !== 1 << 7) throw new Error('run class bits moved: see #scanSurveying');
 
 export class KeywordAutomaton {
   readonly keywords: readonly string[];
@@ -157,13 +159,16 @@ export class KeywordAutomaton {
     let state = 0;
     /** just after a quote that opens a JSON value, with only value characters since; else -1 */
     let open = -1;
-    let b64Start = -1;
+    /** base64 characters in a row up to here, and the union of their classes */
+    let b64Length = 0;
     let b64Flags = 0;
-    let hexStart = -1;
-    /** hex digits since the last separator or other character, and 2-digit groups in a row before it */
+    /** hex digits in a row up to here (since the last separator or other character), and 2-digit groups in a row before them */
     let group = 0;
     let chain = 0;
     let separated = false;
+    // The run machine in arithmetic: a class bit becomes a mask (0 or -1) that keeps or clears a
+    // counter, so the random mix of hex and other letters in base64 and words costs no branch a
+    // character; what is left branches only where a run ends long enough to keep, and at quotes.
     for (let i = 0; i < length; i++) {
       const code = text.charCodeAt(i);
       let entry = 0;
@@ -173,39 +178,28 @@ export class KeywordAutomaton {
       if (states) states[i] = state;
       if (state >= endFrom) this.#hits(state, i, hit);
       const cls = entry >> 8;
-      if ((cls & C_VALUE) === 0) {
-        if (code === 0x22) {
-          if (open >= 0 && i - open >= 4 && i - open <= 256) {
-            quoted.push(open, i);
-            open = -1;
-          } else open = i + 1;
-        } else open = -1;
-      }
-      if ((cls & C_B64) !== 0) {
-        if (b64Start < 0) {
-          b64Start = i;
-          b64Flags = 0;
-        }
-        b64Flags |= cls;
-      } else if (b64Start >= 0) {
-        if (i - b64Start >= 16) closeBase64(survey, b64Start, i, b64Flags);
-        b64Start = -1;
-      }
-      if ((cls & C_HEX) !== 0) {
-        if (hexStart < 0) hexStart = i;
-        group++;
-      } else {
-        if (hexStart >= 0 && i - hexStart >= 16) hex.push(hexStart, i);
-        hexStart = -1;
-        if ((cls & C_SEP) !== 0 && group === 2) {
-          if (++chain >= 7) separated = true;
-        } else chain = 0;
-        group = 0;
-      }
+      if (code === 0x22) {
+        if (open >= 0 && i - open >= 4 && i - open <= 256) {
+          quoted.push(open, i);
+          open = -1;
+        } else open = i + 1;
+      } else open |= ((cls >> 7) & 1) - 1; // C_VALUE: kept; any other character: -1
+      const inB64 = (cls << 31) >> 31; // C_B64 (bit 0) as a mask
+      // a run of 16 or more ends here: (15 - length) is negative, and the mask keeps it only off the alphabet
+      if (((15 - b64Length) & ~inB64) < 0) closeBase64(survey, i - b64Length, i, b64Flags);
+      b64Length = (b64Length + 1) & inB64;
+      b64Flags = (b64Flags | cls) & inB64;
+      const inHex = (cls << 30) >> 31; // C_HEX (bit 1) as a mask
+      if (((15 - group) & ~inHex) < 0) hex.push(i - group, i);
+      // off hex: a separator (C_SEP, bit 4, never a hex digit) after exactly 2 digits goes on with the chain, else it breaks
+      const pair = (cls >> 4) & 1 & (((group ^ 2) - 1) >>> 31);
+      chain = (chain & inHex) | ((chain + 1) & (0 - pair));
+      if (chain >= 7) separated = true;
+      group = (group + 1) & inHex;
     }
     // the end closes the open runs
-    if (b64Start >= 0 && length - b64Start >= 16) closeBase64(survey, b64Start, length, b64Flags);
-    if (hexStart >= 0 && length - hexStart >= 16) hex.push(hexStart, length);
+    if (b64Length >= 16) closeBase64(survey, length - b64Length, length, b64Flags);
+    if (group >= 16) hex.push(length - group, length);
     if (separated) survey.separatedHex = true;
     return true;
   }

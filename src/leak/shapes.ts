@@ -22,6 +22,8 @@ export interface Shape {
   entropy: number;
   /** false when the match is allowed (an allowlist, a stopword, a failed check) */
   accept: (secret: string, match: string) => boolean;
+  /** a literal every match of `regex` holds (case as it is): a window without it is not searched */
+  needs?: string | undefined;
 }
 
 interface RawAllowlist {
@@ -80,6 +82,14 @@ const NEAR_FORMAT: ReadonlyArray<{ name: string; source: string; keywords: strin
   { name: 'pypi_token', source: '(?<![A-Za-z0-9_-])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}', keywords: ['pypi-ageichlwas5vcmc'] },
   { name: 'docker_hub_pat', source: '(?<![A-Za-z0-9_-])dckr_pat_[A-Za-z0-9_-]{24,40}(?![A-Za-z0-9_-])', keywords: ['dckr_pat_'] },
 ];
+
+/**
+ * Literals every match of a gitleaks rule's regex holds, by rule id, where its keyword is so short
+ * that its hits make windows over most of a body (the "ey" of jwt is in every "key"). jwt's regex
+ * is `\b(ey[a-zA-Z0-9]{17,}\.ey...`: case-sensitive, and every match has ".ey" (the test pins the
+ * source, so a rule update is looked at again).
+ */
+export const NEEDS: Readonly<Record<string, string>> = { jwt: '.ey' };
 
 /** Keywords for sluice's own table (LEAK_PATTERNS), by name: the literal each shape starts with, lower-cased. */
 const OWN_KEYWORDS: Readonly<Record<string, readonly string[]>> = {
@@ -174,6 +184,7 @@ function gitleaksShapes(): Shape[] {
         if (globalStopwords.some((word) => lower.includes(word))) return false;
         return !allowed(secret, match);
       },
+      needs: NEEDS[rule.id],
     });
   }
   return shapes;
@@ -187,6 +198,7 @@ function ownShapes(): Shape[] {
     secretGroup: 0,
     entropy: 0,
     accept: (_secret, match) => !pattern.verify || pattern.verify(match),
+    needs: undefined,
   }));
   const near: Shape[] = NEAR_FORMAT.map((shape) => ({
     name: shape.name,
@@ -195,6 +207,7 @@ function ownShapes(): Shape[] {
     secretGroup: 0,
     entropy: 0,
     accept: () => true,
+    needs: undefined,
   }));
   return [...own, ...near];
 }
@@ -332,6 +345,11 @@ function matchesNear(shape: Shape, text: string, positions: number[]): boolean {
 }
 
 function matches(shape: Shape, text: string, start: number, end: number): boolean {
+  // without the literal every match holds, the window has no match
+  if (shape.needs !== undefined) {
+    const at = text.indexOf(shape.needs, start);
+    if (at === -1 || at + shape.needs.length > end) return false;
+  }
   const window = start === 0 && end === text.length ? text : text.slice(start, end);
   const regex = shape.regex;
   regex.lastIndex = 0;

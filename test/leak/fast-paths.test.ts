@@ -18,8 +18,10 @@ import {
   joinedNeighbours,
   keptText,
   surveyRuns,
+  unwrap,
 } from '../../src/leak/detect.js';
-import { defaultShapes } from '../../src/leak/shapes.js';
+import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from '../../src/leak/runs.js';
+import { defaultShapes, NEEDS, ShapeSet } from '../../src/leak/shapes.js';
 import { LeakScan, PIECE } from '../../src/leak/stream.js';
 import { SecretViolation } from '../../src/secrets/violation.js';
 import { CREDENTIALS } from './fixtures.js';
@@ -65,6 +67,139 @@ t.test('property: the survey finds the runs the regexes find', async (t) => {
     { numRuns: 2000 },
   );
   t.pass('2000 texts');
+});
+
+/** The run survey as the branching run machine computed it (before the arithmetic one): the oracle it must equal. */
+function surveyByBranches(text: string): RunSurvey {
+  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
+  const close = (start: number, end: number, flags: number): void => {
+    survey.base64.push(start, end);
+    const bothCases = (flags & (C_LOWER_HEX | C_UPPER_HEX)) === (C_LOWER_HEX | C_UPPER_HEX);
+    survey.hexOnly.push((flags & C_NOT_HEX) === 0 && !bothCases ? 1 : 0);
+    survey.slash.push((flags & C_SLASH) === 0 ? 0 : 1);
+  };
+  let open = -1;
+  let b64Start = -1;
+  let b64Flags = 0;
+  let hexStart = -1;
+  let group = 0;
+  let chain = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    const cls = code < 128 ? CLASS[code]! : 0;
+    if ((cls & C_VALUE) === 0) {
+      if (code === 0x22) {
+        if (open >= 0 && i - open >= 4 && i - open <= 256) {
+          survey.quoted.push(open, i);
+          open = -1;
+        } else open = i + 1;
+      } else open = -1;
+    }
+    if ((cls & C_B64) !== 0) {
+      if (b64Start < 0) {
+        b64Start = i;
+        b64Flags = 0;
+      }
+      b64Flags |= cls;
+    } else if (b64Start >= 0) {
+      if (i - b64Start >= 16) close(b64Start, i, b64Flags);
+      b64Start = -1;
+    }
+    if ((cls & C_HEX) !== 0) {
+      if (hexStart < 0) hexStart = i;
+      group++;
+    } else {
+      if (hexStart >= 0 && i - hexStart >= 16) survey.hex.push(hexStart, i);
+      hexStart = -1;
+      if ((cls & C_SEP) !== 0 && group === 2) {
+        if (++chain >= 7) survey.separatedHex = true;
+      } else chain = 0;
+      group = 0;
+    }
+  }
+  if (b64Start >= 0 && text.length - b64Start >= 16) close(b64Start, text.length, b64Flags);
+  if (hexStart >= 0 && text.length - hexStart >= 16) survey.hex.push(hexStart, text.length);
+  return survey;
+}
+
+/** texts of every run's edges: runs of 15, 16 and 17, hex pairs 6, 7 and 8 in a row, quotes around values of 3 to 257 */
+const edgeText = fc
+  .array(
+    fc.oneof(
+      runText,
+      fc.constantFrom(
+        'a'.repeat(15),
+        'b'.repeat(16),
+        'C'.repeat(17),
+        'g'.repeat(16),
+        'aB'.repeat(8),
+        '0/'.repeat(8),
+        'ab:'.repeat(7),
+        'ab:'.repeat(8),
+        'ab-'.repeat(6) + 'ab',
+        'ab-'.repeat(7) + 'ab',
+        'abc:'.repeat(8),
+        `"${'v'.repeat(3)}"`,
+        `"${'v'.repeat(4)}"`,
+        `"${'v'.repeat(256)}"`,
+        `"${'v'.repeat(257)}"`,
+        '"a.b=c~d"',
+        '""',
+        '"',
+        '\\u0041',
+        'ｇｈｐ',
+        '\u{1f600}',
+      ),
+      fc.string({ unit: 'binary', maxLength: 8 }),
+    ),
+    { maxLength: 40 },
+  )
+  .map((parts) => parts.join(''));
+
+t.test('property: the arithmetic run machine surveys as the branching one', async (t) => {
+  const shapes = defaultShapes();
+  fc.assert(
+    fc.property(edgeText, (text) => {
+      const oracle = surveyByBranches(text);
+      // the same survey alone and fused with the keyword scan, whose hits and states it must leave as they were
+      const fused: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
+      const hits: number[] = [];
+      const plainHits: number[] = [];
+      const states = new Uint32Array(text.length);
+      const plainStates = new Uint32Array(text.length);
+      shapes.keywords.scan(text, (k, start) => hits.push(k, start), states, false, fused);
+      shapes.keywords.scan(text, (k, start) => plainHits.push(k, start), plainStates, false);
+      return (
+        isDeepStrictEqual(surveyRuns(text), oracle) &&
+        isDeepStrictEqual(fused, oracle) &&
+        isDeepStrictEqual(hits, plainHits) &&
+        isDeepStrictEqual(states, plainStates)
+      );
+    }),
+    { numRuns: 5000 },
+  );
+  t.pass('5000 texts');
+});
+
+t.test('the arithmetic run machine on run edges, one row each', async (t) => {
+  for (const text of [
+    '',
+    'a'.repeat(15),
+    'a'.repeat(16),
+    `${'a'.repeat(16)} `,
+    `x${'A'.repeat(16)}"`,
+    'ab:'.repeat(6) + 'ab',
+    'ab:'.repeat(7) + 'ab',
+    'ab:'.repeat(7),
+    'ab:cd-'.repeat(4),
+    `"${'v'.repeat(4)}"`,
+    `"${'v'.repeat(256)}"`,
+    `"${'v'.repeat(257)}"`,
+    `"ab"cdef"`,
+    `${'0'.repeat(20)}${'g'.repeat(20)}`,
+    `${'f'.repeat(40)}é${'F'.repeat(17)}`,
+  ])
+    t.same(surveyRuns(text), surveyByBranches(text), JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text));
 });
 
 t.test('property: the run decoders decode as Buffer.from does', async (t) => {
@@ -375,4 +510,133 @@ t.test('a random binary body with a token in a printable run across a piece boun
   t.ok(scanStream(body, 8192));
   t.equal(decodedText(noise).length, 0, 'the noise itself has no printable run');
   t.equal(scanStream(noise, 8192), null, 'and is not refused');
+});
+
+t.test('a needed literal: pinned to the regex it was read off, and no window with a match lacks it', async (t) => {
+  const shapes = defaultShapes();
+  const jwt = shapes.shapes.find((shape) => shape.name === 'gitleaks:jwt')!;
+  // NEEDS was read off this source: a rule update must be read again (and this line changed)
+  t.equal(
+    jwt.regex.source,
+    String.raw`\b(ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9\/\\_-]{17,}\.(?:[a-zA-Z0-9\/\\_-]{10,}={0,2})?)(?:[\x60'"\s;]|\\[nr]|$)`,
+  );
+  t.equal(jwt.regex.flags, 'g', 'case-sensitive');
+  t.same(NEEDS, { jwt: '.ey' });
+  t.equal(jwt.needs, '.ey');
+  // the same shapes without the literal: the slow path the check stands in for
+  const without = new ShapeSet(shapes.shapes.map((shape) => ({ ...shape, needs: undefined })));
+  // and jwt alone (sluice's own jwt shape comes first in the full table)
+  const alone = new ShapeSet([jwt]);
+  const aloneWithout = new ShapeSet([{ ...jwt, needs: undefined }]);
+  const header = Buffer.from('{"alg":"HS256","typ":"JWT"}').toString('base64url');
+  const payload = Buffer.from('{"sub":"1234567890","name":"John Doe","iat":1516239022}').toString('base64url');
+  const piece = fc.oneof(
+    fc.constantFrom(
+      `${header}.${payload}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c`,
+      `${header}.${payload}.`,
+      `${header}.${payload}`,
+      `${header}.Ey${payload.slice(2)}.x`,
+      `${header}.ey`,
+      'key',
+      'KEY',
+      '.ey',
+      '.eY',
+      'ey',
+      ' ',
+      '"',
+      '\n',
+      '.',
+      'abcdefghijklmnopqrstu',
+    ),
+    fc.string({ unit: fc.constantFrom('e', 'y', '.', 'a', 'Z', '0', '/', '_', ' '), maxLength: 30 }),
+    fc.string({ maxLength: 6 }),
+  );
+  let found = 0;
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), fc.nat(3000), (pieces, pad) => {
+      // padding moves the windows' cut ends (WINDOW_BEFORE, WINDOW_AFTER) across the pieces
+      const text = 'x'.repeat(pad % 2 === 0 ? 0 : pad) + pieces.join('');
+      const fast = shapes.find(text);
+      const slow = without.find(text);
+      if (fast?.shape.name !== slow?.shape.name) return false;
+      const slowAlone = aloneWithout.find(text) !== null;
+      if (slowAlone) found++;
+      if ((alone.find(text) !== null) !== slowAlone) return false;
+      jwt.regex.lastIndex = 0;
+      const any = jwt.regex.test(text);
+      jwt.regex.lastIndex = 0;
+      return !any || text.includes('.ey');
+    }),
+    { numRuns: 3000 },
+  );
+  t.ok(found > 100, `3000 texts, ${found} with a jwt finding`);
+});
+
+/** unwrap as it was: every text with a break split and joined again (the fast path hands back the text without) */
+function unwrapBySplit(text: string): string {
+  if (!text.includes('\n') && !text.includes('\\n')) return text;
+  const lines = text.split(/\r?\n|\\r?\\n/);
+  let out = lines[0]!;
+  let changed = false;
+  let length = out.length;
+  for (let i = 1; i < lines.length; i++) {
+    const previous = lines[i - 1]!;
+    const joins = previous.length >= 60 && /^[A-Za-z0-9+/=_-]{60}$/.test(previous.slice(-60)) && /^[A-Za-z0-9+/_-]/.test(lines[i]!);
+    if (joins) changed = true;
+    length += lines[i]!.length;
+    out += (joins ? '' : '\n') + lines[i]!;
+  }
+  return changed || length + lines.length - 1 !== text.length ? out : text;
+}
+
+t.test('property: unwrap hands back what splitting every text gives', async (t) => {
+  const line = fc.oneof(
+    fc.constantFrom(59, 60, 61, 64, 76).map((n) => 'QUJD'.repeat(20).slice(0, n)),
+    fc.constantFrom(59, 60, 61).map((n) => `${'x'.repeat(n - 2)}==`),
+    fc.constantFrom(60, 61).map((n) => `${' '.repeat(n - 60)}${'a'.repeat(59)} `),
+    fc.constantFrom('', 'a', '=', ' ', '-x', '1.1 sluice', '/upload', 'application/json'),
+    fc.string({ maxLength: 70 }),
+  );
+  const brk = fc.constantFrom('\n', '\n', '\r\n', '\\n', '\\r\\n', '\r', '\n\n');
+  fc.assert(
+    fc.property(fc.array(fc.tuple(line, brk), { maxLength: 8 }), line, (pairs, last) => {
+      const text = pairs.map(([l, b]) => l + b).join('') + last;
+      return unwrap(text) === unwrapBySplit(text);
+    }),
+    { numRuns: 5000 },
+  );
+  for (const text of [
+    `${'a'.repeat(60)}\nb`,
+    `${'a'.repeat(59)}\nb`,
+    `${'a'.repeat(60)}\r\nb`,
+    `${'a'.repeat(60)}\\nb`,
+    `x\n${'a'.repeat(60)}\nb`,
+  ])
+    t.equal(unwrap(text), unwrapBySplit(text), JSON.stringify(text.slice(-8)));
+  t.not(unwrap(`${'a'.repeat(60)}\nb`), `${'a'.repeat(60)}\nb`, 'a wrapped line is still joined');
+});
+
+t.test('property: LeakScan decides a body as detectLeak decides its decoded text', async (t) => {
+  const piece = fc.oneof(
+    fc.constantFrom(
+      GH,
+      AWS,
+      `"${GH}"`,
+      Buffer.from(GH).toString('base64'),
+      Buffer.from(GH).toString('hex'),
+      '\\u0067hp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A',
+    ),
+    fc.constantFrom('é', 'ｇｈｐ_', '\u200b', '\x00', '\x1f', '\x7f', '\n', ' ', '"k": "v"', '{', '}', 'key'),
+    fc.string({ maxLength: 12 }),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 12 }), fc.boolean(), (pieces, latin1) => {
+      const body = Buffer.from(pieces.join(''), latin1 ? 'latin1' : 'utf8');
+      const finding = detectLeak(decodedText(body), { budget: new DecodeBudget(16 * 1024 * 1024) });
+      const message = scanStream(body, body.length + 1);
+      return (finding === null) === (message === null) && (message === null || message.includes(`(${finding!.shape})`));
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3000 bodies');
 });
