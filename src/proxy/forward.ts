@@ -23,8 +23,17 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     res.destroy();
     return;
   }
+  // The client may go while admission waits (a lookup, a slot, a hold for approval): its 'close'
+  // has fired by then, so what would have run at the close (the record, the slot back) runs here.
+  let gone = false;
+  res.once('close', () => (gone = true));
   const admission = await admit(deps, scope, headOf('request', req));
   const ex = admission.ex;
+  if (gone) {
+    ex.report('net.req');
+    if (admission.ok) admission.release();
+    return;
+  }
   res.once('close', () => ex.report('net.req'));
   if (!admission.ok) {
     sendAnswer(res, admission.answer, admission.close);
@@ -32,8 +41,6 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     return;
   }
   res.once('close', admission.release);
-  // The client may have gone while this waited for a slot.
-  if (res.destroyed) return;
   const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
 

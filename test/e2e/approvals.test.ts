@@ -541,6 +541,9 @@ t.test('a client that gives up while held leaves the queue on every transport (w
     const withdrawn = await waitForAudit(sluice, (e) => e.type === 'approval.expired' && e.approval === request.id);
     t.equal(withdrawn.approval_decision, 'withdrawn', `${c.transport}: audited as withdrawn`);
     t.match(withdrawn.detail, /the client closed its connection/);
+    // The request itself is audited too (a client gone during admission once left no record).
+    const own = await waitForAudit(sluice, (e) => e.request_id === withdrawn.request_id && !String(e.type).startsWith('approval.'));
+    t.ok(own, `${c.transport}: the request has its own record (${String(own.type)})`);
     t.notOk(
       (await pending()).some((p) => p.id === request.id),
       `${c.transport}: no longer pending`,
