@@ -41,6 +41,8 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
     return;
   }
   res.once('close', admission.release);
+  // Destroyed while admission waited, its 'close' still to come: the listeners above run at it.
+  if (res.destroyed) return;
   const { tool, target, decision, ip, runtime } = admission;
   const limits = decision.limits;
 
