@@ -6,11 +6,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { cleanEnv } from '../helpers/clients.js';
+import { cleanEnv, openSocket } from '../helpers/clients.js';
 import { freeLoopbackPort } from '../helpers/gate-cli.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -62,11 +61,10 @@ t.test('the first start has the whole CA on disk and at /ca.pem before the proxy
   let filesAtAccept: string[] | null = null;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const accepted = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
+    const accepted = await openSocket(port).then(
+      (s) => (s.destroy(), true),
+      () => false,
+    );
     if (accepted) {
       filesAtAccept = existsSync(caDir) ? readdirSync(caDir).sort() : [];
       break;
