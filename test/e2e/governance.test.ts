@@ -2,14 +2,13 @@
 // reload (file change in-process, SIGHUP on the spawned CLI), pinned-policy drift halting under
 // traffic (in-process and the CLI's exit 3), an audit that cannot be written halting the proxy,
 // and SIGTERM flushing the audit.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { basicAuth, cleanEnv, connectTunnel, curl } from '../helpers/clients.js';
-import { sha256, startTestSluice, TOKEN, TOOL, waitForAudit, type AuditRecord } from '../helpers/sluice.js';
+import { serveCliProcess } from '../helpers/gate-cli.js';
+import { sha256, startTestSluice, TOKEN, TOOL, waitForAudit } from '../helpers/sluice.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -169,79 +168,11 @@ t.test('an audit that cannot be written halts the proxy (invariant 4)', async (t
 
 // --- the spawned CLI -----------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-interface Served {
-  child: ChildProcess;
-  port: number;
-  adminPort: number;
-  dir: string;
-  policyFile: string;
-  auditFile: string;
-  stderr(): string;
-  exited: Promise<number | null>;
-  audit(): AuditRecord[];
-}
-
-async function serveCli(policy: string, extra: string[] = []): Promise<Served> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-gov-cli-'));
-  const policyFile = path.join(dir, 'policy.yaml');
-  writeFileSync(policyFile, policy);
-  const auditFile = path.join(dir, 'audit.log');
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--policy',
-      policyFile,
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--admin',
-      `127.0.0.1:${adminPort}`,
-      '--ca-dir',
-      path.join(dir, 'certs'),
-      '--audit',
-      auditFile,
-      '--log-level',
-      'warn',
-      ...extra,
-    ],
-    { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (up) break;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`sluice serve did not come up: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const audit = () =>
-    readFileSync(auditFile, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as AuditRecord);
-  return { child, port, adminPort, dir, policyFile, auditFile, stderr: () => stderr, exited, audit };
-}
-
 const withExitTimeout = (p: Promise<number | null>, ms: number) =>
   Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
 
 t.test('CLI: SIGHUP applies a new policy to new requests', async (t) => {
-  const s = await serveCli(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)), ['--no-watch']);
+  const s = await serveCliProcess(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
   t.teardown(() => void s.child.kill('SIGKILL'));
   t.equal((await viaProxy(s.port, `http://127.0.0.2:${upstream.port}/anything/before`)).status, 200);
   const next = policyFor(['/other/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN));
@@ -258,7 +189,7 @@ t.test('CLI: SIGHUP applies a new policy to new requests', async (t) => {
 });
 
 t.test('CLI: SIGTERM flushes the audit (the last request is on disk) and exits 0', async (t) => {
-  const s = await serveCli(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
+  const s = await serveCliProcess(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)), { watch: true });
   t.teardown(() => void s.child.kill('SIGKILL'));
   for (let i = 0; i < 5; i++) await viaProxy(s.port, `http://127.0.0.2:${upstream.port}/anything/n${i}`);
   s.child.kill('SIGTERM');
@@ -270,7 +201,7 @@ t.test('CLI: SIGTERM flushes the audit (the last request is on disk) and exits 0
 
 t.test('CLI: a pinned policy edited at run time exits 3 after a drain, drift on disk', async (t) => {
   const policy = policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN));
-  const s = await serveCli(policy, ['--policy-sha256', sha256(policy)]);
+  const s = await serveCliProcess(policy, { watch: true, extra: ['--policy-sha256', sha256(policy)] });
   t.teardown(() => void s.child.kill('SIGKILL'));
   t.equal((await viaProxy(s.port, `http://127.0.0.2:${upstream.port}/anything/pre`)).status, 200);
   const editedAt = Date.now();

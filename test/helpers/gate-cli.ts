@@ -27,7 +27,11 @@ export interface ServedCli {
   port: number;
   adminPort: number;
   dir: string;
+  /** the policy file it serves (a test edits it to reload or drift) */
+  policyFile: string;
   auditFile: string;
+  /** settles with the exit code when the process exits */
+  exited: Promise<number | null>;
   stderr(): string;
   /** entries in /proc/PID/fd now */
   fdCount(): number;
@@ -38,11 +42,12 @@ export interface ServedCli {
 
 /**
  * Spawns `[...wrapper] node dist/cli.js serve` on free loopback ports with the policy given as
- * text. `--audit-fsync never --no-watch --log-level warn` unless `extra` says otherwise.
+ * text. `--audit-fsync never --no-watch --log-level warn` unless `extra` says otherwise; `watch`
+ * leaves `--no-watch` out, so the policy file is watched (a reload or a drift on edit).
  */
 export async function serveCliProcess(
   policy: string,
-  options: { wrapper?: string[]; extra?: string[]; env?: Record<string, string>; dir?: string } = {},
+  options: { wrapper?: string[]; extra?: string[]; env?: Record<string, string>; dir?: string; watch?: boolean } = {},
 ): Promise<ServedCli> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run the tests through \`npm test\`, which builds it`);
   // A `dir` of an earlier run restarts sluice on the same audit file and CA.
@@ -68,7 +73,7 @@ export async function serveCliProcess(
     'never',
     '--log-level',
     'warn',
-    '--no-watch',
+    ...(options.watch ? [] : ['--no-watch']),
     ...(options.extra ?? []),
   ];
   const wrapper = options.wrapper ?? [];
@@ -98,7 +103,9 @@ export async function serveCliProcess(
     port,
     adminPort,
     dir,
+    policyFile,
     auditFile,
+    exited,
     stderr: () => stderr,
     fdCount: () => readdirSync(`/proc/${pid}/fd`).length,
     audit: () =>
