@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { basicAuth, cleanEnv, connectTunnel, curl } from '../helpers/clients.js';
-import { serveCliProcess } from '../helpers/gate-cli.js';
+import { exitWithin, serveCliProcess } from '../helpers/gate-cli.js';
 import { sha256, startTestSluice, TOKEN, TOOL, waitForAudit } from '../helpers/sluice.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { waitFor } from '../helpers/wait.js';
@@ -168,11 +168,12 @@ t.test('an audit that cannot be written halts the proxy (invariant 4)', async (t
 
 // --- the spawned CLI -----------------------------------------------------------------------
 
-const withExitTimeout = (p: Promise<number | null>, ms: number) =>
-  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+// The CLI's own audit fsync mode (interval), as a user runs it.
+const served = (policy: string, options: { watch?: boolean; extra?: string[] } = {}) =>
+  serveCliProcess(policy, { ...options, auditFsync: 'interval' });
 
 t.test('CLI: SIGHUP applies a new policy to new requests', async (t) => {
-  const s = await serveCliProcess(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
+  const s = await served(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)));
   t.teardown(() => void s.child.kill('SIGKILL'));
   t.equal((await viaProxy(s.port, `http://127.0.0.2:${upstream.port}/anything/before`)).status, 200);
   const next = policyFor(['/other/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN));
@@ -185,15 +186,15 @@ t.test('CLI: SIGHUP applies a new policy to new requests', async (t) => {
   t.equal(after.status, 403);
   t.equal(JSON.parse((await admin(s.adminPort, '/policy')).body).sha256, sha256(next));
   s.child.kill('SIGTERM');
-  t.equal(await withExitTimeout(s.exited, 5000), 0);
+  t.equal(await exitWithin(s.exited, 5000), 0);
 });
 
 t.test('CLI: SIGTERM flushes the audit (the last request is on disk) and exits 0', async (t) => {
-  const s = await serveCliProcess(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)), { watch: true });
+  const s = await served(policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN)), { watch: true });
   t.teardown(() => void s.child.kill('SIGKILL'));
   for (let i = 0; i < 5; i++) await viaProxy(s.port, `http://127.0.0.2:${upstream.port}/anything/n${i}`);
   s.child.kill('SIGTERM');
-  t.equal(await withExitTimeout(s.exited, 5000), 0, s.stderr());
+  t.equal(await exitWithin(s.exited, 5000), 0, s.stderr());
   const last = s.audit().at(-1)!;
   t.equal(last.path, '/anything/n4');
   t.equal(cli(['audit', 'verify', s.auditFile]).status, 0, 'the flushed file verifies');
@@ -201,12 +202,12 @@ t.test('CLI: SIGTERM flushes the audit (the last request is on disk) and exits 0
 
 t.test('CLI: a pinned policy edited at run time exits 3 after a drain, drift on disk', async (t) => {
   const policy = policyFor(['/anything/**']).replaceAll('${TOKEN_SHA}', sha256(TOKEN));
-  const s = await serveCliProcess(policy, { watch: true, extra: ['--policy-sha256', sha256(policy)] });
+  const s = await served(policy, { watch: true, extra: ['--policy-sha256', sha256(policy)] });
   t.teardown(() => void s.child.kill('SIGKILL'));
   t.equal((await viaProxy(s.port, `http://127.0.0.2:${upstream.port}/anything/pre`)).status, 200);
   const editedAt = Date.now();
   writeFileSync(s.policyFile, `${policy}# drift\n`);
-  const code = await withExitTimeout(s.exited, 5000);
+  const code = await exitWithin(s.exited, 5000);
   t.equal(code, 3, s.stderr());
   t.comment(`CLI exited ${Date.now() - editedAt} ms after the edit`);
   t.match(s.stderr(), /pinned policy drifted; halting/);

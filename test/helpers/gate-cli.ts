@@ -40,14 +40,27 @@ export interface ServedCli {
   stop(): Promise<number | null>;
 }
 
+/** The exit code, or 'timeout' when the process has not exited within `ms`. */
+export function exitWithin(exited: Promise<number | null>, ms: number): Promise<number | null | 'timeout'> {
+  return Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+}
+
 /**
  * Spawns `[...wrapper] node dist/cli.js serve` on free loopback ports with the policy given as
  * text. `--audit-fsync never --no-watch --log-level warn` unless `extra` says otherwise; `watch`
- * leaves `--no-watch` out, so the policy file is watched (a reload or a drift on edit).
+ * leaves `--no-watch` out, so the policy file is watched (a reload or a drift on edit), and
+ * `auditFsync` picks the fsync mode (`interval` is the CLI's own default).
  */
 export async function serveCliProcess(
   policy: string,
-  options: { wrapper?: string[]; extra?: string[]; env?: Record<string, string>; dir?: string; watch?: boolean } = {},
+  options: {
+    wrapper?: string[];
+    extra?: string[];
+    env?: Record<string, string>;
+    dir?: string;
+    watch?: boolean;
+    auditFsync?: 'never' | 'interval' | 'always';
+  } = {},
 ): Promise<ServedCli> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run the tests through \`npm test\`, which builds it`);
   // A `dir` of an earlier run restarts sluice on the same audit file and CA.
@@ -70,7 +83,7 @@ export async function serveCliProcess(
     '--audit',
     auditFile,
     '--audit-fsync',
-    'never',
+    options.auditFsync ?? 'never',
     '--log-level',
     'warn',
     ...(options.watch ? [] : ['--no-watch']),
@@ -118,7 +131,7 @@ export async function serveCliProcess(
     stop: async () => {
       if (child.exitCode !== null) return child.exitCode;
       child.kill('SIGTERM');
-      const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+      const code = await exitWithin(exited, 10_000);
       if (code !== 'timeout') return code;
       child.kill('SIGKILL');
       return exited;
