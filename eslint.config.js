@@ -7,6 +7,7 @@ export default tseslint.config(
   {
     ignores: [
       'src/config/policy-validator.gen.ts',
+      'src/leak/scan-wasm.gen.ts',
       'dist/',
       'coverage/',
       '.tap/',

@@ -3,9 +3,12 @@
 // backtracking engine; this costs a table lookup a character, so every body is read once for all
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
+import { wasmScan, wasmTables, type WasmScan, type WasmTables } from './scan-wasm.js';
 import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from './runs.js';
 
 const ALPHABET = 128;
+/** texts at least this long go to the WebAssembly loop (scan-wasm.ts); a shorter one costs less in JavaScript than the call */
+export const WASM_MIN = 64;
 // the run machine (#scanSurveying) reads these class bits by their positions
 if (C_B64 !== 1 << 0 || C_HEX !== 1 << 1 || C_SEP !== 1 << 4 || C_VALUE !== 1 << 7) throw new Error('run class bits moved: see #scanSurveying');
 
@@ -30,6 +33,8 @@ export class KeywordAutomaton {
   readonly #depth: Uint8Array;
   /** the longest keyword */
   readonly maxLength: number;
+  /** the tables in the WebAssembly loop's memory (scan-wasm.ts), made on the first long scan; null when it cannot run them */
+  #wasm: WasmTables | null | undefined;
 
   constructor(keywords: readonly string[]) {
     this.keywords = keywords;
@@ -118,6 +123,14 @@ export class KeywordAutomaton {
    * returns true.
    */
   scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint32Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
+    if (text.length >= WASM_MIN) {
+      this.#wasm ??= wasmTables(this.#next, this.#columnAndClass, this.#endFrom);
+      const fast = this.#wasm === null ? null : wasmScan(this.#wasm, text);
+      if (fast !== null) {
+        this.#fromWasm(fast, text.length, hit, states, survey);
+        return true;
+      }
+    }
     if (survey) return this.#scanSurveying(text, hit, states, stopAtNonAscii, survey);
     const next = this.#next;
     const endFrom = this.#endFrom;
@@ -202,6 +215,29 @@ export class KeywordAutomaton {
     if (group >= 16) hex.push(length - group, length);
     if (separated) survey.separatedHex = true;
     return true;
+  }
+
+  /**
+   * What the WebAssembly loop found, as the JavaScript loops hand it over: the states, the survey,
+   * then the hits (copied out first: a callback may scan again, and a scan reuses the memory).
+   */
+  #fromWasm(fast: WasmScan, length: number, hit: (keyword: number, start: number) => void, states?: Uint32Array, survey?: RunSurvey): void {
+    if (states) states.set(fast.u32.subarray(fast.states, fast.states + Math.min(length, states.length)));
+    if (survey) {
+      const words = fast.words;
+      for (let r = 0, at = fast.runs; r < fast.runCount; r++, at += 3) {
+        const kind = words[at]!;
+        const start = words[at + 1]!;
+        const end = words[at + 2]!;
+        if ((kind & 0xff) === 0) survey.quoted.push(start, end);
+        else if ((kind & 0xff) === 1) closeBase64(survey, start, end, kind >> 8);
+        else survey.hex.push(start, end);
+      }
+      if (fast.separated) survey.separatedHex = true;
+    }
+    if (fast.hitCount === 0) return;
+    const found = fast.words.slice(fast.hits, fast.hits + fast.hitCount * 2);
+    for (let h = 0; h < found.length; h += 2) this.#hits(found[h]!, found[h + 1]!, hit);
   }
 
   #hits(state: number, i: number, hit: (keyword: number, start: number) => void): void {

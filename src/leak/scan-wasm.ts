@@ -1,0 +1,143 @@
+// The leak scan's WebAssembly loop (src/leak/scan.wat): the keyword automaton and the run survey
+// of keywords.ts over the bytes of an ASCII text, at a fraction of the JavaScript loop's cost a
+// character. This file lays out its memory and hands back where the results are; keywords.ts reads
+// them. A text it cannot take (past ASCII, longer than MAX_TEXT, an automaton whose table is not
+// 16-bit) or a runtime without WebAssembly gets null, and the JavaScript loop, which computes the
+// same thing, runs instead.
+import { SCAN_WASM } from './scan-wasm.gen.js';
+
+/** Texts longer than this are scanned by the JavaScript loop (the memory a call needs is ~17 bytes a character). */
+export const MAX_TEXT = 256 * 1024;
+
+/** The WebAssembly API this file uses (the project's lib settings declare none). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: Record<string, unknown> };
+}
+
+type ScanFn = (text: number, length: number, states: number, hits: number, runs: number, next: number, table: number, endFrom: number) => void;
+
+interface Loaded {
+  memory: WasmMemory;
+  scan: ScanFn;
+  /** the first byte past the automata's tables: a call's space starts here */
+  top: number;
+  /** views over memory, remade when it grows */
+  bytes: Buffer;
+  words: Int32Array;
+  u32: Uint32Array;
+}
+
+let loaded: Loaded | null | undefined;
+let enabled = true;
+
+/** Turns the WebAssembly loop off (true: on again), so a test can hold the two loops to each other. */
+export function useWasmScan(on: boolean): void {
+  enabled = on;
+}
+
+/** Loaded on first use (a start that never scans a body pays nothing). null: no WebAssembly here. */
+function load(): Loaded | null {
+  if (loaded !== undefined) return loaded;
+  try {
+    const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+    if (api === undefined) return (loaded = null);
+    const instance = new api.Instance(new api.Module(Buffer.from(SCAN_WASM, 'base64')));
+    const memory = instance.exports.memory as WasmMemory;
+    loaded = {
+      memory,
+      scan: instance.exports.scan as ScanFn,
+      top: 64,
+      bytes: Buffer.alloc(0),
+      words: new Int32Array(0),
+      u32: new Uint32Array(0),
+    };
+    views(loaded);
+  } catch {
+    loaded = null;
+  }
+  return loaded;
+}
+
+function views(l: Loaded): void {
+  l.bytes = Buffer.from(l.memory.buffer);
+  l.words = new Int32Array(l.memory.buffer);
+  l.u32 = new Uint32Array(l.memory.buffer);
+}
+
+function ensure(l: Loaded, bytes: number): void {
+  const have = l.memory.buffer.byteLength;
+  if (bytes <= have) return;
+  l.memory.grow(Math.ceil((bytes - have) / 65536));
+  views(l);
+}
+
+/** An automaton's tables, copied into the module's memory once. */
+export interface WasmTables {
+  next: number;
+  table: number;
+  endFrom: number;
+}
+
+/** Copies an automaton's tables in; null when this loop cannot run it (a 32-bit table, no WebAssembly). */
+export function wasmTables(next: Uint16Array | Uint32Array, table: Uint16Array, endFrom: number): WasmTables | null {
+  if (!(next instanceof Uint16Array) || table.length !== 128) return null;
+  const l = load();
+  if (l === null) return null;
+  const nextAt = l.top;
+  const tableAt = nextAt + next.byteLength + ((8 - (next.byteLength % 8)) % 8);
+  ensure(l, tableAt + table.byteLength + 64);
+  new Uint16Array(l.memory.buffer, nextAt, next.length).set(next);
+  new Uint16Array(l.memory.buffer, tableAt, table.length).set(table);
+  l.top = tableAt + table.byteLength + 8;
+  return { next: nextAt, table: tableAt, endFrom };
+}
+
+/**
+ * Where one scan's results are, as indices into the views: `states` (u32, one a character), `hits`
+ * (i32 pairs: state, offset; `hitCount` of them), `runs` (i32 triples: kind | flags << 8, start,
+ * end; `runCount` of them), `separated`. Valid until the next scan.
+ */
+export interface WasmScan {
+  u32: Uint32Array;
+  words: Int32Array;
+  states: number;
+  hits: number;
+  hitCount: number;
+  runs: number;
+  runCount: number;
+  separated: boolean;
+}
+
+/** Scans `text` with an automaton's tables; null when the text is past ASCII or too long (the JavaScript loop takes it). */
+export function wasmScan(tables: WasmTables, text: string): WasmScan | null {
+  const length = text.length;
+  if (!enabled || length > MAX_TEXT) return null;
+  // every character ASCII exactly when UTF-8 takes one byte for each
+  if (Buffer.byteLength(text, 'utf8') !== length) return null;
+  const l = loaded!;
+  const textAt = l.top;
+  const statesAt = textAt + length + ((8 - (length % 8)) % 8);
+  const hitsAt = statesAt + length * 4;
+  const runsAt = hitsAt + length * 8;
+  // runs: at most a quoted value in 6 characters and a base64 and a hex run in 17 each, plus the two at the end
+  ensure(l, runsAt + (Math.ceil(length / 3) + 4) * 12);
+  const written = l.bytes.write(text, textAt, length, 'latin1');
+  if (written !== length) return null;
+  l.scan(textAt, length, statesAt, hitsAt, runsAt, tables.next, tables.table, tables.endFrom);
+  const words = l.words;
+  return {
+    u32: l.u32,
+    words,
+    states: statesAt >> 2,
+    hits: hitsAt >> 2,
+    hitCount: words[0]!,
+    runs: runsAt >> 2,
+    runCount: words[1]!,
+    separated: words[2] !== 0,
+  };
+}

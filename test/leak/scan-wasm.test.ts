@@ -1,0 +1,144 @@
+// The leak scan's WebAssembly loop (src/leak/scan.wat, issue 22) against the JavaScript loops it
+// stands in for: on every ASCII text the keyword hits, the automaton's states and the run survey
+// must be exactly what KeywordAutomaton's JavaScript loops give, and whole detections must agree.
+// The committed module must be what the .wat assembles to.
+import { execFileSync } from 'node:child_process';
+import { isDeepStrictEqual } from 'node:util';
+import fc from '../helpers/fc.js';
+import t from 'tap';
+import { DecodeBudget, detectLeak } from '../../src/leak/detect.js';
+import { WASM_MIN } from '../../src/leak/keywords.js';
+import type { RunSurvey } from '../../src/leak/runs.js';
+import { MAX_TEXT, useWasmScan } from '../../src/leak/scan-wasm.js';
+import { defaultShapes } from '../../src/leak/shapes.js';
+import { CREDENTIALS } from './fixtures.js';
+
+const fresh = (): RunSurvey => ({ base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] });
+
+interface Scanned {
+  complete: boolean;
+  hits: number[];
+  states: Uint32Array;
+  survey: RunSurvey;
+  plainHits: number[];
+}
+
+function scanWith(wasm: boolean, text: string): Scanned {
+  const automaton = defaultShapes().keywords;
+  useWasmScan(wasm);
+  try {
+    const hits: number[] = [];
+    const plainHits: number[] = [];
+    const states = new Uint32Array(text.length);
+    const survey = fresh();
+    const complete = automaton.scan(text, (k, start) => hits.push(k, start), states, false, survey);
+    automaton.scan(text, (k, start) => plainHits.push(k, start));
+    return { complete, hits, states, survey, plainHits };
+  } finally {
+    useWasmScan(true);
+  }
+}
+
+/** ASCII texts of keywords, credentials, runs and JSON: what makes hits, runs and quoted values */
+const asciiText = fc
+  .array(
+    fc.oneof(
+      // a credential in about one text of two, so detections go both ways
+      { arbitrary: fc.oneof(...Object.values(CREDENTIALS)), weight: 1 },
+      {
+        arbitrary: fc.constantFrom('a', 'F', '0', '9', 'z', 'Q', '+', '/', '_', '-', ':', ' ', '"', '=', '%', '\\', '\n', '{', '}', ','),
+        weight: 40,
+      },
+      {
+        arbitrary: fc.constantFrom(
+          '0123456789abcdef',
+          'DEADBEEFCAFE0123',
+          'aa:bb:cc:dd:ee:ff:00:11',
+          '0A-1B-2C-3D-4E-5F-6A-7B',
+          'ab:'.repeat(7),
+          'QUJDREVGR0hJSktMTU5PUFFS',
+          '"token":"',
+          'ghp_',
+          'xoxb-',
+          'sk-ant-',
+          'AKIA',
+          'github_pat_',
+          'private key',
+          `"${'v'.repeat(256)}"`,
+          `"${'v'.repeat(257)}"`,
+        ),
+        weight: 10,
+      },
+      { arbitrary: fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((code) => String.fromCharCode(code)), maxLength: 24 }), weight: 10 },
+    ),
+    { minLength: 8, maxLength: 80, size: 'large' },
+  )
+  .map((parts) => parts.join(''));
+
+t.test('property: the WebAssembly loop scans and surveys as the JavaScript loops', async (t) => {
+  let long = 0;
+  fc.assert(
+    fc.property(asciiText, (text) => {
+      if (text.length >= WASM_MIN) long++;
+      const js = scanWith(false, text);
+      const wasm = scanWith(true, text);
+      return isDeepStrictEqual(wasm, js);
+    }),
+    { numRuns: 3000 },
+  );
+  t.ok(long > 1500, `${long} of 3000 texts long enough for the WebAssembly loop`);
+});
+
+t.test('property: a detection decides the same with either loop', async (t) => {
+  const detect = (text: string) => detectLeak(text, { budget: new DecodeBudget(16 * 1024 * 1024) });
+  let found = 0;
+  fc.assert(
+    fc.property(asciiText, (text) => {
+      useWasmScan(false);
+      let js;
+      try {
+        js = detect(text);
+      } finally {
+        useWasmScan(true);
+      }
+      const wasm = detect(text);
+      if (wasm !== null) found++;
+      return isDeepStrictEqual(wasm, js);
+    }),
+    { numRuns: 1000 },
+  );
+  t.ok(found > 100 && found < 900, `${found} of 1000 texts hold a credential both loops find`);
+});
+
+t.test('the WebAssembly loop on edges, one row each', async (t) => {
+  const rows = [
+    'x'.repeat(WASM_MIN - 1),
+    'x'.repeat(WASM_MIN),
+    `${'a'.repeat(WASM_MIN)}ghp_`,
+    `ghp_${'a'.repeat(WASM_MIN)}`,
+    `${'A'.repeat(16)}"${'b'.repeat(WASM_MIN)}`,
+    `${'0'.repeat(WASM_MIN)}${'g'.repeat(20)}`,
+    `"${'v'.repeat(4)}"${' '.repeat(WASM_MIN)}"${'v'.repeat(256)}"`,
+    `${'ab:'.repeat(7)}ab${' '.repeat(WASM_MIN)}`,
+    `${'ab-'.repeat(6)}ab${' '.repeat(WASM_MIN)}`,
+    'Q'.repeat(MAX_TEXT),
+    `${'Q'.repeat(MAX_TEXT)}ghp_`,
+    `${'a'.repeat(WASM_MIN)}é${'ghp_'.repeat(4)}`,
+  ];
+  for (const text of rows) t.same(scanWith(true, text), scanWith(false, text), `${text.slice(0, 24)}... (${text.length})`);
+});
+
+t.test('a text past ASCII scans in JavaScript and still stops at its first non-ASCII character', async (t) => {
+  const automaton = defaultShapes().keywords;
+  const text = `${'ghp_'.repeat(20)}é${'a'.repeat(100)}`;
+  const hits: number[] = [];
+  t.equal(
+    automaton.scan(text, (k, start) => hits.push(k, start), undefined, true),
+    false,
+  );
+  t.ok(hits.length > 0, 'the hits before it were reported, as the JavaScript loop does');
+});
+
+t.test('the committed module is what the .wat assembles to', async (t) => {
+  t.doesNotThrow(() => execFileSync(process.execPath, ['scripts/gen-scan-wasm.mjs', '--check'], { stdio: 'pipe' }));
+});
