@@ -19,12 +19,24 @@ interface WasmApi {
   Instance: new (module: object) => { exports: Record<string, unknown> };
 }
 
-type ScanFn = (text: number, length: number, states: number, hits: number, runs: number, next: number, table: number, endFrom: number) => void;
+type ScanFn = (length: number, next: number, table: number, endFrom: number) => void;
+
+// The memory's fixed layout (scan.wat reads and writes at these offsets as constants, which keeps
+// the loop's pointers out of registers): counters, the text, its states, hit and run records, then
+// the automata's tables. Run records: at most a quoted value in 6 characters and a base64 and a
+// hex run in 17 each (plus the two the end closes), under a third of a record a character.
+const TEXT_AT = 0x10000;
+const STATES_AT = TEXT_AT + MAX_TEXT;
+const HITS_AT = STATES_AT + MAX_TEXT * 4;
+const RUNS_AT = HITS_AT + MAX_TEXT * 8;
+const TABLES_AT = RUNS_AT + MAX_TEXT * 4;
+/** the layout, for the test that holds scan.wat's constants to it */
+export const LAYOUT = { TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } as const;
 
 interface Loaded {
   memory: WasmMemory;
   scan: ScanFn;
-  /** the first byte past the automata's tables: a call's space starts here */
+  /** the first byte past the automata's tables (a new table goes here) */
   top: number;
   /** views over memory, remade when it grows */
   bytes: Buffer;
@@ -51,7 +63,7 @@ function load(): Loaded | null {
     loaded = {
       memory,
       scan: instance.exports.scan as ScanFn,
-      top: 64,
+      top: TABLES_AT,
       bytes: Buffer.alloc(0),
       words: new Int32Array(0),
       u32: new Uint32Array(0),
@@ -120,23 +132,17 @@ export function wasmScan(tables: WasmTables, text: string): WasmScan | null {
   // every character ASCII exactly when UTF-8 takes one byte for each
   if (Buffer.byteLength(text, 'utf8') !== length) return null;
   const l = loaded!;
-  const textAt = l.top;
-  const statesAt = textAt + length + ((8 - (length % 8)) % 8);
-  const hitsAt = statesAt + length * 4;
-  const runsAt = hitsAt + length * 8;
-  // runs: at most a quoted value in 6 characters and a base64 and a hex run in 17 each, plus the two at the end
-  ensure(l, runsAt + (Math.ceil(length / 3) + 4) * 12);
-  const written = l.bytes.write(text, textAt, length, 'latin1');
+  const written = l.bytes.write(text, TEXT_AT, length, 'latin1');
   if (written !== length) return null;
-  l.scan(textAt, length, statesAt, hitsAt, runsAt, tables.next, tables.table, tables.endFrom);
+  l.scan(length, tables.next, tables.table, tables.endFrom);
   const words = l.words;
   return {
     u32: l.u32,
     words,
-    states: statesAt >> 2,
-    hits: hitsAt >> 2,
+    states: STATES_AT >> 2,
+    hits: HITS_AT >> 2,
     hitCount: words[0]!,
-    runs: runsAt >> 2,
+    runs: RUNS_AT >> 2,
     runCount: words[1]!,
     separated: words[2] !== 0,
   };

@@ -4,40 +4,44 @@
 ;; src/leak/scan-wasm.gen.ts; src/leak/scan-wasm.ts lays out the memory and reads the results back,
 ;; and test/leak/scan-wasm.test.ts holds it to the JavaScript machine on random and edge texts.
 ;;
-;; scan(text, length, states, hits, runs, next, table, endFrom) reads `length` bytes at `text`
-;; (every one below 0x80: the caller checks), with `next` the transitions (u16, a state is the
-;; offset of its row) and `table` per character code its column (low byte) and run class (high
-;; byte, runs.ts CLASS); it writes the state after each byte at `states` (u32 each), a record
-;; (state, offset) at `hits` for each byte after which a keyword ends (state >= endFrom), and at
-;; `runs` a record (kind | flags << 8, start, end) for each run closed, in text order: kind 0 a
-;; quoted JSON value, 1 a base64 run (flags: the union of its classes), 2 a hex run. At address 0
-;; it leaves the number of hit records, at 4 of run records, at 8 whether separated hex was seen.
+;; scan(length, next, table, endFrom) reads `length` bytes at 0x10000 (every one below 0x80: the
+;; caller checks; at most 256 KiB, scan-wasm.ts MAX_TEXT), with `next` the transitions (u16, a
+;; state is the offset of its row) and `table` per character code its column (low byte) and run
+;; class (high byte, runs.ts CLASS). It writes the state after each byte at 0x50000 (u32 each), a
+;; record (state, offset) at 0x150000 for each byte after which a keyword ends (state >= endFrom),
+;; and at 0x350000 a record (kind | flags << 8, start, end) for each run closed, in text order:
+;; kind 0 a quoted JSON value, 1 a base64 run (flags: the union of its classes), 2 a hex run. At
+;; address 0 it leaves the number of hit records, at 4 of run records, at 8 whether separated hex
+;; was seen. The offsets are constants in the code (no pointer held in a register through the
+;; loop); scan-wasm.ts names the same ones and a test holds the two to each other.
 (module
   (memory (export "memory") 1)
   (func (export "scan")
-    (param $text i32) (param $length i32) (param $states i32) (param $hits i32) (param $runs i32)
-    (param $next i32) (param $table i32) (param $endFrom i32)
+    (param $length i32) (param $next i32) (param $table i32) (param $endFrom i32)
     (local $i i32) (local $code i32) (local $entry i32) (local $state i32) (local $cls i32)
     (local $open i32) (local $b64Length i32) (local $b64Flags i32) (local $inB64 i32)
-    (local $group i32) (local $chain i32) (local $inHex i32) (local $pair i32) (local $separated i32)
-    (local $hitCount i32) (local $runCount i32) (local $at i32)
+    (local $group i32) (local $chain i32) (local $inHex i32) (local $pair i32)
+    (local $at i32)
+    (i32.store (i32.const 0) (i32.const 0))
+    (i32.store (i32.const 4) (i32.const 0))
+    (i32.store (i32.const 8) (i32.const 0))
     (local.set $open (i32.const -1))
     (block $done
       (loop $char
         (br_if $done (i32.ge_u (local.get $i) (local.get $length)))
-        (local.set $code (i32.load8_u (i32.add (local.get $text) (local.get $i))))
+        (local.set $code (i32.load8_u offset=65536 (local.get $i)))
         (local.set $entry (i32.load16_u (i32.add (local.get $table) (i32.shl (local.get $code) (i32.const 1)))))
         (local.set $state
           (i32.load16_u
             (i32.add (local.get $next)
               (i32.shl (i32.add (local.get $state) (i32.and (local.get $entry) (i32.const 0xff))) (i32.const 1)))))
-        (i32.store (i32.add (local.get $states) (i32.shl (local.get $i) (i32.const 2))) (local.get $state))
+        (i32.store offset=327680 (i32.shl (local.get $i) (i32.const 2)) (local.get $state))
         (if (i32.ge_u (local.get $state) (local.get $endFrom))
           (then
-            (local.set $at (i32.add (local.get $hits) (i32.shl (local.get $hitCount) (i32.const 3))))
-            (i32.store (local.get $at) (local.get $state))
-            (i32.store offset=4 (local.get $at) (local.get $i))
-            (local.set $hitCount (i32.add (local.get $hitCount) (i32.const 1)))))
+            (local.set $at (i32.load (i32.const 0)))
+            (i32.store offset=1376256 (i32.shl (local.get $at) (i32.const 3)) (local.get $state))
+            (i32.store offset=1376260 (i32.shl (local.get $at) (i32.const 3)) (local.get $i))
+            (i32.store (i32.const 0) (i32.add (local.get $at) (i32.const 1)))))
         (local.set $cls (i32.shr_u (local.get $entry) (i32.const 8)))
         ;; a quote closes a JSON value (4 to 256 value characters since the opening quote) or opens one
         (if (i32.eq (local.get $code) (i32.const 0x22))
@@ -48,11 +52,11 @@
                     (i32.ge_s (i32.sub (local.get $i) (local.get $open)) (i32.const 4))
                     (i32.le_s (i32.sub (local.get $i) (local.get $open)) (i32.const 256))))
               (then
-                (local.set $at (i32.add (local.get $runs) (i32.mul (local.get $runCount) (i32.const 12))))
-                (i32.store (local.get $at) (i32.const 0))
-                (i32.store offset=4 (local.get $at) (local.get $open))
-                (i32.store offset=8 (local.get $at) (local.get $i))
-                (local.set $runCount (i32.add (local.get $runCount) (i32.const 1)))
+                (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
+                (i32.store offset=3473408 (local.get $at) (i32.const 0))
+                (i32.store offset=3473412 (local.get $at) (local.get $open))
+                (i32.store offset=3473416 (local.get $at) (local.get $i))
+                (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))
                 (local.set $open (i32.const -1)))
               (else (local.set $open (i32.add (local.get $i) (i32.const 1))))))
           (else
@@ -66,11 +70,11 @@
               (i32.and (i32.sub (i32.const 15) (local.get $b64Length)) (i32.xor (local.get $inB64) (i32.const -1)))
               (i32.const 0))
           (then
-            (local.set $at (i32.add (local.get $runs) (i32.mul (local.get $runCount) (i32.const 12))))
-            (i32.store (local.get $at) (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8))))
-            (i32.store offset=4 (local.get $at) (i32.sub (local.get $i) (local.get $b64Length)))
-            (i32.store offset=8 (local.get $at) (local.get $i))
-            (local.set $runCount (i32.add (local.get $runCount) (i32.const 1)))))
+            (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
+            (i32.store offset=3473408 (local.get $at) (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8))))
+            (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $i) (local.get $b64Length)))
+            (i32.store offset=3473416 (local.get $at) (local.get $i))
+            (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
         (local.set $b64Length (i32.and (i32.add (local.get $b64Length) (i32.const 1)) (local.get $inB64)))
         (local.set $b64Flags (i32.and (i32.or (local.get $b64Flags) (local.get $cls)) (local.get $inB64)))
         ;; C_HEX (bit 1) as a mask
@@ -79,11 +83,11 @@
               (i32.and (i32.sub (i32.const 15) (local.get $group)) (i32.xor (local.get $inHex) (i32.const -1)))
               (i32.const 0))
           (then
-            (local.set $at (i32.add (local.get $runs) (i32.mul (local.get $runCount) (i32.const 12))))
-            (i32.store (local.get $at) (i32.const 2))
-            (i32.store offset=4 (local.get $at) (i32.sub (local.get $i) (local.get $group)))
-            (i32.store offset=8 (local.get $at) (local.get $i))
-            (local.set $runCount (i32.add (local.get $runCount) (i32.const 1)))))
+            (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
+            (i32.store offset=3473408 (local.get $at) (i32.const 2))
+            (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $i) (local.get $group)))
+            (i32.store offset=3473416 (local.get $at) (local.get $i))
+            (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
         ;; off hex: a separator (C_SEP, bit 4) after exactly 2 digits goes on with the chain, else it breaks
         (local.set $pair
           (i32.and
@@ -93,25 +97,23 @@
           (i32.or
             (i32.and (local.get $chain) (local.get $inHex))
             (i32.and (i32.add (local.get $chain) (i32.const 1)) (i32.sub (i32.const 0) (local.get $pair)))))
-        (if (i32.ge_s (local.get $chain) (i32.const 7)) (then (local.set $separated (i32.const 1))))
+        (if (i32.ge_s (local.get $chain) (i32.const 7)) (then (i32.store (i32.const 8) (i32.const 1))))
         (local.set $group (i32.and (i32.add (local.get $group) (i32.const 1)) (local.get $inHex)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $char)))
     ;; the end closes the open runs
     (if (i32.ge_s (local.get $b64Length) (i32.const 16))
       (then
-        (local.set $at (i32.add (local.get $runs) (i32.mul (local.get $runCount) (i32.const 12))))
-        (i32.store (local.get $at) (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8))))
-        (i32.store offset=4 (local.get $at) (i32.sub (local.get $length) (local.get $b64Length)))
-        (i32.store offset=8 (local.get $at) (local.get $length))
-        (local.set $runCount (i32.add (local.get $runCount) (i32.const 1)))))
+        (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
+        (i32.store offset=3473408 (local.get $at) (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8))))
+        (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $length) (local.get $b64Length)))
+        (i32.store offset=3473416 (local.get $at) (local.get $length))
+        (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
     (if (i32.ge_s (local.get $group) (i32.const 16))
       (then
-        (local.set $at (i32.add (local.get $runs) (i32.mul (local.get $runCount) (i32.const 12))))
-        (i32.store (local.get $at) (i32.const 2))
-        (i32.store offset=4 (local.get $at) (i32.sub (local.get $length) (local.get $group)))
-        (i32.store offset=8 (local.get $at) (local.get $length))
-        (local.set $runCount (i32.add (local.get $runCount) (i32.const 1)))))
-    (i32.store (i32.const 0) (local.get $hitCount))
-    (i32.store (i32.const 4) (local.get $runCount))
-    (i32.store (i32.const 8) (local.get $separated))))
+        (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
+        (i32.store offset=3473408 (local.get $at) (i32.const 2))
+        (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $length) (local.get $group)))
+        (i32.store offset=3473416 (local.get $at) (local.get $length))
+        (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
+))

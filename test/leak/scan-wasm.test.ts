@@ -3,13 +3,14 @@
 // must be exactly what KeywordAutomaton's JavaScript loops give, and whole detections must agree.
 // The committed module must be what the .wat assembles to.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import fc from '../helpers/fc.js';
 import t from 'tap';
 import { DecodeBudget, detectLeak } from '../../src/leak/detect.js';
 import { WASM_MIN } from '../../src/leak/keywords.js';
 import type { RunSurvey } from '../../src/leak/runs.js';
-import { MAX_TEXT, useWasmScan } from '../../src/leak/scan-wasm.js';
+import { LAYOUT, MAX_TEXT, useWasmScan } from '../../src/leak/scan-wasm.js';
 import { defaultShapes } from '../../src/leak/shapes.js';
 import { CREDENTIALS } from './fixtures.js';
 
@@ -141,4 +142,14 @@ t.test('a text past ASCII scans in JavaScript and still stops at its first non-A
 
 t.test('the committed module is what the .wat assembles to', async (t) => {
   t.doesNotThrow(() => execFileSync(process.execPath, ['scripts/gen-scan-wasm.mjs', '--check'], { stdio: 'pipe' }));
+});
+
+t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads", async (t) => {
+  const wat = readFileSync('src/leak/scan.wat', 'utf8');
+  const used = new Set([...wat.matchAll(/offset=(\d+)/g)].map((m) => Number(m[1])));
+  const { TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } = LAYOUT;
+  t.same(
+    [...used].sort((a, b) => a - b),
+    [TEXT_AT, STATES_AT, HITS_AT, HITS_AT + 4, RUNS_AT, RUNS_AT + 4, RUNS_AT + 8],
+  );
 });
