@@ -13,7 +13,7 @@
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
-import type { RunSurvey } from './runs.js';
+import { NIBBLE, SEXTET, type RunSurvey } from './runs.js';
 import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
 
 /** Decoding levels under the text as sent. */
@@ -220,15 +220,6 @@ function decodeInto(run: string, encoding: 'base64' | 'hex'): Buffer {
   return scratch.subarray(0, written);
 }
 
-/** sextet of a base64 or base64url character (the survey only hands over runs of those) */
-const SEXTET = new Uint8Array(128);
-'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.split('').forEach((char, n) => (SEXTET[char.charCodeAt(0)] = n));
-SEXTET[0x2d] = 62;
-SEXTET[0x5f] = 63;
-const NIBBLE = new Uint8Array(128);
-'0123456789abcdef'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n));
-'ABCDEF'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n + 10));
-
 function room(bytes: number): void {
   if (scratch.length < bytes) scratch = Buffer.allocUnsafe(Math.max(bytes, scratch.length * 2));
 }
@@ -305,7 +296,7 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
   const runs = survey.base64;
   for (let r = 0; r < runs.length; r += 2) {
     if (survey.hexOnly[r >> 1] === 1) continue;
-    pushRun(parts, text, runs[r]!, runs[r + 1]!, survey.slash[r >> 1] === 1);
+    pushRun(parts, text, runs[r]!, runs[r + 1]!, survey.slash[r >> 1] === 1, survey.dead?.[r >> 1] === 1);
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
@@ -319,11 +310,13 @@ const MAX_SEGMENTED_RUN = 2048;
  * on, out of step by the segments before it: in a run as short as a path its segments are read
  * apart too (in a long blob "/" is base64's own, and reading it twice would double the cost).
  */
-function pushRun(parts: string[], text: string, start: number, end: number, slash: boolean): void {
+function pushRun(parts: string[], text: string, start: number, end: number, slash: boolean, dead = false): void {
   // (scratch read after the decode: it may have grown)
-  const written = base64IntoScratch(text, start, (end - start) % 4 === 1 ? end - 1 : end);
-  const kept = keptScratch(scratch, written);
-  if (kept !== null) parts.push(kept);
+  if (!dead) {
+    const written = base64IntoScratch(text, start, (end - start) % 4 === 1 ? end - 1 : end);
+    const kept = keptScratch(scratch, written);
+    if (kept !== null) parts.push(kept);
+  }
   // a run with no "/" has one segment, the run itself, already read
   if (!slash || end - start > MAX_SEGMENTED_RUN) return;
   let from = start;
@@ -348,6 +341,7 @@ function hexRuns(text: string, survey: RunSurvey): string | null {
   const parts: string[] = [];
   const runs = survey.hex;
   for (let r = 0; r < runs.length; r += 2) {
+    if (survey.hexDead?.[r >> 1] === 1) continue;
     const start = runs[r]!;
     const end = runs[r + 1]!;
     const written = hexIntoScratch(text, start, (end - start) % 2 === 1 ? end - 1 : end);

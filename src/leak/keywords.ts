@@ -225,14 +225,24 @@ export class KeywordAutomaton {
     if (states) states.set(fast.u32.subarray(fast.states, fast.states + Math.min(length, states.length)));
     if (survey) {
       const words = fast.words;
+      const deadBase64: number[] = [];
+      const deadHex: number[] = [];
       for (let r = 0, at = fast.runs; r < fast.runCount; r++, at += 3) {
         const kind = words[at]!;
         const start = words[at + 1]!;
         const end = words[at + 2]!;
-        if ((kind & 0xff) === 0) survey.quoted.push(start, end);
-        else if ((kind & 0xff) === 1) closeBase64(survey, start, end, kind >> 8);
-        else survey.hex.push(start, end);
+        const dead = (kind >> 4) & 1;
+        if ((kind & 0xf) === 0) survey.quoted.push(start, end);
+        else if ((kind & 0xf) === 1) {
+          closeBase64(survey, start, end, kind >> 8);
+          deadBase64.push(dead);
+        } else {
+          survey.hex.push(start, end);
+          deadHex.push(dead);
+        }
       }
+      survey.dead = deadBase64;
+      survey.hexDead = deadHex;
       if (fast.separated) survey.separatedHex = true;
     }
     if (fast.hitCount === 0) return;

@@ -43,4 +43,21 @@ export interface RunSurvey {
    * quote taken (it opens no match of its own).
    */
   quoted: number[];
+  /**
+   * Per base64 run and per hex run, 1 when the bytes the whole run decodes to are surely not text
+   * keptText keeps (fewer than 8, or a control byte and no printable run of 10): the decode of it
+   * can be skipped. Filled by the WebAssembly scan only (scan.wat); absent, every run is decoded.
+   */
+  dead?: number[];
+  hexDead?: number[];
 }
+
+/** sextet of a base64 or base64url character (the survey only hands over runs of those) */
+export const SEXTET = new Uint8Array(128);
+'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.split('').forEach((char, n) => (SEXTET[char.charCodeAt(0)] = n));
+SEXTET[0x2d] = 62;
+SEXTET[0x5f] = 63;
+/** value of a hex digit */
+export const NIBBLE = new Uint8Array(128);
+'0123456789abcdef'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n));
+'ABCDEF'.split('').forEach((char, n) => (NIBBLE[char.charCodeAt(0)] = n + 10));

@@ -16,6 +16,81 @@
 ;; loop); scan-wasm.ts names the same ones and a test holds the two to each other.
 (module
   (memory (export "memory") 1)
+  ;; Whether the bytes a run decodes to are surely not text detect.ts keptText keeps: fewer than 8,
+  ;; or a control byte (0x00-0x08, 0x0e-0x1f, 0x7f) and no printable run of 10 (not starting with a
+  ;; space). 0 says maybe: the JavaScript decodes the run and decides. The sextets are at 0x100, the
+  ;; hex digits' values at 0x180 (scan-wasm.ts writes both).
+  (func $dead64 (param $start i32) (param $end i32) (result i32)
+    (local $i i32) (local $acc i32) (local $bits i32) (local $n i32) (local $run i32) (local $control i32) (local $b i32)
+    ;; a trailing group of one character gives no byte
+    (if (i32.eq (i32.and (i32.sub (local.get $end) (local.get $start)) (i32.const 3)) (i32.const 1))
+      (then (local.set $end (i32.sub (local.get $end) (i32.const 1)))))
+    (local.set $i (local.get $start))
+    (block $done
+      (loop $char
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $acc
+          (i32.and
+            (i32.or (i32.shl (local.get $acc) (i32.const 6)) (i32.load8_u offset=256 (i32.load8_u offset=65536 (local.get $i))))
+            (i32.const 0xffff)))
+        (local.set $bits (i32.add (local.get $bits) (i32.const 6)))
+        (if (i32.ge_s (local.get $bits) (i32.const 8))
+          (then
+            (local.set $bits (i32.sub (local.get $bits) (i32.const 8)))
+            (local.set $b (i32.and (i32.shr_u (local.get $acc) (local.get $bits)) (i32.const 0xff)))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))
+            ;; printable (0x20-0x7e): a run, never starting with a space; else a control byte or not
+            (if (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))
+              (then
+                (if (i32.or (i32.gt_s (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20)))
+                  (then (local.set $run (i32.add (local.get $run) (i32.const 1)))))
+                (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0)))))
+              (else
+                (local.set $run (i32.const 0))
+                (local.set $control
+                  (i32.or (local.get $control)
+                    (select
+                      (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.ge_u (local.get $b) (i32.const 0x0e)))
+                      (i32.eq (local.get $b) (i32.const 0x7f))
+                      (i32.lt_u (local.get $b) (i32.const 0x20)))))))
+  ))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $char)))
+    (i32.or (i32.lt_s (local.get $n) (i32.const 8)) (local.get $control)))
+
+  (func $deadHex (param $start i32) (param $end i32) (result i32)
+    (local $i i32) (local $n i32) (local $run i32) (local $control i32) (local $b i32)
+    ;; an odd last digit gives no byte
+    (if (i32.and (i32.sub (local.get $end) (local.get $start)) (i32.const 1))
+      (then (local.set $end (i32.sub (local.get $end) (i32.const 1)))))
+    (local.set $i (local.get $start))
+    (block $done
+      (loop $pair
+        (br_if $done (i32.ge_u (i32.add (local.get $i) (i32.const 1)) (local.get $end)))
+        (local.set $b
+          (i32.or
+            (i32.shl (i32.load8_u offset=384 (i32.load8_u offset=65536 (local.get $i))) (i32.const 4))
+            (i32.load8_u offset=384 (i32.load8_u offset=65537 (local.get $i)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        ;; printable (0x20-0x7e): a run, never starting with a space; else a control byte or not
+            (if (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))
+              (then
+                (if (i32.or (i32.gt_s (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20)))
+                  (then (local.set $run (i32.add (local.get $run) (i32.const 1)))))
+                (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0)))))
+              (else
+                (local.set $run (i32.const 0))
+                (local.set $control
+                  (i32.or (local.get $control)
+                    (select
+                      (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.ge_u (local.get $b) (i32.const 0x0e)))
+                      (i32.eq (local.get $b) (i32.const 0x7f))
+                      (i32.lt_u (local.get $b) (i32.const 0x20)))))))
+
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $pair)))
+    (i32.or (i32.lt_s (local.get $n) (i32.const 8)) (local.get $control)))
+
   (func (export "scan")
     (param $length i32) (param $next i32) (param $table i32) (param $endFrom i32)
     (local $i i32) (local $code i32) (local $entry i32) (local $state i32) (local $cls i32)
@@ -71,7 +146,9 @@
               (i32.const 0))
           (then
             (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-            (i32.store offset=3473408 (local.get $at) (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8))))
+            (i32.store offset=3473408 (local.get $at)
+              (i32.or (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8)))
+                (i32.shl (call $dead64 (i32.sub (local.get $i) (local.get $b64Length)) (local.get $i)) (i32.const 4))))
             (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $i) (local.get $b64Length)))
             (i32.store offset=3473416 (local.get $at) (local.get $i))
             (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
@@ -84,7 +161,8 @@
               (i32.const 0))
           (then
             (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-            (i32.store offset=3473408 (local.get $at) (i32.const 2))
+            (i32.store offset=3473408 (local.get $at)
+              (i32.or (i32.const 2) (i32.shl (call $deadHex (i32.sub (local.get $i) (local.get $group)) (local.get $i)) (i32.const 4))))
             (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $i) (local.get $group)))
             (i32.store offset=3473416 (local.get $at) (local.get $i))
             (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
@@ -105,14 +183,17 @@
     (if (i32.ge_s (local.get $b64Length) (i32.const 16))
       (then
         (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-        (i32.store offset=3473408 (local.get $at) (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8))))
+        (i32.store offset=3473408 (local.get $at)
+          (i32.or (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8)))
+            (i32.shl (call $dead64 (i32.sub (local.get $length) (local.get $b64Length)) (local.get $length)) (i32.const 4))))
         (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $length) (local.get $b64Length)))
         (i32.store offset=3473416 (local.get $at) (local.get $length))
         (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
     (if (i32.ge_s (local.get $group) (i32.const 16))
       (then
         (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-        (i32.store offset=3473408 (local.get $at) (i32.const 2))
+        (i32.store offset=3473408 (local.get $at)
+          (i32.or (i32.const 2) (i32.shl (call $deadHex (i32.sub (local.get $length) (local.get $group)) (local.get $length)) (i32.const 4))))
         (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $length) (local.get $group)))
         (i32.store offset=3473416 (local.get $at) (local.get $length))
         (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import fc from '../helpers/fc.js';
 import t from 'tap';
-import { DecodeBudget, detectLeak } from '../../src/leak/detect.js';
+import { DecodeBudget, decodeBase64Range, decodeHexRange, detectLeak, keptText } from '../../src/leak/detect.js';
 import { WASM_MIN } from '../../src/leak/keywords.js';
 import type { RunSurvey } from '../../src/leak/runs.js';
 import { LAYOUT, MAX_TEXT, useWasmScan } from '../../src/leak/scan-wasm.js';
@@ -34,6 +34,9 @@ function scanWith(wasm: boolean, text: string): Scanned {
     const survey = fresh();
     const complete = automaton.scan(text, (k, start) => hits.push(k, start), states, false, survey);
     automaton.scan(text, (k, start) => plainHits.push(k, start));
+    // the runs whose decoding is surely dropped: only the WebAssembly scan tells (checked on their own below)
+    delete survey.dead;
+    delete survey.hexDead;
     return { complete, hits, states, survey, plainHits };
   } finally {
     useWasmScan(true);
@@ -88,6 +91,56 @@ t.test('property: the WebAssembly loop scans and surveys as the JavaScript loops
     { numRuns: 3000 },
   );
   t.ok(long > 1500, `${long} of 3000 texts long enough for the WebAssembly loop`);
+});
+
+/** Whether every run the WebAssembly scan calls dead decodes to bytes keptText drops; counts them. */
+function deadRunsDrop(text: string, counts: { dead: number; alive: number }): boolean {
+  const survey = fresh();
+  defaultShapes().keywords.scan(text, () => undefined, undefined, false, survey);
+  if (text.length < WASM_MIN) return survey.dead === undefined;
+  for (let r = 0; r < survey.base64.length; r += 2) {
+    const [start, end] = [survey.base64[r]!, survey.base64[r + 1]!];
+    const kept = keptText(decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end));
+    if (survey.dead![r >> 1] === 1) {
+      counts.dead++;
+      if (kept !== null) return false;
+    } else counts.alive++;
+  }
+  for (let r = 0; r < survey.hex.length; r += 2) {
+    const [start, end] = [survey.hex[r]!, survey.hex[r + 1]!];
+    const kept = keptText(decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end));
+    if (survey.hexDead![r >> 1] === 1) {
+      counts.dead++;
+      if (kept !== null) return false;
+    } else counts.alive++;
+  }
+  return survey.dead!.length === survey.base64.length / 2 && survey.hexDead!.length === survey.hex.length / 2;
+}
+
+t.test('property: a run the WebAssembly scan calls dead decodes to nothing keptText keeps', async (t) => {
+  const counts = { dead: 0, alive: 0 };
+  // runs of base64 and hex of text, of random bytes, and of bytes with a printable stretch
+  const encoded = fc.oneof(
+    fc.string({ minLength: 6, maxLength: 40 }).map((s) => Buffer.from(s).toString('base64')),
+    fc.uint8Array({ minLength: 6, maxLength: 60 }).map((b) => Buffer.from(b).toString('base64url')),
+    fc.uint8Array({ minLength: 6, maxLength: 60 }).map((b) => Buffer.from(b).toString('hex')),
+    fc
+      .tuple(fc.uint8Array({ maxLength: 8 }), fc.string({ minLength: 8, maxLength: 14 }))
+      .map(([b, s]) => Buffer.concat([Buffer.from(b), Buffer.from(s)]).toString('base64')),
+    fc.tuple(fc.uint8Array({ maxLength: 8 }), fc.string({ minLength: 8, maxLength: 14 })).map(([b, s]) =>
+      Buffer.concat([Buffer.from(b), Buffer.from(s)])
+        .toString('hex')
+        .toUpperCase(),
+    ),
+  );
+  const text = fc
+    .array(fc.oneof(encoded, asciiText, fc.constantFrom(' ', '"', '\n', '=', '/')), { minLength: 2, maxLength: 12 })
+    .map((p) => p.join(' '));
+  fc.assert(
+    fc.property(text, (text) => deadRunsDrop(text, counts)),
+    { numRuns: 3000 },
+  );
+  t.ok(counts.dead > 1000 && counts.alive > 1000, `${counts.dead} runs dead, ${counts.alive} decoded`);
 });
 
 t.test('property: a detection decides the same with either loop', async (t) => {
@@ -147,9 +200,9 @@ t.test('the committed module is what the .wat assembles to', async (t) => {
 t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads", async (t) => {
   const wat = readFileSync('src/leak/scan.wat', 'utf8');
   const used = new Set([...wat.matchAll(/offset=(\d+)/g)].map((m) => Number(m[1])));
-  const { TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } = LAYOUT;
+  const { SEXTET_AT, NIBBLE_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } = LAYOUT;
   t.same(
     [...used].sort((a, b) => a - b),
-    [TEXT_AT, STATES_AT, HITS_AT, HITS_AT + 4, RUNS_AT, RUNS_AT + 4, RUNS_AT + 8],
+    [SEXTET_AT, NIBBLE_AT, TEXT_AT, TEXT_AT + 1, STATES_AT, HITS_AT, HITS_AT + 4, RUNS_AT, RUNS_AT + 4, RUNS_AT + 8],
   );
 });
