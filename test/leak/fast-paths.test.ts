@@ -122,6 +122,12 @@ function surveyByBranches(text: string): RunSurvey {
   return survey;
 }
 
+/** A survey without the WebAssembly scan's dead marks (scan-wasm.test.ts checks those): what the oracle computes. */
+function bare(survey: RunSurvey): RunSurvey {
+  const { dead: _dead, hexDead: _hexDead, ...rest } = survey;
+  return rest;
+}
+
 /** texts of every run's edges: runs of 15, 16 and 17, hex pairs 6, 7 and 8 in a row, quotes around values of 3 to 257 */
 const edgeText = fc
   .array(
@@ -170,8 +176,8 @@ t.test('property: the arithmetic run machine surveys as the branching one', asyn
       shapes.keywords.scan(text, (k, start) => hits.push(k, start), states, false, fused);
       shapes.keywords.scan(text, (k, start) => plainHits.push(k, start), plainStates, false);
       return (
-        isDeepStrictEqual(surveyRuns(text), oracle) &&
-        isDeepStrictEqual(fused, oracle) &&
+        isDeepStrictEqual(bare(surveyRuns(text)), oracle) &&
+        isDeepStrictEqual(bare(fused), oracle) &&
         isDeepStrictEqual(hits, plainHits) &&
         isDeepStrictEqual(states, plainStates)
       );
@@ -199,7 +205,7 @@ t.test('the arithmetic run machine on run edges, one row each', async (t) => {
     `${'0'.repeat(20)}${'g'.repeat(20)}`,
     `${'f'.repeat(40)}é${'F'.repeat(17)}`,
   ])
-    t.same(surveyRuns(text), surveyByBranches(text), JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text));
+    t.same(bare(surveyRuns(text)), surveyByBranches(text), JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text));
 });
 
 t.test('property: the run decoders decode as Buffer.from does', async (t) => {
