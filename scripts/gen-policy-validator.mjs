@@ -7,9 +7,10 @@
 // --check, which fails when the committed file is not what the schema gives today.
 //
 // Usage: node scripts/gen-policy-validator.mjs [--check]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeOrCheck } from './generated-file.mjs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 
@@ -56,19 +57,5 @@ export function generate() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const fresh = generate();
-  if (process.argv.includes('--check')) {
-    let committed = '';
-    try {
-      committed = readFileSync(outFile, 'utf8');
-    } catch {
-      // missing: reported below
-    }
-    if (committed !== fresh) {
-      process.stderr.write('src/config/policy-validator.gen.ts does not match the schema: run `npm run build` and commit it\n');
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(outFile, fresh);
-  }
+  writeOrCheck(outFile, generate(), 'src/config/policy-validator.gen.ts does not match the schema: run `npm run build` and commit it');
 }

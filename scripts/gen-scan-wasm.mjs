@@ -6,9 +6,10 @@
 // fails when the committed file is not what the .wat assembles to today.
 //
 // Usage: node scripts/gen-scan-wasm.mjs [--check]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeOrCheck } from './generated-file.mjs';
 import wabtInit from 'wabt';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -32,19 +33,5 @@ export async function generate() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const fresh = await generate();
-  if (process.argv.includes('--check')) {
-    let committed = '';
-    try {
-      committed = readFileSync(outFile, 'utf8');
-    } catch {
-      // missing: reported below
-    }
-    if (committed !== fresh) {
-      process.stderr.write('src/leak/scan-wasm.gen.ts does not match src/leak/scan.wat: run `npm run build` and commit it\n');
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(outFile, fresh);
-  }
+  writeOrCheck(outFile, await generate(), 'src/leak/scan-wasm.gen.ts does not match src/leak/scan.wat: run `npm run build` and commit it');
 }
