@@ -18,7 +18,7 @@ const outFile = join(root, 'src', 'leak', 'scan-wasm.gen.ts');
 
 export async function generate() {
   const wabt = await wabtInit();
-  const module = wabt.parseWat('scan.wat', readFileSync(watFile, 'utf8'));
+  const module = wabt.parseWat('scan.wat', readFileSync(watFile, 'utf8'), { simd: true, bulk_memory: true });
   module.validate();
   const { buffer } = module.toBinary({ write_debug_names: false });
   module.destroy();

@@ -4,7 +4,7 @@
 // them. A text it cannot take (past ASCII, longer than MAX_TEXT, an automaton whose table is not
 // 16-bit) or a runtime without WebAssembly gets null, and the JavaScript loop, which computes the
 // same thing, runs instead.
-import { NIBBLE, SEXTET } from './runs.js';
+import { CLASS, NIBBLE, SEXTET } from './runs.js';
 import { SCAN_WASM } from './scan-wasm.gen.js';
 
 /** Texts longer than this are scanned by the JavaScript loop (the memory a call needs is ~17 bytes a character). */
@@ -28,13 +28,14 @@ type ScanFn = (length: number, next: number, table: number, endFrom: number) => 
 // hex run in 17 each (plus the two the end closes), under a third of a record a character.
 const SEXTET_AT = 0x100;
 const NIBBLE_AT = 0x180;
+const CLASS_AT = 0x200;
 const TEXT_AT = 0x10000;
 const STATES_AT = TEXT_AT + MAX_TEXT;
 const HITS_AT = STATES_AT + MAX_TEXT * 4;
 const RUNS_AT = HITS_AT + MAX_TEXT * 8;
 const TABLES_AT = RUNS_AT + MAX_TEXT * 4;
 /** the layout, for the test that holds scan.wat's constants to it */
-export const LAYOUT = { SEXTET_AT, NIBBLE_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } as const;
+export const LAYOUT = { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } as const;
 
 interface Loaded {
   memory: WasmMemory;
@@ -74,6 +75,7 @@ function load(): Loaded | null {
     views(loaded);
     loaded.bytes.set(SEXTET, SEXTET_AT);
     loaded.bytes.set(NIBBLE, NIBBLE_AT);
+    loaded.bytes.set(CLASS, CLASS_AT);
   } catch {
     loaded = null;
   }

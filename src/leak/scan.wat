@@ -91,25 +91,99 @@
         (br $pair)))
     (i32.or (i32.lt_s (local.get $n) (i32.const 8)) (local.get $control)))
 
+  ;; A run record (kind | flags << 8, start, end) at 0x350000, after those before it (count at 4).
+  (func $record (param $kind i32) (param $start i32) (param $end i32)
+    (local $at i32)
+    (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
+    (i32.store offset=3473408 (local.get $at) (local.get $kind))
+    (i32.store offset=3473412 (local.get $at) (local.get $start))
+    (i32.store offset=3473416 (local.get $at) (local.get $end))
+    (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1))))
+
+  ;; A run of 16 or more [start, end): kind 1 base64, with the union of its characters' classes
+  ;; (CLASS at 0x200) and the dead mark; kind 2 hex, with its dead mark.
+  (func $run (param $kind i32) (param $start i32) (param $end i32)
+    (local $i i32) (local $flags i32)
+    (if (i32.eq (local.get $kind) (i32.const 1))
+      (then
+        (local.set $i (local.get $start))
+        (loop $char
+          (local.set $flags (i32.or (local.get $flags) (i32.load8_u offset=512 (i32.load8_u offset=65536 (local.get $i)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $char (i32.lt_u (local.get $i) (local.get $end))))
+        (call $record
+          (i32.or (i32.or (i32.const 1) (i32.shl (local.get $flags) (i32.const 8)))
+            (i32.shl (call $dead64 (local.get $start) (local.get $end)) (i32.const 4)))
+          (local.get $start) (local.get $end)))
+      (else
+        (call $record
+          (i32.or (i32.const 2) (i32.shl (call $deadHex (local.get $start) (local.get $end)) (i32.const 4)))
+          (local.get $start) (local.get $end)))))
+
+  ;; The runs of one class in the 64 characters at `base`, bit i of `m` set when character base + i
+  ;; has the class: records every run of 16 or more that ends in the block, with `carry` the
+  ;; length of the run that reaches the block from before; returns the length of the run that
+  ;; reaches its end (the next block's carry). Only runs of 16 or more are looked at one by one.
+  (func $runs (param $m i64) (param $base i32) (param $carry i32) (param $kind i32) (result i32)
+    (local $lead i32) (local $rest i64) (local $trail i32) (local $y i64) (local $s i32) (local $len i32)
+    (if (i64.eq (local.get $m) (i64.const -1)) (then (return (i32.add (local.get $carry) (i32.const 64)))))
+    ;; the run from before goes on for the block's first `lead` characters
+    (local.set $lead (i32.wrap_i64 (i64.ctz (i64.xor (local.get $m) (i64.const -1)))))
+    (if (i32.ge_u (i32.add (local.get $carry) (local.get $lead)) (i32.const 16))
+      (then (call $run (local.get $kind) (i32.sub (local.get $base) (local.get $carry)) (i32.add (local.get $base) (local.get $lead)))))
+    ;; without it (m + 1 carries through the ones at bit 0), and without the run at the top, which goes on
+    (local.set $rest (i64.and (local.get $m) (i64.add (local.get $m) (i64.const 1))))
+    (local.set $trail (i32.wrap_i64 (i64.clz (i64.xor (local.get $rest) (i64.const -1)))))
+    (if (local.get $trail)
+      (then
+        (local.set $rest
+          (i64.and (local.get $rest)
+            (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (i32.sub (i32.const 64) (local.get $trail)))) (i64.const 1))))))
+    ;; bit i of y: bits i to i + 15 of rest all set
+    (local.set $y (i64.and (local.get $rest) (i64.shr_u (local.get $rest) (i64.const 1))))
+    (local.set $y (i64.and (local.get $y) (i64.shr_u (local.get $y) (i64.const 2))))
+    (local.set $y (i64.and (local.get $y) (i64.shr_u (local.get $y) (i64.const 4))))
+    (local.set $y (i64.and (local.get $y) (i64.shr_u (local.get $y) (i64.const 8))))
+    (block $done
+      (loop $long
+        (br_if $done (i64.eqz (local.get $y)))
+        ;; the lowest bit of y starts a run of 16 or more, which never reaches bit 63
+        (local.set $s (i32.wrap_i64 (i64.ctz (local.get $y))))
+        (local.set $len
+          (i32.wrap_i64 (i64.ctz (i64.xor (i64.shr_u (local.get $rest) (i64.extend_i32_u (local.get $s))) (i64.const -1)))))
+        (call $run (local.get $kind) (i32.add (local.get $base) (local.get $s)) (i32.add (i32.add (local.get $base) (local.get $s)) (local.get $len)))
+        (local.set $y (i64.and (local.get $y) (i64.shl (i64.const -1) (i64.extend_i32_u (i32.add (local.get $s) (local.get $len))))))
+        (br $long)))
+    (local.get $trail))
+
   (func (export "scan")
     (param $length i32) (param $next i32) (param $table i32) (param $endFrom i32)
-    (local $i i32) (local $code i32) (local $entry i32) (local $state i32) (local $cls i32)
-    (local $open i32) (local $b64Length i32) (local $b64Flags i32) (local $inB64 i32)
-    (local $group i32) (local $chain i32) (local $inHex i32) (local $pair i32)
-    (local $at i32)
+    (local $i i32) (local $state i32) (local $at i32)
+    (local $blocks i32) (local $base i32) (local $j i32) (local $shift i64)
+    (local $v v128) (local $c v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local $t4 v128) (local $t5 v128) (local $t6 v128) (local $t7 v128)
+    (local $mB i64) (local $mH i64) (local $mS i64) (local $mV i64) (local $mQ i64)
+    (local $b64Carry i32) (local $hexCarry i32) (local $prevH i64) (local $pairs i64) (local $prevPairs i64) (local $z i64)
+    (local $nv i64) (local $q i64) (local $bit i32) (local $below i64) (local $last i32) (local $open i32) (local $lastNV i32)
     (i32.store (i32.const 0) (i32.const 0))
     (i32.store (i32.const 4) (i32.const 0))
     (i32.store (i32.const 8) (i32.const 0))
-    (local.set $open (i32.const -1))
+
+    ;; The keyword automaton: a state after each character, a hit record where a keyword ends.
     (block $done
       (loop $char
         (br_if $done (i32.ge_u (local.get $i) (local.get $length)))
-        (local.set $code (i32.load8_u offset=65536 (local.get $i)))
-        (local.set $entry (i32.load16_u (i32.add (local.get $table) (i32.shl (local.get $code) (i32.const 1)))))
+        ;; the column's address is read off the text, apart from the state: the chain from one
+        ;; state to the next is one add and one load
         (local.set $state
           (i32.load16_u
-            (i32.add (local.get $next)
-              (i32.shl (i32.add (local.get $state) (i32.and (local.get $entry) (i32.const 0xff))) (i32.const 1)))))
+            (i32.add
+              (i32.add (local.get $next)
+                (i32.shl
+                  (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $i)) (i32.const 1)))) (i32.const 0xff))
+                  (i32.const 1)))
+              (i32.shl (local.get $state) (i32.const 1)))))
         (i32.store offset=327680 (i32.shl (local.get $i) (i32.const 2)) (local.get $state))
         (if (i32.ge_u (local.get $state) (local.get $endFrom))
           (then
@@ -117,84 +191,133 @@
             (i32.store offset=1376256 (i32.shl (local.get $at) (i32.const 3)) (local.get $state))
             (i32.store offset=1376260 (i32.shl (local.get $at) (i32.const 3)) (local.get $i))
             (i32.store (i32.const 0) (i32.add (local.get $at) (i32.const 1)))))
-        (local.set $cls (i32.shr_u (local.get $entry) (i32.const 8)))
-        ;; a quote closes a JSON value (4 to 256 value characters since the opening quote) or opens one
-        (if (i32.eq (local.get $code) (i32.const 0x22))
-          (then
-            (if (i32.and
-                  (i32.ge_s (local.get $open) (i32.const 0))
-                  (i32.and
-                    (i32.ge_s (i32.sub (local.get $i) (local.get $open)) (i32.const 4))
-                    (i32.le_s (i32.sub (local.get $i) (local.get $open)) (i32.const 256))))
-              (then
-                (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-                (i32.store offset=3473408 (local.get $at) (i32.const 0))
-                (i32.store offset=3473412 (local.get $at) (local.get $open))
-                (i32.store offset=3473416 (local.get $at) (local.get $i))
-                (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))
-                (local.set $open (i32.const -1)))
-              (else (local.set $open (i32.add (local.get $i) (i32.const 1))))))
-          (else
-            ;; C_VALUE (bit 7): kept; any other character: -1
-            (local.set $open
-              (i32.or (local.get $open)
-                (i32.sub (i32.and (i32.shr_u (local.get $cls) (i32.const 7)) (i32.const 1)) (i32.const 1))))))
-        ;; C_B64 (bit 0) as a mask; a run of 16 or more ends here when off the alphabet
-        (local.set $inB64 (i32.shr_s (i32.shl (local.get $cls) (i32.const 31)) (i32.const 31)))
-        (if (i32.lt_s
-              (i32.and (i32.sub (i32.const 15) (local.get $b64Length)) (i32.xor (local.get $inB64) (i32.const -1)))
-              (i32.const 0))
-          (then
-            (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-            (i32.store offset=3473408 (local.get $at)
-              (i32.or (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8)))
-                (i32.shl (call $dead64 (i32.sub (local.get $i) (local.get $b64Length)) (local.get $i)) (i32.const 4))))
-            (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $i) (local.get $b64Length)))
-            (i32.store offset=3473416 (local.get $at) (local.get $i))
-            (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
-        (local.set $b64Length (i32.and (i32.add (local.get $b64Length) (i32.const 1)) (local.get $inB64)))
-        (local.set $b64Flags (i32.and (i32.or (local.get $b64Flags) (local.get $cls)) (local.get $inB64)))
-        ;; C_HEX (bit 1) as a mask
-        (local.set $inHex (i32.shr_s (i32.shl (local.get $cls) (i32.const 30)) (i32.const 31)))
-        (if (i32.lt_s
-              (i32.and (i32.sub (i32.const 15) (local.get $group)) (i32.xor (local.get $inHex) (i32.const -1)))
-              (i32.const 0))
-          (then
-            (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-            (i32.store offset=3473408 (local.get $at)
-              (i32.or (i32.const 2) (i32.shl (call $deadHex (i32.sub (local.get $i) (local.get $group)) (local.get $i)) (i32.const 4))))
-            (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $i) (local.get $group)))
-            (i32.store offset=3473416 (local.get $at) (local.get $i))
-            (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
-        ;; off hex: a separator (C_SEP, bit 4) after exactly 2 digits goes on with the chain, else it breaks
-        (local.set $pair
-          (i32.and
-            (i32.and (i32.shr_u (local.get $cls) (i32.const 4)) (i32.const 1))
-            (i32.shr_u (i32.sub (i32.xor (local.get $group) (i32.const 2)) (i32.const 1)) (i32.const 31))))
-        (local.set $chain
-          (i32.or
-            (i32.and (local.get $chain) (local.get $inHex))
-            (i32.and (i32.add (local.get $chain) (i32.const 1)) (i32.sub (i32.const 0) (local.get $pair)))))
-        (if (i32.ge_s (local.get $chain) (i32.const 7)) (then (i32.store (i32.const 8) (i32.const 1))))
-        (local.set $group (i32.and (i32.add (local.get $group) (i32.const 1)) (local.get $inHex)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $char)))
-    ;; the end closes the open runs
-    (if (i32.ge_s (local.get $b64Length) (i32.const 16))
-      (then
-        (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-        (i32.store offset=3473408 (local.get $at)
-          (i32.or (i32.or (i32.const 1) (i32.shl (local.get $b64Flags) (i32.const 8)))
-            (i32.shl (call $dead64 (i32.sub (local.get $length) (local.get $b64Length)) (local.get $length)) (i32.const 4))))
-        (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $length) (local.get $b64Length)))
-        (i32.store offset=3473416 (local.get $at) (local.get $length))
-        (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
-    (if (i32.ge_s (local.get $group) (i32.const 16))
-      (then
-        (local.set $at (i32.mul (i32.load (i32.const 4)) (i32.const 12)))
-        (i32.store offset=3473408 (local.get $at)
-          (i32.or (i32.const 2) (i32.shl (call $deadHex (i32.sub (local.get $length) (local.get $group)) (local.get $length)) (i32.const 4))))
-        (i32.store offset=3473412 (local.get $at) (i32.sub (local.get $length) (local.get $group)))
-        (i32.store offset=3473416 (local.get $at) (local.get $length))
-        (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))))
-))
+
+    ;; The run survey, 64 characters a block: each class as a 64-bit mask (bit i: character
+    ;; base + i), from the CLASS rows at 0x200 (row h for codes 16h to 16h + 15; a swizzle gives
+    ;; 0 off its row). The bytes past the text up to its last block's end are made 0 (class 0).
+    (local.set $blocks (i32.shr_u (i32.add (local.get $length) (i32.const 63)) (i32.const 6)))
+    (memory.fill (i32.add (i32.const 65536) (local.get $length)) (i32.const 0)
+      (i32.sub (i32.shl (local.get $blocks) (i32.const 6)) (local.get $length)))
+    (local.set $t0 (v128.load offset=512 (i32.const 0)))
+    (local.set $t1 (v128.load offset=512 (i32.const 16)))
+    (local.set $t2 (v128.load offset=512 (i32.const 32)))
+    (local.set $t3 (v128.load offset=512 (i32.const 48)))
+    (local.set $t4 (v128.load offset=512 (i32.const 64)))
+    (local.set $t5 (v128.load offset=512 (i32.const 80)))
+    (local.set $t6 (v128.load offset=512 (i32.const 96)))
+    (local.set $t7 (v128.load offset=512 (i32.const 112)))
+    (local.set $open (i32.const -1))
+    (local.set $lastNV (i32.const -1))
+    (local.set $i (i32.const 0))
+    (block $end
+      (loop $block
+        (br_if $end (i32.ge_u (local.get $i) (local.get $blocks)))
+        (local.set $base (i32.shl (local.get $i) (i32.const 6)))
+        (local.set $mB (i64.const 0))
+        (local.set $mH (i64.const 0))
+        (local.set $mS (i64.const 0))
+        (local.set $mV (i64.const 0))
+        (local.set $mQ (i64.const 0))
+        (local.set $j (i32.const 0))
+        (loop $vector
+          (local.set $v (v128.load offset=65536 (i32.add (local.get $base) (local.get $j))))
+          (local.set $c
+            (v128.or
+              (v128.or
+                (v128.or
+                  (i8x16.swizzle (local.get $t0) (local.get $v))
+                  (i8x16.swizzle (local.get $t1) (i8x16.sub (local.get $v) (v128.const i8x16 16 16 16 16 16 16 16 16 16 16 16 16 16 16 16 16))))
+                (v128.or
+                  (i8x16.swizzle (local.get $t2) (i8x16.sub (local.get $v) (v128.const i8x16 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32)))
+                  (i8x16.swizzle (local.get $t3) (i8x16.sub (local.get $v) (v128.const i8x16 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48)))))
+              (v128.or
+                (v128.or
+                  (i8x16.swizzle (local.get $t4) (i8x16.sub (local.get $v) (v128.const i8x16 64 64 64 64 64 64 64 64 64 64 64 64 64 64 64 64)))
+                  (i8x16.swizzle (local.get $t5) (i8x16.sub (local.get $v) (v128.const i8x16 80 80 80 80 80 80 80 80 80 80 80 80 80 80 80 80))))
+                (v128.or
+                  (i8x16.swizzle (local.get $t6) (i8x16.sub (local.get $v) (v128.const i8x16 96 96 96 96 96 96 96 96 96 96 96 96 96 96 96 96)))
+                  (i8x16.swizzle (local.get $t7) (i8x16.sub (local.get $v) (v128.const i8x16 112 112 112 112 112 112 112 112 112 112 112 112 112 112 112 112)))))))
+          (local.set $shift (i64.extend_i32_u (local.get $j)))
+          ;; a class bit k moved to the top of each byte (shl 7 - k) is what bitmask reads
+          (local.set $mB (i64.or (local.get $mB) (i64.shl (i64.extend_i32_u (i8x16.bitmask (i8x16.shl (local.get $c) (i32.const 7)))) (local.get $shift))))
+          (local.set $mH (i64.or (local.get $mH) (i64.shl (i64.extend_i32_u (i8x16.bitmask (i8x16.shl (local.get $c) (i32.const 6)))) (local.get $shift))))
+          (local.set $mS (i64.or (local.get $mS) (i64.shl (i64.extend_i32_u (i8x16.bitmask (i8x16.shl (local.get $c) (i32.const 3)))) (local.get $shift))))
+          (local.set $mV (i64.or (local.get $mV) (i64.shl (i64.extend_i32_u (i8x16.bitmask (local.get $c))) (local.get $shift))))
+          (local.set $mQ
+            (i64.or (local.get $mQ)
+              (i64.shl (i64.extend_i32_u (i8x16.bitmask (i8x16.eq (local.get $v) (v128.const i8x16 34 34 34 34 34 34 34 34 34 34 34 34 34 34 34 34))))
+                (local.get $shift))))
+          (local.set $j (i32.add (local.get $j) (i32.const 16)))
+          (br_if $vector (i32.lt_u (local.get $j) (i32.const 64))))
+
+        ;; base64 runs (C_B64, bit 0) and hex runs (C_HEX, bit 1) of 16 or more
+        (local.set $b64Carry (call $runs (local.get $mB) (local.get $base) (local.get $b64Carry) (i32.const 1)))
+        (local.set $hexCarry (call $runs (local.get $mH) (local.get $base) (local.get $hexCarry) (i32.const 2)))
+
+        ;; Separated hex: a pair ends at a separator (C_SEP, bit 4) after exactly two hex digits;
+        ;; 7 pairs in a row are 7 such separators 3 apart. The previous block's masks give the bits
+        ;; the shifts bring in.
+        (local.set $pairs
+          (i64.and (local.get $mS)
+            (i64.and
+              (i64.and
+                (i64.or (i64.shl (local.get $mH) (i64.const 1)) (i64.shr_u (local.get $prevH) (i64.const 63)))
+                (i64.or (i64.shl (local.get $mH) (i64.const 2)) (i64.shr_u (local.get $prevH) (i64.const 62))))
+              (i64.xor (i64.or (i64.shl (local.get $mH) (i64.const 3)) (i64.shr_u (local.get $prevH) (i64.const 61))) (i64.const -1)))))
+        (if (i64.ne (local.get $pairs) (i64.const 0))
+          (then
+            (local.set $z
+              (i64.and
+                (i64.and
+                  (i64.and (local.get $pairs) (i64.or (i64.shl (local.get $pairs) (i64.const 3)) (i64.shr_u (local.get $prevPairs) (i64.const 61))))
+                  (i64.and
+                    (i64.or (i64.shl (local.get $pairs) (i64.const 6)) (i64.shr_u (local.get $prevPairs) (i64.const 58)))
+                    (i64.or (i64.shl (local.get $pairs) (i64.const 9)) (i64.shr_u (local.get $prevPairs) (i64.const 55)))))
+                (i64.and
+                  (i64.and
+                    (i64.or (i64.shl (local.get $pairs) (i64.const 12)) (i64.shr_u (local.get $prevPairs) (i64.const 52)))
+                    (i64.or (i64.shl (local.get $pairs) (i64.const 15)) (i64.shr_u (local.get $prevPairs) (i64.const 49))))
+                  (i64.or (i64.shl (local.get $pairs) (i64.const 18)) (i64.shr_u (local.get $prevPairs) (i64.const 46))))))
+            (if (i64.ne (local.get $z) (i64.const 0)) (then (i32.store (i32.const 8) (i32.const 1))))))
+        (local.set $prevH (local.get $mH))
+        (local.set $prevPairs (local.get $pairs))
+
+        ;; Quoted JSON values: at each quote, the value opened by the quote before is taken when no
+        ;; character since is other than a value character (C_VALUE, bit 7) and it is 4 to 256
+        ;; long; else this quote opens one. `last` is the last such other character before the
+        ;; quote: the quote before is one, so `last < open` says none came since.
+        (local.set $nv (i64.xor (local.get $mV) (i64.const -1)))
+        (local.set $q (local.get $mQ))
+        (block $quotesDone
+          (loop $quote
+            (br_if $quotesDone (i64.eqz (local.get $q)))
+            (local.set $bit (i32.wrap_i64 (i64.ctz (local.get $q))))
+            (local.set $below (i64.and (local.get $nv) (i64.sub (i64.shl (i64.const 1) (i64.extend_i32_u (local.get $bit))) (i64.const 1))))
+            (local.set $last
+              (select
+                (local.get $lastNV)
+                (i32.sub (i32.add (local.get $base) (i32.const 63)) (i32.wrap_i64 (i64.clz (local.get $below))))
+                (i64.eqz (local.get $below))))
+            (local.set $at (i32.add (local.get $base) (local.get $bit)))
+            (if (i32.and
+                  (i32.lt_s (local.get $last) (local.get $open))
+                  (i32.le_u (i32.sub (i32.sub (local.get $at) (local.get $open)) (i32.const 4)) (i32.const 252)))
+              (then
+                (call $record (i32.const 0) (local.get $open) (local.get $at))
+                (local.set $open (i32.const -1)))
+              (else (local.set $open (i32.add (local.get $at) (i32.const 1)))))
+            (local.set $q (i64.and (local.get $q) (i64.sub (local.get $q) (i64.const 1))))
+            (br $quote)))
+        (if (i64.ne (local.get $nv) (i64.const 0))
+          (then (local.set $lastNV (i32.sub (i32.add (local.get $base) (i32.const 63)) (i32.wrap_i64 (i64.clz (local.get $nv)))))))
+
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $block)))
+    ;; the end closes the runs that reach it (only a text that fills its last block leaves one open)
+    (if (i32.ge_u (local.get $b64Carry) (i32.const 16))
+      (then (call $run (i32.const 1) (i32.sub (local.get $length) (local.get $b64Carry)) (local.get $length))))
+    (if (i32.ge_u (local.get $hexCarry) (i32.const 16))
+      (then (call $run (i32.const 2) (i32.sub (local.get $length) (local.get $hexCarry)) (local.get $length)))))
+)

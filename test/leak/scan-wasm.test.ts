@@ -93,6 +93,43 @@ t.test('property: the WebAssembly loop scans and surveys as the JavaScript loops
   t.ok(long > 1500, `${long} of 3000 texts long enough for the WebAssembly loop`);
 });
 
+/**
+ * Texts that put run, pair and quote edges at every offset of the WebAssembly loop's 64-character
+ * blocks: stretches of one class 1 to 80 long, separated hex chains of 5 to 9 pairs, quoted values
+ * near the 4 and 256 bounds, and single characters of every class.
+ */
+const blockEdges = fc
+  .array(
+    fc.oneof(
+      fc
+        .tuple(fc.constantFrom('a', 'F', '0', 'z', 'Q', '+', '/', '_', '-', 'v', '.'), fc.integer({ min: 1, max: 80 }))
+        .map(([c, n]) => c.repeat(n)),
+      fc
+        .tuple(fc.constantFrom(':', '-'), fc.integer({ min: 5, max: 9 }), fc.constantFrom('ab', 'F0', '9c'))
+        .map(([sep, n, pair]) => `${pair}${sep}`.repeat(n)),
+      fc
+        .tuple(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 250, max: 260 }), fc.boolean())
+        .map(([a, b, long]) => `"${'v'.repeat(long ? b : a)}"`),
+      fc.constantFrom('"', ' ', ':', '-', '=', '~', '\n', ',', '{', '}', '%'),
+    ),
+    { minLength: 4, maxLength: 60 },
+  )
+  .map((parts) => parts.join(''))
+  .filter((text) => text.length >= WASM_MIN);
+
+t.test('property: the WebAssembly loop agrees at every block edge', async (t) => {
+  let runs = 0;
+  fc.assert(
+    fc.property(blockEdges, (text) => {
+      const js = scanWith(false, text);
+      runs += js.survey.base64.length + js.survey.hex.length + js.survey.quoted.length;
+      return isDeepStrictEqual(scanWith(true, text), js);
+    }),
+    { numRuns: 3000 },
+  );
+  t.ok(runs > 10000, `${runs} runs and values compared`);
+});
+
 /** Whether every run the WebAssembly scan calls dead decodes to bytes keptText drops; counts them. */
 function deadRunsDrop(text: string, counts: { dead: number; alive: number }): boolean {
   const survey = fresh();
@@ -198,9 +235,9 @@ t.test('the committed module is what the .wat assembles to', async (t) => {
 t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads", async (t) => {
   const wat = readFileSync('src/leak/scan.wat', 'utf8');
   const used = new Set([...wat.matchAll(/offset=(\d+)/g)].map((m) => Number(m[1])));
-  const { SEXTET_AT, NIBBLE_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } = LAYOUT;
+  const { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } = LAYOUT;
   t.same(
     [...used].sort((a, b) => a - b),
-    [SEXTET_AT, NIBBLE_AT, TEXT_AT, TEXT_AT + 1, STATES_AT, HITS_AT, HITS_AT + 4, RUNS_AT, RUNS_AT + 4, RUNS_AT + 8],
+    [SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, TEXT_AT + 1, STATES_AT, HITS_AT, HITS_AT + 4, RUNS_AT, RUNS_AT + 4, RUNS_AT + 8],
   );
 });
