@@ -124,7 +124,7 @@ export class KeywordAutomaton {
    */
   scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint32Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
     if (text.length >= WASM_MIN) {
-      this.#wasm ??= wasmTables(this.#next, this.#columnAndClass, this.#endFrom);
+      this.#wasm ??= wasmTables(this.#next, this.#columnAndClass, this.#endFrom, this.maxLength);
       const fast = this.#wasm === null ? null : wasmScan(this.#wasm, text);
       if (fast !== null) {
         this.#fromWasm(fast, text.length, hit, states, survey);

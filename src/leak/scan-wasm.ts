@@ -20,7 +20,7 @@ interface WasmApi {
   Instance: new (module: object) => { exports: Record<string, unknown> };
 }
 
-type ScanFn = (length: number, next: number, table: number, endFrom: number) => void;
+type ScanFn = (length: number, next: number, table: number, endFrom: number, warm: number) => void;
 
 // The memory's fixed layout (scan.wat reads and writes at these offsets as constants, which keeps
 // the loop's pointers out of registers): counters, the text, its states, hit and run records, then
@@ -32,10 +32,12 @@ const CLASS_AT = 0x200;
 const TEXT_AT = 0x10000;
 const STATES_AT = TEXT_AT + MAX_TEXT;
 const HITS_AT = STATES_AT + MAX_TEXT * 4;
+/** the second chain's hit records (scan.wat moves them after the first's) */
+const HITS_B_AT = HITS_AT + MAX_TEXT * 4;
 const RUNS_AT = HITS_AT + MAX_TEXT * 8;
 const TABLES_AT = RUNS_AT + MAX_TEXT * 4;
 /** the layout, for the test that holds scan.wat's constants to it */
-export const LAYOUT = { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } as const;
+export const LAYOUT = { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT } as const;
 
 interface Loaded {
   memory: WasmMemory;
@@ -100,10 +102,12 @@ export interface WasmTables {
   next: number;
   table: number;
   endFrom: number;
+  /** the longest keyword: a state stands for at most that many characters (scan.wat's second chain warms up over them) */
+  warm: number;
 }
 
 /** Copies an automaton's tables in; null when this loop cannot run it (a 32-bit table, no WebAssembly). */
-export function wasmTables(next: Uint16Array | Uint32Array, table: Uint16Array, endFrom: number): WasmTables | null {
+export function wasmTables(next: Uint16Array | Uint32Array, table: Uint16Array, endFrom: number, warm: number): WasmTables | null {
   if (!(next instanceof Uint16Array) || table.length !== 128) return null;
   const l = load();
   if (l === null) return null;
@@ -113,7 +117,7 @@ export function wasmTables(next: Uint16Array | Uint32Array, table: Uint16Array, 
   new Uint16Array(l.memory.buffer, nextAt, next.length).set(next);
   new Uint16Array(l.memory.buffer, tableAt, table.length).set(table);
   l.top = tableAt + table.byteLength + 8;
-  return { next: nextAt, table: tableAt, endFrom };
+  return { next: nextAt, table: tableAt, endFrom, warm };
 }
 
 /**
@@ -141,7 +145,7 @@ export function wasmScan(tables: WasmTables, text: string): WasmScan | null {
   const l = loaded!;
   const written = l.bytes.write(text, TEXT_AT, length, 'latin1');
   if (written !== length) return null;
-  l.scan(length, tables.next, tables.table, tables.endFrom);
+  l.scan(length, tables.next, tables.table, tables.endFrom, tables.warm);
   const words = l.words;
   return {
     u32: l.u32,

@@ -111,9 +111,15 @@
           (local.set $flags (i32.or (local.get $flags) (i32.load8_u offset=512 (i32.load8_u offset=65536 (local.get $i)))))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $char (i32.lt_u (local.get $i) (local.get $end))))
+        ;; a run of hex digits in one case is read as hex only (detect.ts skips it as base64): no dead mark
         (call $record
           (i32.or (i32.or (i32.const 1) (i32.shl (local.get $flags) (i32.const 8)))
-            (i32.shl (call $dead64 (local.get $start) (local.get $end)) (i32.const 4)))
+            (i32.shl
+              (if (result i32)
+                (i32.and (i32.eqz (i32.and (local.get $flags) (i32.const 32))) (i32.ne (i32.and (local.get $flags) (i32.const 12)) (i32.const 12)))
+                (then (i32.const 0))
+                (else (call $dead64 (local.get $start) (local.get $end))))
+              (i32.const 4)))
           (local.get $start) (local.get $end)))
       (else
         (call $record
@@ -157,8 +163,8 @@
     (local.get $trail))
 
   (func (export "scan")
-    (param $length i32) (param $next i32) (param $table i32) (param $endFrom i32)
-    (local $i i32) (local $state i32) (local $at i32)
+    (param $length i32) (param $next i32) (param $table i32) (param $endFrom i32) (param $warm i32)
+    (local $i i32) (local $state i32) (local $at i32) (local $mid i32) (local $stateB i32) (local $hitsA i32) (local $hitsB i32)
     (local $blocks i32) (local $base i32) (local $j i32) (local $shift i64)
     (local $v v128) (local $c v128)
     (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
@@ -171,9 +177,35 @@
     (i32.store (i32.const 8) (i32.const 0))
 
     ;; The keyword automaton: a state after each character, a hit record where a keyword ends.
+    ;; A step waits on the one before (its state picks the row): one chain runs at the latency of
+    ;; a load. Two chains run at once, A over the first half and B over the second. B starts from
+    ;; the root `warm` characters (the longest keyword) before the half: a state stands for at
+    ;; most that many characters, so from the half on B's states are the text's. B's hit records
+    ;; go to the second half of their space and are moved after A's at the end. A short text, or
+    ;; one too short for the warm-up, is one chain.
+    (local.set $mid (i32.shr_u (local.get $length) (i32.const 1)))
+    (if (i32.or (i32.lt_u (local.get $length) (i32.const 256)) (i32.gt_u (local.get $warm) (local.get $mid)))
+      (then (local.set $mid (local.get $length))))
+    (local.set $j (local.get $length))
+    (if (i32.lt_u (local.get $mid) (local.get $length))
+      (then
+        (local.set $j (i32.sub (local.get $mid) (local.get $warm)))
+        (block $warmed
+          (loop $warming
+            (br_if $warmed (i32.ge_u (local.get $j) (local.get $mid)))
+            (local.set $stateB
+              (i32.load16_u
+                (i32.add
+                  (i32.add (local.get $next)
+                    (i32.shl
+                      (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $j)) (i32.const 1)))) (i32.const 0xff))
+                      (i32.const 1)))
+                  (i32.shl (local.get $stateB) (i32.const 1)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $warming)))))
     (block $done
       (loop $char
-        (br_if $done (i32.ge_u (local.get $i) (local.get $length)))
+        (br_if $done (i32.ge_u (local.get $i) (local.get $mid)))
         ;; the column's address is read off the text, apart from the state: the chain from one
         ;; state to the next is one add and one load
         (local.set $state
@@ -187,12 +219,48 @@
         (i32.store offset=327680 (i32.shl (local.get $i) (i32.const 2)) (local.get $state))
         (if (i32.ge_u (local.get $state) (local.get $endFrom))
           (then
-            (local.set $at (i32.load (i32.const 0)))
-            (i32.store offset=1376256 (i32.shl (local.get $at) (i32.const 3)) (local.get $state))
-            (i32.store offset=1376260 (i32.shl (local.get $at) (i32.const 3)) (local.get $i))
-            (i32.store (i32.const 0) (i32.add (local.get $at) (i32.const 1)))))
+            (i32.store offset=1376256 (i32.shl (local.get $hitsA) (i32.const 3)) (local.get $state))
+            (i32.store offset=1376260 (i32.shl (local.get $hitsA) (i32.const 3)) (local.get $i))
+            (local.set $hitsA (i32.add (local.get $hitsA) (i32.const 1)))))
+        (if (i32.lt_u (local.get $j) (local.get $length))
+          (then
+            (local.set $stateB
+              (i32.load16_u
+                (i32.add
+                  (i32.add (local.get $next)
+                    (i32.shl
+                      (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $j)) (i32.const 1)))) (i32.const 0xff))
+                      (i32.const 1)))
+                  (i32.shl (local.get $stateB) (i32.const 1)))))
+            (i32.store offset=327680 (i32.shl (local.get $j) (i32.const 2)) (local.get $stateB))
+            (if (i32.ge_u (local.get $stateB) (local.get $endFrom))
+              (then
+                (i32.store offset=2424832 (i32.shl (local.get $hitsB) (i32.const 3)) (local.get $stateB))
+                (i32.store offset=2424836 (i32.shl (local.get $hitsB) (i32.const 3)) (local.get $j))
+                (local.set $hitsB (i32.add (local.get $hitsB) (i32.const 1)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $char)))
+    ;; B's last character when its half is the longer
+    (if (i32.lt_u (local.get $j) (local.get $length))
+      (then
+        (local.set $stateB
+          (i32.load16_u
+            (i32.add
+              (i32.add (local.get $next)
+                (i32.shl
+                  (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $j)) (i32.const 1)))) (i32.const 0xff))
+                  (i32.const 1)))
+              (i32.shl (local.get $stateB) (i32.const 1)))))
+        (i32.store offset=327680 (i32.shl (local.get $j) (i32.const 2)) (local.get $stateB))
+        (if (i32.ge_u (local.get $stateB) (local.get $endFrom))
+          (then
+            (i32.store offset=2424832 (i32.shl (local.get $hitsB) (i32.const 3)) (local.get $stateB))
+            (i32.store offset=2424836 (i32.shl (local.get $hitsB) (i32.const 3)) (local.get $j))
+            (local.set $hitsB (i32.add (local.get $hitsB) (i32.const 1)))))
+))
+    (memory.copy (i32.add (i32.const 1376256) (i32.shl (local.get $hitsA) (i32.const 3))) (i32.const 2424832) (i32.shl (local.get $hitsB) (i32.const 3)))
+    (i32.store (i32.const 0) (i32.add (local.get $hitsA) (local.get $hitsB)))
 
     ;; The run survey, 64 characters a block: each class as a 64-bit mask (bit i: character
     ;; base + i), from the CLASS rows at 0x200 (row h for codes 16h to 16h + 15; a swizzle gives

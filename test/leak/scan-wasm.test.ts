@@ -217,6 +217,23 @@ t.test('the WebAssembly loop on edges, one row each', async (t) => {
   for (const text of rows) t.same(scanWith(true, text), scanWith(false, text), `${text.slice(0, 24)}... (${text.length})`);
 });
 
+t.test('a keyword across the middle, where the second chain of the WebAssembly loop starts', async (t) => {
+  // the second chain starts from the root the longest keyword's length before the middle: a long
+  // keyword that starts before the middle and ends after it is where a short warm-up would miss
+  const keywords = [...defaultShapes().keywords.keywords].sort((a, b) => b.length - a.length).slice(0, 6);
+  let compared = 0;
+  for (const keyword of keywords)
+    for (const length of [256, 257, 1000, 1001])
+      for (let end = (length >> 1) - 1; end <= (length >> 1) + keyword.length + 1; end++) {
+        const start = end - keyword.length;
+        const text = `${'.'.repeat(start)}${keyword}`.padEnd(length, '.');
+        const js = scanWith(false, text);
+        if (!isDeepStrictEqual(scanWith(true, text), js)) t.fail(`${keyword} ending at ${end} of ${length}`);
+        compared++;
+      }
+  t.ok(compared > 500, `${compared} texts compared`);
+});
+
 t.test('a text past ASCII scans in JavaScript and still stops at its first non-ASCII character', async (t) => {
   const automaton = defaultShapes().keywords;
   const text = `${'ghp_'.repeat(20)}é${'a'.repeat(100)}`;
@@ -235,9 +252,23 @@ t.test('the committed module is what the .wat assembles to', async (t) => {
 t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads", async (t) => {
   const wat = readFileSync('src/leak/scan.wat', 'utf8');
   const used = new Set([...wat.matchAll(/offset=(\d+)/g)].map((m) => Number(m[1])));
-  const { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, RUNS_AT } = LAYOUT;
+  const { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT } = LAYOUT;
   t.same(
     [...used].sort((a, b) => a - b),
-    [SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, TEXT_AT + 1, STATES_AT, HITS_AT, HITS_AT + 4, RUNS_AT, RUNS_AT + 4, RUNS_AT + 8],
+    [
+      SEXTET_AT,
+      NIBBLE_AT,
+      CLASS_AT,
+      TEXT_AT,
+      TEXT_AT + 1,
+      STATES_AT,
+      HITS_AT,
+      HITS_AT + 4,
+      HITS_B_AT,
+      HITS_B_AT + 4,
+      RUNS_AT,
+      RUNS_AT + 4,
+      RUNS_AT + 8,
+    ],
   );
 });
