@@ -15,6 +15,7 @@ import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
 import { NIBBLE, SEXTET, type RunSurvey } from './runs.js';
 import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
+import { wasmHasControl } from './scan-wasm.js';
 
 /** Decoding levels under the text as sent. */
 export const MAX_DEPTH = 3;
@@ -408,7 +409,7 @@ function isSpace(code: number): boolean {
  * the only candidate); it takes a colon after white space along, and the next match is looked for
  * after it. A failed start goes on at the next quote.
  */
-function jsonValues(text: string, out: number[], quoted?: readonly number[]): void {
+function jsonValues(text: string, out: number[], quoted?: ArrayLike<number>): void {
   const length = text.length;
   let count = 0;
   if (quoted) {
@@ -469,7 +470,7 @@ function formValues(text: string, out: number[]): void {
  * (RunSurvey.quoted), saves reading the text again for its JSON values. Values are found as
  * offsets, and made strings only when their lines are made.
  */
-export function joinedNeighbours(text: string, seams?: Seams, quoted?: readonly number[]): string | null {
+export function joinedNeighbours(text: string, seams?: Seams, quoted?: ArrayLike<number>): string | null {
   let spans = seams === undefined;
   const lines: Array<[number[], number]> = [];
   for (const kind of ['"', '='] as const) {
@@ -505,12 +506,19 @@ export const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
  */
 export function decodedText(bytes: Buffer): string {
   // (a control character of valid UTF-8 is its own byte: every byte of a longer sequence is 0x80 or more)
-  if (isUtf8(bytes) && !hasControlByte(bytes)) return bytes.toString('utf8');
+  if (isUtf8(bytes) && !hasControl(bytes)) return bytes.toString('utf8');
   const latin1 = bytes.toString('latin1');
   PRINTABLE_RUN.lastIndex = 0;
   const runs: string[] = [];
   for (let m = PRINTABLE_RUN.exec(latin1); m; m = PRINTABLE_RUN.exec(latin1)) runs.push(m[0]);
   return runs.join('\n');
+}
+
+/** bytes at least this many are looked at by the WebAssembly loop (scan-wasm.ts); fewer cost less here than the copy */
+const CONTROL_WASM_MIN = 256;
+
+function hasControl(bytes: Uint8Array): boolean {
+  return (bytes.length >= CONTROL_WASM_MIN ? wasmHasControl(bytes) : null) ?? hasControlByte(bytes);
 }
 
 /** 1 for the bytes CONTROL matches */

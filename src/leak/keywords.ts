@@ -168,7 +168,8 @@ export class KeywordAutomaton {
     const table = this.#columnAndClass;
     const length = text.length;
     const hex = survey.hex;
-    const quoted = survey.quoted;
+    // a fresh survey's (an array; only the WebAssembly loop hands over a typed one)
+    const quoted = survey.quoted as number[];
     let state = 0;
     /** just after a quote that opens a JSON value, with only value characters since; else -1 */
     let open = -1;
@@ -232,8 +233,7 @@ export class KeywordAutomaton {
         const start = words[at + 1]!;
         const end = words[at + 2]!;
         const dead = (kind >> 4) & 1;
-        if ((kind & 0xf) === 0) survey.quoted.push(start, end);
-        else if ((kind & 0xf) === 1) {
+        if ((kind & 0xf) === 1) {
           closeBase64(survey, start, end, kind >> 8);
           deadBase64.push(dead);
         } else {
@@ -241,6 +241,8 @@ export class KeywordAutomaton {
           deadHex.push(dead);
         }
       }
+      // the quoted values as one copy: detect.ts only reads them
+      survey.quoted = fast.words.slice(fast.quoted, fast.quoted + fast.quotedCount * 2);
       survey.dead = deadBase64;
       survey.hexDead = deadHex;
       if (fast.separated) survey.separatedHex = true;

@@ -42,7 +42,7 @@ export interface RunSurvey {
    * the quotes: a quote followed by 4 to 256 value characters (C_VALUE) and a quote, the closing
    * quote taken (it opens no match of its own).
    */
-  quoted: number[];
+  quoted: number[] | Int32Array;
   /**
    * Per base64 run and per hex run, 1 when the bytes the whole run decodes to are surely not text
    * keptText keeps (fewer than 8, or a control byte and no printable run of 10): the decode of it

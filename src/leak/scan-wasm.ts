@@ -23,9 +23,9 @@ interface WasmApi {
 type ScanFn = (length: number, next: number, table: number, endFrom: number, warm: number) => void;
 
 // The memory's fixed layout (scan.wat reads and writes at these offsets as constants, which keeps
-// the loop's pointers out of registers): counters, the text, its states, hit and run records, then
-// the automata's tables. Run records: at most a quoted value in 6 characters and a base64 and a
-// hex run in 17 each (plus the two the end closes), under a third of a record a character.
+// the loop's pointers out of registers): counters, the text, its states, hit, run and quoted-value
+// records, then the automata's tables. Run records: at most a base64 and a hex run in 17
+// characters each (plus the two the end closes), under a sixth of a record a character.
 const SEXTET_AT = 0x100;
 const NIBBLE_AT = 0x180;
 const CLASS_AT = 0x200;
@@ -35,13 +35,16 @@ const HITS_AT = STATES_AT + MAX_TEXT * 4;
 /** the second chain's hit records (scan.wat moves them after the first's) */
 const HITS_B_AT = HITS_AT + MAX_TEXT * 4;
 const RUNS_AT = HITS_AT + MAX_TEXT * 8;
-const TABLES_AT = RUNS_AT + MAX_TEXT * 4;
+/** quoted values as (start, end): one takes 6 characters or more */
+const QUOTED_AT = RUNS_AT + MAX_TEXT * 4;
+const TABLES_AT = QUOTED_AT + MAX_TEXT * 2;
 /** the layout, for the test that holds scan.wat's constants to it */
-export const LAYOUT = { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT } as const;
+export const LAYOUT = { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT, QUOTED_AT } as const;
 
 interface Loaded {
   memory: WasmMemory;
   scan: ScanFn;
+  control: (length: number) => number;
   /** the first byte past the automata's tables (a new table goes here) */
   top: number;
   /** views over memory, remade when it grows */
@@ -69,12 +72,14 @@ function load(): Loaded | null {
     loaded = {
       memory,
       scan: instance.exports.scan as ScanFn,
+      control: instance.exports.control as (length: number) => number,
       top: TABLES_AT,
       bytes: Buffer.alloc(0),
       words: new Int32Array(0),
       u32: new Uint32Array(0),
     };
-    views(loaded);
+    // room for the text and every record region (pages are committed only as they are touched)
+    ensure(loaded, TABLES_AT);
     loaded.bytes.set(SEXTET, SEXTET_AT);
     loaded.bytes.set(NIBBLE, NIBBLE_AT);
     loaded.bytes.set(CLASS, CLASS_AT);
@@ -123,7 +128,8 @@ export function wasmTables(next: Uint16Array | Uint32Array, table: Uint16Array, 
 /**
  * Where one scan's results are, as indices into the views: `states` (u32, one a character), `hits`
  * (i32 pairs: state, offset; `hitCount` of them), `runs` (i32 triples: kind | flags << 8, start,
- * end; `runCount` of them), `separated`. Valid until the next scan.
+ * end; `runCount` of them), `quoted` (i32 pairs: start, end; `quotedCount` of them), `separated`.
+ * Valid until the next scan.
  */
 export interface WasmScan {
   u32: Uint32Array;
@@ -133,6 +139,8 @@ export interface WasmScan {
   hitCount: number;
   runs: number;
   runCount: number;
+  quoted: number;
+  quotedCount: number;
   separated: boolean;
 }
 
@@ -155,6 +163,17 @@ export function wasmScan(tables: WasmTables, text: string): WasmScan | null {
     hitCount: words[0]!,
     runs: RUNS_AT >> 2,
     runCount: words[1]!,
+    quoted: QUOTED_AT >> 2,
+    quotedCount: words[3]!,
     separated: words[2] !== 0,
   };
+}
+
+/** Whether `bytes` holds a control byte (detect.ts CONTROL), 16 bytes a step; null when this loop cannot take them (hasControlByte does). */
+export function wasmHasControl(bytes: Uint8Array): boolean | null {
+  if (!enabled || bytes.length > MAX_TEXT) return null;
+  const l = load();
+  if (l === null) return null;
+  l.bytes.set(bytes, TEXT_AT);
+  return l.control(bytes.length) !== 0;
 }

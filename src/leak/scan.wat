@@ -1,19 +1,22 @@
-;; The keyword automaton and the run survey of src/leak/keywords.ts (#scanSurveying), one loop over
-;; the bytes of an ASCII text, as WebAssembly: the same machine, step for step, at a fraction of
-;; the JavaScript loop's cost a character (issue 22). scripts/gen-scan-wasm.mjs assembles it into
-;; src/leak/scan-wasm.gen.ts; src/leak/scan-wasm.ts lays out the memory and reads the results back,
-;; and test/leak/scan-wasm.test.ts holds it to the JavaScript machine on random and edge texts.
+;; The keyword automaton and the run survey of src/leak/keywords.ts (#scanSurveying) over the
+;; bytes of an ASCII text, as WebAssembly: the same results at a fraction of the JavaScript loop's
+;; cost a character (issue 22). The automaton steps a character at a time (two chains at once);
+;; the survey reads 64 characters a step as bit masks (SIMD). scripts/gen-scan-wasm.mjs assembles
+;; it into src/leak/scan-wasm.gen.ts; src/leak/scan-wasm.ts lays out the memory and reads the
+;; results back, and test/leak/scan-wasm.test.ts holds it to the JavaScript machine on random and
+;; edge texts.
 ;;
-;; scan(length, next, table, endFrom) reads `length` bytes at 0x10000 (every one below 0x80: the
-;; caller checks; at most 256 KiB, scan-wasm.ts MAX_TEXT), with `next` the transitions (u16, a
-;; state is the offset of its row) and `table` per character code its column (low byte) and run
-;; class (high byte, runs.ts CLASS). It writes the state after each byte at 0x50000 (u32 each), a
-;; record (state, offset) at 0x150000 for each byte after which a keyword ends (state >= endFrom),
-;; and at 0x350000 a record (kind | flags << 8, start, end) for each run closed, in text order:
-;; kind 0 a quoted JSON value, 1 a base64 run (flags: the union of its classes), 2 a hex run. At
-;; address 0 it leaves the number of hit records, at 4 of run records, at 8 whether separated hex
-;; was seen. The offsets are constants in the code (no pointer held in a register through the
-;; loop); scan-wasm.ts names the same ones and a test holds the two to each other.
+;; scan(length, next, table, endFrom, warm) reads `length` bytes at 0x10000 (every one below 0x80:
+;; the caller checks; at most 256 KiB, scan-wasm.ts MAX_TEXT), with `next` the transitions (u16, a
+;; state is the offset of its row), `table` per character code its column (low byte) and run class
+;; (high byte, runs.ts CLASS), and `warm` the longest keyword. It writes the state after each byte
+;; at 0x50000 (u32 each), a record (state, offset) at 0x150000 for each byte after which a keyword
+;; ends (state >= endFrom), in order; at 0x350000 a record (kind | flags << 8, start, end) for each
+;; run of 16 or more, in order for each kind: 1 a base64 run (flags: the union of its classes), 2 a
+;; hex run; and at 0x450000 (start, end) of each quoted JSON value, in order. At address 0 it leaves
+;; the number of hit records, at 4 of run records, at 8 whether separated hex was seen, at 12 the
+;; number of quoted values. The offsets are constants in the code (no pointer held in a register
+;; through the loops); scan-wasm.ts names the same ones and a test holds the two to each other.
 (module
   (memory (export "memory") 1)
   ;; Whether the bytes a run decodes to are surely not text detect.ts keptText keeps: fewer than 8,
@@ -162,6 +165,29 @@
         (br $long)))
     (local.get $trail))
 
+  ;; control(length): 1 when the `length` bytes at 0x10000 hold a control byte (0x00-0x08,
+  ;; 0x0e-0x1f, 0x7f: detect.ts CONTROL), 16 a step; the bytes past them up to a multiple of 16
+  ;; are made spaces first.
+  (func (export "control") (param $length i32) (result i32)
+    (local $i i32) (local $v v128) (local $found v128)
+    (memory.fill (i32.add (i32.const 65536) (local.get $length)) (i32.const 0x20)
+      (i32.and (i32.sub (i32.const 0) (local.get $length)) (i32.const 15)))
+    (block $done
+      (loop $vector
+        (br_if $done (i32.ge_u (local.get $i) (local.get $length)))
+        (local.set $v (v128.load offset=65536 (local.get $i)))
+        ;; below 0x20 and not 0x09-0x0d, or 0x7f
+        (local.set $found
+          (v128.or (local.get $found)
+            (v128.or
+              (v128.andnot
+                (i8x16.lt_u (local.get $v) (v128.const i8x16 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32))
+                (i8x16.lt_u (i8x16.sub (local.get $v) (v128.const i8x16 9 9 9 9 9 9 9 9 9 9 9 9 9 9 9 9)) (v128.const i8x16 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5 5)))
+              (i8x16.eq (local.get $v) (v128.const i8x16 127 127 127 127 127 127 127 127 127 127 127 127 127 127 127 127)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $vector)))
+    (v128.any_true (local.get $found)))
+
   (func (export "scan")
     (param $length i32) (param $next i32) (param $table i32) (param $endFrom i32) (param $warm i32)
     (local $i i32) (local $state i32) (local $at i32) (local $mid i32) (local $stateB i32) (local $hitsA i32) (local $hitsB i32)
@@ -171,7 +197,7 @@
     (local $t4 v128) (local $t5 v128) (local $t6 v128) (local $t7 v128)
     (local $mB i64) (local $mH i64) (local $mS i64) (local $mV i64) (local $mQ i64)
     (local $b64Carry i32) (local $hexCarry i32) (local $prevH i64) (local $pairs i64) (local $prevPairs i64) (local $z i64)
-    (local $nv i64) (local $q i64) (local $bit i32) (local $below i64) (local $last i32) (local $open i32) (local $lastNV i32)
+    (local $quotes i32) (local $nv i64) (local $q i64) (local $bit i32) (local $below i64) (local $last i32) (local $open i32) (local $lastNV i32)
     (i32.store (i32.const 0) (i32.const 0))
     (i32.store (i32.const 4) (i32.const 0))
     (i32.store (i32.const 8) (i32.const 0))
@@ -373,7 +399,9 @@
                   (i32.lt_s (local.get $last) (local.get $open))
                   (i32.le_u (i32.sub (i32.sub (local.get $at) (local.get $open)) (i32.const 4)) (i32.const 252)))
               (then
-                (call $record (i32.const 0) (local.get $open) (local.get $at))
+                (i64.store offset=4521984 (i32.shl (local.get $quotes) (i32.const 3))
+                  (i64.or (i64.extend_i32_u (local.get $open)) (i64.shl (i64.extend_i32_u (local.get $at)) (i64.const 32))))
+                (local.set $quotes (i32.add (local.get $quotes) (i32.const 1)))
                 (local.set $open (i32.const -1)))
               (else (local.set $open (i32.add (local.get $at) (i32.const 1)))))
             (local.set $q (i64.and (local.get $q) (i64.sub (local.get $q) (i64.const 1))))
@@ -383,6 +411,7 @@
 
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $block)))
+    (i32.store (i32.const 12) (local.get $quotes))
     ;; the end closes the runs that reach it (only a text that fills its last block leaves one open)
     (if (i32.ge_u (local.get $b64Carry) (i32.const 16))
       (then (call $run (i32.const 1) (i32.sub (local.get $length) (local.get $b64Carry)) (local.get $length))))

@@ -2,15 +2,16 @@
 // stands in for: on every ASCII text the keyword hits, the automaton's states and the run survey
 // must be exactly what KeywordAutomaton's JavaScript loops give, and whole detections must agree.
 // The committed module must be what the .wat assembles to.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import fc from '../helpers/fc.js';
 import t from 'tap';
-import { DecodeBudget, decodeBase64Range, decodeHexRange, detectLeak, keptText } from '../../src/leak/detect.js';
+import { CONTROL, DecodeBudget, decodeBase64Range, decodeHexRange, detectLeak, hasControlByte, keptText } from '../../src/leak/detect.js';
 import { WASM_MIN } from '../../src/leak/keywords.js';
 import type { RunSurvey } from '../../src/leak/runs.js';
-import { LAYOUT, MAX_TEXT, useWasmScan } from '../../src/leak/scan-wasm.js';
+import { LAYOUT, MAX_TEXT, useWasmScan, wasmHasControl } from '../../src/leak/scan-wasm.js';
 import { defaultShapes } from '../../src/leak/shapes.js';
 import { CREDENTIALS } from './fixtures.js';
 
@@ -37,6 +38,7 @@ function scanWith(wasm: boolean, text: string): Scanned {
     // the runs whose decoding is surely dropped: only the WebAssembly scan tells (checked on their own below)
     delete survey.dead;
     delete survey.hexDead;
+    survey.quoted = Array.from(survey.quoted);
     return { complete, hits, states, survey, plainHits };
   } finally {
     useWasmScan(true);
@@ -199,6 +201,45 @@ t.test('property: a detection decides the same with either loop', async (t) => {
   t.ok(found > 100 && found < 900, `${found} of 1000 texts hold a credential both loops find`);
 });
 
+t.test('property: the WebAssembly control-byte check finds what CONTROL finds', async (t) => {
+  let found = 0;
+  // printable text with now and then a byte from around the control ranges' edges
+  const bytes = fc
+    .array(
+      fc.oneof(
+        { arbitrary: fc.integer({ min: 0x20, max: 0x7e }), weight: 100 },
+        { arbitrary: fc.constantFrom(0x00, 0x08, 0x09, 0x0a, 0x0d, 0x0e, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff), weight: 1 },
+      ),
+      { minLength: 0, maxLength: 1200, size: 'max' },
+    )
+    .map((codes) => Buffer.from(codes));
+  fc.assert(
+    fc.property(bytes, (b) => {
+      const expected = CONTROL.test(b.toString('latin1'));
+      if (expected) found++;
+      return wasmHasControl(b) === expected && hasControlByte(b) === expected;
+    }),
+    { numRuns: 3000 },
+  );
+  t.ok(found > 500 && found < 2900, `${found} of 3000 hold one`);
+  t.equal(wasmHasControl(Buffer.alloc(MAX_TEXT + 1, 0x41)), null, 'past MAX_TEXT: the JavaScript check');
+  t.equal(wasmHasControl(Buffer.concat([Buffer.alloc(MAX_TEXT - 1, 0x41), Buffer.from([0x7f])])), true, 'the last byte of MAX_TEXT');
+});
+
+t.test('a process whose first look is the control-byte check (before any scan has loaded tables)', async (t) => {
+  const dir = t.testdir({
+    'child.ts': `import { decodedText } from ${JSON.stringify(path.resolve('src/leak/detect.js'))};
+import { wasmHasControl } from ${JSON.stringify(path.resolve('src/leak/scan-wasm.js'))};
+const text = Buffer.alloc(4096, 0x61);
+console.log(JSON.stringify([wasmHasControl(text), decodedText(text).length, decodedText(Buffer.concat([text, Buffer.from([1])])).length]));
+`,
+  });
+  const child = spawnSync(process.execPath, [...process.execArgv, path.join(dir, 'child.ts')], { encoding: 'utf8' });
+  t.equal(child.status, 0, child.stderr);
+  // a control byte makes the text its printable runs: the 4096 letters
+  t.same(JSON.parse(child.stdout), [false, 4096, 4096]);
+});
+
 t.test('the WebAssembly loop on edges, one row each', async (t) => {
   const rows = [
     'x'.repeat(WASM_MIN - 1),
@@ -252,7 +293,7 @@ t.test('the committed module is what the .wat assembles to', async (t) => {
 t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads", async (t) => {
   const wat = readFileSync('src/leak/scan.wat', 'utf8');
   const used = new Set([...wat.matchAll(/offset=(\d+)/g)].map((m) => Number(m[1])));
-  const { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT } = LAYOUT;
+  const { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT, QUOTED_AT } = LAYOUT;
   t.same(
     [...used].sort((a, b) => a - b),
     [
@@ -269,6 +310,7 @@ t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads",
       RUNS_AT,
       RUNS_AT + 4,
       RUNS_AT + 8,
+      QUOTED_AT,
     ],
   );
 });
