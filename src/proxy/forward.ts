@@ -3,7 +3,8 @@
 // within the limits and scrubbed of secret values.
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, pipeline, type Duplex, type Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import { joinStreams } from '../http/join.js';
 import type { Dispatcher } from 'undici';
 import { DECODABLE_ENCODINGS, ScrubFailure, type ResponseScrub, type ScrubSink } from '../secrets/scrub.js';
 import { SecretViolation } from '../secrets/violation.js';
@@ -97,7 +98,7 @@ export async function forwardRequest(deps: ProxyDeps, scope: RequestScope, req: 
   if (hasBody) {
     const swapped = bodySwapper(runtime, tool, decision, deps.observer, ex, head);
     const guarded = guardedBody(req, limits.max_request_bytes, limits.idle_timeout_ms, ex, tool, (err) => relay.clientFailed(err), read);
-    pipeline(guarded, swapped, () => undefined);
+    joinStreams(guarded, swapped);
     body = swapped;
     // A swap changes the length: the body then goes upstream chunked.
     if (decision.secrets.length > 0) headers = withoutHeader(headers, 'content-length');

@@ -148,15 +148,23 @@ export class RewriteStream extends Transform {
   }
 
   #process(input: Buffer, complete: boolean, callback: TransformCallback): void {
-    let result: ScanResult;
+    let result: ScanResult | null;
     try {
       this.#checkLeaks(input, complete);
       let limit = complete ? input.length : Math.max(0, input.length - this.#window + 1);
       // bytes the leak scan holds are not decided yet: input ends at #received
       if (this.#leakScan && !complete) limit = Math.max(0, Math.min(limit, this.#leakScan.cleared - (this.#received - input.length)));
-      result = scan(input, this.#needles, limit);
+      // nothing decided yet (the leak scan holds it, or it is shorter than the window): held as it
+      // is, not searched for needles it could not act on before more comes
+      result = limit === 0 && !complete ? null : scan(input, this.#needles, limit);
     } catch (error) {
       callback(error as Error);
+      return;
+    }
+    if (result === null) {
+      // a chunk of its own is copied (a subarray would keep a larger buffer alive); a join is new
+      this.#held = this.#held.length > 0 ? input : Buffer.from(input);
+      callback();
       return;
     }
     const output = Buffer.concat(result.pieces);
