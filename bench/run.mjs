@@ -1194,6 +1194,15 @@ function toMarkdown(report) {
       lines.push(`| ${index === 0 ? row.title : ''} | ${METRICS[m.metric].label} ${arrow} | ${[...cells, ...ratios].join(' | ')} |`);
     });
   }
+  const paired = report.rows.filter((row) => row.paired);
+  if (paired.length) {
+    lines.push('');
+    for (const row of paired)
+      lines.push(
+        `Paired, ${row.id}: ${row.paired.label} ${row.paired.metric} in each round (the two cells back to back) ` +
+          `${row.paired.rounds.map((r) => r.toFixed(2)).join(', ')}; median **${row.paired.median.toFixed(2)}×**.`,
+      );
+  }
   if (notes.length) {
     lines.push('');
     notes.forEach((note, i) => lines.push(`[^${i + 1}]: ${note.replace(/\|/g, '/')}`));
@@ -1213,6 +1222,8 @@ async function runRow(row, proxies) {
   // A row with `best` runs its columns in turn that many rounds and keeps each column's best cell
   // (lowest `best.by`): on a shared machine one cell can be disturbed, and turns spread that over all.
   const rounds = row.best ? settings.leakRounds : 1;
+  /** per column, the `best.by` figure of each round (for the paired ratio below) */
+  const perRound = {};
   for (let round = 0; round < rounds; round++)
     for (const column of row.columns) {
       if (stopping) break;
@@ -1231,6 +1242,7 @@ async function runRow(row, proxies) {
       } else {
         const kept = result.cells[column];
         const by = row.best?.by;
+        if (by && typeof cell.values[by] === 'number') (perRound[column] ??= [])[round] = cell.values[by];
         if (!kept || !by || !(kept[by] <= cell.values[by])) result.cells[column] = cell.values;
         console.log(
           row.metrics
@@ -1252,6 +1264,23 @@ async function runRow(row, proxies) {
     }
     return { metric, label: METRICS[metric].label, better: METRICS[metric].better, values, ratios };
   });
+  // The paired figure: sluice ÷ sluice-plain in each round, the two cells run back to back, and
+  // the median of those. The VM's speed drifts over a run; a pair shares most of its drift, where
+  // the best cell of each column may come from different rounds.
+  const layered = perRound.sluice ?? [];
+  const plain = perRound['sluice-plain'] ?? [];
+  const pairs = layered
+    .map((v, i) => (typeof v === 'number' && typeof plain[i] === 'number' && plain[i] > 0 ? v / plain[i] : null))
+    .filter((r) => r !== null);
+  if (row.best && pairs.length > 0) {
+    const sorted = [...pairs].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    result.paired = { metric: row.best.by, label: 'sluice/sluice-plain', rounds: pairs.map((r) => +r.toFixed(4)), median: +median.toFixed(4) };
+    console.log(
+      `bench: ${row.id} sluice/sluice-plain ${row.best.by} by round ${pairs.map((r) => r.toFixed(2)).join(', ')}; median ${median.toFixed(2)}`,
+    );
+  }
   delete result.cells;
   return result;
 }
