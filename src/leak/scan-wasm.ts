@@ -3,11 +3,12 @@
 // character. This file lays out its memory and hands back where the results are; keywords.ts reads
 // them. A text it cannot take (past ASCII, longer than MAX_TEXT, an automaton whose table is not
 // 16-bit) or a runtime without WebAssembly gets null, and the JavaScript loop, which computes the
-// same thing, runs instead.
+// same thing, runs instead. The module also checks bytes for control characters (wasmHasControl,
+// for detect.ts decodedText).
 import { CLASS, NIBBLE, SEXTET } from './runs.js';
 import { SCAN_WASM } from './scan-wasm.gen.js';
 
-/** Texts longer than this are scanned by the JavaScript loop (the memory a call needs is ~17 bytes a character). */
+/** Texts longer than this are scanned by the JavaScript loop (the memory a call needs is ~19 bytes a character). */
 export const MAX_TEXT = 256 * 1024;
 
 /** The WebAssembly API this file uses (the project's lib settings declare none). */

@@ -114,7 +114,8 @@
           (local.set $flags (i32.or (local.get $flags) (i32.load8_u offset=512 (i32.load8_u offset=65536 (local.get $i)))))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $char (i32.lt_u (local.get $i) (local.get $end))))
-        ;; a run of hex digits in one case is read as hex only (detect.ts skips it as base64): no dead mark
+        ;; a run of hex digits in one case is read as hex only (detect.ts skips it as base64): no dead mark;
+        ;; the test is keywords.ts closeBase64's (no C_NOT_HEX, 32; not both C_LOWER_HEX and C_UPPER_HEX, 12)
         (call $record
           (i32.or (i32.or (i32.const 1) (i32.shl (local.get $flags) (i32.const 8)))
             (i32.shl
