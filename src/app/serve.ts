@@ -264,10 +264,18 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   function forget(this: Socket): void {
     sockets.delete(this);
   }
-  server.on('connection', (s: Socket) => {
+  // The upstream HTTP client (undici: about 2 MiB of code and heap) loads when the first client
+  // connects, while its request is still arriving, not in a sidecar that sits idle (issue 20).
+  // dial.ts would load it on the first forward otherwise.
+  let warmed = false;
+  function track(s: Socket): void {
     sockets.add(s);
     s.on('close', forget);
-  });
+    if (warmed) return;
+    warmed = true;
+    setImmediate(warmUpstreamClient).unref();
+  }
+  server.on('connection', track);
   // The admin port listens first, so /readyz answers (200) from the moment the proxy port accepts,
   // and no request can reach the proxy before sluice knows the admin port as its own.
   let serving = false;
@@ -304,8 +312,6 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
     throw err;
   });
   serving = true;
-  // Once listening: load the upstream HTTP client (dial.ts would on the first forward otherwise).
-  setImmediate(warmUpstreamClient).unref();
   // Later checks for "is this sluice itself" need the real port when 0 was asked for.
   await self.add({ host: opts.listen.host, port: proxy.port });
   // Ports bound to one tool: the same pipeline, the tool known from the port instead of a header.
@@ -319,10 +325,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       throw new StartupError(`--listen-tool ${bound.tool}=${bound.listen.host}:${bound.listen.port}: the policy has no tool ${bound.tool}`);
     }
     const boundServer = createProxyServer(deps, interceptor, serverOpts, bound.tool);
-    boundServer.on('connection', (s: Socket) => {
-      sockets.add(s);
-      s.on('close', forget);
-    });
+    boundServer.on('connection', track);
     const address = await listen(boundServer, bound.listen);
     servers.push(boundServer);
     toolListeners.push({ tool: bound.tool, address });

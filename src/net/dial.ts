@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
 import type * as Undici from 'undici';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { growingLru } from './lru.js';
 
 // undici's index loads all of undici (fetch, cookies, WebSocket, mocks, proxy agents): about four
 // times what a start spends on the two modules sluice uses (issue 20). Pool.dispatch is the pool's
@@ -93,8 +94,7 @@ export class UpstreamPools {
     this.#ca = opts.ca;
     this.#connectTimeoutMs = opts.connectTimeoutMs;
     this.#idleTimeoutMs = opts.idleTimeoutMs;
-    this.#pools = new LRUCache<string, Pool>({
-      max: opts.maxPools ?? 1024,
+    this.#pools = growingLru<string, Pool>(opts.maxPools ?? 1024, {
       dispose: (pool) => void pool.close().catch(() => undefined),
     });
   }

@@ -2,13 +2,13 @@
 // what an OS resolver would do with odd IPv4 spellings (2130706433, 0x7f.1, 0177.0.0.1, 127.1) and
 // turns IDN into punycode, so every component asks this module rather than parsing hosts itself.
 import { isIP } from 'node:net';
-import { LRUCache } from 'lru-cache';
+import { growingLru } from './lru.js';
 
 export type CanonicalHost = { kind: 'ip'; host: string; family: 4 | 6 } | { kind: 'name'; host: string };
 
 const INVALID = Symbol('invalid host');
 /** Hosts repeat from request to request; the URL parser need not run for each. Results are frozen. */
-const canonical = new LRUCache<string, CanonicalHost | typeof INVALID>({ max: 4096 });
+const canonical = growingLru<string, CanonicalHost | typeof INVALID>(4096);
 
 /**
  * Canonical form of a host as a client wrote it: lower case, punycode, no trailing dot,

@@ -1,7 +1,7 @@
 // Resolve once, vet every answer, hand back only addresses sluice may dial. The cache holds
 // vetted results (never raw answers), so a cached entry can not be rebound to another address.
 import { promises as dns } from 'node:dns';
-import { LRUCache } from 'lru-cache';
+import { growingLru } from './lru.js';
 import { classifyAddress, type AddressPolicy, type AddressVerdict } from './address.js';
 
 export type Resolution =
@@ -23,9 +23,9 @@ export class VettingResolver {
   readonly #policy: AddressPolicy;
   readonly #resolver: dns.Resolver | null;
   readonly #timeoutMs: number;
-  readonly #cache = new LRUCache<string, { result: Resolution; expires: number }>({ max: 10_000 });
+  readonly #cache = growingLru<string, { result: Resolution; expires: number }>(10_000);
   readonly #inFlight = new Map<string, Promise<Resolution>>();
-  readonly #literals = new LRUCache<string, Resolution>({ max: 4096 });
+  readonly #literals = growingLru<string, Resolution>(4096);
 
   /** the longest dns_timeout_ms at any level of the policy */
   readonly #maxTimeoutMs: number;

@@ -3,7 +3,7 @@
 // path globs as RegExp, merged limits. A CompiledPolicy is immutable and replaced on reload; its
 // only mutable part is the per-tool route memo, which dies with it.
 import { createHash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import { growingLru } from '../net/lru.js';
 import { canonicalHost, type CanonicalHost } from '../net/host.js';
 import { DEFAULT_LIMITS, type Limits, type PolicyDoc, type RuleDoc, type SecretDoc, type ToolDoc } from '../config/types.js';
 import { compileHostPattern, patternCovers, type HostPattern } from '../match/host-match.js';
@@ -132,7 +132,7 @@ export class CompiledTool {
   readonly #anySecretHosts: readonly HostPattern[];
   // Keyed on the host as the client wrote it, so a hit skips canonicalization too. Per tool, so
   // one tool churning hosts only evicts its own entries.
-  readonly #routes = new LRUCache<string, Route>({ max: ROUTE_MEMO_SIZE });
+  readonly #routes = growingLru<string, Route>(ROUTE_MEMO_SIZE);
 
   constructor(
     name: string,

@@ -7,7 +7,8 @@ import { isIP } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { growingLru } from '../net/lru.js';
 import { canonicalHost } from '../net/host.js';
 import { loadX509, randomSerial, type CaIssuer, type CertificateAuthority } from './ca.js';
 
@@ -63,7 +64,7 @@ export class LeafCertificates {
     this.#renewBeforeMs = Math.min(DAY_MS, this.#validityMs / 4);
     this.#onIssued = opts.onIssued ?? (() => {});
     this.#now = opts.now ?? Date.now;
-    this.#cache = new LRUCache({ max: opts.max ?? 10_000 });
+    this.#cache = growingLru(opts.max ?? 10_000);
   }
 
   #encoder(): Promise<{ x509: typeof X509; issuer: CaIssuer; fixedExtensions: readonly X509.Extension[] }> {
