@@ -264,18 +264,24 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   function forget(this: Socket): void {
     sockets.delete(this);
   }
-  // The upstream HTTP client (undici: about 2 MiB of code and heap) loads when the first client
-  // connects, while its request is still arriving, not in a sidecar that sits idle (issue 20).
-  // dial.ts would load it on the first forward otherwise.
-  let warmed = false;
   function track(s: Socket): void {
     sockets.add(s);
     s.on('close', forget);
+  }
+  // The upstream HTTP client (undici: about 2 MiB of code and heap) loads at the first request, while
+  // its admission runs, not in a sidecar that sits idle or only answers TCP probes (issue 20).
+  // dial.ts would load it on the first forward otherwise.
+  let warmed = false;
+  function warm(): void {
     if (warmed) return;
     warmed = true;
     setImmediate(warmUpstreamClient).unref();
   }
-  server.on('connection', track);
+  function watch(s: http.Server): void {
+    s.on('connection', track);
+    for (const event of ['request', 'connect', 'upgrade']) s.once(event, warm);
+  }
+  watch(server);
   // The admin port listens first, so /readyz answers (200) from the moment the proxy port accepts,
   // and no request can reach the proxy before sluice knows the admin port as its own.
   let serving = false;
@@ -325,7 +331,7 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
       throw new StartupError(`--listen-tool ${bound.tool}=${bound.listen.host}:${bound.listen.port}: the policy has no tool ${bound.tool}`);
     }
     const boundServer = createProxyServer(deps, interceptor, serverOpts, bound.tool);
-    boundServer.on('connection', track);
+    watch(boundServer);
     const address = await listen(boundServer, bound.listen);
     servers.push(boundServer);
     toolListeners.push({ tool: bound.tool, address });
