@@ -839,7 +839,7 @@ async function measureStartup(column, { newCa = false } = {}) {
   return cell;
 }
 
-/** The rss row: RSS of a fresh instance idle for 2 s, then after RSS_REQUESTS small GETs (median of RSS_STARTS). */
+/** The rss row: RSS of a fresh instance idle for 2 s and for IDLE_SETTLED_MS, then after RSS_REQUESTS small GETs (median of RSS_STARTS). */
 async function measureRss(column) {
   const idle = [];
   const settled = [];

@@ -270,11 +270,8 @@ export async function startSluice(opts: ServeOptions): Promise<RunningSluice> {
   }
   // The upstream HTTP client (undici: about 2 MiB of code and heap) loads at the first request, while
   // its admission runs, not in a sidecar that sits idle or only answers TCP probes (issue 20).
-  // dial.ts would load it on the first forward otherwise.
-  let warmed = false;
+  // dial.ts would load it on the first forward otherwise; loading twice is a no-op.
   function warm(): void {
-    if (warmed) return;
-    warmed = true;
     setImmediate(warmUpstreamClient).unref();
   }
   function watch(s: http.Server): void {

@@ -11,7 +11,7 @@ import { growingLru } from './lru.js';
 // times what a start spends on the two modules sluice uses (issue 20). Pool.dispatch is the pool's
 // own method, not one of the api helpers the index adds to Dispatcher.prototype. Even those two are
 // some 50 files, which a start need not read before it listens: they are required (synchronously,
-// so no request races them) by the first pool made, or by warmUpstreamClient() once serving.
+// so no request races them) by the first pool made, or by warmUpstreamClient() at the first request.
 const requireUndici = createRequire(import.meta.url);
 type Pool = Undici.Pool;
 let undici: { Pool: typeof Undici.Pool; buildConnector: typeof Undici.buildConnector } | null = null;
@@ -23,7 +23,7 @@ function loadUndici(): NonNullable<typeof undici> {
   });
 }
 
-/** Loads the upstream HTTP client now (sluice serve calls it once listening), so the first forward does not. */
+/** Loads the upstream HTTP client now (sluice serve calls it at the first request), so the first forward does not; once loaded, a no-op. */
 export function warmUpstreamClient(): void {
   loadUndici();
 }
