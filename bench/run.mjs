@@ -11,7 +11,9 @@
 // gets UPSTREAM_HTTP_PORT / UPSTREAM_HTTPS_PORT, sluice a copy of bench/policy.yaml with its
 // upstream rules moved, squid and tinyproxy their shifted port in their generated configs),
 // BENCH_SLUICE_NODE_FLAGS="--flag ..." (node flags for the sluice process alone),
-// BENCH_LEAK_ROUNDS (3: the leak rows run their columns in turn that many times, best kept).
+// BENCH_LEAK_ROUNDS (3: the leak rows run their columns in turn that many times, best kept),
+// BENCH_LEAK_CONCURRENT (5: then that many rounds with sluice and sluice-plain loaded at once),
+// BENCH_PLAIN_DETECTOR (plain: what the sluice-plain column runs; layered gives an A/A check).
 // The leak rows (group `leak`: post_json_4k, upload_1m) add a column sluice-plain: a second sluice
 // started with SLUICE_LEAK_DETECTOR=plain (the shape scan from before issue 22), so the layered
 // detector's cost is read in one run as sluice/sluice-plain.
@@ -73,6 +75,8 @@ const settings = {
   warmupSeconds: envNumber('BENCH_WARMUP', quick ? 1 : 3),
   /** rounds of the leak rows (their columns in turn; each column's lowest CPU per request kept) */
   leakRounds: envNumber('BENCH_LEAK_ROUNDS', quick ? 1 : 3),
+  /** rounds of the leak rows with both sluice columns under load at the same time (the concurrent pair) */
+  leakConcurrent: envNumber('BENCH_LEAK_CONCURRENT', quick ? 1 : 5, { zero: true }),
 };
 const onlyColumns = envList('BENCH_ONLY');
 /** node flags for the sluice process only (e.g. to compare GC settings), never for the clients or upstream */
@@ -117,11 +121,12 @@ function rowSelected(row) {
   return !onlyRows || onlyRows.has(row.id) || (row.group !== undefined && onlyRows.has(row.group));
 }
 
-function envNumber(name, fallback) {
+function envNumber(name, fallback, { zero = false } = {}) {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zero))
+    throw new Error(`${name} must be a ${zero ? 'non-negative' : 'positive'} number, got ${raw}`);
   return value;
 }
 
@@ -453,9 +458,17 @@ async function startSluice({ name = 'sluice', port = PORTS.sluice, admin = PORTS
   return child;
 }
 
+/** what the sluice-plain column runs: `plain` (the default), or `layered` for an A/A check of the pairing */
+const plainDetector = process.env.BENCH_PLAIN_DETECTOR === 'layered' ? 'layered' : 'plain';
+
 /** The same sluice with the leak detector from before issue 22 (the plain shape scan), for the leak rows. */
 function startSluicePlain() {
-  return startSluice({ name: 'sluice-plain', port: PORTS.sluicePlain, admin: PORTS.sluicePlainAdmin, env: { SLUICE_LEAK_DETECTOR: 'plain' } });
+  return startSluice({
+    name: 'sluice-plain',
+    port: PORTS.sluicePlain,
+    admin: PORTS.sluicePlainAdmin,
+    env: { SLUICE_LEAK_DETECTOR: plainDetector },
+  });
 }
 
 /** sluice's interception CA, as its admin port serves it (DESIGN: GET /ca.pem). */
@@ -1210,6 +1223,13 @@ function toMarkdown(report) {
         `Paired, ${row.id}: ${row.paired.label} ${row.paired.metric} in each round (the two cells back to back) ` +
           `${row.paired.rounds.map((r) => r.toFixed(2)).join(', ')}; median **${row.paired.median.toFixed(2)}×**.`,
       );
+    for (const row of report.rows.filter((r) => r.concurrent))
+      lines.push(
+        '',
+        `Concurrent, ${row.id}: ${row.concurrent.label} ${row.concurrent.metric} with both under load at once ` +
+          `(sluice-plain running \`${row.concurrent.plainDetector}\`), by round ` +
+          `${row.concurrent.rounds.map((r) => r.toFixed(2)).join(', ')}; median **${row.concurrent.median.toFixed(2)}×**.`,
+      );
   }
   if (notes.length) {
     lines.push('');
@@ -1289,8 +1309,54 @@ async function runRow(row, proxies) {
       `bench: ${row.id} sluice/sluice-plain ${row.best.by} by round ${pairs.map((r) => r.toFixed(2)).join(', ')}; median ${median.toFixed(2)}`,
     );
   }
+  if (row.best && settings.leakConcurrent > 0 && !stopping) {
+    const concurrent = await runConcurrentPairs(row, proxies);
+    if (concurrent) result.concurrent = concurrent;
+  }
   delete result.cells;
   return result;
+}
+
+/**
+ * The concurrent pair: sluice and sluice-plain each under its own wrk at the same time, for
+ * BENCH_LEAK_CONCURRENT rounds, and each one's `best.by` figure compared within the round. Cells
+ * run in turn see the VM's speed at different moments (one cell moves ±20% here); two cells run at
+ * once share it, so their ratio keeps the detector's cost and loses most of the drift.
+ */
+async function runConcurrentPairs(row, proxies) {
+  const columns = ['sluice', 'sluice-plain'];
+  const by = row.best.by;
+  const routes = [];
+  for (const column of columns) {
+    const proxy = proxies[column];
+    if (!proxy || proxy.reason) return null;
+    if (onlyColumns && !onlyColumns.has('sluice')) return null;
+    const route = { ...row.route({ ...proxy, direct: false }), proxyPort: proxy.port, rootPid: proxy.pid };
+    if (await probe(route)) return null;
+    routes.push({ proxy, route });
+  }
+  const ratios = [];
+  for (let round = 0; round < settings.leakConcurrent && !stopping; round++) {
+    process.stdout.write(`bench: ${row.id} / sluice + sluice-plain at once (round ${round + 1}/${settings.leakConcurrent}) ... `);
+    await Promise.all(routes.map(({ route }) => row.measure({ ...route, seconds: settings.warmupSeconds })));
+    const before = routes.map(({ proxy }) => cpuSeconds(proxy.pid));
+    const results = await Promise.all(routes.map(({ route }) => row.measure({ ...route, seconds: settings.seconds })));
+    const cpu = routes.map(({ proxy }, i) => cpuSeconds(proxy.pid) - before[i]);
+    const failed = results.find((r) => r.error);
+    if (failed) {
+      console.log(`n/a (${failed.error})`);
+      continue;
+    }
+    const figures = results.map((r, i) => (by === 'cpu_ms_per_req' ? (cpu[i] * 1000) / r.requests : r.values[by]));
+    ratios.push(figures[0] / figures[1]);
+    console.log(`${by} ${figures.map((f) => f.toFixed(3)).join(' / ')} = ${(figures[0] / figures[1]).toFixed(3)}`);
+  }
+  if (ratios.length === 0) return null;
+  const mid = median(ratios);
+  console.log(
+    `bench: ${row.id} sluice/sluice-plain ${by}, loaded at once, by round ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${mid.toFixed(2)}`,
+  );
+  return { metric: by, label: 'sluice/sluice-plain', plainDetector, rounds: ratios.map((r) => +r.toFixed(4)), median: +mid.toFixed(4) };
 }
 
 async function main() {
