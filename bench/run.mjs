@@ -1223,14 +1223,14 @@ function toMarkdown(report) {
         `Paired, ${row.id}: ${row.paired.label} ${row.paired.metric} in each round (the two cells back to back) ` +
           `${row.paired.rounds.map((r) => r.toFixed(2)).join(', ')}; median **${row.paired.median.toFixed(2)}×**.`,
       );
-    for (const row of report.rows.filter((r) => r.concurrent))
-      lines.push(
-        '',
-        `Concurrent, ${row.id}: ${row.concurrent.label} ${row.concurrent.metric} with both under load at once ` +
-          `(sluice-plain running \`${row.concurrent.plainDetector}\`), by round ` +
-          `${row.concurrent.rounds.map((r) => r.toFixed(2)).join(', ')}; median **${row.concurrent.median.toFixed(2)}×**.`,
-      );
   }
+  for (const row of report.rows.filter((r) => r.concurrent))
+    lines.push(
+      '',
+      `Concurrent, ${row.id}: ${row.concurrent.label} ${row.concurrent.metric} with both under load at once ` +
+        `(sluice-plain running \`${row.concurrent.plainDetector}\`), by round ` +
+        `${row.concurrent.rounds.map((r) => r.toFixed(2)).join(', ')}; median **${row.concurrent.median.toFixed(2)}×**.`,
+    );
   if (notes.length) {
     lines.push('');
     notes.forEach((note, i) => lines.push(`[^${i + 1}]: ${note.replace(/\|/g, '/')}`));
@@ -1301,12 +1301,10 @@ async function runRow(row, proxies) {
     .map((v, i) => (typeof v === 'number' && typeof plain[i] === 'number' && plain[i] > 0 ? v / plain[i] : null))
     .filter((r) => r !== null);
   if (row.best && pairs.length > 0) {
-    const sorted = [...pairs].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    result.paired = { metric: row.best.by, label: 'sluice/sluice-plain', rounds: pairs.map((r) => +r.toFixed(4)), median: +median.toFixed(4) };
+    const mid = median(pairs);
+    result.paired = { metric: row.best.by, label: 'sluice/sluice-plain', rounds: pairs.map((r) => +r.toFixed(4)), median: +mid.toFixed(4) };
     console.log(
-      `bench: ${row.id} sluice/sluice-plain ${row.best.by} by round ${pairs.map((r) => r.toFixed(2)).join(', ')}; median ${median.toFixed(2)}`,
+      `bench: ${row.id} sluice/sluice-plain ${row.best.by} by round ${pairs.map((r) => r.toFixed(2)).join(', ')}; median ${mid.toFixed(2)}`,
     );
   }
   if (row.best && settings.leakConcurrent > 0 && !stopping) {
@@ -1324,13 +1322,12 @@ async function runRow(row, proxies) {
  * once share it, so their ratio keeps the detector's cost and loses most of the drift.
  */
 async function runConcurrentPairs(row, proxies) {
-  const columns = ['sluice', 'sluice-plain'];
+  if (onlyColumns && !onlyColumns.has('sluice')) return null;
   const by = row.best.by;
   const routes = [];
-  for (const column of columns) {
+  for (const column of ['sluice', 'sluice-plain']) {
     const proxy = proxies[column];
     if (!proxy || proxy.reason) return null;
-    if (onlyColumns && !onlyColumns.has('sluice')) return null;
     const route = { ...row.route({ ...proxy, direct: false }), proxyPort: proxy.port, rootPid: proxy.pid };
     if (await probe(route)) return null;
     routes.push({ proxy, route });
