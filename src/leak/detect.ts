@@ -13,7 +13,20 @@
 // not undo: it raises the cost of a leak, it is not a proof that none left.
 import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
-import { NIBBLE, SEXTET, type RunSurvey } from './runs.js';
+import {
+  C_SLASH,
+  freshSurvey,
+  hexOnlyRun,
+  isSpace,
+  NIBBLE,
+  RUN_BASE64,
+  RUN_DEAD,
+  RUN_HEX,
+  SEXTET,
+  surveyRoom,
+  type RunSurvey,
+  type SurveyRoom,
+} from './runs.js';
 import { defaultShapes, type ScanNotes, type ShapeSet } from './shapes.js';
 import { wasmHasControl } from './scan-wasm.js';
 
@@ -294,10 +307,13 @@ function base64Runs(text: string, survey: RunSurvey): string | null {
     return parts.length === 0 ? null : parts.join('\n');
   }
   const parts: string[] = [];
-  const runs = survey.base64;
-  for (let r = 0; r < runs.length; r += 2) {
-    if (survey.hexOnly[r >> 1] === 1) continue;
-    pushRun(parts, text, runs[r]!, runs[r + 1]!, survey.slash[r >> 1] === 1, survey.dead?.[r >> 1] === 1);
+  const runs = survey.runs;
+  for (let r = 0; r < runs.length; r += 3) {
+    const kind = runs[r]!;
+    if ((kind & 0xf) !== RUN_BASE64) continue;
+    const flags = kind >> 8;
+    if (hexOnlyRun(flags)) continue;
+    pushRun(parts, text, runs[r + 1]!, runs[r + 2]!, (flags & C_SLASH) !== 0, (kind & RUN_DEAD) !== 0);
   }
   return parts.length === 0 ? null : parts.join('\n');
 }
@@ -340,11 +356,12 @@ function hexRuns(text: string, survey: RunSurvey): string | null {
       return decodeInto(digits.length % 2 === 1 ? digits.slice(0, -1) : digits, 'hex');
     });
   const parts: string[] = [];
-  const runs = survey.hex;
-  for (let r = 0; r < runs.length; r += 2) {
-    if (survey.hexDead?.[r >> 1] === 1) continue;
-    const start = runs[r]!;
-    const end = runs[r + 1]!;
+  const runs = survey.runs;
+  for (let r = 0; r < runs.length; r += 3) {
+    const kind = runs[r]!;
+    if ((kind & 0xf) !== RUN_HEX || (kind & RUN_DEAD) !== 0) continue;
+    const start = runs[r + 1]!;
+    const end = runs[r + 2]!;
     const written = hexIntoScratch(text, start, (end - start) % 2 === 1 ? end - 1 : end);
     const kept = keptScratch(scratch, written);
     if (kept !== null) parts.push(kept);
@@ -361,69 +378,45 @@ export const JSON_PIECE = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
 const FORM_PIECE = /(?:^|[&?;\n])[^=&\s]{0,128}=([A-Za-z0-9_\-.+/~]{4,256})(?=[&\s]|$)/g;
 const MAX_JOINED_VALUES = 4096;
 
-/** The keyword scan of a text, for seam checks of its values: the automaton, its state after each character, the join keywords. */
+/** For seam checks of a text's values: the keyword automaton and which of its keywords are the join keywords. */
 export interface Seams {
   automaton: KeywordAutomaton;
-  states: Uint32Array;
   relevant: Uint8Array;
 }
 
 /**
- * Whether a join keyword spans the seam of the values text[leftStart, leftEnd) and text[rightStart,
- * rightEnd). The scan's state at the end of the left value is the state of it read alone when its
- * prefix lies within it; when it reaches further back the seam is taken to span (the exact path
- * decides).
+ * Whether a join keyword spans the seam of the values at values[v - 3] and values[v] (records of
+ * start, end and the automaton's state after the value, or -1 when it is not known). A known
+ * state is the state of the left value read alone when what it stands for lies within the value;
+ * when it reaches further back the seam is taken to span (the exact path decides). An unknown one
+ * is read off the value's last characters from the root: a state stands for at most the longest
+ * keyword, so that is the state of the value read alone.
  */
-function spansSeam(seams: Seams, text: string, leftStart: number, leftEnd: number, rightStart: number, rightEnd: number): boolean {
-  const state = seams.states[leftEnd - 1]!;
-  if (seams.automaton.depthOf(state) > leftEnd - leftStart) return true;
-  return seams.automaton.spansFrom(state, text, rightStart, rightEnd, seams.relevant);
+function spansSeam(seams: Seams, text: string, values: ArrayLike<number>, v: number): boolean {
+  const leftStart = values[v - 3]!;
+  const leftEnd = values[v - 2]!;
+  let state = values[v - 1]!;
+  if (state < 0) state = seams.automaton.stateAfter(text, Math.max(leftStart, leftEnd - seams.automaton.maxLength), leftEnd);
+  else if (seams.automaton.depthOf(state) > leftEnd - leftStart) return true;
+  return seams.automaton.spansFrom(state, text, values[v]!, values[v + 1]!, seams.relevant);
 }
 
 /** JSON_PIECE's value characters */
 const JSON_VALUE = new Uint8Array(128);
 for (const char of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~') JSON_VALUE[char.charCodeAt(0)] = 1;
 
-/** Whether `code` is what \s matches (ECMAScript WhiteSpace and LineTerminator). */
-function isSpace(code: number): boolean {
-  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
-  if (code < 0xa0) return false;
-  return (
-    code === 0xa0 ||
-    code === 0x1680 ||
-    (code >= 0x2000 && code <= 0x200a) ||
-    code === 0x2028 ||
-    code === 0x2029 ||
-    code === 0x202f ||
-    code === 0x205f ||
-    code === 0x3000 ||
-    code === 0xfeff
-  );
-}
-
 /**
  * The values JSON_PIECE finds in `text` (its matches without the colon of a key), at most
- * MAX_JOINED_VALUES, as [start, end) offsets pushed onto `out`; what the regex's exec loop finds,
+ * MAX_JOINED_VALUES, as records (start, end, -1) pushed onto `out` (the scan's survey finds the
+ * same, RunSurvey.quoted); what the regex's exec loop finds,
  * without a match array and a substring a value. A match starts at a quote followed by 4 to 256
  * value characters and a quote (the value characters hold no quote, so the run after a quote is
  * the only candidate); it takes a colon after white space along, and the next match is looked for
  * after it. A failed start goes on at the next quote.
  */
-function jsonValues(text: string, out: number[], quoted?: ArrayLike<number>): void {
+function jsonValues(text: string, out: number[]): void {
   const length = text.length;
   let count = 0;
-  if (quoted) {
-    // the matches found by the scan's survey (RunSurvey.quoted): only the keys to tell apart
-    for (let c = 0; c < quoted.length && count < MAX_JOINED_VALUES; c += 2) {
-      const end = quoted[c + 1]!;
-      let after = end + 1;
-      while (after < length && isSpace(text.charCodeAt(after))) after++;
-      if (after < length && text.charCodeAt(after) === 0x3a) continue;
-      out.push(quoted[c]!, end);
-      count++;
-    }
-    return;
-  }
   for (let q = text.indexOf('"'); q !== -1 && count < MAX_JOINED_VALUES;) {
     const start = q + 1;
     const limit = Math.min(length, start + 257);
@@ -445,19 +438,32 @@ function jsonValues(text: string, out: number[], quoted?: ArrayLike<number>): vo
       q = text.indexOf('"', after + 1);
       continue;
     }
-    out.push(start, end);
+    out.push(start, end, -1);
     count++;
     q = text.indexOf('"', end + 1);
   }
 }
 
-/** The values FORM_PIECE finds in `text`, at most MAX_JOINED_VALUES, as [start, end) offsets pushed onto `out`. */
+/**
+ * The survey's JSON values as joinedNeighbours reads them: as they are (at most MAX_JOINED_VALUES),
+ * their states made unknown (-1) when they are another automaton's than the seams'.
+ */
+function surveyValues(survey: RunSurvey, seams: Seams | undefined): ArrayLike<number> {
+  const quoted = survey.quoted;
+  const length = Math.min(quoted.length, MAX_JOINED_VALUES * 3);
+  if (seams === undefined || survey.by === seams.automaton) return length === quoted.length ? quoted : quoted.slice(0, length);
+  const values = Array.from(quoted.slice(0, length));
+  for (let v = 2; v < length; v += 3) values[v] = -1;
+  return values;
+}
+
+/** The values FORM_PIECE finds in `text`, at most MAX_JOINED_VALUES, as records (start, end, -1) pushed onto `out`. */
 function formValues(text: string, out: number[]): void {
   FORM_PIECE.lastIndex = 0;
   let count = 0;
   for (let m = FORM_PIECE.exec(text); m && count < MAX_JOINED_VALUES; m = FORM_PIECE.exec(text)) {
     const end = m.index + m[0].length;
-    out.push(end - m[1]!.length, end);
+    out.push(end - m[1]!.length, end, -1);
     count++;
   }
 }
@@ -466,27 +472,31 @@ function formValues(text: string, out: number[]): void {
  * Neighbouring values (JSON strings, then form fields), each pair joined on a line of its own; null
  * when fewer than two. With `seams` (the forJoins automaton, given when the text holds none of its
  * keywords), also null when no pair holds a keyword across its seam: then no joined line can hold
- * one, and no joined shape can match. `quoted`, the survey of the keyword scan of `text`
- * (RunSurvey.quoted), saves reading the text again for its JSON values. Values are found as
- * offsets, and made strings only when their lines are made.
+ * one, and no joined shape can match. `survey`, of the keyword scan of `text`, saves reading the
+ * text again for its JSON values (and, when it is of the seams' automaton, for their states).
+ * Values are found as offsets, and made strings only when their lines are made.
  */
-export function joinedNeighbours(text: string, seams?: Seams, quoted?: ArrayLike<number>): string | null {
+export function joinedNeighbours(text: string, seams?: Seams, survey?: RunSurvey): string | null {
   let spans = seams === undefined;
-  const lines: Array<[number[], number]> = [];
+  const lines: Array<ArrayLike<number>> = [];
   for (const kind of ['"', '='] as const) {
     if (!text.includes(kind)) continue;
-    const values: number[] = [];
-    if (kind === '"') jsonValues(text, values, quoted);
-    else formValues(text, values);
-    if (values.length < 4) continue;
-    lines.push([values, kind === '"' ? 0 : 1]);
-    for (let v = 2; v < values.length && !spans; v += 2)
-      spans = spansSeam(seams!, text, values[v - 2]!, values[v - 1]!, values[v]!, values[v + 1]!);
+    let values: ArrayLike<number>;
+    if (kind === '"' && survey) values = surveyValues(survey, seams);
+    else {
+      const found: number[] = [];
+      if (kind === '"') jsonValues(text, found);
+      else formValues(text, found);
+      values = found;
+    }
+    if (values.length < 6) continue;
+    lines.push(values);
+    for (let v = 3; v < values.length && !spans; v += 3) spans = spansSeam(seams!, text, values, v);
   }
   if (lines.length === 0 || !spans) return null;
   const out: string[] = [];
-  for (const [values] of lines)
-    for (let v = 2; v < values.length; v += 2) out.push(text.slice(values[v - 2], values[v - 1]) + text.slice(values[v], values[v + 1]));
+  for (const values of lines)
+    for (let v = 3; v < values.length; v += 3) out.push(text.slice(values[v - 3], values[v - 2]) + text.slice(values[v], values[v + 1]));
   return out.join('\n');
 }
 
@@ -566,41 +576,39 @@ export function detectLeak(text: string, options: DetectOptions): LeakFinding | 
   return level(text, options.shapes ?? defaultShapes(), options.budget, options.depth ?? MAX_DEPTH, []);
 }
 
-/** the keyword scan's states over a level's text (used before the level decodes, so shared by all levels) */
-let states = new Uint32Array(4096);
+/**
+ * Each level's survey records (RunSurvey.room), by depth left: a level's survey is read after the
+ * levels under it have scanned (hexRuns after the base64 level), so each level has its own, and
+ * only one level of each depth runs at a time (detectLeak runs to its end without a callback out).
+ */
+const rooms: SurveyRoom[] = [];
 
 function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: number, chain: Decoding[]): LeakFinding | null {
   // One read of the text finds its keywords, its runs and whether it is all ASCII; a text past
   // ASCII is normalised (normalize) and read again.
   let text = unescapeJson(raw);
-  if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
-  const fresh = (): RunSurvey | undefined =>
-    depth > 0 ? { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] } : undefined;
-  let survey = fresh();
-  let seen: ScanNotes = { joinKeyword: false, states, ...(survey ? { survey } : {}), stopAtNonAscii: true };
+  // the survey also gives the JSON values' states for the seam check, at every level
+  const room = (rooms[depth] ??= surveyRoom());
+  let survey = freshSurvey(room);
+  let seen: ScanNotes = { joinKeyword: false, survey, stopAtNonAscii: true };
   let found = shapes.find(text, seen);
   if (seen.stopped) {
     text = foldNonAscii(text);
-    if (states.length < text.length) states = new Uint32Array(Math.max(text.length, states.length * 2));
-    survey = fresh();
-    seen = { joinKeyword: false, states, ...(survey ? { survey } : {}) };
+    survey = freshSurvey(room);
+    seen = { joinKeyword: false, survey };
     found = shapes.find(text, seen);
   }
   if (text.length > raw.length) budget.take(text.length - raw.length);
   if (found) return { shape: found.shape.name, chain, split: false };
   const joins = shapes.forJoins();
   // without a join keyword in the text, a joined line can hold one only across a seam
-  const joined = joinedNeighbours(
-    text,
-    seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords },
-    survey?.quoted,
-  );
+  const joined = joinedNeighbours(text, seen.joinKeyword ? undefined : { automaton: shapes.keywords, relevant: shapes.joinKeywords }, survey);
   if (joined !== null) {
     const split = joins.find(joined);
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
-  const runs = survey!;
+  const runs = survey;
   const children: Array<[Decoding, () => string | null]> = [
     ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
     ['base64', () => base64Runs(text, runs)],

@@ -4,7 +4,7 @@
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
 import { wasmScan, wasmTables, type WasmScan, type WasmTables } from './scan-wasm.js';
-import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from './runs.js';
+import { C_B64, C_HEX, C_SEP, C_VALUE, CLASS, freshSurvey, isSpace, RUN_BASE64, RUN_HEX, type RunSurvey, type SurveyRoom } from './runs.js';
 
 const ALPHABET = 128;
 /** texts at least this long go to the WebAssembly loop (scan-wasm.ts); a shorter one costs less in JavaScript than the call */
@@ -123,6 +123,7 @@ export class KeywordAutomaton {
    * returns true.
    */
   scan(text: string, hit: (keyword: number, start: number) => void, states?: Uint32Array, stopAtNonAscii = false, survey?: RunSurvey): boolean {
+    if (survey) survey.by = this;
     if (text.length >= WASM_MIN) {
       this.#wasm ??= wasmTables(this.#next, this.#columnAndClass, this.#endFrom, this.maxLength);
       const fast = this.#wasm === null ? null : wasmScan(this.#wasm, text);
@@ -167,8 +168,8 @@ export class KeywordAutomaton {
     const endFrom = this.#endFrom;
     const table = this.#columnAndClass;
     const length = text.length;
-    const hex = survey.hex;
-    // a fresh survey's (an array; only the WebAssembly loop hands over a typed one)
+    // a fresh survey's (arrays; only the WebAssembly loop hands over typed ones)
+    const runs = survey.runs as number[];
     const quoted = survey.quoted as number[];
     let state = 0;
     /** just after a quote that opens a JSON value, with only value characters since; else -1 */
@@ -188,23 +189,24 @@ export class KeywordAutomaton {
       let entry = 0;
       if (code < ALPHABET) entry = table[code]!;
       else if (stopAtNonAscii) return false;
+      const before = state;
       state = next[state + (entry & 0xff)]!;
       if (states) states[i] = state;
       if (state >= endFrom) this.#hits(state, i, hit);
       const cls = entry >> 8;
       if (code === 0x22) {
         if (open >= 0 && i - open >= 4 && i - open <= 256) {
-          quoted.push(open, i);
+          if (!colonAfter(text, i + 1)) quoted.push(open, i, before);
           open = -1;
         } else open = i + 1;
       } else open |= ((cls >> 7) & 1) - 1; // C_VALUE: kept; any other character: -1
       const inB64 = (cls << 31) >> 31; // C_B64 (bit 0) as a mask
       // a run of 16 or more ends here: (15 - length) is negative, and the mask keeps it only off the alphabet
-      if (((15 - b64Length) & ~inB64) < 0) closeBase64(survey, i - b64Length, i, b64Flags);
+      if (((15 - b64Length) & ~inB64) < 0) runs.push(RUN_BASE64 | (b64Flags << 8), i - b64Length, i);
       b64Length = (b64Length + 1) & inB64;
       b64Flags = (b64Flags | cls) & inB64;
       const inHex = (cls << 30) >> 31; // C_HEX (bit 1) as a mask
-      if (((15 - group) & ~inHex) < 0) hex.push(i - group, i);
+      if (((15 - group) & ~inHex) < 0) runs.push(RUN_HEX, i - group, i);
       // off hex: a separator (C_SEP, bit 4, never a hex digit) after exactly 2 digits goes on with the chain, else it breaks
       const pair = (cls >> 4) & 1 & (((group ^ 2) - 1) >>> 31);
       chain = (chain & inHex) | ((chain + 1) & (0 - pair));
@@ -212,44 +214,42 @@ export class KeywordAutomaton {
       group = (group + 1) & inHex;
     }
     // the end closes the open runs
-    if (b64Length >= 16) closeBase64(survey, length - b64Length, length, b64Flags);
-    if (group >= 16) hex.push(length - group, length);
+    if (b64Length >= 16) runs.push(RUN_BASE64 | (b64Flags << 8), length - b64Length, length);
+    if (group >= 16) runs.push(RUN_HEX, length - group, length);
     if (separated) survey.separatedHex = true;
     return true;
   }
 
   /**
-   * What the WebAssembly loop found, as the JavaScript loops hand it over: the states, the survey,
-   * then the hits (copied out first: a callback may scan again, and a scan reuses the memory).
+   * What the WebAssembly loop found, as the JavaScript loops hand it over: the states (only when
+   * asked for: the detector does without), the survey's records (one copy each, into its room
+   * when it has one), then the hits (copied out first: a callback may scan again, and a scan
+   * reuses the memory).
    */
   #fromWasm(fast: WasmScan, length: number, hit: (keyword: number, start: number) => void, states?: Uint32Array, survey?: RunSurvey): void {
-    if (states) states.set(fast.u32.subarray(fast.states, fast.states + Math.min(length, states.length)));
+    if (states) states.set(fast.u16.subarray(fast.states, fast.states + Math.min(length, states.length)));
     if (survey) {
-      const words = fast.words;
-      const deadBase64: number[] = [];
-      const deadHex: number[] = [];
-      for (let r = 0, at = fast.runs; r < fast.runCount; r++, at += 3) {
-        const kind = words[at]!;
-        const start = words[at + 1]!;
-        const end = words[at + 2]!;
-        const dead = (kind >> 4) & 1;
-        if ((kind & 0xf) === 1) {
-          closeBase64(survey, start, end, kind >> 8);
-          deadBase64.push(dead);
-        } else {
-          survey.hex.push(start, end);
-          deadHex.push(dead);
-        }
-      }
-      // the quoted values as one copy: detect.ts only reads them
-      survey.quoted = fast.words.slice(fast.quoted, fast.quoted + fast.quotedCount * 2);
-      survey.dead = deadBase64;
-      survey.hexDead = deadHex;
+      survey.runs = records(fast.words, fast.runs, fast.runCount * 3, survey.room, 'runs');
+      survey.quoted = records(fast.words, fast.quoted, fast.quotedCount * 3, survey.room, 'quoted');
       if (fast.separated) survey.separatedHex = true;
     }
     if (fast.hitCount === 0) return;
-    const found = fast.words.slice(fast.hits, fast.hits + fast.hitCount * 2);
-    for (let h = 0; h < found.length; h += 2) this.#hits(found[h]!, found[h + 1]!, hit);
+    const count = fast.hitCount * 2;
+    // the shared scratch, unless a callback of this scan's is scanning again (then a copy of its own)
+    let found: Int32Array;
+    if (hitsBusy) found = fast.words.slice(fast.hits, fast.hits + count);
+    else {
+      if (hitScratch.length < count) hitScratch = new Int32Array(Math.max(count, hitScratch.length * 2));
+      hitScratch.set(fast.words.subarray(fast.hits, fast.hits + count));
+      found = hitScratch;
+    }
+    const outer = !hitsBusy;
+    hitsBusy = true;
+    try {
+      for (let h = 0; h < count; h += 2) this.#hits(found[h]!, found[h + 1]!, hit);
+    } finally {
+      if (outer) hitsBusy = false;
+    }
   }
 
   #hits(state: number, i: number, hit: (keyword: number, start: number) => void): void {
@@ -259,6 +259,18 @@ export class KeywordAutomaton {
   /** The length of the keyword prefix a state (as scan() writes it) stands for. */
   depthOf(state: number): number {
     return this.#depth[state / this.#width]!;
+  }
+
+  /** The state after text[from, to) read from the root: the state of the whole text there when what it stands for starts at `from` or later. */
+  stateAfter(text: string, from: number, to: number): number {
+    const next = this.#next;
+    const classOf = this.#classOf;
+    let state = 0;
+    for (let i = from; i < to; i++) {
+      const code = text.charCodeAt(i);
+      state = next[state + (code < ALPHABET ? classOf[code]! : 0)]!;
+    }
+    return state;
   }
 
   /**
@@ -281,13 +293,24 @@ export class KeywordAutomaton {
   }
 }
 
-/** A base64 run [start, end) with the union of its characters' classes, into the survey. */
-function closeBase64(survey: RunSurvey, start: number, end: number, flags: number): void {
-  survey.base64.push(start, end);
-  // like the regex path: all hex in one case (or digits only) is read as hex, not base64
-  const bothCases = (flags & (C_LOWER_HEX | C_UPPER_HEX)) === (C_LOWER_HEX | C_UPPER_HEX);
-  survey.hexOnly.push((flags & C_NOT_HEX) === 0 && !bothCases ? 1 : 0);
-  survey.slash.push((flags & C_SLASH) === 0 ? 0 : 1);
+/** Whether text from `at` on holds a colon after white space: the quoted value before it is a JSON key. */
+function colonAfter(text: string, at: number): boolean {
+  while (at < text.length && isSpace(text.charCodeAt(at))) at++;
+  return at < text.length && text.charCodeAt(at) === 0x3a;
+}
+
+/** The WebAssembly scan's hit records, copied out for the callbacks (see #fromWasm). */
+let hitScratch = new Int32Array(256);
+let hitsBusy = false;
+
+/** `length` numbers of the scan's records from `from`: into the room when there is one (a view of it), else a copy. */
+function records(words: Int32Array, from: number, length: number, room: SurveyRoom | undefined, key: keyof SurveyRoom): Int32Array {
+  const source = words.subarray(from, from + length);
+  if (!room) return source.slice();
+  if (room[key].length < length) room[key] = new Int32Array(Math.max(length, room[key].length * 2));
+  const into = room[key];
+  into.set(source);
+  return into.subarray(0, length);
 }
 
 let noKeywords: KeywordAutomaton | null = null;
@@ -295,7 +318,7 @@ let noKeywords: KeywordAutomaton | null = null;
 /** One pass over `text`: its base64 and hex runs (the survey of scan(), without keywords). */
 export function surveyRuns(text: string): RunSurvey {
   noKeywords ??= new KeywordAutomaton([]);
-  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
+  const survey = freshSurvey();
   noKeywords.scan(text, () => undefined, undefined, false, survey);
   return survey;
 }

@@ -27,29 +27,80 @@ CLASS[0x2d]! |= C_SEP;
 CLASS[0x2f]! |= C_SLASH;
 CLASS[0x3a]! |= C_SEP;
 
-/** The runs of a text: starts and ends (exclusive) of base64 runs >= 16 and of plain hex runs >= 16. */
+/**
+ * What one read of a text finds besides keywords: its base64 runs of 16 or more, its plain hex runs
+ * of 16 or more, and its quoted JSON values. As flat records (three numbers each), so the
+ * WebAssembly scan's records are handed over with one copy.
+ */
 export interface RunSurvey {
-  base64: number[];
-  /** per base64 run: 1 when it is all hex digits in one case (read as hex only) */
-  hexOnly: number[];
-  /** per base64 run: 1 when it holds a "/" */
-  slash: number[];
-  hex: number[];
+  /**
+   * Run records: RUN_BASE64 or RUN_HEX | RUN_DEAD | flags << 8, start, end (exclusive). The records
+   * of one kind are in order of their starts; the kinds may interleave. A base64 run's flags are
+   * the union of its characters' classes (base64Flags reads them); a hex run has none. RUN_DEAD
+   * marks a run whose bytes, decoded whole, are surely not text keptText keeps (fewer than 8, or a
+   * control byte and no printable run of 10): only the WebAssembly scan (scan.wat) marks them.
+   */
+  runs: number[] | Int32Array;
   /** hex pairs with `-`/`:` between them, 7 in a row: the separated form may be there (HEX_RUN decides) */
   separatedHex: boolean;
   /**
-   * What JSON_PIECE (detect.ts) matches, keys included, as [start, end) of the characters between
-   * the quotes: a quote followed by 4 to 256 value characters (C_VALUE) and a quote, the closing
-   * quote taken (it opens no match of its own).
+   * The JSON values JSON_PIECE (detect.ts) matches, as records (start, end, state): the characters
+   * between the quotes, a quote followed by 4 to 256 value characters (C_VALUE) and a quote, the
+   * closing quote taken (it opens no match of its own); and the keyword automaton's state after
+   * the value's last character (the seam check of two values starts from it). A match followed by
+   * a colon (after white space) is a key: taken, but not recorded.
    */
   quoted: number[] | Int32Array;
-  /**
-   * Per base64 run and per hex run, 1 when the bytes the whole run decodes to are surely not text
-   * keptText keeps (fewer than 8, or a control byte and no printable run of 10): the decode of it
-   * can be skipped. Filled by the WebAssembly scan only (scan.wat); absent, every run is decoded.
-   */
-  dead?: number[];
-  hexDead?: number[];
+  /** the automaton whose states `quoted` holds (set by its scan): another one's seam check reads its own */
+  by?: object;
+  /** where the WebAssembly scan copies the records (`runs` and `quoted` are then views of it); without it, new arrays */
+  room?: SurveyRoom;
+}
+
+/**
+ * Room for a survey's records, reused from scan to scan: a new typed array for each scan's records
+ * would cost an allocation of its own memory (about a microsecond each) on every body. A survey's
+ * records in a room are valid until the next scan into the same room: the caller keeps one room
+ * for each survey it holds at a time (detect.ts: one a level).
+ */
+export interface SurveyRoom {
+  runs: Int32Array;
+  quoted: Int32Array;
+}
+
+export function surveyRoom(): SurveyRoom {
+  return { runs: new Int32Array(384), quoted: new Int32Array(1536) };
+}
+
+export const RUN_BASE64 = 1;
+export const RUN_HEX = 2;
+export const RUN_DEAD = 16;
+
+/** A fresh survey for one scan, its records copied into `room` when there is one. */
+export function freshSurvey(room?: SurveyRoom): RunSurvey {
+  return room ? { runs: [], separatedHex: false, quoted: [], room } : { runs: [], separatedHex: false, quoted: [] };
+}
+
+/** Of a base64 run's flags: whether it is all hex digits in one case (or digits only), which is read as hex and not as base64. */
+export function hexOnlyRun(flags: number): boolean {
+  return (flags & C_NOT_HEX) === 0 && (flags & (C_LOWER_HEX | C_UPPER_HEX)) !== (C_LOWER_HEX | C_UPPER_HEX);
+}
+
+/** Whether `code` is what \s matches (ECMAScript WhiteSpace and LineTerminator). */
+export function isSpace(code: number): boolean {
+  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+  if (code < 0xa0) return false;
+  return (
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
 }
 
 /** sextet of a base64 or base64url character (the survey only hands over runs of those) */

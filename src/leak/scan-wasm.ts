@@ -24,9 +24,9 @@ interface WasmApi {
 type ScanFn = (length: number, next: number, table: number, endFrom: number, warm: number) => void;
 
 // The memory's fixed layout (scan.wat reads and writes at these offsets as constants, which keeps
-// the loop's pointers out of registers): counters, the text, its states, hit, run and quoted-value
-// records, then the automata's tables. Run records: at most a base64 and a hex run in 17
-// characters each (plus the two the end closes), under a sixth of a record a character.
+// the loop's pointers out of registers): counters, the text, its states (16 bits each), hit, run
+// and quoted-value records, then the automata's tables. Run records: at most a base64 and a hex
+// run in 17 characters each (plus the two the end closes), under a sixth of a record a character.
 const SEXTET_AT = 0x100;
 const NIBBLE_AT = 0x180;
 const CLASS_AT = 0x200;
@@ -36,9 +36,9 @@ const HITS_AT = STATES_AT + MAX_TEXT * 4;
 /** the second chain's hit records (scan.wat moves them after the first's) */
 const HITS_B_AT = HITS_AT + MAX_TEXT * 4;
 const RUNS_AT = HITS_AT + MAX_TEXT * 8;
-/** quoted values as (start, end): one takes 6 characters or more */
+/** quoted values as (start, end, state), 12 bytes: one takes 6 characters or more */
 const QUOTED_AT = RUNS_AT + MAX_TEXT * 4;
-const TABLES_AT = QUOTED_AT + MAX_TEXT * 2;
+const TABLES_AT = QUOTED_AT + MAX_TEXT * 3;
 /** the layout, for the test that holds scan.wat's constants to it */
 export const LAYOUT = { SEXTET_AT, NIBBLE_AT, CLASS_AT, TEXT_AT, STATES_AT, HITS_AT, HITS_B_AT, RUNS_AT, QUOTED_AT } as const;
 
@@ -51,7 +51,7 @@ interface Loaded {
   /** views over memory, remade when it grows */
   bytes: Buffer;
   words: Int32Array;
-  u32: Uint32Array;
+  u16: Uint16Array;
 }
 
 let loaded: Loaded | null | undefined;
@@ -77,7 +77,7 @@ function load(): Loaded | null {
       top: TABLES_AT,
       bytes: Buffer.alloc(0),
       words: new Int32Array(0),
-      u32: new Uint32Array(0),
+      u16: new Uint16Array(0),
     };
     // room for the text and every record region (pages are committed only as they are touched)
     ensure(loaded, TABLES_AT);
@@ -93,7 +93,7 @@ function load(): Loaded | null {
 function views(l: Loaded): void {
   l.bytes = Buffer.from(l.memory.buffer);
   l.words = new Int32Array(l.memory.buffer);
-  l.u32 = new Uint32Array(l.memory.buffer);
+  l.u16 = new Uint16Array(l.memory.buffer);
 }
 
 function ensure(l: Loaded, bytes: number): void {
@@ -127,13 +127,13 @@ export function wasmTables(next: Uint16Array | Uint32Array, table: Uint16Array, 
 }
 
 /**
- * Where one scan's results are, as indices into the views: `states` (u32, one a character), `hits`
- * (i32 pairs: state, offset; `hitCount` of them), `runs` (i32 triples: kind | flags << 8, start,
- * end; `runCount` of them), `quoted` (i32 pairs: start, end; `quotedCount` of them), `separated`.
+ * Where one scan's results are, as indices into the views: `states` (u16, one a character), `hits`
+ * (i32 pairs: state, offset; `hitCount` of them), `runs` (i32 triples, RunSurvey.runs; `runCount`
+ * of them), `quoted` (i32 triples, RunSurvey.quoted; `quotedCount` of them), `separated`.
  * Valid until the next scan.
  */
 export interface WasmScan {
-  u32: Uint32Array;
+  u16: Uint16Array;
   words: Int32Array;
   states: number;
   hits: number;
@@ -157,9 +157,9 @@ export function wasmScan(tables: WasmTables, text: string): WasmScan | null {
   l.scan(length, tables.next, tables.table, tables.endFrom, tables.warm);
   const words = l.words;
   return {
-    u32: l.u32,
+    u16: l.u16,
     words,
-    states: STATES_AT >> 2,
+    states: STATES_AT >> 1,
     hits: HITS_AT >> 2,
     hitCount: words[0]!,
     runs: RUNS_AT >> 2,

@@ -10,10 +10,11 @@
 ;; the caller checks; at most 256 KiB, scan-wasm.ts MAX_TEXT), with `next` the transitions (u16, a
 ;; state is the offset of its row), `table` per character code its column (low byte) and run class
 ;; (high byte, runs.ts CLASS), and `warm` the longest keyword. It writes the state after each byte
-;; at 0x50000 (u32 each), a record (state, offset) at 0x150000 for each byte after which a keyword
+;; at 0x50000 (u16 each), a record (state, offset) at 0x150000 for each byte after which a keyword
 ;; ends (state >= endFrom), in order; at 0x350000 a record (kind | flags << 8, start, end) for each
 ;; run of 16 or more, in order for each kind: 1 a base64 run (flags: the union of its classes), 2 a
-;; hex run; and at 0x450000 (start, end) of each quoted JSON value, in order. At address 0 it leaves
+;; hex run; and at 0x450000 (start, end, state after its last character) of each quoted JSON
+;; value (not a key: no colon after it), in order. At address 0 it leaves
 ;; the number of hit records, at 4 of run records, at 8 whether separated hex was seen, at 12 the
 ;; number of quoted values. The offsets are constants in the code (no pointer held in a register
 ;; through the loops); scan-wasm.ts names the same ones and a test holds the two to each other.
@@ -42,20 +43,20 @@
             (local.set $bits (i32.sub (local.get $bits) (i32.const 8)))
             (local.set $b (i32.and (i32.shr_u (local.get $acc) (local.get $bits)) (i32.const 0xff)))
             (local.set $n (i32.add (local.get $n) (i32.const 1)))
-            ;; printable (0x20-0x7e): a run, never starting with a space; else a control byte or not
-            (if (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))
-              (then
-                (if (i32.or (i32.gt_s (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20)))
-                  (then (local.set $run (i32.add (local.get $run) (i32.const 1)))))
-                (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0)))))
-              (else
-                (local.set $run (i32.const 0))
-                (local.set $control
-                  (i32.or (local.get $control)
-                    (select
-                      (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.ge_u (local.get $b) (i32.const 0x0e)))
-                      (i32.eq (local.get $b) (i32.const 0x7f))
-                      (i32.lt_u (local.get $b) (i32.const 0x20)))))))
+            ;; without a branch on the byte (random bytes would mispredict one about every other byte):
+            ;; a printable byte (0x20-0x7e) goes on with a run, which never starts with a space; any other
+            ;; ends it, and a control byte (0x00-0x08, 0x0e-0x1f, 0x7f) is noted
+            (local.set $run
+              (select
+                (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
+                (i32.const 0)
+                (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))))
+            (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0))))
+            (local.set $control
+              (i32.or (local.get $control)
+                (i32.or
+                  (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
+                  (i32.eq (local.get $b) (i32.const 0x7f)))))
   ))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $char)))
@@ -75,24 +76,37 @@
             (i32.shl (i32.load8_u offset=384 (i32.load8_u offset=65536 (local.get $i))) (i32.const 4))
             (i32.load8_u offset=384 (i32.load8_u offset=65537 (local.get $i)))))
         (local.set $n (i32.add (local.get $n) (i32.const 1)))
-        ;; printable (0x20-0x7e): a run, never starting with a space; else a control byte or not
-            (if (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))
-              (then
-                (if (i32.or (i32.gt_s (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20)))
-                  (then (local.set $run (i32.add (local.get $run) (i32.const 1)))))
-                (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0)))))
-              (else
-                (local.set $run (i32.const 0))
-                (local.set $control
-                  (i32.or (local.get $control)
-                    (select
-                      (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.ge_u (local.get $b) (i32.const 0x0e)))
-                      (i32.eq (local.get $b) (i32.const 0x7f))
-                      (i32.lt_u (local.get $b) (i32.const 0x20)))))))
+        ;; without a branch on the byte (random bytes would mispredict one about every other byte):
+        ;; a printable byte (0x20-0x7e) goes on with a run, which never starts with a space; any other
+        ;; ends it, and a control byte (0x00-0x08, 0x0e-0x1f, 0x7f) is noted
+        (local.set $run
+          (select
+            (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
+            (i32.const 0)
+            (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))))
+        (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0))))
+        (local.set $control
+          (i32.or (local.get $control)
+            (i32.or
+              (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
+              (i32.eq (local.get $b) (i32.const 0x7f)))))
 
         (local.set $i (i32.add (local.get $i) (i32.const 2)))
         (br $pair)))
     (i32.or (i32.lt_s (local.get $n) (i32.const 8)) (local.get $control)))
+
+  ;; Whether the text from `k` on holds a colon after white space (0x09-0x0d, 0x20: what \s is in
+  ;; ASCII), before `length`: a quoted value followed by one is a JSON key.
+  (func $colonAfter (param $k i32) (param $length i32) (result i32)
+    (local $c i32)
+    (block $done
+      (loop $space
+        (br_if $done (i32.ge_u (local.get $k) (local.get $length)))
+        (local.set $c (i32.load8_u offset=65536 (local.get $k)))
+        (br_if $done (i32.eqz (i32.or (i32.eq (local.get $c) (i32.const 0x20)) (i32.le_u (i32.sub (local.get $c) (i32.const 0x09)) (i32.const 4)))))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $space)))
+    (i32.and (i32.lt_u (local.get $k) (local.get $length)) (i32.eq (i32.load8_u offset=65536 (local.get $k)) (i32.const 0x3a))))
 
   ;; A run record (kind | flags << 8, start, end) at 0x350000, after those before it (count at 4).
   (func $record (param $kind i32) (param $start i32) (param $end i32)
@@ -243,7 +257,7 @@
                   (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $i)) (i32.const 1)))) (i32.const 0xff))
                   (i32.const 1)))
               (i32.shl (local.get $state) (i32.const 1)))))
-        (i32.store offset=327680 (i32.shl (local.get $i) (i32.const 2)) (local.get $state))
+        (i32.store16 offset=327680 (i32.shl (local.get $i) (i32.const 1)) (local.get $state))
         (if (i32.ge_u (local.get $state) (local.get $endFrom))
           (then
             (i32.store offset=1376256 (i32.shl (local.get $hitsA) (i32.const 3)) (local.get $state))
@@ -259,7 +273,7 @@
                       (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $j)) (i32.const 1)))) (i32.const 0xff))
                       (i32.const 1)))
                   (i32.shl (local.get $stateB) (i32.const 1)))))
-            (i32.store offset=327680 (i32.shl (local.get $j) (i32.const 2)) (local.get $stateB))
+            (i32.store16 offset=327680 (i32.shl (local.get $j) (i32.const 1)) (local.get $stateB))
             (if (i32.ge_u (local.get $stateB) (local.get $endFrom))
               (then
                 (i32.store offset=2424832 (i32.shl (local.get $hitsB) (i32.const 3)) (local.get $stateB))
@@ -279,7 +293,7 @@
                   (i32.and (i32.load16_u (i32.add (local.get $table) (i32.shl (i32.load8_u offset=65536 (local.get $j)) (i32.const 1)))) (i32.const 0xff))
                   (i32.const 1)))
               (i32.shl (local.get $stateB) (i32.const 1)))))
-        (i32.store offset=327680 (i32.shl (local.get $j) (i32.const 2)) (local.get $stateB))
+        (i32.store16 offset=327680 (i32.shl (local.get $j) (i32.const 1)) (local.get $stateB))
         (if (i32.ge_u (local.get $stateB) (local.get $endFrom))
           (then
             (i32.store offset=2424832 (i32.shl (local.get $hitsB) (i32.const 3)) (local.get $stateB))
@@ -400,9 +414,15 @@
                   (i32.lt_s (local.get $last) (local.get $open))
                   (i32.le_u (i32.sub (i32.sub (local.get $at) (local.get $open)) (i32.const 4)) (i32.const 252)))
               (then
-                (i64.store offset=4521984 (i32.shl (local.get $quotes) (i32.const 3))
-                  (i64.or (i64.extend_i32_u (local.get $open)) (i64.shl (i64.extend_i32_u (local.get $at)) (i64.const 32))))
-                (local.set $quotes (i32.add (local.get $quotes) (i32.const 1)))
+                ;; a value, unless a colon follows (after white space): then it is a key, taken but not recorded
+                (if (i32.eqz (call $colonAfter (i32.add (local.get $at) (i32.const 1)) (local.get $length)))
+                  (then
+                    (i64.store offset=4521984 (i32.mul (local.get $quotes) (i32.const 12))
+                      (i64.or (i64.extend_i32_u (local.get $open)) (i64.shl (i64.extend_i32_u (local.get $at)) (i64.const 32))))
+                    ;; and the automaton's state after the value's last character
+                    (i32.store offset=4521992 (i32.mul (local.get $quotes) (i32.const 12))
+                      (i32.load16_u offset=327680 (i32.shl (i32.sub (local.get $at) (i32.const 1)) (i32.const 1))))
+                    (local.set $quotes (i32.add (local.get $quotes) (i32.const 1)))))
                 (local.set $open (i32.const -1)))
               (else (local.set $open (i32.add (local.get $at) (i32.const 1)))))
             (local.set $q (i64.and (local.get $q) (i64.sub (local.get $q) (i64.const 1))))

@@ -20,11 +20,12 @@ import {
   surveyRuns,
   unwrap,
 } from '../../src/leak/detect.js';
-import { C_B64, C_HEX, C_LOWER_HEX, C_NOT_HEX, C_SEP, C_SLASH, C_UPPER_HEX, C_VALUE, CLASS, type RunSurvey } from '../../src/leak/runs.js';
+import { C_B64, C_HEX, C_SEP, C_VALUE, CLASS, freshSurvey, hexOnlyRun } from '../../src/leak/runs.js';
 import { defaultShapes, NEEDS, ShapeSet } from '../../src/leak/shapes.js';
 import { LeakScan, PIECE } from '../../src/leak/stream.js';
 import { SecretViolation } from '../../src/secrets/violation.js';
 import { CREDENTIALS } from './fixtures.js';
+import { bareSurvey, type BareSurvey } from './survey.js';
 
 const detect = (text: string) => detectLeak(text, { budget: new DecodeBudget(16 * 1024 * 1024) });
 const GH = 'ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A';
@@ -51,14 +52,19 @@ const runText = fc
 t.test('property: the survey finds the runs the regexes find', async (t) => {
   fc.assert(
     fc.property(runText, (text) => {
-      const survey = surveyRuns(text);
+      const survey = bareSurvey(surveyRuns(text));
       const hexOnly = [...text.matchAll(BASE64_RUN)].map((m) =>
         HEX_ONLY.test(m[0]) && (m[0] === m[0].toLowerCase() || m[0] === m[0].toUpperCase()) ? 1 : 0,
       );
       const hex = [...text.matchAll(HEX_RUN)];
+      const base64 = survey.base64.filter((_, n) => n % 3 !== 0);
+      const flags = survey.base64.filter((_, n) => n % 3 === 0);
       return (
-        isDeepStrictEqual(survey.base64, ranges(text, BASE64_RUN)) &&
-        isDeepStrictEqual(survey.hexOnly, hexOnly) &&
+        isDeepStrictEqual(base64, ranges(text, BASE64_RUN)) &&
+        isDeepStrictEqual(
+          flags.map((f) => (hexOnlyRun(f) ? 1 : 0)),
+          hexOnly,
+        ) &&
         // a separated match makes the survey hand the text back to the regex; otherwise the runs agree
         (survey.separatedHex || !hex.some((m) => m[1] !== undefined)) &&
         (survey.separatedHex || isDeepStrictEqual(survey.hex, ranges(text, HEX_RUN)))
@@ -70,13 +76,10 @@ t.test('property: the survey finds the runs the regexes find', async (t) => {
 });
 
 /** The run survey as the branching run machine computed it (before the arithmetic one): the oracle it must equal. */
-function surveyByBranches(text: string): RunSurvey {
-  const survey: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
+function surveyByBranches(text: string): BareSurvey {
+  const survey: BareSurvey = { base64: [], hex: [], separatedHex: false, quoted: [] };
   const close = (start: number, end: number, flags: number): void => {
-    survey.base64.push(start, end);
-    const bothCases = (flags & (C_LOWER_HEX | C_UPPER_HEX)) === (C_LOWER_HEX | C_UPPER_HEX);
-    survey.hexOnly.push((flags & C_NOT_HEX) === 0 && !bothCases ? 1 : 0);
-    survey.slash.push((flags & C_SLASH) === 0 ? 0 : 1);
+    survey.base64.push(flags, start, end);
   };
   let open = -1;
   let b64Start = -1;
@@ -90,7 +93,8 @@ function surveyByBranches(text: string): RunSurvey {
     if ((cls & C_VALUE) === 0) {
       if (code === 0x22) {
         if (open >= 0 && i - open >= 4 && i - open <= 256) {
-          (survey.quoted as number[]).push(open, i);
+          // a value, not a key (a colon after it, past white space): with no state (withoutStates)
+          if (!/^\s*:/.test(text.slice(i + 1))) survey.quoted.push(open, i, -1);
           open = -1;
         } else open = i + 1;
       } else open = -1;
@@ -122,10 +126,15 @@ function surveyByBranches(text: string): RunSurvey {
   return survey;
 }
 
-/** A survey without the WebAssembly scan's dead marks (scan-wasm.test.ts checks those): what the oracle computes. */
-function bare(survey: RunSurvey): RunSurvey {
-  const { dead: _dead, hexDead: _hexDead, ...rest } = survey;
-  return { ...rest, quoted: Array.from(survey.quoted) };
+/** A survey as the oracle computes it: bare, and its values' states left out (checked against the scan's states apart). */
+function withoutStates(survey: BareSurvey): BareSurvey {
+  return { ...survey, quoted: survey.quoted.map((n, i) => (i % 3 === 2 ? -1 : n)) };
+}
+
+/** Whether each value's state in a survey is the automaton's state after its last character. */
+function statesAgree(survey: BareSurvey, states: Uint32Array): boolean {
+  for (let v = 0; v < survey.quoted.length; v += 3) if (survey.quoted[v + 2] !== states[survey.quoted[v + 1]! - 1]) return false;
+  return true;
 }
 
 /** texts of every run's edges: runs of 15, 16 and 17, hex pairs 6, 7 and 8 in a row, quotes around values of 3 to 257 */
@@ -168,7 +177,7 @@ t.test('property: the arithmetic run machine surveys as the branching one', asyn
     fc.property(edgeText, (text) => {
       const oracle = surveyByBranches(text);
       // the same survey alone and fused with the keyword scan, whose hits and states it must leave as they were
-      const fused: RunSurvey = { base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] };
+      const fused = freshSurvey();
       const hits: number[] = [];
       const plainHits: number[] = [];
       const states = new Uint32Array(text.length);
@@ -176,8 +185,9 @@ t.test('property: the arithmetic run machine surveys as the branching one', asyn
       shapes.keywords.scan(text, (k, start) => hits.push(k, start), states, false, fused);
       shapes.keywords.scan(text, (k, start) => plainHits.push(k, start), plainStates, false);
       return (
-        isDeepStrictEqual(bare(surveyRuns(text)), oracle) &&
-        isDeepStrictEqual(bare(fused), oracle) &&
+        isDeepStrictEqual(withoutStates(bareSurvey(surveyRuns(text))), oracle) &&
+        isDeepStrictEqual(withoutStates(bareSurvey(fused)), oracle) &&
+        statesAgree(bareSurvey(fused), plainStates) &&
         isDeepStrictEqual(hits, plainHits) &&
         isDeepStrictEqual(states, plainStates)
       );
@@ -205,7 +215,11 @@ t.test('the arithmetic run machine on run edges, one row each', async (t) => {
     `${'0'.repeat(20)}${'g'.repeat(20)}`,
     `${'f'.repeat(40)}é${'F'.repeat(17)}`,
   ])
-    t.same(bare(surveyRuns(text)), surveyByBranches(text), JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text));
+    t.same(
+      withoutStates(bareSurvey(surveyRuns(text))),
+      surveyByBranches(text),
+      JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text),
+    );
 });
 
 t.test('property: the run decoders decode as Buffer.from does', async (t) => {
@@ -238,17 +252,16 @@ t.test('property: whenever two joined values match, the seam check keeps the joi
           surface === 'json'
             ? JSON.stringify({ x: extra[0] ?? 'q', a: left, b: right, y: extra[1] ?? 'r' })
             : `x=${extra[0] ?? 'q'}&a=${left}&b=${right}&y=${extra[1] ?? 'r'}`;
-        const states = new Uint32Array(text.length);
-        const seen = { joinKeyword: false, states };
+        const survey = freshSurvey();
+        const seen = { joinKeyword: false, survey };
         shapes.find(text, seen);
         const full = joinedNeighbours(text);
         const fullHit = full !== null && joins.find(full) !== null;
-        const fast = joinedNeighbours(
-          text,
-          seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords },
-        );
+        const seams = seen.joinKeyword ? undefined : { automaton: shapes.keywords, relevant: shapes.joinKeywords };
+        // the states read off the values, and those the scan's survey gives
+        const fast = [joinedNeighbours(text, seams), joinedNeighbours(text, seams, survey)];
         // the fast path may only drop a join that cannot match, and otherwise joins the same
-        return (!fullHit || fast !== null) && (fast === null || fast === full);
+        return fast.every((joined) => (!fullHit || joined !== null) && (joined === null || joined === full));
       }),
       { numRuns: 100 },
     );
@@ -294,22 +307,30 @@ t.test('property: the values found as offsets are the values the regexes find', 
   fc.assert(
     fc.property(pieceText, (text) => {
       const regex = /"([A-Za-z0-9_\-.+/=~]{4,256})"(\s*:)?/g;
-      const matches = [...text.matchAll(regex)].flatMap((m) => [m.index + 1, m.index + 1 + m[1]!.length]);
-      const { quoted } = surveyRuns(text);
+      // the values: the matches without a key's colon
+      const matches = [...text.matchAll(regex)].filter((m) => m[2] === undefined).flatMap((m) => [m.index + 1, m.index + 1 + m[1]!.length]);
+      const alone = surveyRuns(text);
       const oracle = joinedByRegex(text);
-      // the reading of its own, the survey's matches, and both with the seam check of the scan
+      // the reading of its own, the survey's values (of another automaton, and of the seams' own),
+      // and each with the seam check of the scan
       const shapes = defaultShapes();
-      const states = new Uint32Array(text.length);
-      const seen = { joinKeyword: false, states };
+      const survey = freshSurvey();
+      const seen = { joinKeyword: false, survey };
       shapes.find(text, seen);
-      const seams = seen.joinKeyword ? undefined : { automaton: shapes.keywords, states, relevant: shapes.joinKeywords };
-      const fast = joinedNeighbours(text, seams, quoted);
+      const seams = seen.joinKeyword ? undefined : { automaton: shapes.keywords, relevant: shapes.joinKeywords };
+      const fast = joinedNeighbours(text, seams, survey);
+      const values = bareSurvey(alone).quoted.filter((_, n) => n % 3 !== 2);
       return (
-        isDeepStrictEqual(Array.from(quoted), matches) &&
+        isDeepStrictEqual(values, matches) &&
+        isDeepStrictEqual(
+          bareSurvey(survey).quoted.filter((_, n) => n % 3 !== 2),
+          matches,
+        ) &&
         joinedNeighbours(text) === oracle &&
-        joinedNeighbours(text, undefined, quoted) === oracle &&
-        (fast === null || fast === oracle) &&
-        fast === joinedNeighbours(text, seams)
+        joinedNeighbours(text, undefined, alone) === oracle &&
+        joinedNeighbours(text, undefined, survey) === oracle &&
+        // a seam check may drop the join (none of its keywords spans a seam), never change it
+        [fast, joinedNeighbours(text, seams), joinedNeighbours(text, seams, alone)].every((joined) => joined === null || joined === oracle)
       );
     }),
     { numRuns: 3000 },

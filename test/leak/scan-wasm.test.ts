@@ -10,18 +10,17 @@ import fc from '../helpers/fc.js';
 import t from 'tap';
 import { CONTROL, DecodeBudget, decodeBase64Range, decodeHexRange, detectLeak, hasControlByte, keptText } from '../../src/leak/detect.js';
 import { WASM_MIN } from '../../src/leak/keywords.js';
-import type { RunSurvey } from '../../src/leak/runs.js';
+import { freshSurvey, RUN_BASE64, RUN_DEAD, RUN_HEX, type RunSurvey } from '../../src/leak/runs.js';
 import { LAYOUT, MAX_TEXT, useWasmScan, wasmHasControl } from '../../src/leak/scan-wasm.js';
 import { defaultShapes } from '../../src/leak/shapes.js';
 import { CREDENTIALS } from './fixtures.js';
-
-const fresh = (): RunSurvey => ({ base64: [], hexOnly: [], slash: [], hex: [], separatedHex: false, quoted: [] });
+import { bareSurvey, type BareSurvey } from './survey.js';
 
 interface Scanned {
   complete: boolean;
   hits: number[];
   states: Uint32Array;
-  survey: RunSurvey;
+  survey: BareSurvey;
   plainHits: number[];
 }
 
@@ -32,14 +31,11 @@ function scanWith(wasm: boolean, text: string): Scanned {
     const hits: number[] = [];
     const plainHits: number[] = [];
     const states = new Uint32Array(text.length);
-    const survey = fresh();
+    const survey = freshSurvey();
     const complete = automaton.scan(text, (k, start) => hits.push(k, start), states, false, survey);
     automaton.scan(text, (k, start) => plainHits.push(k, start));
     // the runs whose decoding is surely dropped: only the WebAssembly scan tells (checked on their own below)
-    delete survey.dead;
-    delete survey.hexDead;
-    survey.quoted = Array.from(survey.quoted);
-    return { complete, hits, states, survey, plainHits };
+    return { complete, hits, states, survey: bareSurvey(survey), plainHits };
   } finally {
     useWasmScan(true);
   }
@@ -134,22 +130,22 @@ t.test('property: the WebAssembly loop agrees at every block edge', async (t) =>
 
 /** Whether every run the WebAssembly scan calls dead decodes to bytes keptText drops; counts them. */
 function deadRunsDrop(text: string, counts: { dead: number; alive: number }): boolean {
-  const survey = fresh();
+  const survey: RunSurvey = freshSurvey();
   defaultShapes().keywords.scan(text, () => undefined, undefined, false, survey);
-  if (text.length < WASM_MIN) return survey.dead === undefined;
-  const kinds: Array<[number[], number[] | undefined, (start: number, end: number) => Buffer]> = [
-    [survey.base64, survey.dead, (start, end) => decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end)],
-    [survey.hex, survey.hexDead, (start, end) => decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end)],
-  ];
-  for (const [runs, marks, decode] of kinds) {
-    if (marks === undefined || marks.length !== runs.length / 2) return false;
-    for (let r = 0; r < runs.length; r += 2) {
-      const kept = keptText(decode(runs[r]!, runs[r + 1]!));
-      if (marks[r >> 1] === 1) {
-        counts.dead++;
-        if (kept !== null) return false;
-      } else counts.alive++;
-    }
+  const runs = survey.runs;
+  const decoders: Record<number, (start: number, end: number) => Buffer> = {
+    [RUN_BASE64]: (start, end) => decodeBase64Range(text, start, (end - start) % 4 === 1 ? end - 1 : end),
+    [RUN_HEX]: (start, end) => decodeHexRange(text, start, (end - start) % 2 === 1 ? end - 1 : end),
+  };
+  for (let r = 0; r < runs.length; r += 3) {
+    const dead = (runs[r]! & RUN_DEAD) !== 0;
+    // the JavaScript loop marks none
+    if (dead && text.length < WASM_MIN) return false;
+    const kept = keptText(decoders[runs[r]! & 0xf]!(runs[r + 1]!, runs[r + 2]!));
+    if (dead) {
+      counts.dead++;
+      if (kept !== null) return false;
+    } else counts.alive++;
   }
   return true;
 }
@@ -258,6 +254,28 @@ t.test('the WebAssembly loop on edges, one row each', async (t) => {
   for (const text of rows) t.same(scanWith(true, text), scanWith(false, text), `${text.slice(0, 24)}... (${text.length})`);
 });
 
+t.test('a JSON key (a value with a colon after it) at every offset of a block, and at the end of the text', async (t) => {
+  let compared = 0;
+  for (let pad = 50; pad <= 140; pad++)
+    for (const after of [':', ' :', '\t\n :', ' ', '', ' x:', '"']) {
+      const text = `${' '.repeat(pad)}"abcd"${after}${' '.repeat(pad % 7)}`;
+      const js = scanWith(false, text);
+      if (!isDeepStrictEqual(scanWith(true, text), js)) t.fail(JSON.stringify(text));
+      compared++;
+    }
+  t.ok(compared > 500, `${compared} texts compared`);
+  // what a scan before left in the module's memory past the end of a text is not read: a colon
+  // there does not make the value at the end a key (a text of whole blocks: nothing past its end
+  // is cleared)
+  const before = `${' '.repeat(58)}"abcd":"efgh"`;
+  const text = `${' '.repeat(58)}"abcd"`;
+  t.equal(text.length % 64, 0);
+  scanWith(true, before);
+  const wasm = scanWith(true, text);
+  t.same(wasm, scanWith(false, text));
+  t.equal(wasm.survey.quoted.length, 3, 'the value at the end is a value');
+});
+
 t.test('a keyword across the middle, where the second chain of the WebAssembly loop starts', async (t) => {
   // the second chain starts from the root the longest keyword's length before the middle: a long
   // keyword that starts before the middle and ends after it is where a short warm-up would miss
@@ -311,6 +329,7 @@ t.test("the .wat's memory offsets are the layout scan-wasm.ts writes and reads",
       RUNS_AT + 4,
       RUNS_AT + 8,
       QUOTED_AT,
+      QUOTED_AT + 8,
     ],
   );
 });
