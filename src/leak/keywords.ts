@@ -98,7 +98,7 @@ export class KeywordAutomaton {
       width++;
     }
     // renumbered: the root first, states where no keyword ends next, those where one ends last
-    const order = [...out.keys()].sort((x, y) => (out[x] ? 1 : 0) - (out[y] ? 1 : 0) || x - y);
+    const order = [...out.keys()].sort((x, y) => (out[x] ? 1 : 0) - (out[y] ? 1 : 0) || depth[x]! - depth[y]! || x - y);
     const rank = new Array<number>(goto.length);
     order.forEach((old, r) => (rank[old] = r));
     const narrow = goto.length * width <= 0x10000 ? new Uint16Array(goto.length * width) : new Uint32Array(goto.length * width);

@@ -85,11 +85,12 @@ const NEAR_FORMAT: ReadonlyArray<{ name: string; source: string; keywords: strin
 
 /**
  * Literals every match of a gitleaks rule's regex holds, by rule id, where its keyword is so short
- * that its hits make windows over most of a body (the "ey" of jwt is in every "key"). jwt's regex
- * is `\b(ey[a-zA-Z0-9]{17,}\.ey...`: case-sensitive, and every match has ".ey" (the test pins the
- * source, so a rule update is looked at again).
+ * that its hits make windows over most of a body (the "ey" of jwt is in every "key", the "sk" of
+ * twilio-api-key in "task", "risk" and random base64). jwt's regex is `\b(ey[a-zA-Z0-9]{17,}\.ey...`:
+ * case-sensitive, and every match has ".ey"; twilio-api-key's is `SK[0-9a-fA-F]{32}`, every match
+ * has "SK" (the test pins both sources, so a rule update is looked at again).
  */
-export const NEEDS: Readonly<Record<string, string>> = { jwt: '.ey' };
+export const NEEDS: Readonly<Record<string, string>> = { jwt: '.ey', 'twilio-api-key': 'SK' };
 
 /** Keywords for sluice's own table (LEAK_PATTERNS), by name: the literal each shape starts with, lower-cased. */
 const OWN_KEYWORDS: Readonly<Record<string, readonly string[]>> = {

@@ -548,7 +548,7 @@ t.test('a needed literal: pinned to the regex it was read off, and no window wit
     String.raw`\b(ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9\/\\_-]{17,}\.(?:[a-zA-Z0-9\/\\_-]{10,}={0,2})?)(?:[\x60'"\s;]|\\[nr]|$)`,
   );
   t.equal(jwt.regex.flags, 'g', 'case-sensitive');
-  t.same(NEEDS, { jwt: '.ey' });
+  t.same(NEEDS, { jwt: '.ey', 'twilio-api-key': 'SK' });
   t.equal(jwt.needs, '.ey');
   // the same shapes without the literal: the slow path the check stands in for
   const without = new ShapeSet(shapes.shapes.map((shape) => ({ ...shape, needs: undefined })));
@@ -597,6 +597,32 @@ t.test('a needed literal: pinned to the regex it was read off, and no window wit
     { numRuns: 3000 },
   );
   t.ok(found > 100, `3000 texts, ${found} with a jwt finding`);
+});
+
+t.test("twilio-api-key's needed literal: pinned to its regex, and no window with a match lacks it", async (t) => {
+  const shapes = defaultShapes();
+  const twilio = shapes.shapes.find((shape) => shape.name === 'gitleaks:twilio-api-key')!;
+  t.equal(twilio.regex.source, 'SK[0-9a-fA-F]{32}');
+  t.equal(twilio.regex.flags, 'g', 'case-sensitive');
+  t.equal(twilio.needs, 'SK');
+  const alone = new ShapeSet([twilio]);
+  const aloneWithout = new ShapeSet([{ ...twilio, needs: undefined }]);
+  const key = `SK${'0123456789abcdef'.repeat(2)}`;
+  const piece = fc.oneof(
+    fc.constantFrom(key, key.toUpperCase(), `sk${key.slice(2)}`, `Sk${key.slice(2)}`, 'task', 'risk', 'SK', 'sk', ' ', '"', '\n'),
+    fc.string({ unit: fc.constantFrom('s', 'S', 'k', 'K', '0', 'a', 'F', ' '), maxLength: 40 }),
+  );
+  let found = 0;
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 30 }), fc.nat(3000), (pieces, pad) => {
+      const text = 'x'.repeat(pad % 2 === 0 ? 0 : pad) + pieces.join('');
+      const slow = aloneWithout.find(text) !== null;
+      if (slow) found++;
+      return (alone.find(text) !== null) === slow;
+    }),
+    { numRuns: 3000 },
+  );
+  t.ok(found > 100, `3000 texts, ${found} with a twilio finding`);
 });
 
 /** unwrap as it was: every text with a break split and joined again (the fast path hands back the text without) */
