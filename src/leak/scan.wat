@@ -23,29 +23,85 @@
   ;; Whether the bytes a run decodes to are surely not text detect.ts keptText keeps: fewer than 8,
   ;; or a control byte (0x00-0x08, 0x0e-0x1f, 0x7f) and no printable run of 10 (not starting with a
   ;; space). 0 says maybe: the JavaScript decodes the run and decides. The sextets are at 0x100, the
-  ;; hex digits' values at 0x180 (scan-wasm.ts writes both).
+  ;; hex digits' values at 0x180 (scan-wasm.ts writes both). Each byte is looked at without a branch
+  ;; on its value (random bytes would mispredict one about every other byte): a printable byte
+  ;; (0x20-0x7e) goes on with a run, which never starts with a space; any other ends it, and a
+  ;; control byte is noted.
   (func $dead64 (param $start i32) (param $end i32) (result i32)
-    (local $i i32) (local $acc i32) (local $bits i32) (local $n i32) (local $run i32) (local $control i32) (local $b i32)
+    (local $i i32) (local $v i32) (local $n i32) (local $run i32) (local $control i32) (local $b i32) (local $full i32)
     ;; a trailing group of one character gives no byte
     (if (i32.eq (i32.and (i32.sub (local.get $end) (local.get $start)) (i32.const 3)) (i32.const 1))
       (then (local.set $end (i32.sub (local.get $end) (i32.const 1)))))
+    (local.set $n (i32.shr_u (i32.mul (i32.sub (local.get $end) (local.get $start)) (i32.const 3)) (i32.const 2)))
+    ;; four characters (24 bits) at a time: three bytes
+    (local.set $full (i32.sub (local.get $end) (i32.and (i32.sub (local.get $end) (local.get $start)) (i32.const 3))))
     (local.set $i (local.get $start))
     (block $done
-      (loop $char
-        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
-        (local.set $acc
-          (i32.and
-            (i32.or (i32.shl (local.get $acc) (i32.const 6)) (i32.load8_u offset=256 (i32.load8_u offset=65536 (local.get $i))))
-            (i32.const 0xffff)))
-        (local.set $bits (i32.add (local.get $bits) (i32.const 6)))
-        (if (i32.ge_s (local.get $bits) (i32.const 8))
+      (loop $group
+        (br_if $done (i32.ge_u (local.get $i) (local.get $full)))
+        (local.set $v
+          (i32.or
+            (i32.or (i32.shl (i32.load8_u offset=256 (i32.load8_u offset=65536 (local.get $i))) (i32.const 18)) (i32.shl (i32.load8_u offset=256 (i32.load8_u offset=65537 (local.get $i))) (i32.const 12)))
+            (i32.or (i32.shl (i32.load8_u offset=256 (i32.load8_u offset=65538 (local.get $i))) (i32.const 6)) (i32.load8_u offset=256 (i32.load8_u offset=65539 (local.get $i))))))
+        (local.set $b (i32.shr_u (local.get $v) (i32.const 16)))
+        (local.set $run
+          (select
+            (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
+            (i32.const 0)
+            (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))))
+        (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0))))
+        (local.set $control
+          (i32.or (local.get $control)
+            (i32.or
+              (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
+              (i32.eq (local.get $b) (i32.const 0x7f)))))
+        (local.set $b (i32.and (i32.shr_u (local.get $v) (i32.const 8)) (i32.const 0xff)))
+        (local.set $run
+          (select
+            (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
+            (i32.const 0)
+            (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))))
+        (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0))))
+        (local.set $control
+          (i32.or (local.get $control)
+            (i32.or
+              (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
+              (i32.eq (local.get $b) (i32.const 0x7f)))))
+        (local.set $b (i32.and (local.get $v) (i32.const 0xff)))
+        (local.set $run
+          (select
+            (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
+            (i32.const 0)
+            (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))))
+        (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0))))
+        (local.set $control
+          (i32.or (local.get $control)
+            (i32.or
+              (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
+              (i32.eq (local.get $b) (i32.const 0x7f)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $group)))
+    ;; a last group of two characters gives one byte (12 bits, the top 8), of three two (18 bits, the top 16)
+    (if (i32.ge_u (i32.sub (local.get $end) (local.get $full)) (i32.const 2))
+      (then
+        (local.set $v (i32.or (i32.shl (i32.load8_u offset=256 (i32.load8_u offset=65536 (local.get $i))) (i32.const 18)) (i32.shl (i32.load8_u offset=256 (i32.load8_u offset=65537 (local.get $i))) (i32.const 12))))
+        (if (i32.eq (i32.sub (local.get $end) (local.get $full)) (i32.const 3))
+          (then (local.set $v (i32.or (local.get $v) (i32.shl (i32.load8_u offset=256 (i32.load8_u offset=65538 (local.get $i))) (i32.const 6))))))
+        (local.set $b (i32.shr_u (local.get $v) (i32.const 16)))
+        (local.set $run
+          (select
+            (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
+            (i32.const 0)
+            (i32.le_u (i32.sub (local.get $b) (i32.const 0x20)) (i32.const 0x5e))))
+        (if (i32.ge_s (local.get $run) (i32.const 10)) (then (return (i32.const 0))))
+        (local.set $control
+          (i32.or (local.get $control)
+            (i32.or
+              (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
+              (i32.eq (local.get $b) (i32.const 0x7f)))))
+        (if (i32.eq (i32.sub (local.get $end) (local.get $full)) (i32.const 3))
           (then
-            (local.set $bits (i32.sub (local.get $bits) (i32.const 8)))
-            (local.set $b (i32.and (i32.shr_u (local.get $acc) (local.get $bits)) (i32.const 0xff)))
-            (local.set $n (i32.add (local.get $n) (i32.const 1)))
-            ;; without a branch on the byte (random bytes would mispredict one about every other byte):
-            ;; a printable byte (0x20-0x7e) goes on with a run, which never starts with a space; any other
-            ;; ends it, and a control byte (0x00-0x08, 0x0e-0x1f, 0x7f) is noted
+            (local.set $b (i32.and (i32.shr_u (local.get $v) (i32.const 8)) (i32.const 0xff)))
             (local.set $run
               (select
                 (i32.add (local.get $run) (i32.or (i32.ne (local.get $run) (i32.const 0)) (i32.ne (local.get $b) (i32.const 0x20))))
@@ -56,10 +112,7 @@
               (i32.or (local.get $control)
                 (i32.or
                   (i32.or (i32.le_u (local.get $b) (i32.const 0x08)) (i32.le_u (i32.sub (local.get $b) (i32.const 0x0e)) (i32.const 0x11)))
-                  (i32.eq (local.get $b) (i32.const 0x7f)))))
-  ))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $char)))
+                  (i32.eq (local.get $b) (i32.const 0x7f)))))))))
     (i32.or (i32.lt_s (local.get $n) (i32.const 8)) (local.get $control)))
 
   (func $deadHex (param $start i32) (param $end i32) (result i32)
