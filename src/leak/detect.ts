@@ -15,9 +15,9 @@ import { isUtf8 } from 'node:buffer';
 import type { KeywordAutomaton } from './keywords.js';
 import {
   C_SLASH,
+  colonAfter,
   freshSurvey,
   hexOnlyRun,
-  isSpace,
   NIBBLE,
   RUN_BASE64,
   RUN_DEAD,
@@ -431,11 +431,10 @@ function jsonValues(text: string, out: number[]): void {
       q = text.indexOf('"', q + 1);
       continue;
     }
-    let after = end + 1;
-    while (after < length && isSpace(text.charCodeAt(after))) after++;
-    if (after < length && text.charCodeAt(after) === 0x3a) {
+    const colon = colonAfter(text, end + 1);
+    if (colon >= 0) {
       // a key
-      q = text.indexOf('"', after + 1);
+      q = text.indexOf('"', colon + 1);
       continue;
     }
     out.push(start, end, -1);
@@ -608,11 +607,10 @@ function level(raw: string, shapes: ShapeSet, budget: DecodeBudget, depth: numbe
     if (split) return { shape: split.shape.name, chain, split: true };
   }
   if (depth === 0) return null;
-  const runs = survey;
   const children: Array<[Decoding, () => string | null]> = [
     ['percent', () => (text.includes('%') && PERCENT.test(text) ? percentDecode(text) : null)],
-    ['base64', () => base64Runs(text, runs)],
-    ['hex', () => hexRuns(text, runs)],
+    ['base64', () => base64Runs(text, survey)],
+    ['hex', () => hexRuns(text, survey)],
   ];
   for (const [kind, decode] of children) {
     const child = decode();

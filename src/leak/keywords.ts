@@ -4,7 +4,7 @@
 // the shapes, and a shape's own regex runs only near its keywords (shapes.ts).
 
 import { wasmScan, wasmTables, type WasmScan, type WasmTables } from './scan-wasm.js';
-import { C_B64, C_HEX, C_SEP, C_VALUE, CLASS, freshSurvey, isSpace, RUN_BASE64, RUN_HEX, type RunSurvey, type SurveyRoom } from './runs.js';
+import { C_B64, C_HEX, C_SEP, C_VALUE, CLASS, colonAfter, freshSurvey, RUN_BASE64, RUN_HEX, type RunSurvey, type SurveyRoom } from './runs.js';
 
 const ALPHABET = 128;
 /** texts at least this long go to the WebAssembly loop (scan-wasm.ts); a shorter one costs less in JavaScript than the call */
@@ -196,7 +196,7 @@ export class KeywordAutomaton {
       const cls = entry >> 8;
       if (code === 0x22) {
         if (open >= 0 && i - open >= 4 && i - open <= 256) {
-          if (!colonAfter(text, i + 1)) quoted.push(open, i, before);
+          if (colonAfter(text, i + 1) < 0) quoted.push(open, i, before);
           open = -1;
         } else open = i + 1;
       } else open |= ((cls >> 7) & 1) - 1; // C_VALUE: kept; any other character: -1
@@ -291,12 +291,6 @@ export class KeywordAutomaton {
     }
     return false;
   }
-}
-
-/** Whether text from `at` on holds a colon after white space: the quoted value before it is a JSON key. */
-function colonAfter(text: string, at: number): boolean {
-  while (at < text.length && isSpace(text.charCodeAt(at))) at++;
-  return at < text.length && text.charCodeAt(at) === 0x3a;
 }
 
 /** The WebAssembly scan's hit records, copied out for the callbacks (see #fromWasm). */

@@ -36,7 +36,7 @@ export interface RunSurvey {
   /**
    * Run records: RUN_BASE64 or RUN_HEX | RUN_DEAD | flags << 8, start, end (exclusive). The records
    * of one kind are in order of their starts; the kinds may interleave. A base64 run's flags are
-   * the union of its characters' classes (base64Flags reads them); a hex run has none. RUN_DEAD
+   * the union of its characters' classes (hexOnlyRun reads them); a hex run has none. RUN_DEAD
    * marks a run whose bytes, decoded whole, are surely not text keptText keeps (fewer than 8, or a
    * control byte and no printable run of 10): only the WebAssembly scan (scan.wat) marks them.
    */
@@ -87,7 +87,7 @@ export function hexOnlyRun(flags: number): boolean {
 }
 
 /** Whether `code` is what \s matches (ECMAScript WhiteSpace and LineTerminator). */
-export function isSpace(code: number): boolean {
+function isSpace(code: number): boolean {
   if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
   if (code < 0xa0) return false;
   return (
@@ -101,6 +101,15 @@ export function isSpace(code: number): boolean {
     code === 0x3000 ||
     code === 0xfeff
   );
+}
+
+/**
+ * Where a colon follows text[at] after white space, or -1: a quoted value ending just before `at`
+ * is then a JSON key (what JSON_PIECE's `(\s*:)?` takes along).
+ */
+export function colonAfter(text: string, at: number): number {
+  while (at < text.length && isSpace(text.charCodeAt(at))) at++;
+  return at < text.length && text.charCodeAt(at) === 0x3a ? at : -1;
 }
 
 /** sextet of a base64 or base64url character (the survey only hands over runs of those) */
